@@ -1,0 +1,589 @@
+//! `schoolvault`: the command-line program, a thin layer over `schoolvault-engine`.
+//!
+//! It parses arguments, opens the vault, calls one engine job, and prints the result for people
+//! or, with `--json`, as one JSON document on stdout (progress as JSON lines on stderr). Exit
+//! code 0 only on success; errors are one line on stderr that says what to do.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::crypto::Key;
+use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions, Vault};
+use schoolvault_engine::keychain::{KeyOrigin, Keys, OsKeychain};
+use schoolvault_engine::progress::{Phase, Progress, ProgressEvent, Silent};
+use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::{config, Error, ErrorKind, Result};
+
+/// Print a line on stdout; a closed pipe (`| head`) is not an error worth a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "schoolvault",
+    version,
+    about = "Encrypted, consistent backups of the school's database",
+    long_about = "Encrypted, consistent backups of the school's database.\n\n\
+        The database address comes from --db or SCHOOLVAULT_DB; put the password in PGPASSWORD \
+        or the keychain rather than in the address. The encryption key comes from --key-file, \
+        BACKUP_ENCRYPTION_KEY, or the OS keychain (generated on the first backup)."
+)]
+struct Cli {
+    /// The database to back up or restore into: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, env = "SCHOOLVAULT_DB", global = true, hide_env_values = true)]
+    db: Option<String>,
+    /// The backup folder [default: the platform's data folder]/backups.
+    #[arg(long, env = "SCHOOLVAULT_DIR", global = true)]
+    dir: Option<PathBuf>,
+    /// The catalog file [default: the platform's data folder]/catalog.sqlite.
+    #[arg(long, env = "SCHOOLVAULT_CATALOG", global = true)]
+    catalog: Option<PathBuf>,
+    /// A file holding the key (64 hex characters, mode 0600) instead of the keychain.
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
+    /// Print one JSON document on stdout; progress as JSON lines on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Manual,
+    Scheduled,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up the database into a new encrypted file.
+    Backup {
+        /// Why this backup is made.
+        #[arg(long = "type", value_enum, default_value = "manual")]
+        kind: KindArg,
+        /// Parallel export connections.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
+    /// List the backups, newest first.
+    List,
+    /// Show a backup's header and contents.
+    Inspect {
+        /// A backup id or a file.
+        backup: String,
+    },
+    /// Read a backup completely and check every table's rows and checksum.
+    Verify {
+        /// A backup id or a file.
+        backup: String,
+    },
+    /// Replace the database's data with a backup's, in one transaction.
+    Restore {
+        /// A backup id or a file.
+        backup: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Restore into this database instead of --db.
+        #[arg(long)]
+        target_db: Option<String>,
+        /// Skip the safety backup of the target taken before restoring.
+        #[arg(long)]
+        no_safety_backup: bool,
+    },
+    /// Delete a backup's file and its entry.
+    Delete {
+        /// The backup id.
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Rebuild the list from the files in the backup folder.
+    Rescan,
+    /// Manage the encryption key.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Write a backup's decrypted .tar.gz to stdout.
+    Decrypt {
+        /// A backup id or a file.
+        backup: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Generate a new key and make it current (earlier keys stay, for old backups).
+    Generate,
+    /// Import a key: 64 hex characters on stdin (e.g. the old system's BACKUP_ENCRYPTION_KEY).
+    Import,
+    /// Print the current key (for the recovery copy). Keep it secret.
+    Export,
+    /// Print the current key's fingerprint.
+    Fingerprint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eout!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+                out!("{doc}");
+            }
+            eout!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn target(url: Option<&str>, what: &str) -> Result<PgTarget> {
+    let url = url.ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("No database given to {what}"),
+            "Pass --db postgres://USER@HOST:PORT/DATABASE or set SCHOOLVAULT_DB",
+        )
+    })?;
+    PgTarget::parse(url)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| {
+        Error::new(ErrorKind::Internal, format!("encoding output: {e}"), "")
+    })?;
+    out!("{text}");
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// Ask on a terminal; refuse elsewhere.
+fn confirm(question: &str, expected: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "Refusing to go on without confirmation",
+            "Add --yes to confirm when not running on a terminal",
+        ));
+    }
+    eprint!("{question} Type {expected:?} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("reading the answer", &e))?;
+    if answer.trim() == expected {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            "Not confirmed",
+            "Nothing was changed",
+        ))
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let keys = Keys::new(cli.key_file.as_deref(), Box::new(OsKeychain))?;
+    if let Command::Key { action } = &cli.command {
+        return key_command(action, &keys, cli.json);
+    }
+    let dir = match cli.dir.clone() {
+        Some(d) => d,
+        None => config::default_backup_dir()?,
+    };
+    let catalog = match cli.catalog.clone() {
+        Some(c) => c,
+        None => config::default_catalog()?,
+    };
+    let vault = Vault::open(dir, &catalog, keys).await?;
+    let progress = progress_for(cli.json);
+    let json = cli.json;
+    match cli.command {
+        Command::Backup { kind, jobs } => {
+            let target = target(cli.db.as_deref(), "back up")?;
+            let opts = BackupOptions {
+                kind: match kind {
+                    KindArg::Manual => BackupKind::Manual,
+                    KindArg::Scheduled => BackupKind::Scheduled,
+                },
+                jobs,
+                ..BackupOptions::default()
+            };
+            let out = jobs::backup(&vault, &target, &opts, progress.clone()).await;
+            progress_done(&progress);
+            let out = out?;
+            let b = &out.backup;
+            if json {
+                print_json(&serde_json::json!({
+                    "id": b.id, "file": b.path, "size": b.size, "sha256": b.sha256,
+                    "key_fingerprint": b.key_fingerprint, "tables": b.tables, "rows": b.rows,
+                    "duration_ms": b.duration_ms, "key_generated": out.key_generated,
+                }))?;
+            } else {
+                out!(
+                    "Backup {} of {} written: {} tables, {} rows, {} in {:.1} s",
+                    b.id,
+                    b.database,
+                    b.tables,
+                    b.rows,
+                    human_size(b.size),
+                    b.duration_ms as f64 / 1000.0
+                );
+                out!("File: {}", b.path.display());
+            }
+            if out.key_generated {
+                eout!(
+                    "A new encryption key was generated and stored in the OS keychain (fingerprint {}).\n\
+                     Save a recovery copy NOW with `schoolvault key export` and keep it somewhere safe:\n\
+                     without it, these backups cannot be opened if this computer is lost.",
+                    b.key_fingerprint
+                );
+            }
+        }
+        Command::List => {
+            let list = vault.catalog.list().await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                out!("No backups yet. Make one with `schoolvault backup`.");
+            } else {
+                out!(
+                    "{:<22} {:<20} {:<9} {:>10} {:>7} {:>10} {:>8}  {}",
+                    "ID", "CREATED (UTC)", "TYPE", "SIZE", "TABLES", "ROWS", "TIME", "VERIFIED"
+                );
+                for b in list {
+                    let verified = match (b.verify_ok, b.verified_at) {
+                        (Some(true), Some(t)) => format!("ok {}", t.format("%Y-%m-%d %H:%M")),
+                        (Some(false), _) => "FAILED".to_string(),
+                        _ => "-".to_string(),
+                    };
+                    let status = if b.status == "complete" {
+                        String::new()
+                    } else {
+                        format!("  [{}]", b.status)
+                    };
+                    out!(
+                        "{:<22} {:<20} {:<9} {:>10} {:>7} {:>10} {:>7.1}s  {}{}",
+                        b.id,
+                        b.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        b.kind.as_str(),
+                        human_size(b.size),
+                        b.tables,
+                        b.rows,
+                        b.duration_ms as f64 / 1000.0,
+                        verified,
+                        status
+                    );
+                }
+            }
+        }
+        Command::Inspect { backup } => {
+            let report = jobs::inspect(&vault, &backup).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let h = &report.header;
+                out!("File:        {}", report.path.display());
+                out!("Backup id:   {}", h.backup_id);
+                out!("Type:        {}", h.kind.as_str());
+                out!("Created:     {}", h.created_at.to_rfc3339());
+                out!(
+                    "Source:      {} {} database {}",
+                    h.source.engine, h.source.server_version, h.source.database
+                );
+                out!("Key:         {}", h.key_fingerprint);
+                out!("Written by:  SchoolVault {}", h.app_version);
+                match (&report.manifest, &report.manifest_error) {
+                    (Some(m), _) => {
+                        out!("Snapshot at: {}", m.snapshot_at.to_rfc3339());
+                        out!("Tables ({}):", m.tables.len());
+                        for t in &m.tables {
+                            out!("  {}", t.display_name());
+                        }
+                        out!("Sequences:   {}", m.sequences.len());
+                    }
+                    (None, Some(e)) => out!("Contents:    not readable: {e}"),
+                    (None, None) => {}
+                }
+            }
+        }
+        Command::Verify { backup } => {
+            let report = jobs::verify(&vault, &backup, progress.clone()).await;
+            progress_done(&progress);
+            let report = report?;
+            if json {
+                print_json(&report)?;
+            } else {
+                out!(
+                    "Backup {} is good: {} tables, {} rows, {} of data checked.",
+                    report.backup_id,
+                    report.tables,
+                    report.rows,
+                    human_size(report.bytes)
+                );
+            }
+        }
+        Command::Restore {
+            backup,
+            yes,
+            target_db,
+            no_safety_backup,
+        } => {
+            let url = target_db.or(cli.db);
+            let target = target(url.as_deref(), "restore into")?;
+            if !yes {
+                confirm(
+                    &format!(
+                        "This replaces ALL data in the backup's tables of {} with the backup's.",
+                        target.describe()
+                    ),
+                    &target.database(),
+                )?;
+            }
+            let opts = RestoreOptions {
+                safety_backup: !no_safety_backup,
+                ..RestoreOptions::default()
+            };
+            let out = jobs::restore(&vault, &backup, &target, &opts, progress.clone()).await;
+            progress_done(&progress);
+            let out = out?;
+            if json {
+                print_json(&out)?;
+            } else {
+                out!(
+                    "Restored backup {} into {}: {} tables, {} rows in {:.1} s.",
+                    out.backup_id,
+                    out.target,
+                    out.tables,
+                    out.rows,
+                    out.duration_ms as f64 / 1000.0
+                );
+                if let Some(s) = &out.safety_backup {
+                    out!(
+                        "The data as it was before is in safety backup {} (undo with `schoolvault restore {} --yes`).",
+                        s.id, s.id
+                    );
+                }
+            }
+        }
+        Command::Delete { id, yes } => {
+            if !yes {
+                confirm(&format!("This deletes backup {id} for good."), &id)?;
+            }
+            let rec = jobs::delete(&vault, &id).await?;
+            if json {
+                print_json(&rec)?;
+            } else {
+                out!("Deleted backup {} ({}).", rec.id, rec.path.display());
+            }
+        }
+        Command::Rescan => {
+            let entries = jobs::rescan(&vault, progress.clone()).await;
+            progress_done(&progress);
+            let entries = entries?;
+            if json {
+                print_json(&entries)?;
+            } else {
+                for e in &entries {
+                    match &e.message {
+                        Some(m) => out!("{}: {} ({m})", e.path.display(), e.status),
+                        None => out!("{}: {}", e.path.display(), e.status),
+                    }
+                }
+                out!("{} files found in {}.", entries.len(), vault.dir.display());
+            }
+        }
+        Command::Decrypt { backup } => {
+            if std::io::stdout().is_terminal() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "Refusing to write binary data to the terminal",
+                    "Redirect it: schoolvault decrypt FILE > backup.tar.gz (or | tar tz)",
+                ));
+            }
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match jobs::decrypt(&vault, &backup, &mut lock).await {
+                // The reader stopped early (`| tar t | head`): not an error of ours.
+                Err(e) if e.message().contains("Broken pipe") => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Command::Key { .. } => {}
+    }
+    Ok(())
+}
+
+fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
+    let show = |key: &Key, origin: &KeyOrigin, what: &str| -> Result<()> {
+        if json {
+            print_json(&serde_json::json!({"fingerprint": key.fingerprint().to_string(), "origin": origin.to_string()}))
+        } else {
+            out!("{what} {} (from {origin})", key.fingerprint());
+            Ok(())
+        }
+    };
+    match action {
+        KeyAction::Generate => {
+            let key = Key::generate();
+            keys.store(&key)?;
+            show(&key, &KeyOrigin::Keychain, "Generated and stored key")?;
+            eout!("Save a recovery copy now with `schoolvault key export`: a backup whose key is lost cannot be opened.");
+        }
+        KeyAction::Import => {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(4096)
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("reading the key from stdin", &e))?;
+            let text = zeroize::Zeroizing::new(text);
+            let key = Key::from_hex(&text)?;
+            keys.store(&key)?;
+            show(&key, &KeyOrigin::Keychain, "Imported key")?;
+        }
+        KeyAction::Export => {
+            let (key, origin) = keys.current()?;
+            if json {
+                print_json(&serde_json::json!({"fingerprint": key.fingerprint().to_string(), "key": key.to_hex().as_str()}))?;
+            } else {
+                out!("{}", key.to_hex().as_str());
+                eout!(
+                    "This is the encryption key {} (from {origin}). Anyone who has it can read your backups: store it offline, safely.",
+                    key.fingerprint()
+                );
+            }
+        }
+        KeyAction::Fingerprint => {
+            let (key, origin) = keys.current()?;
+            show(&key, &origin, "Key")?;
+        }
+    }
+    Ok(())
+}
+
+/// Progress for the terminal (a bar), as JSON lines (--json), or nothing (not a terminal).
+fn progress_for(json: bool) -> Arc<dyn Progress> {
+    if json {
+        Arc::new(JsonLines(Mutex::new(Instant::now() - Duration::from_secs(1))))
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bar::new())
+    } else {
+        Arc::new(Silent)
+    }
+}
+
+fn progress_done(_progress: &Arc<dyn Progress>) {
+    // Bars finish when dropped; JSON lines need nothing.
+}
+
+struct JsonLines(Mutex<Instant>);
+
+impl Progress for JsonLines {
+    fn report(&self, event: &ProgressEvent) {
+        // At most ten lines a second, but every phase change.
+        if let Ok(mut last) = self.0.lock() {
+            let is_phase = event.table.is_none();
+            if !is_phase && last.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        if let Ok(line) = serde_json::to_string(event) {
+            eout!("{line}");
+        }
+    }
+}
+
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Self {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {prefix:<10} [{bar:30}] {bytes}/{total_bytes} {msg} (ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn report(&self, e: &ProgressEvent) {
+        let phase = match e.phase {
+            Phase::Connect => "connect",
+            Phase::Snapshot => "snapshot",
+            Phase::Export => "export",
+            Phase::Finish => "finish",
+            Phase::SafetyBackup => "safety",
+            Phase::Restore => "restore",
+            Phase::Verify => "verify",
+            Phase::Commit => "commit",
+        };
+        self.bar.set_prefix(phase);
+        if let Some(total) = e.total_bytes {
+            self.bar.set_length(total.max(e.bytes));
+        }
+        if e.bytes > 0 {
+            self.bar.set_position(e.bytes);
+        }
+        if let Some(t) = &e.table {
+            let msg = if e.tables_total > 0 {
+                format!("{t} ({}/{} tables, {} rows)", e.tables_done, e.tables_total, e.rows)
+            } else {
+                t.clone()
+            };
+            self.bar.set_message(msg);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

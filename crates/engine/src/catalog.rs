@@ -1,0 +1,323 @@
+//! The catalog: a local SQLite index of backups and the history of runs.
+//!
+//! It learns of a backup only after the file is complete and renamed into place, so nothing
+//! listed can be a partial file. It is an index, not the truth: `rescan` rebuilds it from the
+//! files in the backup folder. Schema changes are embedded migrations.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+use crate::archive::BackupKind;
+use crate::error::{Error, ErrorKind, Result};
+
+/// A backup as the catalog knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupRecord {
+    /// The id, e.g. `20261126-021500-3f9a`.
+    pub id: String,
+    /// Where the file is.
+    pub path: PathBuf,
+    /// When the backup started.
+    pub created_at: DateTime<Utc>,
+    /// Manual, scheduled or safety.
+    pub kind: BackupKind,
+    /// `complete`, or the error code that makes the file unusable (`wrong_key`, `damaged`…).
+    pub status: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Which key encrypted it.
+    pub key_fingerprint: String,
+    /// `postgresql`.
+    pub engine: String,
+    /// Server version.
+    pub server_version: String,
+    /// Database name.
+    pub database: String,
+    /// Tables in the backup.
+    pub tables: u64,
+    /// Rows in the backup.
+    pub rows: u64,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// When it was last verified.
+    pub verified_at: Option<DateTime<Utc>>,
+    /// Whether that verification passed.
+    pub verify_ok: Option<bool>,
+    /// What the verification said.
+    pub verify_message: Option<String>,
+}
+
+/// One entry of the run history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// `backup`, `restore`, `verify`…
+    pub operation: String,
+    /// For backups: manual, scheduled, safety.
+    pub kind: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// The error's code on failure.
+    pub error_code: Option<String>,
+    /// The error's text on failure, or a summary.
+    pub message: Option<String>,
+    /// The backup made or used.
+    pub backup_id: Option<String>,
+}
+
+/// The open catalog.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+fn catalog_error(err: &sqlx::Error, path: &Path) -> Error {
+    Error::new(
+        ErrorKind::Catalog,
+        format!("The backup catalog {} failed: {err}", path.display()),
+        "Check the folder's permissions and free space; `schoolvault rescan` rebuilds the catalog from the backup files",
+    )
+}
+
+impl Catalog {
+    /// Open (creating if needed) the catalog at `path`.
+    ///
+    /// # Errors
+    /// `Catalog` when the file cannot be opened or migrated.
+    pub async fn open(path: &Path) -> Result<Catalog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(format_args!("creating the catalog folder {}", dir.display()), &e)
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| catalog_error(&e, path))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|e| catalog_error(&e, path))?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Catalog {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: &sqlx::Error) -> Error {
+        catalog_error(e, &self.path)
+    }
+
+    /// Add or replace a backup.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn put(&self, r: &BackupRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO backups (id, path, created_at, kind, status, size, sha256, \
+             key_fingerprint, engine, server_version, database, tables, rows, duration_ms, \
+             verified_at, verify_ok, verify_message) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(r.path.to_string_lossy().into_owned())
+        .bind(r.created_at.to_rfc3339())
+        .bind(r.kind.as_str())
+        .bind(&r.status)
+        .bind(r.size as i64)
+        .bind(&r.sha256)
+        .bind(&r.key_fingerprint)
+        .bind(&r.engine)
+        .bind(&r.server_version)
+        .bind(&r.database)
+        .bind(r.tables as i64)
+        .bind(r.rows as i64)
+        .bind(r.duration_ms as i64)
+        .bind(r.verified_at.map(|t| t.to_rfc3339()))
+        .bind(r.verify_ok)
+        .bind(&r.verify_message)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Every backup, newest first.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn list(&self) -> Result<Vec<BackupRecord>> {
+        let rows = sqlx::query("SELECT * FROM backups ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        rows.iter().map(record).collect()
+    }
+
+    /// The backup with `id`, if any.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn get(&self, id: &str) -> Result<Option<BackupRecord>> {
+        let row = sqlx::query("SELECT * FROM backups WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Forget a backup.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM backups WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Replace every backup record with `records` (for a rescan), in one transaction.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn replace_all(&self, records: &[BackupRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
+        sqlx::query("DELETE FROM backups")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(&e))?;
+        tx.commit().await.map_err(|e| self.err(&e))?;
+        for r in records {
+            self.put(r).await?;
+        }
+        Ok(())
+    }
+
+    /// Record the outcome of a verification.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn set_verified(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        ok: bool,
+        message: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE backups SET verified_at = ?, verify_ok = ?, verify_message = ? WHERE id = ?",
+        )
+        .bind(at.to_rfc3339())
+        .bind(ok)
+        .bind(message)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Add a run to the history.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn add_run(&self, r: &RunRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (started_at, finished_at, operation, kind, outcome, error_code, \
+             message, backup_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(r.started_at.to_rfc3339())
+        .bind(r.finished_at.to_rfc3339())
+        .bind(&r.operation)
+        .bind(&r.kind)
+        .bind(&r.outcome)
+        .bind(&r.error_code)
+        .bind(&r.message)
+        .bind(&r.backup_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// The run history, newest first.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn runs(&self, limit: u32) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT * FROM runs ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunRecord {
+                    started_at: time(row.get("started_at"))?,
+                    finished_at: time(row.get("finished_at"))?,
+                    operation: row.get("operation"),
+                    kind: row.get("kind"),
+                    outcome: row.get("outcome"),
+                    error_code: row.get("error_code"),
+                    message: row.get("message"),
+                    backup_id: row.get("backup_id"),
+                })
+            })
+            .collect()
+    }
+}
+
+fn time(s: String) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Catalog,
+                format!("The catalog holds a bad time {s:?}"),
+                "Run `schoolvault rescan` to rebuild it",
+            )
+        })
+}
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRecord> {
+    let kind: String = row.get("kind");
+    let verified_at: Option<String> = row.get("verified_at");
+    Ok(BackupRecord {
+        id: row.get("id"),
+        path: PathBuf::from(row.get::<String, _>("path")),
+        created_at: time(row.get("created_at"))?,
+        kind: BackupKind::parse(&kind).unwrap_or(BackupKind::Manual),
+        status: row.get("status"),
+        size: row.get::<i64, _>("size") as u64,
+        sha256: row.get("sha256"),
+        key_fingerprint: row.get("key_fingerprint"),
+        engine: row.get("engine"),
+        server_version: row.get("server_version"),
+        database: row.get("database"),
+        tables: row.get::<i64, _>("tables") as u64,
+        rows: row.get::<i64, _>("rows") as u64,
+        duration_ms: row.get::<i64, _>("duration_ms") as u64,
+        verified_at: verified_at.map(time).transpose()?,
+        verify_ok: row.get("verify_ok"),
+        verify_message: row.get("verify_message"),
+    })
+}

@@ -1,0 +1,232 @@
+//! The one error type of the engine, and the policy behind it.
+//!
+//! Policy: every error that reaches a person is one line that says what happened and what to
+//! do about it ("This backup was made with key 3f9a…; this computer has c01d…. Import the
+//! matching key with `schoolvault key import`."). An error carries a [`ErrorKind`] that the
+//! CLI maps to exit codes and the desktop app to `{code, message}`; nobody matches on the text.
+//! Secrets (keys, passwords, connection strings with passwords) never appear in a message.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, as a stable code for programs (the UI, scripts, tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The backup was encrypted with a key this computer does not have.
+    WrongKey,
+    /// No encryption key is configured where one is needed.
+    NoKey,
+    /// The OS keychain could not be used.
+    Keychain,
+    /// The file ends early.
+    Truncated,
+    /// The file's bytes were changed (a flipped bit, a bad disk, tampering).
+    Damaged,
+    /// The file is not a SchoolVault (or old-system) backup at all.
+    NotABackup,
+    /// A backup format this version cannot read.
+    UnsupportedVersion,
+    /// No backup with that id, or no such file.
+    NotFound,
+    /// The database server cannot be reached.
+    DbUnreachable,
+    /// The database server refused the login.
+    DbAuth,
+    /// A table or sequence that the backup user may not read.
+    TableUnreadable,
+    /// Other errors reported by the database server.
+    Database,
+    /// The disk is full.
+    DiskFull,
+    /// The restore target does not match the backup (a table is missing…).
+    TargetMismatch,
+    /// The data read back does not match what the backup recorded.
+    Inconsistent,
+    /// Another file-system error.
+    Io,
+    /// The catalog (the local index of backups) failed.
+    Catalog,
+    /// The operation was cancelled.
+    Cancelled,
+    /// A bad argument or setting.
+    InvalidInput,
+    /// A bug: something that should not happen did.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The stable code, as the UI and `--json` output see it.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::WrongKey => "wrong_key",
+            ErrorKind::NoKey => "no_key",
+            ErrorKind::Keychain => "keychain",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Damaged => "damaged",
+            ErrorKind::NotABackup => "not_a_backup",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::DbUnreachable => "db_unreachable",
+            ErrorKind::DbAuth => "db_auth",
+            ErrorKind::TableUnreadable => "table_unreadable",
+            ErrorKind::Database => "database",
+            ErrorKind::DiskFull => "disk_full",
+            ErrorKind::TargetMismatch => "target_mismatch",
+            ErrorKind::Inconsistent => "inconsistent",
+            ErrorKind::Io => "io",
+            ErrorKind::Catalog => "catalog",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// An engine error: what happened, and what the person can do about it.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    guidance: String,
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` saying `message` (what happened) and `guidance` (what to do).
+    pub fn new(kind: ErrorKind, message: impl Into<String>, guidance: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            guidance: guidance.into(),
+        }
+    }
+
+    /// The kind, for programs.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The stable code, e.g. `wrong_key`.
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
+    /// What happened.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do about it.
+    pub fn guidance(&self) -> &str {
+        &self.guidance
+    }
+
+    /// Prefix the message with where it happened ("restoring table public.users: …").
+    #[must_use]
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// A file-system error while doing `what` (e.g. "writing /backups/x.svb.partial").
+    /// A full disk gets its own kind and advice.
+    pub fn io(what: impl fmt::Display, err: &io::Error) -> Self {
+        if let Some(inner) = inner_error(err) {
+            return inner.clone();
+        }
+        // ENOSPC (28) and EDQUOT (122) on Linux; StorageFull on every platform.
+        if err.kind() == io::ErrorKind::StorageFull || matches!(err.raw_os_error(), Some(28 | 122)) {
+            return Error::new(
+                ErrorKind::DiskFull,
+                format!("The disk is full while {what}"),
+                "Free some space (delete old backups, or choose a backup folder on a larger disk) and try again; nothing was changed",
+            );
+        }
+        if err.kind() == io::ErrorKind::NotFound {
+            return Error::new(
+                ErrorKind::NotFound,
+                format!("File not found while {what}"),
+                "Check the path and try again",
+            );
+        }
+        if err.kind() == io::ErrorKind::PermissionDenied {
+            return Error::new(
+                ErrorKind::Io,
+                format!("Permission denied while {what}"),
+                "Check that this user may read and write that folder",
+            );
+        }
+        Error::new(
+            ErrorKind::Io,
+            format!("{what} failed: {err}"),
+            "Check the disk and the folder's permissions, then try again",
+        )
+    }
+
+    /// Wrap this error in an `io::Error`, so it can travel through `Read`/`Write` and come
+    /// out unchanged through [`Error::io`].
+    pub fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+}
+
+/// The engine error carried inside an `io::Error`, if any.
+pub fn inner_error(err: &io::Error) -> Option<&Error> {
+    err.get_ref().and_then(|e| e.downcast_ref::<Error>())
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.guidance.is_empty() {
+            write!(f, "{}.", self.message.trim_end_matches('.'))
+        } else {
+            write!(
+                f,
+                "{}. {}.",
+                self.message.trim_end_matches('.'),
+                self.guidance.trim_end_matches('.')
+            )
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::new(
+            ErrorKind::Catalog,
+            format!("The backup catalog could not be upgraded: {err}"),
+            "Run `schoolvault rescan` with a new --catalog file to rebuild it from the backup files",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_one_line_with_guidance() {
+        let e = Error::new(ErrorKind::NotFound, "No backup with id x", "Run `schoolvault list`");
+        assert_eq!(e.to_string(), "No backup with id x. Run `schoolvault list`.");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn disk_full_is_recognised() {
+        let e = Error::io("writing x", &io::Error::from_raw_os_error(28));
+        assert_eq!(e.kind(), ErrorKind::DiskFull);
+    }
+
+    #[test]
+    fn engine_error_survives_io_round_trip() {
+        let e = Error::new(ErrorKind::Damaged, "bad", "do");
+        let back = Error::io("reading", &e.into_io());
+        assert_eq!(back.kind(), ErrorKind::Damaged);
+        assert_eq!(back.message(), "bad");
+    }
+}

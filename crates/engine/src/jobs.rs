@@ -1,0 +1,1140 @@
+//! What the CLI and the app call: backup, restore, verify, inspect, decrypt, delete, rescan.
+//!
+//! A [`Vault`] is the local state a job works with (backup folder, catalog, keys). Each job
+//! takes its inputs, reports to a [`Progress`], records its outcome in the run history, and
+//! returns a result or one [`Error`] that says what to do.
+//!
+//! The backup pipeline: a coordinator opens the snapshot; N workers join it and each takes the
+//! largest remaining table, streams its `COPY` output into parts of at most 8 MiB (cut at row
+//! ends), and hands each part to a blocking task that tars and gzips it as its own gzip member
+//! and appends it, under a lock, to the encrypting writer. Each worker has at most two parts in
+//! memory (one being read, one being compressed), so memory does not grow with the database.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{
+    self, gzip_tar_entry, gzip_tar_trailer, part_path, read_preamble, ArchiveWriter, BackupKind,
+    CountingReader, End, Header, Item, Manifest, Preamble, TableEnd, TableManifest, EXTENSION,
+    PART_SIZE,
+};
+use crate::catalog::{BackupRecord, Catalog, RunRecord};
+use crate::crypto::Key;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keychain::Keys;
+use crate::progress::{Phase, Progress, ProgressEvent};
+use crate::source::postgres::{PgTarget, RestoreTxn, Snapshot, SnapshotWorker, TableInfo};
+use crate::storage::PartialFile;
+
+/// The version written into archives.
+pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The local state jobs work with.
+pub struct Vault {
+    /// Where backup files are written.
+    pub dir: PathBuf,
+    /// The index of backups and runs.
+    pub catalog: Catalog,
+    /// The encryption keys.
+    pub keys: Arc<Keys>,
+}
+
+/// A flag to stop a running job; the job then fails with `Cancelled` and leaves nothing behind.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Ask the job to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(Error::new(
+                ErrorKind::Cancelled,
+                "The job was cancelled",
+                "Nothing was changed and no file was left behind",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// How to make a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Manual, scheduled or safety.
+    pub kind: BackupKind,
+    /// Export workers (database connections), at least 1.
+    pub jobs: usize,
+    /// gzip level, 1-9.
+    pub compression_level: u32,
+    /// Stops the job.
+    pub cancel: Cancel,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            kind: BackupKind::Manual,
+            jobs: 2,
+            compression_level: 6,
+            cancel: Cancel::default(),
+        }
+    }
+}
+
+/// What a backup made.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupOutcome {
+    /// The new backup, as the catalog now lists it.
+    pub backup: BackupRecord,
+    /// True when no key existed and one was generated (save a recovery copy!).
+    pub key_generated: bool,
+}
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Take a safety backup of the target first.
+    pub safety_backup: bool,
+    /// Stops the job (before commit).
+    pub cancel: Cancel,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            safety_backup: true,
+            cancel: Cancel::default(),
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// The backup restored.
+    pub backup_id: String,
+    /// The target, `user@host:port/db`.
+    pub target: String,
+    /// Tables loaded.
+    pub tables: u64,
+    /// Rows loaded.
+    pub rows: u64,
+    /// How long it took (without the safety backup).
+    pub duration_ms: u64,
+    /// The safety backup taken first, to undo this restore.
+    pub safety_backup: Option<BackupRecord>,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The backup's id.
+    pub backup_id: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Tables checked.
+    pub tables: u64,
+    /// Rows checked.
+    pub rows: u64,
+    /// Bytes of table data checked.
+    pub bytes: u64,
+}
+
+/// What `inspect` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    /// The file.
+    pub path: PathBuf,
+    /// The unencrypted header.
+    pub header: Header,
+    /// The manifest, when the key is at hand.
+    pub manifest: Option<Manifest>,
+    /// Why the manifest could not be read.
+    pub manifest_error: Option<String>,
+}
+
+impl Vault {
+    /// Open the vault: backup folder `dir`, catalog at `catalog`.
+    ///
+    /// # Errors
+    /// `Catalog` errors.
+    pub async fn open(dir: PathBuf, catalog: &Path, keys: Keys) -> Result<Vault> {
+        Ok(Vault {
+            dir,
+            catalog: Catalog::open(catalog).await?,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// Find a backup by id or file path.
+    ///
+    /// # Errors
+    /// `NotFound` when it is neither.
+    pub async fn resolve(&self, what: &str) -> Result<(PathBuf, Option<BackupRecord>)> {
+        let as_path = Path::new(what);
+        if as_path.is_file() {
+            return Ok((as_path.to_path_buf(), None));
+        }
+        if let Some(rec) = self.catalog.get(what).await? {
+            if !rec.path.is_file() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("Backup {what} is listed, but its file {} is missing", rec.path.display()),
+                    "Run `schoolvault rescan` to update the list, or copy the file back",
+                ));
+            }
+            return Ok((rec.path.clone(), Some(rec)));
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!("There is no backup with id {what:?} and no file at that path"),
+            "Run `schoolvault list` to see the backups, or give the path of a backup file",
+        ))
+    }
+
+    async fn record_run(&self, run: RunRecord) {
+        // The history is a convenience: failing to write it must not hide the job's outcome.
+        let _ = self.catalog.add_run(&run).await;
+    }
+}
+
+fn run_record<T>(
+    operation: &str,
+    kind: Option<BackupKind>,
+    started: DateTime<Utc>,
+    result: &Result<T>,
+    backup_id: Option<String>,
+    summary: Option<String>,
+) -> RunRecord {
+    RunRecord {
+        started_at: started,
+        finished_at: Utc::now(),
+        operation: operation.into(),
+        kind: kind.map(|k| k.as_str().to_string()),
+        outcome: if result.is_ok() { "success" } else { "failure" }.into(),
+        error_code: result.as_ref().err().map(|e| e.code().to_string()),
+        message: result.as_ref().err().map(|e| e.to_string()).or(summary),
+        backup_id,
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("Internal error: {what}"),
+        "Nothing was changed; please report this",
+    )
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    internal(&format!("a worker stopped: {e}"))
+}
+
+/// Make a backup of `target` into the vault.
+///
+/// # Errors
+/// Connection and permission errors (naming the table), key and disk errors. No file is left
+/// behind and nothing is listed when it fails.
+pub async fn backup(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
+    let started = Utc::now();
+    let result = backup_inner(vault, target, opts, progress, started).await;
+    let id = result.as_ref().ok().map(|o| o.backup.id.clone());
+    vault
+        .record_run(run_record("backup", Some(opts.kind), started, &result, id, None))
+        .await;
+    result
+}
+
+fn backup_id(at: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:04x}",
+        at.format("%Y%m%d-%H%M%S"),
+        rand::thread_rng().gen::<u16>()
+    )
+}
+
+fn file_stem(database: &str) -> String {
+    let s: String = database
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(60)
+        .collect();
+    if s.is_empty() {
+        "backup".into()
+    } else {
+        s
+    }
+}
+
+struct Counters {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+    tables_done: AtomicU64,
+    tables_total: u64,
+    total_bytes: u64,
+}
+
+struct ExportShared {
+    target: PgTarget,
+    snapshot_id: String,
+    queue: Mutex<VecDeque<TableInfo>>,
+    sink: Arc<Mutex<ArchiveWriter>>,
+    counters: Counters,
+    progress: Arc<dyn Progress>,
+    level: u32,
+    mtime: u64,
+    cancel: Cancel,
+}
+
+impl ExportShared {
+    fn report(&self, table: &str) {
+        let c = &self.counters;
+        self.progress.report(&ProgressEvent {
+            phase: Phase::Export,
+            table: Some(table.to_string()),
+            tables_done: c.tables_done.load(Ordering::Relaxed),
+            tables_total: c.tables_total,
+            rows: c.rows.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            total_bytes: Some(c.total_bytes),
+        });
+    }
+}
+
+async fn backup_inner(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    started: DateTime<Utc>,
+) -> Result<BackupOutcome> {
+    let t0 = Instant::now();
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    let snapshot = Snapshot::open(target).await?;
+    progress.report(&ProgressEvent::phase(Phase::Snapshot));
+    let write_key = match vault.keys.for_writing() {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = snapshot.close(target).await;
+            return Err(e);
+        }
+    };
+    let id = backup_id(started);
+    let name = format!("{}-{id}.{EXTENSION}", file_stem(&snapshot.source.database));
+    let (partial, file) = PartialFile::create(&vault.dir, &name)?;
+
+    let header = Header {
+        cipher: String::new(),
+        chunk_size: 0,
+        nonce_prefix: String::new(),
+        key_fingerprint: String::new(),
+        compression: String::new(),
+        created_at: started,
+        app_version: APP_VERSION.into(),
+        backup_id: id.clone(),
+        kind: opts.kind,
+        source: snapshot.source.clone(),
+    };
+    let mut writer = ArchiveWriter::create(file, &write_key.key, header)?;
+    let manifest = Manifest {
+        format: archive::FORMAT_VERSION,
+        backup_id: id.clone(),
+        kind: opts.kind,
+        snapshot_at: snapshot.taken_at,
+        source: snapshot.source.clone(),
+        tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
+        sequences: snapshot.sequences.clone(),
+    };
+    let mtime = snapshot.taken_at.timestamp().max(0) as u64;
+    let level = opts.compression_level.clamp(1, 9);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| internal(&e.to_string()))?;
+    writer.write_member(
+        &gzip_tar_entry("manifest.json", &json, mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+
+    let shared = Arc::new(ExportShared {
+        target: target.clone(),
+        snapshot_id: snapshot.id.clone(),
+        queue: Mutex::new(snapshot.tables.iter().cloned().collect()),
+        sink: Arc::new(Mutex::new(writer)),
+        counters: Counters {
+            rows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            tables_done: AtomicU64::new(0),
+            tables_total: snapshot.tables.len() as u64,
+            total_bytes: snapshot.tables.iter().map(|t| t.estimated_bytes).sum(),
+        },
+        progress: progress.clone(),
+        level,
+        mtime,
+        cancel: opts.cancel.clone(),
+    });
+    let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
+    let exported = futures_util::future::try_join_all(
+        (0..workers).map(|_| export_worker(shared.clone())),
+    )
+    .await;
+    let exported = match exported {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = snapshot.close(target).await;
+            return Err(e);
+        }
+    };
+    snapshot.close(target).await?;
+
+    progress.report(&ProgressEvent::phase(Phase::Finish));
+    let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
+    tables.sort_by_key(|t| t.index);
+    let end = End {
+        total_rows: tables.iter().map(|t| t.rows).sum(),
+        total_bytes: tables.iter().map(|t| t.bytes).sum(),
+        tables,
+        finished_at: Utc::now(),
+    };
+    let shared = Arc::try_unwrap(shared).map_err(|_| internal("export still running"))?;
+    let mut writer = Arc::try_unwrap(shared.sink)
+        .map_err(|_| internal("export still running"))?
+        .into_inner()
+        .map_err(|_| internal("a worker panicked"))?;
+    let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
+    writer.write_member(
+        &gzip_tar_entry("end.json", &json, mtime, level).map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    writer.write_member(&gzip_tar_trailer().map_err(|e| Error::io("compressing", &e))?)?;
+    opts.cancel.check()?;
+    let written = writer.finish()?;
+    let path = partial.commit(written.file)?;
+
+    let record = BackupRecord {
+        id,
+        path,
+        created_at: started,
+        kind: opts.kind,
+        status: "complete".into(),
+        size: written.size,
+        sha256: written.sha256,
+        key_fingerprint: write_key.key.fingerprint().to_string(),
+        engine: manifest.source.engine.clone(),
+        server_version: manifest.source.server_version.clone(),
+        database: manifest.source.database.clone(),
+        tables: manifest.tables.len() as u64,
+        rows: end.total_rows,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        verified_at: None,
+        verify_ok: None,
+        verify_message: None,
+    };
+    vault.catalog.put(&record).await?;
+    Ok(BackupOutcome {
+        backup: record,
+        key_generated: write_key.generated,
+    })
+}
+
+async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<TableEnd>> {
+    let mut worker = SnapshotWorker::join(&shared.target, &shared.snapshot_id).await?;
+    let mut done = Vec::new();
+    loop {
+        shared.cancel.check()?;
+        let next = shared
+            .queue
+            .lock()
+            .map_err(|_| internal("queue poisoned"))?
+            .pop_front();
+        let Some(table) = next else { break };
+        done.push(export_table(&mut worker, &table.manifest, &shared).await?);
+        shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
+        shared.report(&table.manifest.display_name());
+    }
+    worker.close().await;
+    Ok(done)
+}
+
+type PartTask = tokio::task::JoinHandle<Result<()>>;
+
+fn spawn_part(shared: &Arc<ExportShared>, index: u32, part: u32, data: Vec<u8>) -> PartTask {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let gz = gzip_tar_entry(&part_path(index, part), &data, shared.mtime, shared.level)
+            .map_err(|e| Error::io("compressing", &e))?;
+        drop(data);
+        let mut sink = shared.sink.lock().map_err(|_| internal("writer poisoned"))?;
+        sink.write_member(&gz)
+    })
+}
+
+async fn finish_part(pending: &mut Option<PartTask>) -> Result<()> {
+    if let Some(task) = pending.take() {
+        task.await.map_err(join_error)??;
+    }
+    Ok(())
+}
+
+async fn export_table(
+    worker: &mut SnapshotWorker,
+    table: &TableManifest,
+    shared: &Arc<ExportShared>,
+) -> Result<TableEnd> {
+    let name = table.display_name();
+    shared.report(&name);
+    let mut stream = worker.copy_out(table, &shared.target).await?;
+    let mut hasher = Sha256::new();
+    let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
+    let mut buf: Vec<u8> = Vec::with_capacity(PART_SIZE + (64 << 10));
+    let mut pending: Option<PartTask> = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            crate::source::postgres::db_error(&e, &shared.target)
+                .context(format_args!("reading table {name}"))
+        })?;
+        hasher.update(&chunk);
+        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        rows += newlines;
+        bytes += chunk.len() as u64;
+        shared.counters.rows.fetch_add(newlines, Ordering::Relaxed);
+        shared
+            .counters
+            .bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= PART_SIZE {
+            // Cut after the last complete row that fits; a single row larger than a part
+            // makes a larger part.
+            let cut = buf[..PART_SIZE]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .or_else(|| buf.iter().rposition(|&b| b == b'\n'))
+                .map(|i| i + 1);
+            if let Some(cut) = cut {
+                let rest = buf.split_off(cut);
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(PART_SIZE + (64 << 10)));
+                buf.extend_from_slice(&rest);
+                finish_part(&mut pending).await?;
+                shared.cancel.check()?;
+                pending = Some(spawn_part(shared, table.index, parts, full));
+                parts += 1;
+                shared.report(&name);
+            }
+        }
+    }
+    drop(stream);
+    if !buf.is_empty() {
+        finish_part(&mut pending).await?;
+        pending = Some(spawn_part(shared, table.index, parts, buf));
+        parts += 1;
+    }
+    finish_part(&mut pending).await?;
+    Ok(TableEnd {
+        index: table.index,
+        rows,
+        bytes,
+        parts,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Open a backup file and read its preamble; find the key that opens it.
+fn open_archive(path: &Path, keys: &Keys) -> Result<(BufReader<File>, Preamble, Key)> {
+    let file = File::open(path)
+        .map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let pre = read_preamble(&mut r)?;
+    let key = keys.for_reading(pre.fingerprint())?;
+    Ok((r, pre, key))
+}
+
+/// Checks each table's data against `end.json` while it streams past.
+#[derive(Default)]
+struct TableTally {
+    seen: HashMap<u32, (Sha256, u64, u64, u32)>,
+}
+
+impl TableTally {
+    fn start_part(&mut self, table: &TableManifest, part: u32) -> Result<()> {
+        let entry = self.seen.entry(table.index).or_default();
+        if entry.3 != part {
+            return Err(Error::new(
+                ErrorKind::Damaged,
+                format!("The backup's data for table {} is out of order (part {part} where {} was expected)", table.display_name(), entry.3),
+                "The file is damaged; use another copy of this backup",
+            ));
+        }
+        entry.3 += 1;
+        Ok(())
+    }
+
+    fn update(&mut self, index: u32, data: &[u8]) {
+        let entry = self.seen.entry(index).or_default();
+        entry.0.update(data);
+        entry.1 += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        entry.2 += data.len() as u64;
+    }
+
+    /// Compare with the manifest and end record; return (tables, rows, bytes).
+    fn check(mut self, manifest: &Manifest, end: &End) -> Result<(u64, u64, u64)> {
+        let ends: HashMap<u32, &TableEnd> = end.tables.iter().map(|t| (t.index, t)).collect();
+        let (mut rows, mut bytes) = (0, 0);
+        for t in &manifest.tables {
+            let Some(e) = ends.get(&t.index) else {
+                return Err(inconsistent(t, "it is missing from the end record"));
+            };
+            let (h, r, b, p) = self.seen.remove(&t.index).unwrap_or_default();
+            if r != e.rows {
+                return Err(inconsistent(t, &format!("{r} rows where the end record says {}", e.rows)));
+            }
+            if b != e.bytes || p != e.parts || hex::encode(h.finalize()) != e.sha256 {
+                return Err(inconsistent(t, "its data does not match its checksum"));
+            }
+            rows += r;
+            bytes += b;
+        }
+        if end.tables.len() != manifest.tables.len() {
+            return Err(Error::new(
+                ErrorKind::Inconsistent,
+                "The backup's end record lists tables its manifest does not",
+                "The file is damaged; use another copy of this backup",
+            ));
+        }
+        Ok((manifest.tables.len() as u64, rows, bytes))
+    }
+}
+
+fn inconsistent(t: &TableManifest, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Inconsistent,
+        format!("Table {} in the backup is inconsistent: {what}", t.display_name()),
+        "The file is damaged or was altered; use another copy of this backup",
+    )
+}
+
+struct Scan {
+    header: Header,
+    manifest: Manifest,
+    end: End,
+    tables: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+fn scan_file(path: &Path, keys: &Keys, progress: &dyn Progress) -> Result<Scan> {
+    let (r, pre, key) = open_archive(path, keys)?;
+    let total = std::fs::metadata(path).map(|m| m.len()).ok();
+    let count = Arc::new(AtomicU64::new(pre.aad.len() as u64));
+    let reader = CountingReader::new(r, count.clone());
+    let mut tally = TableTally::default();
+    let mut last_report = 0u64;
+    let (manifest, end) = archive::walk(archive::plaintext(reader, &pre, &key), |item| {
+        if let Item::Part { table, part, data } = item {
+            tally.start_part(table, part)?;
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                if n == 0 {
+                    break;
+                }
+                tally.update(table.index, &buf[..n]);
+            }
+            let done = count.load(Ordering::Relaxed);
+            if done - last_report > (4 << 20) {
+                last_report = done;
+                progress.report(&ProgressEvent {
+                    phase: Phase::Verify,
+                    table: Some(table.display_name()),
+                    tables_done: 0,
+                    tables_total: 0,
+                    rows: 0,
+                    bytes: done,
+                    total_bytes: total,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    let (tables, rows, bytes) = tally.check(&manifest, &end)?;
+    Ok(Scan {
+        header: pre.header,
+        manifest,
+        end,
+        tables,
+        rows,
+        bytes,
+    })
+}
+
+/// Read a backup completely without touching any database: decrypt, decompress, check the
+/// end record, every table's row count and checksum. Records the outcome in the catalog when
+/// the backup is listed there.
+///
+/// # Errors
+/// `WrongKey`, `Truncated`, `Damaged`, `Inconsistent`, `NotABackup`, `NotFound`.
+pub async fn verify(vault: &Vault, what: &str, progress: Arc<dyn Progress>) -> Result<VerifyReport> {
+    let started = Utc::now();
+    let (path, record) = vault.resolve(what).await?;
+    let (keys, scan_path) = (vault.keys.clone(), path.clone());
+    let result = tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
+        .await
+        .map_err(join_error)
+        .and_then(|r| r);
+    let id = result
+        .as_ref()
+        .ok()
+        .map(|s| s.header.backup_id.clone())
+        .or(record.as_ref().map(|r| r.id.clone()));
+    if let Some(id) = &id {
+        let (ok, msg) = match &result {
+            Ok(s) => (true, format!("{} tables, {} rows checked", s.tables, s.rows)),
+            Err(e) => (false, e.to_string()),
+        };
+        if vault.catalog.get(id).await?.is_some() {
+            vault.catalog.set_verified(id, Utc::now(), ok, &msg).await?;
+        }
+    }
+    let report = result.map(|s| VerifyReport {
+        backup_id: s.header.backup_id,
+        path,
+        tables: s.tables,
+        rows: s.rows,
+        bytes: s.bytes,
+    });
+    vault
+        .record_run(run_record("verify", None, started, &report, id, None))
+        .await;
+    report
+}
+
+/// The header, and the manifest when the key is at hand.
+///
+/// # Errors
+/// `NotFound`, `NotABackup`, `Damaged`, `Truncated` (of the header).
+pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
+    let (path, _) = vault.resolve(what).await?;
+    let file = File::open(&path)
+        .map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let mut r = BufReader::new(file);
+    let pre = read_preamble(&mut r)?;
+    let manifest = vault
+        .keys
+        .for_reading(pre.fingerprint())
+        .and_then(|key| read_manifest(r, &pre, &key));
+    Ok(InspectReport {
+        path,
+        header: pre.header,
+        manifest_error: manifest.as_ref().err().map(|e| e.to_string()),
+        manifest: manifest.ok(),
+    })
+}
+
+fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
+    let mut tar = tar::Archive::new(archive::plaintext(r, pre, key));
+    let mut entries = tar.entries().map_err(|e| archive::read_error(&e))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Truncated, "The backup is empty", "Use another backup")
+        })?
+        .map_err(|e| archive::read_error(&e))?;
+    let path = first.path().map_err(|e| archive::read_error(&e))?;
+    if path.to_string_lossy() != "manifest.json" {
+        return Err(Error::new(
+            ErrorKind::Damaged,
+            "The backup does not start with its manifest",
+            "Use another copy of this backup",
+        ));
+    }
+    let mut buf = Vec::new();
+    first
+        .read_to_end(&mut buf)
+        .map_err(|e| archive::read_error(&e))?;
+    serde_json::from_slice(&buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Damaged,
+            format!("The backup's manifest cannot be read ({e})"),
+            "Use another copy of this backup",
+        )
+    })
+}
+
+/// Write the decrypted `.tar.gz` of a backup to `out`.
+///
+/// # Errors
+/// As [`verify`], and errors writing `out`. What was written before a `Damaged` or
+/// `Truncated` error must not be trusted.
+pub async fn decrypt(vault: &Vault, what: &str, out: &mut dyn Write) -> Result<u64> {
+    let (path, _) = vault.resolve(what).await?;
+    let (r, pre, key) = open_archive(&path, &vault.keys)?;
+    let mut plain = archive::decrypted(r, &pre, &key);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = plain.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| Error::io("writing the output", &e))?;
+        total += n as u64;
+    }
+    out.flush().map_err(|e| Error::io("writing the output", &e))?;
+    Ok(total)
+}
+
+/// Delete a listed backup: its file and its catalog entry.
+///
+/// # Errors
+/// `NotFound` for an unknown id; I/O errors removing the file.
+pub async fn delete(vault: &Vault, id: &str) -> Result<BackupRecord> {
+    let Some(rec) = vault.catalog.get(id).await? else {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("There is no backup with id {id:?}"),
+            "Run `schoolvault list` to see the backups",
+        ));
+    };
+    match std::fs::remove_file(&rec.path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format_args!("deleting {}", rec.path.display()), &e)),
+    }
+    vault.catalog.remove(id).await?;
+    Ok(rec)
+}
+
+/// One file found by [`rescan`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RescanEntry {
+    /// The file.
+    pub path: PathBuf,
+    /// `complete` or the error code.
+    pub status: String,
+    /// The error, if any.
+    pub message: Option<String>,
+}
+
+/// Rebuild the catalog's list from the `.svb` files in the backup folder, reading each one
+/// completely (a rescan is also a verification).
+///
+/// # Errors
+/// I/O errors listing the folder; `Catalog`.
+pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<RescanEntry>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == EXTENSION) && p.is_file())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(format_args!("listing {}", vault.dir.display()), &e)),
+    };
+    files.sort();
+    let mut records = Vec::new();
+    let mut entries = Vec::new();
+    for path in files {
+        let (keys, progress, path2) = (vault.keys.clone(), progress.clone(), path.clone());
+        let scanned = tokio::task::spawn_blocking(move || {
+            let path = path2;
+            let scan = scan_file(&path, &keys, progress.as_ref());
+            let header = match &scan {
+                Ok(s) => Some(s.header.clone()),
+                Err(_) => File::open(&path)
+                    .ok()
+                    .and_then(|f| read_preamble(&mut BufReader::new(f)).ok())
+                    .map(|p| p.header),
+            };
+            let sha = archive::sha256_file(&path);
+            (scan, header, sha)
+        })
+        .await
+        .map_err(join_error)?;
+        let (scan, header, sha) = scanned;
+        let Some(header) = header else {
+            entries.push(RescanEntry {
+                path,
+                status: "not_a_backup".into(),
+                message: scan.err().map(|e| e.to_string()),
+            });
+            continue;
+        };
+        let (sha256, size) = sha?;
+        let (status, tables, rows, message) = match &scan {
+            Ok(s) => ("complete".to_string(), s.tables, s.end.total_rows, None),
+            Err(e) => (e.code().to_string(), 0, 0, Some(e.to_string())),
+        };
+        let duration_ms = scan
+            .as_ref()
+            .ok()
+            .map(|s| (s.end.finished_at - s.header.created_at).num_milliseconds().max(0) as u64)
+            .unwrap_or(0);
+        let tables = scan
+            .as_ref()
+            .map(|s| s.manifest.tables.len() as u64)
+            .unwrap_or(tables);
+        records.push(BackupRecord {
+            id: header.backup_id.clone(),
+            path: path.clone(),
+            created_at: header.created_at,
+            kind: header.kind,
+            status: status.clone(),
+            size,
+            sha256,
+            key_fingerprint: header.key_fingerprint.clone(),
+            engine: header.source.engine.clone(),
+            server_version: header.source.server_version.clone(),
+            database: header.source.database.clone(),
+            tables,
+            rows,
+            duration_ms,
+            verified_at: scan.as_ref().ok().map(|_| Utc::now()),
+            verify_ok: Some(scan.is_ok()),
+            verify_message: message.clone(),
+        });
+        entries.push(RescanEntry {
+            path,
+            status,
+            message,
+        });
+    }
+    vault.catalog.replace_all(&records).await?;
+    Ok(entries)
+}
+
+enum Feed {
+    Part(TableManifest),
+    Data(Vec<u8>),
+    PartEnd,
+}
+
+/// Restore a backup into `target`, replacing the data of every table it holds, in one
+/// transaction: either everything is restored or the database stays exactly as it was.
+///
+/// # Errors
+/// Everything [`verify`] reports, `TargetMismatch` when the target lacks a table or column,
+/// database errors while loading. In every case the target is unchanged.
+pub async fn restore(
+    vault: &Vault,
+    what: &str,
+    target: &PgTarget,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let started = Utc::now();
+    let result = restore_inner(vault, what, target, opts, progress).await;
+    let id = result.as_ref().ok().map(|o| o.backup_id.clone());
+    let summary = result
+        .as_ref()
+        .ok()
+        .map(|o| format!("{} tables, {} rows into {}", o.tables, o.rows, o.target));
+    vault
+        .record_run(run_record("restore", None, started, &result, id, summary))
+        .await;
+    result
+}
+
+async fn restore_inner(
+    vault: &Vault,
+    what: &str,
+    target: &PgTarget,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let (path, _) = vault.resolve(what).await?;
+    // Everything that can be checked without touching the database is checked first.
+    let (r, pre, key) = open_archive(&path, &vault.keys)?;
+    let manifest = read_manifest(r, &pre, &key)?;
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    let mut conn = target.connect().await?;
+    crate::source::postgres::check_target(&mut conn, target, &manifest.tables).await?;
+
+    let safety_backup = if opts.safety_backup {
+        progress.report(&ProgressEvent::phase(Phase::SafetyBackup));
+        let b = backup(
+            vault,
+            target,
+            &BackupOptions {
+                kind: BackupKind::Safety,
+                cancel: opts.cancel.clone(),
+                ..BackupOptions::default()
+            },
+            progress.clone(),
+        )
+        .await
+        .map_err(|e| e.context("taking the safety backup before restoring (nothing was changed)"))?;
+        Some(b.backup)
+    } else {
+        None
+    };
+
+    let t0 = Instant::now();
+    let total = std::fs::metadata(&path).map(|m| m.len()).ok();
+    let count = Arc::new(AtomicU64::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(8);
+    let reader_path = path.clone();
+    let reader_count = count.clone();
+    let keys_for_reader = key.clone();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(Manifest, End, u64, u64)> {
+        let file = File::open(&reader_path)
+            .map_err(|e| Error::io(format_args!("opening {}", reader_path.display()), &e))?;
+        let mut r = BufReader::with_capacity(1 << 20, CountingReader::new(file, reader_count));
+        let pre = read_preamble(&mut r)?;
+        let mut tally = TableTally::default();
+        let gone = || {
+            Error::new(
+                ErrorKind::Cancelled,
+                "The restore stopped",
+                "Nothing was changed",
+            )
+        };
+        let (manifest, end) = archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
+            if let Item::Part { table, part, data } = item {
+                tally.start_part(table, part)?;
+                tx.blocking_send(Feed::Part(table.clone())).map_err(|_| gone())?;
+                loop {
+                    let mut buf = vec![0u8; 256 << 10];
+                    let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    tally.update(table.index, &buf);
+                    tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
+                }
+                tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
+            }
+            Ok(())
+        })?;
+        let (_, rows, bytes) = tally.check(&manifest, &end)?;
+        Ok((manifest, end, rows, bytes))
+    });
+
+    progress.report(&ProgressEvent::phase(Phase::Restore));
+    let mut txn = match RestoreTxn::begin(conn, target, &manifest.tables).await {
+        Ok(t) => t,
+        Err(e) => {
+            drop(rx);
+            let _ = reader.await;
+            return Err(e);
+        }
+    };
+    let loaded = load_parts(&mut txn, &mut rx, &count, total, &manifest, &progress, &opts.cancel).await;
+    drop(rx);
+    let read = reader.await.map_err(join_error);
+    let (end, rows_loaded) = match (loaded, read) {
+        (Ok(rows), Ok(Ok((_, end, _, _)))) => (end, rows),
+        (Err(e), _) | (Ok(_), Ok(Err(e))) | (Ok(_), Err(e)) => {
+            txn.rollback().await;
+            // A reader error explains a load error ("the file is damaged" beats "COPY failed").
+            return Err(e);
+        }
+    };
+    // The server's own counts must match the end record.
+    for t in &end.tables {
+        let got = rows_loaded.get(&t.index).copied().unwrap_or(0);
+        if got != t.rows {
+            txn.rollback().await;
+            let name = manifest
+                .tables
+                .iter()
+                .find(|m| m.index == t.index)
+                .map(|m| m.display_name())
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Inconsistent,
+                format!("Table {name}: the database loaded {got} rows but the backup holds {}; nothing was changed", t.rows),
+                "Please report this",
+            ));
+        }
+    }
+    if let Err(e) = txn.set_sequences(&manifest.sequences).await {
+        txn.rollback().await;
+        return Err(e);
+    }
+    if let Err(e) = opts.cancel.check() {
+        txn.rollback().await;
+        return Err(e);
+    }
+    progress.report(&ProgressEvent::phase(Phase::Commit));
+    txn.commit().await?;
+    Ok(RestoreOutcome {
+        backup_id: manifest.backup_id.clone(),
+        target: target.describe(),
+        tables: manifest.tables.len() as u64,
+        rows: end.total_rows,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        safety_backup,
+    })
+}
+
+async fn load_parts(
+    txn: &mut RestoreTxn,
+    rx: &mut tokio::sync::mpsc::Receiver<Feed>,
+    count: &AtomicU64,
+    total: Option<u64>,
+    manifest: &Manifest,
+    progress: &Arc<dyn Progress>,
+    cancel: &Cancel,
+) -> Result<HashMap<u32, u64>> {
+    let mut rows: HashMap<u32, u64> = HashMap::new();
+    let mut all_rows = 0u64;
+    let tables_total = manifest.tables.len() as u64;
+    while let Some(feed) = rx.recv().await {
+        let Feed::Part(table) = feed else {
+            return Err(internal("restore feed out of order"));
+        };
+        cancel.check()?;
+        progress.report(&ProgressEvent {
+            phase: Phase::Restore,
+            table: Some(table.display_name()),
+            tables_done: rows.len() as u64,
+            tables_total,
+            rows: all_rows,
+            bytes: count.load(Ordering::Relaxed),
+            total_bytes: total,
+        });
+        let target = txn.target().clone();
+        let mut copy = txn.copy_in(&table).await?;
+        let loaded = loop {
+            match rx.recv().await {
+                Some(Feed::Data(buf)) => {
+                    copy.send(buf).await.map_err(|e| {
+                        crate::source::postgres::db_error(&e, &target)
+                            .context(format_args!("loading table {}", table.display_name()))
+                    })?;
+                }
+                Some(Feed::PartEnd) => {
+                    break copy.finish().await.map_err(|e| {
+                        crate::source::postgres::db_error(&e, &target)
+                            .context(format_args!("loading table {}", table.display_name()))
+                    })?;
+                }
+                // The reader stopped early: its own error says why.
+                Some(Feed::Part(_)) | None => {
+                    let _ = copy.abort("schoolvault: the backup could not be read").await;
+                    return Ok(rows);
+                }
+            }
+        };
+        *rows.entry(table.index).or_default() += loaded;
+        all_rows += loaded;
+    }
+    Ok(rows)
+}

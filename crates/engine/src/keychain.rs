@@ -1,0 +1,295 @@
+//! Where keys come from: the OS keychain, an environment variable or a key file.
+//!
+//! The keychain (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows,
+//! through the `keyring` crate) holds, under the service `SchoolVault`:
+//! - `encryption-key`: the current key, 64 hex characters;
+//! - `encryption-key-<fingerprint>`: every key ever used here, so backups made before a key
+//!   rotation stay readable.
+//!
+//! For servers and CI, `BACKUP_ENCRYPTION_KEY` (64 hex, as the old system used it) or a key file
+//! (mode 0600, 64 hex) override the keychain: backups are written with that key, and it is tried
+//! first when reading. Keys never appear in messages; only fingerprints do.
+
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use crate::crypto::{Fingerprint, Key};
+use crate::error::{Error, ErrorKind, Result};
+
+/// The keychain service name.
+pub const SERVICE: &str = "SchoolVault";
+/// The environment variable that overrides the keychain.
+pub const KEY_ENV: &str = "BACKUP_ENCRYPTION_KEY";
+const CURRENT: &str = "encryption-key";
+
+/// A store of named secrets.
+pub trait Keychain: Send + Sync {
+    /// The secret stored under `account`, if any.
+    ///
+    /// # Errors
+    /// `Keychain` when the store cannot be used.
+    fn get(&self, account: &str) -> Result<Option<Zeroizing<String>>>;
+    /// Store `secret` under `account`, replacing what was there.
+    ///
+    /// # Errors
+    /// `Keychain` when the store cannot be used.
+    fn set(&self, account: &str, secret: &str) -> Result<()>;
+}
+
+/// The operating system's keychain.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsKeychain;
+
+fn keychain_error(err: &keyring::Error) -> Error {
+    let guidance = "Unlock the keychain (on Linux: GNOME Keyring or another Secret Service must be running and unlocked), or set BACKUP_ENCRYPTION_KEY / use --key-file";
+    match err {
+        keyring::Error::NoStorageAccess(_) => Error::new(
+            ErrorKind::Keychain,
+            "The OS keychain is locked or refused access",
+            guidance,
+        ),
+        keyring::Error::NoDefaultStore => Error::new(
+            ErrorKind::Keychain,
+            "No OS keychain is available on this computer",
+            guidance,
+        ),
+        other => Error::new(
+            ErrorKind::Keychain,
+            format!("The OS keychain failed: {other}"),
+            guidance,
+        ),
+    }
+}
+
+impl Keychain for OsKeychain {
+    fn get(&self, account: &str) -> Result<Option<Zeroizing<String>>> {
+        let entry = keyring::Entry::new(SERVICE, account).map_err(|e| keychain_error(&e))?;
+        match entry.get_password() {
+            Ok(secret) => Ok(Some(Zeroizing::new(secret))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keychain_error(&e)),
+        }
+    }
+
+    fn set(&self, account: &str, secret: &str) -> Result<()> {
+        let entry = keyring::Entry::new(SERVICE, account).map_err(|e| keychain_error(&e))?;
+        entry.set_password(secret).map_err(|e| keychain_error(&e))
+    }
+}
+
+/// Where the override key came from, for messages.
+#[derive(Debug, Clone)]
+pub enum KeyOrigin {
+    /// `BACKUP_ENCRYPTION_KEY`.
+    Env,
+    /// A key file.
+    File(String),
+    /// The OS keychain.
+    Keychain,
+}
+
+impl std::fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOrigin::Env => write!(f, "BACKUP_ENCRYPTION_KEY"),
+            KeyOrigin::File(p) => write!(f, "the key file {p}"),
+            KeyOrigin::Keychain => write!(f, "the OS keychain"),
+        }
+    }
+}
+
+/// The keys this process may use.
+pub struct Keys {
+    override_key: Option<(Key, KeyOrigin)>,
+    keychain: Box<dyn Keychain>,
+}
+
+/// The key to write a backup with.
+pub struct WriteKey {
+    /// The key.
+    pub key: Key,
+    /// Where it came from.
+    pub origin: KeyOrigin,
+    /// True when it was generated just now (the user must save a recovery copy).
+    pub generated: bool,
+}
+
+impl Keys {
+    /// Keys from `key_file` if given, else `BACKUP_ENCRYPTION_KEY` if set, backed by `keychain`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a key file or variable that does not hold a key, or a key file that
+    /// others may read.
+    pub fn new(key_file: Option<&Path>, keychain: Box<dyn Keychain>) -> Result<Keys> {
+        let override_key = if let Some(path) = key_file {
+            Some((read_key_file(path)?, KeyOrigin::File(path.display().to_string())))
+        } else if let Some(text) = std::env::var_os(KEY_ENV) {
+            let text = Zeroizing::new(text.to_string_lossy().into_owned());
+            let key = Key::from_hex(&text).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{KEY_ENV} is set but does not hold a key: {}", e.message()),
+                    "Set it to the 64 hexadecimal characters of the key, or unset it to use the keychain",
+                )
+            })?;
+            Some((key, KeyOrigin::Env))
+        } else {
+            None
+        };
+        Ok(Keys {
+            override_key,
+            keychain,
+        })
+    }
+
+    /// The key to encrypt a new backup with: the override, else the keychain's current key,
+    /// else a new key, generated and stored in the keychain.
+    ///
+    /// # Errors
+    /// `Keychain` when no override is set and the keychain cannot be used.
+    pub fn for_writing(&self) -> Result<WriteKey> {
+        if let Some((key, origin)) = &self.override_key {
+            return Ok(WriteKey {
+                key: key.clone(),
+                origin: origin.clone(),
+                generated: false,
+            });
+        }
+        if let Some(key) = self.keychain_current()? {
+            return Ok(WriteKey {
+                key,
+                origin: KeyOrigin::Keychain,
+                generated: false,
+            });
+        }
+        let key = Key::generate();
+        self.store(&key)?;
+        Ok(WriteKey {
+            key,
+            origin: KeyOrigin::Keychain,
+            generated: true,
+        })
+    }
+
+    /// The key with fingerprint `wanted`, to read a backup.
+    ///
+    /// # Errors
+    /// `WrongKey`, naming the backup's fingerprint and the one this computer has.
+    pub fn for_reading(&self, wanted: Fingerprint) -> Result<Key> {
+        if let Some((key, _)) = &self.override_key {
+            if key.fingerprint() == wanted {
+                return Ok(key.clone());
+            }
+        }
+        // The keychain is optional when an override is set: a locked keychain must not hide
+        // the real problem (the wrong key).
+        let from_keychain = self.keychain.get(&format!("{CURRENT}-{wanted}"));
+        match from_keychain {
+            Ok(Some(hex)) => {
+                let key = Key::from_hex(&hex)?;
+                if key.fingerprint() == wanted {
+                    return Ok(key);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if self.override_key.is_none() => return Err(e),
+            Err(_) => {}
+        }
+        let have = match &self.override_key {
+            Some((key, origin)) => format!("{origin} holds key {}", key.fingerprint()),
+            None => match self.keychain_current() {
+                Ok(Some(key)) => format!("this computer's keychain holds key {}", key.fingerprint()),
+                _ => "this computer has no key".to_string(),
+            },
+        };
+        Err(Error::new(
+            ErrorKind::WrongKey,
+            format!("This backup was encrypted with key {wanted}, but {have}"),
+            "Import the matching key from your recovery copy with `schoolvault key import` (or set BACKUP_ENCRYPTION_KEY to it)",
+        ))
+    }
+
+    /// The keychain's current key, if any.
+    ///
+    /// # Errors
+    /// `Keychain` when the keychain cannot be used.
+    pub fn keychain_current(&self) -> Result<Option<Key>> {
+        match self.keychain.get(CURRENT)? {
+            Some(hex) => Key::from_hex(&hex).map(Some).map_err(|_| {
+                Error::new(
+                    ErrorKind::Keychain,
+                    "The keychain's SchoolVault encryption key is not a valid key",
+                    "Import your key again with `schoolvault key import`",
+                )
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// The key in use: the override, else the keychain's current key.
+    ///
+    /// # Errors
+    /// `NoKey` when there is none, `Keychain` when the keychain cannot be used.
+    pub fn current(&self) -> Result<(Key, KeyOrigin)> {
+        if let Some((key, origin)) = &self.override_key {
+            return Ok((key.clone(), origin.clone()));
+        }
+        match self.keychain_current()? {
+            Some(key) => Ok((key, KeyOrigin::Keychain)),
+            None => Err(Error::new(
+                ErrorKind::NoKey,
+                "This computer has no SchoolVault encryption key yet",
+                "Run `schoolvault key generate`, or import your key with `schoolvault key import`",
+            )),
+        }
+    }
+
+    /// Store `key` in the keychain as the current key (earlier keys stay readable).
+    ///
+    /// # Errors
+    /// `Keychain` when the keychain cannot be used.
+    pub fn store(&self, key: &Key) -> Result<()> {
+        let hex = key.to_hex();
+        self.keychain
+            .set(&format!("{CURRENT}-{}", key.fingerprint()), &hex)?;
+        self.keychain.set(CURRENT, &hex)
+    }
+}
+
+/// Read a key file: 64 hex characters, readable by its owner only.
+///
+/// # Errors
+/// `NotFound`, `InvalidInput` for a file that others may read or that holds no key.
+pub fn read_key_file(path: &Path) -> Result<Key> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format_args!("reading the key file {}", path.display()), &e))?,
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Error::io(format_args!("reading the key file {}", path.display()), &e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "The key file {} may be read by other users (mode {:o})",
+                    path.display(),
+                    mode & 0o777
+                ),
+                format!("Restrict it with `chmod 600 {}`", path.display()),
+            ));
+        }
+    }
+    Key::from_hex(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("The key file {} does not hold a key: {}", path.display(), e.message()),
+            "It must contain the 64 hexadecimal characters of the key",
+        )
+    })
+}

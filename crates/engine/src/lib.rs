@@ -1,0 +1,19 @@
+//! SchoolVault's engine: everything that matters, with no GUI dependency.
+//!
+//! One module per concept: [`archive`] (the `.svb` format), [`crypto`] (the only user of
+//! AES-GCM), [`keychain`] (where keys come from), [`source`] (database adapters), [`storage`]
+//! (where files go), [`catalog`] (the index of backups and runs), [`jobs`] (what the CLI and
+//! the app call), [`progress`] (events), [`config`] (default places), [`error`].
+
+pub mod archive;
+pub mod catalog;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod jobs;
+pub mod keychain;
+pub mod progress;
+pub mod source;
+pub mod storage;
+
+pub use error::{Error, ErrorKind, Result};

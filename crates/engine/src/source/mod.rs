@@ -1,0 +1,4 @@
+//! Database adapters: one per engine, each able to take a consistent snapshot, export every
+//! table and restore into a transaction. PostgreSQL first; MariaDB and SQLite join later.
+
+pub mod postgres;

@@ -1,0 +1,580 @@
+//! PostgreSQL: one consistent snapshot of every table, `COPY` out, and the transactional
+//! replace-restore.
+//!
+//! The snapshot works as `pg_dump -j` does: a coordinator opens a `REPEATABLE READ, READ ONLY`
+//! transaction, exports its snapshot with `pg_export_snapshot()` and takes `ACCESS SHARE` locks
+//! on every table (so none can be dropped or rewritten under us); each export worker opens its
+//! own transaction and joins that snapshot with `SET TRANSACTION SNAPSHOT`, so every table comes
+//! from the same instant. Data travels in `COPY` text format, which represents every type
+//! exactly. Generated columns are left out (the server recomputes them on restore).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::archive::{SequenceValue, SourceInfo, TableManifest};
+use crate::error::{Error, ErrorKind, Result};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a database is: a `postgres://` URL. Its password, if any, is never shown.
+#[derive(Clone)]
+pub struct PgTarget {
+    url: String,
+    options: PgConnectOptions,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({})", self.describe())
+    }
+}
+
+impl PgTarget {
+    /// Parse a `postgres://user[:password]@host[:port]/database` URL.
+    ///
+    /// # Errors
+    /// `InvalidInput` for anything else; the message does not repeat the URL (it may hold a
+    /// password).
+    pub fn parse(url: &str) -> Result<PgTarget> {
+        let options: PgConnectOptions = url.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "The database address is not a valid PostgreSQL URL",
+                "Write it as postgres://USER@HOST:PORT/DATABASE (put the password in the keychain or PGPASSWORD, not in the URL)",
+            )
+        })?;
+        Ok(PgTarget {
+            url: url.to_string(),
+            options: options.application_name("schoolvault"),
+        })
+    }
+
+    /// `user@host:port/database`, safe to show.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}@{}:{}/{}",
+            self.options.get_username(),
+            self.options.get_host(),
+            self.options.get_port(),
+            self.database()
+        )
+    }
+
+    /// The database name.
+    pub fn database(&self) -> String {
+        self.options
+            .get_database()
+            .unwrap_or(self.options.get_username())
+            .to_string()
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, database: &str) -> PgTarget {
+        PgTarget {
+            url: self.url.clone(),
+            options: self.options.clone().database(database),
+        }
+    }
+
+    /// Open a connection.
+    ///
+    /// # Errors
+    /// `DbUnreachable`, `DbAuth`, `NotFound` (no such database) or `Database`.
+    pub async fn connect(&self) -> Result<PgConnection> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.options.connect()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(db_error(&e, self)),
+            Err(_) => Err(Error::new(
+                ErrorKind::DbUnreachable,
+                format!("The database server at {} did not answer within {} seconds", self.describe(), CONNECT_TIMEOUT.as_secs()),
+                "Check that PostgreSQL is running there and that this computer can reach it (firewall, VPN)",
+            )),
+        }
+    }
+}
+
+/// Map a database error to an engine error that says what to do.
+pub fn db_error(err: &sqlx::Error, target: &PgTarget) -> Error {
+    let at = target.describe();
+    match err {
+        sqlx::Error::Io(io) => Error::new(
+            ErrorKind::DbUnreachable,
+            format!("Cannot reach the database server at {at} ({})", io.kind()),
+            "Check that PostgreSQL is running there and that the address and port are right",
+        ),
+        sqlx::Error::Tls(e) => Error::new(
+            ErrorKind::DbUnreachable,
+            format!("The secure connection to {at} failed: {e}"),
+            "Check the server's TLS settings, or the sslmode in the address",
+        ),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let msg = db.message();
+            match code.as_ref() {
+                "28P01" => Error::new(
+                    ErrorKind::DbAuth,
+                    format!("The database server {at} rejected the password for user {}", target.options.get_username()),
+                    "Check the password in the settings (or PGPASSWORD)",
+                ),
+                "28000" => Error::new(
+                    ErrorKind::DbAuth,
+                    format!("The database server {at} refused the login: {msg}"),
+                    "Check the user name, and that the server's pg_hba.conf allows this computer",
+                ),
+                "3D000" => Error::new(
+                    ErrorKind::NotFound,
+                    format!("The database server {} has no database {:?}", target.options.get_host(), target.database()),
+                    "Check the database name in the settings",
+                ),
+                "42501" => Error::new(
+                    ErrorKind::TableUnreadable,
+                    format!("The database refused access: {msg}"),
+                    format!("Grant the backup user SELECT on it (GRANT SELECT ON ALL TABLES IN SCHEMA … TO {}), or back up as the database owner", target.options.get_username()),
+                ),
+                "55P03" => Error::new(
+                    ErrorKind::Database,
+                    format!("A table is locked by another session: {msg}"),
+                    "Another program (a migration?) holds an exclusive lock; try again when it has finished",
+                ),
+                "57P01" | "57P02" | "57P03" => Error::new(
+                    ErrorKind::DbUnreachable,
+                    format!("The database server ended the connection: {msg}"),
+                    "The server was shut down or the session was terminated; try again",
+                ),
+                _ => Error::new(
+                    ErrorKind::Database,
+                    format!("The database reported an error: {msg} (SQLSTATE {code})"),
+                    "Nothing was changed; fix the cause and try again",
+                ),
+            }
+        }
+        sqlx::Error::Protocol(p) => Error::new(
+            ErrorKind::DbUnreachable,
+            format!("The connection to {at} failed: {p}"),
+            "Check that the address points at a PostgreSQL server; try again",
+        ),
+        other => Error::new(
+            ErrorKind::Database,
+            format!("The database connection to {at} failed: {other}"),
+            "Try again; if it persists, check the server's log",
+        ),
+    }
+}
+
+/// Quote an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."name"`.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// A table to export, with its size estimate.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// What goes into the manifest.
+    pub manifest: TableManifest,
+    /// `pg_table_size`, for ordering and the progress estimate.
+    pub estimated_bytes: u64,
+}
+
+/// An open snapshot: the coordinator's connection, holding the locks, and what it saw.
+pub struct Snapshot {
+    conn: PgConnection,
+    /// The exported snapshot's id, for workers to join.
+    pub id: String,
+    /// Every table with data, largest first.
+    pub tables: Vec<TableInfo>,
+    /// Every sequence's value.
+    pub sequences: Vec<SequenceValue>,
+    /// The server and database.
+    pub source: SourceInfo,
+    /// The server's clock at the snapshot.
+    pub taken_at: DateTime<Utc>,
+}
+
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                     AND d.objid = c.oid AND d.deptype = 'e')";
+
+async fn exec(conn: &mut PgConnection, sql: &str, target: &PgTarget) -> Result<()> {
+    sqlx::raw_sql(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| db_error(&e, target))
+}
+
+impl Snapshot {
+    /// Open the snapshot on `target`: every table of every non-system schema (leaf tables and
+    /// partitions; a partitioned parent holds no rows), locked `ACCESS SHARE`.
+    ///
+    /// # Errors
+    /// Connection errors; `TableUnreadable` naming the first table or sequence the user may not
+    /// read.
+    pub async fn open(target: &PgTarget) -> Result<Snapshot> {
+        let mut conn = target.connect().await?;
+        exec(
+            &mut conn,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
+            target,
+        )
+        .await?;
+        let row = sqlx::query(
+            "SELECT pg_export_snapshot(), now(), current_database()::text, current_setting('server_version')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let id: String = row.get(0);
+        let taken_at: DateTime<Utc> = row.get(1);
+        let database: String = row.get(2);
+        let version: String = row.get(3);
+        let server_version = version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+
+        let rows = sqlx::query(&format!(
+            "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid), \
+                    coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
+                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                                AND a.attgenerated = ''), '{{}}') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND {USER_SCHEMAS} \
+             ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let mut tables = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let size: i64 = row.get(2);
+            let columns: Vec<String> = row.get(3);
+            tables.push(TableInfo {
+                manifest: TableManifest {
+                    index: i as u32,
+                    schema,
+                    name,
+                    columns,
+                },
+                estimated_bytes: size.max(0) as u64,
+            });
+        }
+        for t in &tables {
+            let sql = format!(
+                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+                qualified(&t.manifest.schema, &t.manifest.name)
+            );
+            exec(&mut conn, &sql, target)
+                .await
+                .map_err(|e| unreadable(e, "table", &t.manifest.display_name()))?;
+        }
+
+        let seqs = sqlx::query(&format!(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND {USER_SCHEMAS} ORDER BY 1, 2"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let mut sequences = Vec::with_capacity(seqs.len());
+        for row in seqs {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let sql = format!(
+                "SELECT last_value, is_called FROM {}",
+                qualified(&schema, &name)
+            );
+            let v = sqlx::query(&sql)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| unreadable(db_error(&e, target), "sequence", &format!("{schema}.{name}")))?;
+            sequences.push(SequenceValue {
+                schema,
+                name,
+                last_value: v.get(0),
+                is_called: v.get(1),
+            });
+        }
+        Ok(Snapshot {
+            conn,
+            id,
+            tables,
+            sequences,
+            source: SourceInfo {
+                engine: "postgresql".into(),
+                server_version,
+                database,
+            },
+            taken_at,
+        })
+    }
+
+    /// End the snapshot's transaction (after every worker has finished).
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn close(mut self, target: &PgTarget) -> Result<()> {
+        exec(&mut self.conn, "COMMIT", target).await?;
+        let _ = self.conn.close().await;
+        Ok(())
+    }
+}
+
+fn unreadable(err: Error, what: &str, name: &str) -> Error {
+    if err.kind() == ErrorKind::TableUnreadable {
+        Error::new(
+            ErrorKind::TableUnreadable,
+            format!("The backup user may not read {what} {name}, so the backup cannot be complete"),
+            err.guidance().to_string(),
+        )
+    } else {
+        err.context(format_args!("locking {what} {name}"))
+    }
+}
+
+/// A worker's connection inside the snapshot.
+pub struct SnapshotWorker {
+    conn: PgConnection,
+}
+
+impl SnapshotWorker {
+    /// Connect and join snapshot `id`.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn join(target: &PgTarget, id: &str) -> Result<SnapshotWorker> {
+        let mut conn = target.connect().await?;
+        if id.contains('\'') {
+            return Err(Error::new(ErrorKind::Database, "bad snapshot id", ""));
+        }
+        exec(
+            &mut conn,
+            &format!("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"),
+            target,
+        )
+        .await?;
+        Ok(SnapshotWorker { conn })
+    }
+
+    /// Stream `table`'s rows in COPY text format.
+    ///
+    /// # Errors
+    /// `TableUnreadable` naming the table, or connection errors.
+    pub async fn copy_out<'c>(
+        &'c mut self,
+        table: &TableManifest,
+        target: &PgTarget,
+    ) -> Result<BoxStream<'c, sqlx::Result<Bytes>>> {
+        let sql = format!(
+            "COPY {} ({}) TO STDOUT",
+            qualified(&table.schema, &table.name),
+            column_list(&table.columns)
+        );
+        self.conn
+            .copy_out_raw(&sql)
+            .await
+            .map_err(|e| unreadable(db_error(&e, target), "table", &table.display_name()))
+    }
+
+    /// End the worker's transaction.
+    pub async fn close(mut self) {
+        let _ = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await;
+        let _ = self.conn.close().await;
+    }
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A replace-restore in progress: one transaction on the target in which the backup's tables
+/// were emptied; nothing is visible to others until [`RestoreTxn::commit`].
+pub struct RestoreTxn {
+    conn: PgConnection,
+    target: PgTarget,
+    /// False when the session could not switch to `session_replication_role = replica`
+    /// (not a superuser): constraints are then deferred where they are deferrable.
+    pub triggers_disabled: bool,
+}
+
+/// Check that `target` has every table of the backup with every column, without changing
+/// anything.
+///
+/// # Errors
+/// `TargetMismatch` naming the first missing table or column.
+pub async fn check_target(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableManifest],
+) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text, \
+                coalesce((SELECT array_agg(a.attname::text) FROM pg_attribute a \
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                            AND a.attgenerated = ''), '{}') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let mut have = std::collections::HashMap::new();
+    for row in rows {
+        let key: (String, String) = (row.get(0), row.get(1));
+        let cols: Vec<String> = row.get(2);
+        have.insert(key, cols);
+    }
+    for t in tables {
+        let Some(cols) = have.get(&(t.schema.clone(), t.name.clone())) else {
+            return Err(Error::new(
+                ErrorKind::TargetMismatch,
+                format!(
+                    "The target database {} has no table {} that the backup holds; nothing was changed",
+                    target.describe(),
+                    t.display_name()
+                ),
+                "Restore into the database this backup was made from, or create the table first",
+            ));
+        };
+        if let Some(missing) = t.columns.iter().find(|c| !cols.contains(c)) {
+            return Err(Error::new(
+                ErrorKind::TargetMismatch,
+                format!(
+                    "The table {} in the target database {} has no column {missing:?} that the backup holds; nothing was changed",
+                    t.display_name(),
+                    target.describe()
+                ),
+                "The database's schema changed since the backup; restore into a database with the backup's schema",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl RestoreTxn {
+    /// Begin the restore on `conn`: one transaction, triggers and foreign-key checks off for
+    /// the session where permitted, and every table of the backup emptied.
+    ///
+    /// # Errors
+    /// `TargetMismatch` if tables are missing, database errors otherwise; the transaction is
+    /// rolled back.
+    pub async fn begin(
+        mut conn: PgConnection,
+        target: &PgTarget,
+        tables: &[TableManifest],
+    ) -> Result<RestoreTxn> {
+        check_target(&mut conn, target, tables).await?;
+        exec(&mut conn, "BEGIN", target).await?;
+        let mut txn = RestoreTxn {
+            conn,
+            target: target.clone(),
+            triggers_disabled: true,
+        };
+        let replica = sqlx::raw_sql(
+            "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
+        )
+        .execute(&mut txn.conn)
+        .await;
+        if replica.is_err() {
+            txn.triggers_disabled = false;
+            txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica; SET CONSTRAINTS ALL DEFERRED")
+                .await?;
+        }
+        if !tables.is_empty() {
+            let list = tables
+                .iter()
+                .map(|t| qualified(&t.schema, &t.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Err(e) = txn.exec(&format!("TRUNCATE TABLE ONLY {list}")).await {
+                txn.rollback().await;
+                return Err(e.context("emptying the tables before loading"));
+            }
+        }
+        Ok(txn)
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        exec(&mut self.conn, sql, &self.target).await
+    }
+
+    /// Start a `COPY FROM STDIN` into `table`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn copy_in(
+        &mut self,
+        table: &TableManifest,
+    ) -> Result<sqlx::postgres::PgCopyIn<&mut PgConnection>> {
+        let sql = format!(
+            "COPY {} ({}) FROM STDIN",
+            qualified(&table.schema, &table.name),
+            column_list(&table.columns)
+        );
+        let target = self.target.clone();
+        self.conn
+            .copy_in_raw(&sql)
+            .await
+            .map_err(|e| db_error(&e, &target).context(format_args!("loading table {}", table.display_name())))
+    }
+
+    /// The target, for error messages.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
+
+    /// Set every sequence to its value in the backup.
+    ///
+    /// # Errors
+    /// Database errors (a sequence missing in the target among them).
+    pub async fn set_sequences(&mut self, sequences: &[SequenceValue]) -> Result<()> {
+        for s in sequences {
+            let name = qualified(&s.schema, &s.name);
+            let r = sqlx::query("SELECT setval($1::regclass, $2, $3)")
+                .bind(&name)
+                .bind(s.last_value)
+                .bind(s.is_called)
+                .execute(&mut self.conn)
+                .await;
+            if let Err(e) = r {
+                return Err(db_error(&e, &self.target)
+                    .context(format_args!("setting sequence {}.{}", s.schema, s.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the restore visible.
+    ///
+    /// # Errors
+    /// Database errors at commit (deferred constraints among them); the database is then as it
+    /// was before.
+    pub async fn commit(mut self) -> Result<()> {
+        let r = self.exec("COMMIT").await;
+        let _ = self.conn.close().await;
+        r
+    }
+
+    /// Undo everything.
+    pub async fn rollback(mut self) {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        let _ = self.conn.close().await;
+    }
+}
