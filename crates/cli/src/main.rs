@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eout!("error: cannot start: {e}");
+            eprintln!("error: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
                 let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
                 out!("{doc}");
             }
-            eout!("error: {e}");
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> Result<()> {
                 out!("File: {}", b.path.display());
             }
             if out.key_generated {
-                eout!(
+                eprintln!(
                     "A new encryption key was generated and stored in the OS keychain (fingerprint {}).\n\
                      Save a recovery copy NOW with `schoolvault key export` and keep it somewhere safe:\n\
                      without it, these backups cannot be opened if this computer is lost.",
@@ -467,7 +467,7 @@ fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
             let key = Key::generate();
             keys.store(&key)?;
             show(&key, &KeyOrigin::Keychain, "Generated and stored key")?;
-            eout!("Save a recovery copy now with `schoolvault key export`: a backup whose key is lost cannot be opened.");
+            eprintln!("Save a recovery copy now with `schoolvault key export`: a backup whose key is lost cannot be opened.");
         }
         KeyAction::Import => {
             let mut text = String::new();
@@ -486,7 +486,7 @@ fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
                 print_json(&serde_json::json!({"fingerprint": key.fingerprint().to_string(), "key": key.to_hex().as_str()}))?;
             } else {
                 out!("{}", key.to_hex().as_str());
-                eout!(
+                eprintln!(
                     "This is the encryption key {} (from {origin}). Anyone who has it can read your backups: store it offline, safely.",
                     key.fingerprint()
                 );
@@ -528,7 +528,7 @@ impl Progress for JsonLines {
             *last = Instant::now();
         }
         if let Ok(line) = serde_json::to_string(event) {
-            eout!("{line}");
+            eprintln!("{line}");
         }
     }
 }
