@@ -152,7 +152,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                let doc = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+                let doc =
+                    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
                 out!("{doc}");
             }
             eprintln!("error: {e}");
@@ -173,9 +174,8 @@ fn target(url: Option<&str>, what: &str) -> Result<PgTarget> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| {
-        Error::new(ErrorKind::Internal, format!("encoding output: {e}"), "")
-    })?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("encoding output: {e}"), ""))?;
     out!("{text}");
     Ok(())
 }
@@ -286,7 +286,14 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 out!(
                     "{:<22} {:<20} {:<9} {:>10} {:>7} {:>10} {:>8}  {}",
-                    "ID", "CREATED (UTC)", "TYPE", "SIZE", "TABLES", "ROWS", "TIME", "VERIFIED"
+                    "ID",
+                    "CREATED (UTC)",
+                    "TYPE",
+                    "SIZE",
+                    "TABLES",
+                    "ROWS",
+                    "TIME",
+                    "VERIFIED"
                 );
                 for b in list {
                     let verified = match (b.verify_ok, b.verified_at) {
@@ -326,7 +333,9 @@ async fn run(cli: Cli) -> Result<()> {
                 out!("Created:     {}", h.created_at.to_rfc3339());
                 out!(
                     "Source:      {} {} database {}",
-                    h.source.engine, h.source.server_version, h.source.database
+                    h.source.engine,
+                    h.source.server_version,
+                    h.source.database
                 );
                 out!("Key:         {}", h.key_fingerprint);
                 out!("Written by:  SchoolVault {}", h.app_version);
@@ -456,7 +465,9 @@ async fn run(cli: Cli) -> Result<()> {
 fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
     let show = |key: &Key, origin: &KeyOrigin, what: &str| -> Result<()> {
         if json {
-            print_json(&serde_json::json!({"fingerprint": key.fingerprint().to_string(), "origin": origin.to_string()}))
+            print_json(
+                &serde_json::json!({"fingerprint": key.fingerprint().to_string(), "origin": origin.to_string()}),
+            )
         } else {
             out!("{what} {} (from {origin})", key.fingerprint());
             Ok(())
@@ -483,7 +494,9 @@ fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
         KeyAction::Export => {
             let (key, origin) = keys.current()?;
             if json {
-                print_json(&serde_json::json!({"fingerprint": key.fingerprint().to_string(), "key": key.to_hex().as_str()}))?;
+                print_json(
+                    &serde_json::json!({"fingerprint": key.fingerprint().to_string(), "key": key.to_hex().as_str()}),
+                )?;
             } else {
                 out!("{}", key.to_hex().as_str());
                 eprintln!(
@@ -503,7 +516,9 @@ fn key_command(action: &KeyAction, keys: &Keys, json: bool) -> Result<()> {
 /// Progress for the terminal (a bar), as JSON lines (--json), or nothing (not a terminal).
 fn progress_for(json: bool) -> Arc<dyn Progress> {
     if json {
-        Arc::new(JsonLines(Mutex::new(Instant::now() - Duration::from_secs(1))))
+        Arc::new(JsonLines(Mutex::new(
+            Instant::now() - Duration::from_secs(1),
+        )))
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bar::new())
     } else {
@@ -573,7 +588,10 @@ impl Progress for Bar {
         }
         if let Some(t) = &e.table {
             let msg = if e.tables_total > 0 {
-                format!("{t} ({}/{} tables, {} rows)", e.tables_done, e.tables_total, e.rows)
+                format!(
+                    "{t} ({}/{} tables, {} rows)",
+                    e.tables_done, e.tables_total, e.rows
+                )
             } else {
                 t.clone()
             };

@@ -303,8 +303,8 @@ impl<R: Read> Read for CountingReader<R> {
 /// # Errors
 /// I/O errors.
 pub fn sha256_file(path: &std::path::Path) -> Result<(String, u64)> {
-    let mut f = File::open(path)
-        .map_err(|e| Error::io(format_args!("reading {}", path.display()), &e))?;
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format_args!("reading {}", path.display()), &e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -429,7 +429,12 @@ fn damaged_header(detail: &str) -> Error {
 /// Whether `bytes` look like the start of a v2 archive (the magic, allowing one damaged byte).
 pub fn looks_like_v2(bytes: &[u8]) -> bool {
     bytes.len() >= MAGIC.len()
-        && bytes.iter().zip(MAGIC.iter()).filter(|(a, b)| a != b).count() <= 1
+        && bytes
+            .iter()
+            .zip(MAGIC.iter())
+            .filter(|(a, b)| a != b)
+            .count()
+            <= 1
 }
 
 /// Read and check the preamble.
@@ -467,8 +472,7 @@ pub fn read_preamble(r: &mut impl Read) -> Result<Preamble> {
         return Err(damaged_header("its length is impossible"));
     }
     let mut json = vec![0u8; len as usize];
-    if read_full(r, &mut json).map_err(|e| Error::io("reading the backup file", &e))? < json.len()
-    {
+    if read_full(r, &mut json).map_err(|e| Error::io("reading the backup file", &e))? < json.len() {
         return Err(truncated_header());
     }
     let header: Header =
@@ -477,7 +481,7 @@ pub fn read_preamble(r: &mut impl Read) -> Result<Preamble> {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "This backup uses {} / {}, which this SchoolVault cannot read",
+                "This backup says it uses {} / {}, which this SchoolVault cannot read; the file may be damaged",
                 header.cipher, header.compression
             ),
             "Open it with a newer SchoolVault",
@@ -520,6 +524,36 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Whether it is the header's key fingerprint that is damaged, not the key that is wrong: true
+/// when the archive's first chunk authenticates with `key` once the header names `key`.
+pub fn fingerprint_was_damaged(path: &std::path::Path, pre: &Preamble, key: &Key) -> bool {
+    let old = format!("\"key_fingerprint\":\"{}\"", pre.header.key_fingerprint);
+    let new = format!("\"key_fingerprint\":\"{}\"", key.fingerprint());
+    let Some(pos) = pre.aad.windows(old.len()).position(|w| w == old.as_bytes()) else {
+        return false;
+    };
+    if old.len() != new.len() {
+        return false;
+    }
+    let mut aad = pre.aad.clone();
+    aad[pos..pos + new.len()].copy_from_slice(new.as_bytes());
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    if io::Seek::seek(&mut file, io::SeekFrom::Start(pre.aad.len() as u64)).is_err() {
+        return false;
+    }
+    let mut r = DecryptingReader::new(
+        file,
+        key,
+        &pre.nonce_prefix,
+        aad,
+        pre.header.chunk_size as usize,
+        pre.aad.len() as u64,
+    );
+    r.read(&mut [0u8; 1]).is_ok()
 }
 
 /// The decrypted, decompressed plaintext (a tar stream) of an archive whose preamble was read

@@ -98,7 +98,10 @@ impl Catalog {
     pub async fn open(path: &Path) -> Result<Catalog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::io(format_args!("creating the catalog folder {}", dir.display()), &e)
+                Error::io(
+                    format_args!("creating the catalog folder {}", dir.display()),
+                    &e,
+                )
             })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")

@@ -185,6 +185,10 @@ impl<W: Write> EncryptingWriter<W> {
     /// # Errors
     /// Any error writing to the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
+        // A full buffer is an ordinary chunk; the last chunk must be shorter (here: empty).
+        if self.buf.len() == self.chunk_size {
+            self.seal_chunk()?;
+        }
         let enc = self
             .encryptor
             .take()
@@ -298,7 +302,10 @@ impl<R: Read> DecryptingReader<R> {
             if self.inner.read(&mut probe)? != 0 {
                 return Err(Error::new(
                     ErrorKind::Damaged,
-                    format!("The backup file has unexpected bytes after its end (byte {})", self.offset),
+                    format!(
+                        "The backup file has unexpected bytes after its end (byte {})",
+                        self.offset
+                    ),
                     "The file was changed after it was written; use another copy of this backup",
                 )
                 .into_io());
@@ -379,7 +386,10 @@ mod tests {
         let ct = seal(&data, 64, &key);
         // cut at a chunk boundary: no last chunk
         let e = open(&ct[..80], 64, &key).expect_err("cut");
-        assert_eq!(inner_error(&e).map(|e| e.kind()), Some(ErrorKind::Truncated));
+        assert_eq!(
+            inner_error(&e).map(|e| e.kind()),
+            Some(ErrorKind::Truncated)
+        );
         for cut in [1, 10, 100, ct.len() - 1] {
             assert!(open(&ct[..cut], 64, &key).is_err(), "cut at {cut}");
         }

@@ -138,7 +138,8 @@ impl Error {
             return inner.clone();
         }
         // ENOSPC (28) and EDQUOT (122) on Linux; StorageFull on every platform.
-        if err.kind() == io::ErrorKind::StorageFull || matches!(err.raw_os_error(), Some(28 | 122)) {
+        if err.kind() == io::ErrorKind::StorageFull || matches!(err.raw_os_error(), Some(28 | 122))
+        {
             return Error::new(
                 ErrorKind::DiskFull,
                 format!("The disk is full while {what}"),
@@ -211,8 +212,15 @@ mod tests {
 
     #[test]
     fn display_is_one_line_with_guidance() {
-        let e = Error::new(ErrorKind::NotFound, "No backup with id x", "Run `schoolvault list`");
-        assert_eq!(e.to_string(), "No backup with id x. Run `schoolvault list`.");
+        let e = Error::new(
+            ErrorKind::NotFound,
+            "No backup with id x",
+            "Run `schoolvault list`",
+        );
+        assert_eq!(
+            e.to_string(),
+            "No backup with id x. Run `schoolvault list`."
+        );
         assert!(!e.to_string().contains('\n'));
     }
 

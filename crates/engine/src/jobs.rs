@@ -194,7 +194,10 @@ impl Vault {
             if !rec.path.is_file() {
                 return Err(Error::new(
                     ErrorKind::NotFound,
-                    format!("Backup {what} is listed, but its file {} is missing", rec.path.display()),
+                    format!(
+                        "Backup {what} is listed, but its file {} is missing",
+                        rec.path.display()
+                    ),
                     "Run `schoolvault rescan` to update the list, or copy the file back",
                 ));
             }
@@ -260,7 +263,14 @@ pub async fn backup(
     let result = backup_inner(vault, target, opts, progress, started).await;
     let id = result.as_ref().ok().map(|o| o.backup.id.clone());
     vault
-        .record_run(run_record("backup", Some(opts.kind), started, &result, id, None))
+        .record_run(run_record(
+            "backup",
+            Some(opts.kind),
+            started,
+            &result,
+            id,
+            None,
+        ))
         .await;
     result
 }
@@ -276,7 +286,13 @@ fn backup_id(at: DateTime<Utc>) -> String {
 fn file_stem(database: &str) -> String {
     let s: String = database
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect();
     if s.is_empty() {
@@ -391,10 +407,9 @@ async fn backup_inner(
         cancel: opts.cancel.clone(),
     });
     let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
-    let exported = futures_util::future::try_join_all(
-        (0..workers).map(|_| export_worker(shared.clone())),
-    )
-    .await;
+    let exported =
+        futures_util::future::try_join_all((0..workers).map(|_| export_worker(shared.clone())))
+            .await;
     let exported = match exported {
         Ok(e) => e,
         Err(e) => {
@@ -420,7 +435,8 @@ async fn backup_inner(
         .map_err(|_| internal("a worker panicked"))?;
     let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
     writer.write_member(
-        &gzip_tar_entry("end.json", &json, mtime, level).map_err(|e| Error::io("compressing", &e))?,
+        &gzip_tar_entry("end.json", &json, mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
     )?;
     writer.write_member(&gzip_tar_trailer().map_err(|e| Error::io("compressing", &e))?)?;
     opts.cancel.check()?;
@@ -480,7 +496,10 @@ fn spawn_part(shared: &Arc<ExportShared>, index: u32, part: u32, data: Vec<u8>) 
         let gz = gzip_tar_entry(&part_path(index, part), &data, shared.mtime, shared.level)
             .map_err(|e| Error::io("compressing", &e))?;
         drop(data);
-        let mut sink = shared.sink.lock().map_err(|_| internal("writer poisoned"))?;
+        let mut sink = shared
+            .sink
+            .lock()
+            .map_err(|_| internal("writer poisoned"))?;
         sink.write_member(&gz)
     })
 }
@@ -557,11 +576,26 @@ async fn export_table(
 
 /// Open a backup file and read its preamble; find the key that opens it.
 fn open_archive(path: &Path, keys: &Keys) -> Result<(BufReader<File>, Preamble, Key)> {
-    let file = File::open(path)
-        .map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let file =
+        File::open(path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let pre = read_preamble(&mut r)?;
-    let key = keys.for_reading(pre.fingerprint())?;
+    let key = match keys.for_reading(pre.fingerprint()) {
+        Ok(key) => key,
+        Err(e) if e.kind() == ErrorKind::WrongKey => {
+            if let Ok((ours, _)) = keys.current() {
+                if archive::fingerprint_was_damaged(path, &pre, &ours) {
+                    return Err(Error::new(
+                        ErrorKind::Damaged,
+                        "The backup file's header is damaged (its key fingerprint changed after it was written)",
+                        "Use another copy of this backup",
+                    ));
+                }
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     Ok((r, pre, key))
 }
 
@@ -602,7 +636,10 @@ impl TableTally {
             };
             let (h, r, b, p) = self.seen.remove(&t.index).unwrap_or_default();
             if r != e.rows {
-                return Err(inconsistent(t, &format!("{r} rows where the end record says {}", e.rows)));
+                return Err(inconsistent(
+                    t,
+                    &format!("{r} rows where the end record says {}", e.rows),
+                ));
             }
             if b != e.bytes || p != e.parts || hex::encode(h.finalize()) != e.sha256 {
                 return Err(inconsistent(t, "its data does not match its checksum"));
@@ -624,7 +661,10 @@ impl TableTally {
 fn inconsistent(t: &TableManifest, what: &str) -> Error {
     Error::new(
         ErrorKind::Inconsistent,
-        format!("Table {} in the backup is inconsistent: {what}", t.display_name()),
+        format!(
+            "Table {} in the backup is inconsistent: {what}",
+            t.display_name()
+        ),
         "The file is damaged or was altered; use another copy of this backup",
     )
 }
@@ -689,14 +729,19 @@ fn scan_file(path: &Path, keys: &Keys, progress: &dyn Progress) -> Result<Scan> 
 ///
 /// # Errors
 /// `WrongKey`, `Truncated`, `Damaged`, `Inconsistent`, `NotABackup`, `NotFound`.
-pub async fn verify(vault: &Vault, what: &str, progress: Arc<dyn Progress>) -> Result<VerifyReport> {
+pub async fn verify(
+    vault: &Vault,
+    what: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyReport> {
     let started = Utc::now();
     let (path, record) = vault.resolve(what).await?;
     let (keys, scan_path) = (vault.keys.clone(), path.clone());
-    let result = tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
-        .await
-        .map_err(join_error)
-        .and_then(|r| r);
+    let result =
+        tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
+            .await
+            .map_err(join_error)
+            .and_then(|r| r);
     let id = result
         .as_ref()
         .ok()
@@ -704,7 +749,10 @@ pub async fn verify(vault: &Vault, what: &str, progress: Arc<dyn Progress>) -> R
         .or(record.as_ref().map(|r| r.id.clone()));
     if let Some(id) = &id {
         let (ok, msg) = match &result {
-            Ok(s) => (true, format!("{} tables, {} rows checked", s.tables, s.rows)),
+            Ok(s) => (
+                true,
+                format!("{} tables, {} rows checked", s.tables, s.rows),
+            ),
             Err(e) => (false, e.to_string()),
         };
         if vault.catalog.get(id).await?.is_some() {
@@ -730,8 +778,8 @@ pub async fn verify(vault: &Vault, what: &str, progress: Arc<dyn Progress>) -> R
 /// `NotFound`, `NotABackup`, `Damaged`, `Truncated` (of the header).
 pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
     let (path, _) = vault.resolve(what).await?;
-    let file = File::open(&path)
-        .map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let file =
+        File::open(&path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
     let mut r = BufReader::new(file);
     let pre = read_preamble(&mut r)?;
     let manifest = vault
@@ -752,7 +800,11 @@ fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
     let mut first = entries
         .next()
         .ok_or_else(|| {
-            Error::new(ErrorKind::Truncated, "The backup is empty", "Use another backup")
+            Error::new(
+                ErrorKind::Truncated,
+                "The backup is empty",
+                "Use another backup",
+            )
         })?
         .map_err(|e| archive::read_error(&e))?;
     let path = first.path().map_err(|e| archive::read_error(&e))?;
@@ -796,7 +848,8 @@ pub async fn decrypt(vault: &Vault, what: &str, out: &mut dyn Write) -> Result<u
             .map_err(|e| Error::io("writing the output", &e))?;
         total += n as u64;
     }
-    out.flush().map_err(|e| Error::io("writing the output", &e))?;
+    out.flush()
+        .map_err(|e| Error::io("writing the output", &e))?;
     Ok(total)
 }
 
@@ -815,7 +868,12 @@ pub async fn delete(vault: &Vault, id: &str) -> Result<BackupRecord> {
     match std::fs::remove_file(&rec.path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format_args!("deleting {}", rec.path.display()), &e)),
+        Err(e) => {
+            return Err(Error::io(
+                format_args!("deleting {}", rec.path.display()),
+                &e,
+            ))
+        }
     }
     vault.catalog.remove(id).await?;
     Ok(rec)
@@ -844,7 +902,12 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
             .filter(|p| p.extension().is_some_and(|x| x == EXTENSION) && p.is_file())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(format_args!("listing {}", vault.dir.display()), &e)),
+        Err(e) => {
+            return Err(Error::io(
+                format_args!("listing {}", vault.dir.display()),
+                &e,
+            ))
+        }
     };
     files.sort();
     let mut records = Vec::new();
@@ -883,7 +946,11 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
         let duration_ms = scan
             .as_ref()
             .ok()
-            .map(|s| (s.end.finished_at - s.header.created_at).num_milliseconds().max(0) as u64)
+            .map(|s| {
+                (s.end.finished_at - s.header.created_at)
+                    .num_milliseconds()
+                    .max(0) as u64
+            })
             .unwrap_or(0);
         let tables = scan
             .as_ref()
@@ -978,7 +1045,9 @@ async fn restore_inner(
             progress.clone(),
         )
         .await
-        .map_err(|e| e.context("taking the safety backup before restoring (nothing was changed)"))?;
+        .map_err(|e| {
+            e.context("taking the safety backup before restoring (nothing was changed)")
+        })?;
         Some(b.backup)
     } else {
         None
@@ -1004,24 +1073,26 @@ async fn restore_inner(
                 "Nothing was changed",
             )
         };
-        let (manifest, end) = archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
-            if let Item::Part { table, part, data } = item {
-                tally.start_part(table, part)?;
-                tx.blocking_send(Feed::Part(table.clone())).map_err(|_| gone())?;
-                loop {
-                    let mut buf = vec![0u8; 256 << 10];
-                    let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
-                    if n == 0 {
-                        break;
+        let (manifest, end) =
+            archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
+                if let Item::Part { table, part, data } = item {
+                    tally.start_part(table, part)?;
+                    tx.blocking_send(Feed::Part(table.clone()))
+                        .map_err(|_| gone())?;
+                    loop {
+                        let mut buf = vec![0u8; 256 << 10];
+                        let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        buf.truncate(n);
+                        tally.update(table.index, &buf);
+                        tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
                     }
-                    buf.truncate(n);
-                    tally.update(table.index, &buf);
-                    tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
+                    tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
                 }
-                tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })?;
         let (_, rows, bytes) = tally.check(&manifest, &end)?;
         Ok((manifest, end, rows, bytes))
     });
@@ -1035,7 +1106,16 @@ async fn restore_inner(
             return Err(e);
         }
     };
-    let loaded = load_parts(&mut txn, &mut rx, &count, total, &manifest, &progress, &opts.cancel).await;
+    let loaded = load_parts(
+        &mut txn,
+        &mut rx,
+        &count,
+        total,
+        &manifest,
+        &progress,
+        &opts.cancel,
+    )
+    .await;
     drop(rx);
     let read = reader.await.map_err(join_error);
     let (end, rows_loaded) = match (loaded, read) {
@@ -1128,7 +1208,9 @@ async fn load_parts(
                 }
                 // The reader stopped early: its own error says why.
                 Some(Feed::Part(_)) | None => {
-                    let _ = copy.abort("schoolvault: the backup could not be read").await;
+                    let _ = copy
+                        .abort("schoolvault: the backup could not be read")
+                        .await;
                     return Ok(rows);
                 }
             }

@@ -123,7 +123,10 @@ impl Keys {
     /// others may read.
     pub fn new(key_file: Option<&Path>, keychain: Box<dyn Keychain>) -> Result<Keys> {
         let override_key = if let Some(path) = key_file {
-            Some((read_key_file(path)?, KeyOrigin::File(path.display().to_string())))
+            Some((
+                read_key_file(path)?,
+                KeyOrigin::File(path.display().to_string()),
+            ))
         } else if let Some(text) = std::env::var_os(KEY_ENV) {
             let text = Zeroizing::new(text.to_string_lossy().into_owned());
             let key = Key::from_hex(&text).map_err(|e| {
@@ -199,7 +202,9 @@ impl Keys {
         let have = match &self.override_key {
             Some((key, origin)) => format!("{origin} holds key {}", key.fingerprint()),
             None => match self.keychain_current() {
-                Ok(Some(key)) => format!("this computer's keychain holds key {}", key.fingerprint()),
+                Ok(Some(key)) => {
+                    format!("this computer's keychain holds key {}", key.fingerprint())
+                }
                 _ => "this computer has no key".to_string(),
             },
         };
@@ -288,7 +293,11 @@ pub fn read_key_file(path: &Path) -> Result<Key> {
     Key::from_hex(&text).map_err(|e| {
         Error::new(
             ErrorKind::InvalidInput,
-            format!("The key file {} does not hold a key: {}", path.display(), e.message()),
+            format!(
+                "The key file {} does not hold a key: {}",
+                path.display(),
+                e.message()
+            ),
             "It must contain the 64 hexadecimal characters of the key",
         )
     })

@@ -23,8 +23,12 @@ impl PartialFile {
     /// # Errors
     /// I/O errors (the folder cannot be created, the name exists…).
     pub fn create(dir: &Path, name: &str) -> Result<(PartialFile, File)> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format_args!("creating the backup folder {}", dir.display()), &e))?;
+        fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format_args!("creating the backup folder {}", dir.display()),
+                &e,
+            )
+        })?;
         let fin = dir.join(name);
         let partial = dir.join(format!("{name}.partial"));
         let file = OpenOptions::new()

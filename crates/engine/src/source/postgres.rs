@@ -298,10 +298,13 @@ impl Snapshot {
                 "SELECT last_value, is_called FROM {}",
                 qualified(&schema, &name)
             );
-            let v = sqlx::query(&sql)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| unreadable(db_error(&e, target), "sequence", &format!("{schema}.{name}")))?;
+            let v = sqlx::query(&sql).fetch_one(&mut conn).await.map_err(|e| {
+                unreadable(
+                    db_error(&e, target),
+                    "sequence",
+                    &format!("{schema}.{name}"),
+                )
+            })?;
             sequences.push(SequenceValue {
                 schema,
                 name,
@@ -363,7 +366,9 @@ impl SnapshotWorker {
         }
         exec(
             &mut conn,
-            &format!("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"),
+            &format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+            ),
             target,
         )
         .await?;
@@ -529,10 +534,9 @@ impl RestoreTxn {
             column_list(&table.columns)
         );
         let target = self.target.clone();
-        self.conn
-            .copy_in_raw(&sql)
-            .await
-            .map_err(|e| db_error(&e, &target).context(format_args!("loading table {}", table.display_name())))
+        self.conn.copy_in_raw(&sql).await.map_err(|e| {
+            db_error(&e, &target).context(format_args!("loading table {}", table.display_name()))
+        })
     }
 
     /// The target, for error messages.

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install what `make test` / `make run` need on Debian/Ubuntu, and start PostgreSQL on
+# 127.0.0.1:5432 when nothing answers there. Idempotent: it does nothing that is already done.
+set -euo pipefail
+
+need=()
+command -v psql >/dev/null || need+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v dbus-run-session >/dev/null || need+=(dbus dbus-x11)
+command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v cc >/dev/null || need+=(build-essential)
+command -v python3 >/dev/null || need+=(python3)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: Rust is missing. Install it with rustup (https://rustup.rs), then run make again." >&2
+  exit 1
+fi
+
+if pg_isready -q -h 127.0.0.1 -p 5432; then
+  exit 0
+fi
+ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | grep -q "^$ver main$"; then
+  echo "setup: starting PostgreSQL $ver"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+else
+  echo "setup: creating a PostgreSQL $ver cluster for the tests (trust auth on 127.0.0.1)"
+  $SUDO pg_createcluster "$ver" main --port 5432 --start -- --auth-local=trust --auth-host=trust
+fi
+for _ in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p 5432 && break
+  sleep 1
+done
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "setup: PostgreSQL does not answer on 127.0.0.1:5432; start it and run make again" >&2
+  exit 1
+fi
+if ! psql -X -h 127.0.0.1 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
+  echo "setup: PostgreSQL answers but user postgres cannot log in without a password from" >&2
+  echo "       127.0.0.1; the tests need trust auth there (pg_hba.conf: host all all 127.0.0.1/32 trust)" >&2
+  exit 1
+fi

@@ -1,0 +1,244 @@
+//! Every bad input gets one clear line, a non-zero exit, and leaves the database and the
+//! existing backups untouched.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{school_sql, url_for, Env, TestDb};
+
+fn school() -> TestDb {
+    let db = TestDb::new("bad");
+    db.load(&school_sql(), &[]);
+    db
+}
+
+fn backup_file(env: &Env, db: &TestDb) -> String {
+    let b = env.json(&["--db", &db.url(), "backup"]);
+    b["file"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn damaged_files_are_reported_and_nothing_changes() {
+    let db = school();
+    let env = Env::new();
+    let file = backup_file(&env, &db);
+    let good = std::fs::read(&file).unwrap();
+    let work = env.dir.path().join("work.svb");
+    let before = db.checksums();
+
+    // Wrong key: both fingerprints are named.
+    let other = Env::new();
+    let out = other
+        .cmd()
+        .args([
+            "--json",
+            "--db",
+            &db.url(),
+            "restore",
+            &file,
+            "--yes",
+            "--no-safety-backup",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mine = env.json(&["key", "fingerprint"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let theirs = other.json(&["key", "fingerprint"])["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains(&mine) && err.contains(&theirs), "{err}");
+    assert!(err.contains("key import"), "{err}");
+
+    // Truncated anywhere.
+    for cut in [10, 40, good.len() / 2, good.len() - 1] {
+        std::fs::write(&work, &good[..cut]).unwrap();
+        let (code, msg) = env.fails(&[
+            "--db",
+            &db.url(),
+            "restore",
+            work.to_str().unwrap(),
+            "--yes",
+            "--no-safety-backup",
+        ]);
+        assert!(
+            ["truncated", "damaged"].contains(&code.as_str()),
+            "cut at {cut}: {code} {msg}"
+        );
+        let (code2, _) = env.fails(&["verify", work.to_str().unwrap()]);
+        assert_eq!(code, code2);
+    }
+
+    // One flipped byte anywhere: magic, version, header, body, last byte.
+    for pos in [2, 8, 30, 100, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x20;
+        std::fs::write(&work, &bad).unwrap();
+        let (code, msg) = env.fails(&["verify", work.to_str().unwrap()]);
+        assert!(
+            ["damaged", "truncated", "unsupported_version"].contains(&code.as_str()),
+            "flip at {pos}: {code} {msg}"
+        );
+        assert!(
+            msg.contains("damaged") || msg.contains("incomplete"),
+            "flip at {pos}: {msg}"
+        );
+        let (code, _) = env.fails(&[
+            "--db",
+            &db.url(),
+            "restore",
+            work.to_str().unwrap(),
+            "--yes",
+            "--no-safety-backup",
+        ]);
+        assert_ne!(
+            code, "wrong_key",
+            "a flipped bit is not a wrong key (at {pos})"
+        );
+    }
+
+    // The key fingerprint in the header itself damaged: still "damaged", not "wrong key".
+    let text = String::from_utf8_lossy(&good[..400]).to_string();
+    let at = text.find("\"key_fingerprint\":\"").unwrap() + 19;
+    let mut bad = good.clone();
+    bad[at] = if bad[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&work, &bad).unwrap();
+    let (code, msg) = env.fails(&["verify", work.to_str().unwrap()]);
+    assert_eq!(code, "damaged", "{msg}");
+
+    // Not a backup at all.
+    let random: Vec<u8> = (0..5000).map(|_| rand::random::<u8>()).collect();
+    std::fs::write(&work, random).unwrap();
+    let (code, msg) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        work.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(code, "not_a_backup", "{msg}");
+
+    // Unknown id, missing file.
+    let (code, msg) = env.fails(&["verify", "20990101-000000-ffff"]);
+    assert_eq!(code, "not_found", "{msg}");
+    let (code, _) = env.fails(&["--db", &db.url(), "restore", "/nonexistent/x.svb", "--yes"]);
+    assert_eq!(code, "not_found");
+    let (code, _) = env.fails(&["delete", "nope", "--yes"]);
+    assert_eq!(code, "not_found");
+
+    assert_eq!(db.checksums(), before, "a bad input changed the database");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        good,
+        "a bad input changed the backup"
+    );
+    // Only the one good backup is listed (no safety backups from refused restores).
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn unreachable_database_and_refused_login() {
+    let env = Env::new();
+    let (code, msg) = env.fails(&["--db", "postgres://postgres@127.0.0.1:1/erp", "backup"]);
+    assert_eq!(code, "db_unreachable", "{msg}");
+    assert!(msg.contains("127.0.0.1:1"), "{msg}");
+    let (code, msg) = env.fails(&["--db", &url_for("no_such_role_sv", "postgres"), "backup"]);
+    assert_eq!(code, "db_auth", "{msg}");
+    let (code, msg) = env.fails(&["--db", &url_for("postgres", "no_such_db_sv"), "backup"]);
+    assert_eq!(code, "not_found", "{msg}");
+    // A password never appears in messages.
+    let (_, msg) = env.fails(&[
+        "--db",
+        "postgres://postgres:s3cret@127.0.0.1:1/erp",
+        "backup",
+    ]);
+    assert!(!msg.contains("s3cret"), "{msg}");
+    assert!(env.files().is_empty());
+}
+
+#[test]
+fn a_table_the_backup_user_may_not_read_fails_the_backup_and_names_it() {
+    let db = school();
+    let role = format!("sv_reader_{:x}", rand::random::<u32>());
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public, finance TO {role}; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, finance TO {role};"
+    ));
+    let env = Env::new();
+    let (code, msg) = env.fails(&["--db", &url_for(&role, &db.name), "backup"]);
+    support::psql(
+        &db.name,
+        &format!("REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}"),
+    );
+    assert_eq!(code, "table_unreadable", "{msg}");
+    assert!(msg.contains("finance.Fee Payments"), "{msg}");
+    assert!(
+        env.files().is_empty(),
+        "a failed backup left {:?}",
+        env.files()
+    );
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_and_leaves_no_file() {
+    let db = school();
+    db.sql("CREATE TABLE noise AS SELECT i, md5(i::text) || md5((i * 7)::text) AS junk FROM generate_series(1, 40000) i");
+    let env = Env::new();
+    let small = env.backups();
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            small.to_str().unwrap(),
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        mounted,
+        "this test mounts a 256 kB tmpfs to fill it: it must run as root (as make test and CI do)"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&small);
+    let (code, msg) = env.fails(&["--db", &db.url(), "backup"]);
+    assert_eq!(code, "disk_full", "{msg}");
+    assert!(msg.contains("disk is full"), "{msg}");
+    assert!(env.files().is_empty(), "left behind: {:?}", env.files());
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_target_that_lacks_a_table_is_refused_untouched() {
+    let db = school();
+    let env = Env::new();
+    let file = backup_file(&env, &db);
+    let target = TestDb::new("lacking");
+    target.load(&school_sql(), &[]);
+    target.sql("DROP TABLE attendance");
+    target.sql("UPDATE schools SET name = 'changed'");
+    let before = target.checksums();
+    let (code, msg) = env.fails(&["restore", &file, "--yes", "--target-db", &target.url()]);
+    assert_eq!(code, "target_mismatch", "{msg}");
+    assert!(msg.contains("public.attendance"), "{msg}");
+    assert_eq!(target.checksums(), before);
+    // Refused before the safety backup: nothing new is listed.
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
+}

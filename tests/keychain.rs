@@ -1,0 +1,115 @@
+//! The OS keychain, for real: a Secret Service (gnome-keyring) in a private D-Bus session.
+//! With no key anywhere, the first backup generates one into the keychain and says so; backup,
+//! verify and restore then work with the keychain alone, and `key import` rotates keys while
+//! old backups stay readable.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+
+use support::{school_sql, TestDb};
+
+#[test]
+fn keychain_alone_backs_up_and_restores() {
+    for tool in ["dbus-run-session", "gnome-keyring-daemon"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is missing: install dbus and gnome-keyring (`make test` does)"
+        );
+    }
+    let db = TestDb::new("keychain");
+    db.load(&school_sql(), &[]);
+    let before = db.checksums();
+    let home = tempfile::tempdir().unwrap();
+    let sv = assert_cmd::cargo::cargo_bin("schoolvault");
+    let h = home.path().display().to_string();
+    // Everything that needs the keychain runs inside one private session bus.
+    let script = format!(
+        r#"set -e
+        echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+        SV={sv}
+        $SV --json key fingerprint > {h}/nokey.json 2> {h}/nokey.err || echo $? > {h}/nokey.code
+        $SV --json --db '{url}' backup > {h}/backup.json 2> {h}/backup.err
+        $SV --json key fingerprint > {h}/fp.json
+        $SV key export > {h}/export.txt 2>/dev/null
+        $SV --json --db '{url}' backup > {h}/backup2.json 2> {h}/backup2.err
+        psql -X -q -h {pg_host} -p {pg_port} -U postgres -d {db} -c "DELETE FROM attendance; UPDATE schools SET name = 'x'"
+        $SV --json --db '{url}' restore "$(python3 -c 'import json; print(json.load(open("{h}/backup.json"))["id"])')" --yes > {h}/restore.json
+        $SV --json verify "$(python3 -c 'import json; print(json.load(open("{h}/backup2.json"))["id"])')" > {h}/verify.json
+        head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | $SV --json key import > {h}/import.json
+        $SV --json verify "$(python3 -c 'import json; print(json.load(open("{h}/backup.json"))["id"])')" > {h}/verify_old.json
+        "#,
+        sv = sv.display(),
+        url = db.url(),
+        pg_host = support::pg_host(),
+        pg_port = support::pg_port(),
+        db = db.name,
+    );
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env("SCHOOLVAULT_DIR", home.path().join("backups"))
+        .env("SCHOOLVAULT_CATALOG", home.path().join("catalog.sqlite"))
+        .output()
+        .unwrap();
+    let read = |f: &str| std::fs::read_to_string(home.path().join(f)).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "keychain session failed: {}\n{}\nbackup.err: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        read("backup.err")
+    );
+    // No key before the first backup.
+    assert!(
+        read("nokey.err").contains("no SchoolVault encryption key"),
+        "{}",
+        read("nokey.err")
+    );
+    let b: serde_json::Value = serde_json::from_str(&read("backup.json")).unwrap();
+    assert_eq!(b["key_generated"], true);
+    assert!(
+        read("backup.err").contains("key export"),
+        "{}",
+        read("backup.err")
+    );
+    let b2: serde_json::Value = serde_json::from_str(&read("backup2.json")).unwrap();
+    assert_eq!(
+        b2["key_generated"], false,
+        "the second backup must reuse the stored key"
+    );
+    let fp: serde_json::Value = serde_json::from_str(&read("fp.json")).unwrap();
+    assert_eq!(fp["fingerprint"], b["key_fingerprint"]);
+    assert_eq!(b2["key_fingerprint"], b["key_fingerprint"]);
+    assert_eq!(read("export.txt").trim().len(), 64);
+    // The key never lands in the backup folder, the catalog or the outputs other than export.
+    let key = read("export.txt").trim().to_string();
+    for f in [
+        "backup.json",
+        "backup.err",
+        "fp.json",
+        "restore.json",
+        "import.json",
+    ] {
+        assert!(!read(f).contains(&key), "the key leaked into {f}");
+    }
+    let catalog = std::fs::read(home.path().join("catalog.sqlite")).unwrap();
+    assert!(!String::from_utf8_lossy(&catalog).contains(&key));
+    assert_eq!(db.checksums(), before, "restore with the keychain's key");
+    // After importing a new key, the old backup still verifies with the old key, kept by
+    // fingerprint.
+    let imported: serde_json::Value = serde_json::from_str(&read("import.json")).unwrap();
+    assert_ne!(imported["fingerprint"], b["key_fingerprint"]);
+    let v: serde_json::Value = serde_json::from_str(&read("verify_old.json")).unwrap();
+    assert_eq!(v["backup_id"], b["id"]);
+}
