@@ -139,6 +139,8 @@ fn main() -> ExitCode {
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Few blocking threads: each has its own malloc arena, and parts are compressed on them.
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {

@@ -488,28 +488,33 @@ async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<TableEnd>> {
     Ok(done)
 }
 
-type PartTask = tokio::task::JoinHandle<Result<()>>;
+/// A part being compressed and written; it hands its buffer back for reuse, so a worker
+/// allocates its two part buffers once instead of once per part (which fragments the heap).
+type PartTask = tokio::task::JoinHandle<Result<Vec<u8>>>;
 
-fn spawn_part(shared: &Arc<ExportShared>, index: u32, part: u32, data: Vec<u8>) -> PartTask {
+fn spawn_part(shared: &Arc<ExportShared>, index: u32, part: u32, mut data: Vec<u8>) -> PartTask {
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || {
         let gz = gzip_tar_entry(&part_path(index, part), &data, shared.mtime, shared.level)
             .map_err(|e| Error::io("compressing", &e))?;
-        drop(data);
+        data.clear();
         let mut sink = shared
             .sink
             .lock()
             .map_err(|_| internal("writer poisoned"))?;
-        sink.write_member(&gz)
+        sink.write_member(&gz)?;
+        Ok(data)
     })
 }
 
-async fn finish_part(pending: &mut Option<PartTask>) -> Result<()> {
-    if let Some(task) = pending.take() {
-        task.await.map_err(join_error)??;
+async fn finish_part(pending: &mut Option<PartTask>) -> Result<Option<Vec<u8>>> {
+    match pending.take() {
+        Some(task) => Ok(Some(task.await.map_err(join_error)??)),
+        None => Ok(None),
     }
-    Ok(())
 }
+
+const PART_CAPACITY: usize = PART_SIZE + (64 << 10);
 
 async fn export_table(
     worker: &mut SnapshotWorker,
@@ -521,7 +526,7 @@ async fn export_table(
     let mut stream = worker.copy_out(table, &shared.target).await?;
     let mut hasher = Sha256::new();
     let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
-    let mut buf: Vec<u8> = Vec::with_capacity(PART_SIZE + (64 << 10));
+    let mut buf: Vec<u8> = Vec::with_capacity(PART_CAPACITY);
     let mut pending: Option<PartTask> = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -548,9 +553,11 @@ async fn export_table(
                 .map(|i| i + 1);
             if let Some(cut) = cut {
                 let rest = buf.split_off(cut);
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(PART_SIZE + (64 << 10)));
-                buf.extend_from_slice(&rest);
-                finish_part(&mut pending).await?;
+                let mut next = finish_part(&mut pending)
+                    .await?
+                    .unwrap_or_else(|| Vec::with_capacity(PART_CAPACITY));
+                next.extend_from_slice(&rest);
+                let full = std::mem::replace(&mut buf, next);
                 shared.cancel.check()?;
                 pending = Some(spawn_part(shared, table.index, parts, full));
                 parts += 1;
