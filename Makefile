@@ -13,6 +13,7 @@ setup:
 test: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
+	cargo build --locked -p schoolvault-cli   # the binary the end-to-end tests run
 	cargo test --locked
 
 # Build the CLI; if no database is configured, make the demo school database and show what to try.

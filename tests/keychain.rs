@@ -26,7 +26,7 @@ fn keychain_alone_backs_up_and_restores() {
     db.load(&school_sql(), &[]);
     let before = db.checksums();
     let home = tempfile::tempdir().unwrap();
-    let sv = assert_cmd::cargo::cargo_bin("schoolvault");
+    let sv = support::schoolvault_bin();
     let h = home.path().display().to_string();
     // Everything that needs the keychain runs inside one private session bus.
     let script = format!(

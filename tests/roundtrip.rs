@@ -249,7 +249,7 @@ fn a_restore_that_fails_half_way_changes_nothing() {
     // 2. The connection is terminated during COPY.
     db.sql("ALTER TABLE orders DROP CONSTRAINT small_ids");
     let before = db.checksums();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("schoolvault"))
+    let mut child = std::process::Command::new(support::schoolvault_bin())
         .env("SCHOOLVAULT_DIR", env.backups())
         .env("SCHOOLVAULT_CATALOG", env.dir.path().join("catalog.sqlite"))
         .env("BACKUP_ENCRYPTION_KEY", &env.key)

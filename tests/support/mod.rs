@@ -192,6 +192,28 @@ pub fn erp_db(fixtures: &Path) -> TestDb {
     db
 }
 
+/// The `schoolvault` binary: `SCHOOLVAULT_BIN`, else the one beside this test's target folder.
+/// Cargo builds a package's binary only for that package's own tests, and these tests live in
+/// the workspace root, so `make test` builds it first (`cargo build -p schoolvault-cli`).
+pub fn schoolvault_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SCHOOLVAULT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/schoolvault
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(format!("schoolvault{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap();
+    assert!(
+        bin.is_file(),
+        "the schoolvault binary is not at {}: run `cargo build -p schoolvault-cli` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// An isolated environment for the CLI: its own backup folder, catalog, HOME and key.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -211,7 +233,7 @@ impl Env {
     }
     /// The `schoolvault` binary with this environment.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("schoolvault").unwrap();
+        let mut c = assert_cmd::Command::new(schoolvault_bin());
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())

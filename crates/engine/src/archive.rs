@@ -17,16 +17,15 @@
 //!              empty). Every chunk's AAD is the file's bytes from magic to the end of the header,
 //!              so a changed header, a dropped, reordered or cut-off chunk, or any flipped bit is
 //!              detected.
-//! plaintext    gzip (possibly multi-member: each data part is compressed as its own member, so
-//!              parts compress in parallel) of a POSIX tar stream:
+//! plaintext    gzip (multi-member: each data part is two members, its tar header and then its
+//!              data, so parts compress in parallel and stream through) of a POSIX tar stream:
 //!                manifest.json          first: backup id, snapshot time, source, tables with
 //!                                       their columns, sequence values
 //!                schema/pre-data.sql    (reserved) types, tables, sequences
 //!                data/<n>/<part>.copy   table n's rows in COPY text format, parts of at most
-//!                                       8 MiB (a part is larger only when one row is); parts of
-//!                                       one table are in order, parts of different tables may
-//!                                       interleave; a part that ends inside a row is followed
-//!                                       directly by the same table's next part
+//!                                       8 MiB that end at row ends (a part is larger only when
+//!                                       one row is); parts of one table are in order, parts
+//!                                       of different tables may interleave
 //!                schema/post-data.sql   (reserved) indexes, constraints, triggers
 //!                end.json               last: per-table rows, bytes, parts and SHA-256 of the
 //!                                       table's COPY data; totals
@@ -224,6 +223,31 @@ pub fn parse_part_path(path: &str) -> Option<(u32, u32)> {
     Some((table.parse().ok()?, part.parse().ok()?))
 }
 
+/// The zero bytes that pad a tar entry of `size` bytes to a whole block.
+pub fn tar_padding(size: u64) -> &'static [u8] {
+    const ZEROS: [u8; 512] = [0; 512];
+    &ZEROS[..((512 - size % 512) % 512) as usize]
+}
+
+/// The tar header of an entry of `size` bytes, as a gzip member of its own: a part's data
+/// (with [`tar_padding`]) is compressed as the next member while it streams in, and the header
+/// is written before it once the size is known.
+///
+/// # Errors
+/// Only for a path tar cannot hold.
+pub fn gzip_tar_header(path: &str, size: u64, mtime: u64) -> io::Result<Vec<u8>> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(path)?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(mtime);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    let mut gz = GzEncoder::new(Vec::with_capacity(128), Compression::fast());
+    gz.write_all(header.as_bytes())?;
+    gz.finish()
+}
+
 /// One tar entry (header, data, padding) compressed as an independent gzip member.
 ///
 /// # Errors
@@ -242,8 +266,7 @@ pub fn gzip_tar_entry(path: &str, data: &[u8], mtime: u64, level: u32) -> io::Re
     );
     gz.write_all(header.as_bytes())?;
     gz.write_all(data)?;
-    let pad = (512 - data.len() % 512) % 512;
-    gz.write_all(&[0u8; 512][..pad])?;
+    gz.write_all(tar_padding(data.len() as u64))?;
     gz.finish()
 }
 

@@ -5,10 +5,11 @@
 //! returns a result or one [`Error`] that says what to do.
 //!
 //! The backup pipeline: a coordinator opens the snapshot; N workers join it and each takes the
-//! largest remaining table, streams its `COPY` output into parts of at most 8 MiB (cut at row
-//! ends), and hands each part to a blocking task that tars and gzips it as its own gzip member
-//! and appends it, under a lock, to the encrypting writer. Each worker has at most two parts in
-//! memory (one being read, one being compressed), so memory does not grow with the database.
+//! largest remaining table and streams its `COPY` output, in batches of 256 KiB, to a blocking
+//! task that gzips the current part (at most 8 MiB of rows, cut at row ends) as it arrives. When
+//! the part ends, its tar header (a gzip member of its own, as it needs the size) and its
+//! compressed data are appended, under a lock, to the encrypting writer. A worker holds at most
+//! a few batches and one part's compressed bytes, so memory does not grow with the database.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -19,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde::Serialize;
@@ -488,33 +491,50 @@ async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<TableEnd>> {
     Ok(done)
 }
 
-/// A part being compressed and written; it hands its buffer back for reuse, so a worker
-/// allocates its two part buffers once instead of once per part (which fragments the heap).
-type PartTask = tokio::task::JoinHandle<Result<Vec<u8>>>;
+/// Rows travel from the COPY stream to a part's compressor in batches of this size.
+const BATCH: usize = 256 << 10;
 
-fn spawn_part(shared: &Arc<ExportShared>, index: u32, part: u32, mut data: Vec<u8>) -> PartTask {
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || {
-        let gz = gzip_tar_entry(&part_path(index, part), &data, shared.mtime, shared.level)
-            .map_err(|e| Error::io("compressing", &e))?;
-        data.clear();
-        let mut sink = shared
-            .sink
-            .lock()
-            .map_err(|_| internal("writer poisoned"))?;
-        sink.write_member(&gz)?;
-        Ok(data)
-    })
+/// A part being compressed on a blocking thread while its rows arrive. The compressed bytes
+/// are held until the part ends (its tar header needs the size), then written under the sink's
+/// lock: a worker holds one part's compressed bytes (about 2 MiB) and at most five batches of
+/// raw rows, whatever the size of its tables.
+struct PartWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<Result<()>>,
 }
 
-async fn finish_part(pending: &mut Option<PartTask>) -> Result<Option<Vec<u8>>> {
-    match pending.take() {
-        Some(task) => Ok(Some(task.await.map_err(join_error)??)),
-        None => Ok(None),
+impl PartWriter {
+    fn start(shared: &Arc<ExportShared>, index: u32, part: u32) -> PartWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let shared = shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let compressing = |e: std::io::Error| Error::io("compressing", &e);
+            let mut gz = GzEncoder::new(Vec::new(), Compression::new(shared.level));
+            let mut size = 0u64;
+            while let Some(batch) = rx.blocking_recv() {
+                gz.write_all(&batch).map_err(compressing)?;
+                size += batch.len() as u64;
+            }
+            gz.write_all(archive::tar_padding(size))
+                .map_err(compressing)?;
+            let body = gz.finish().map_err(compressing)?;
+            let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
+                .map_err(compressing)?;
+            let mut sink = shared
+                .sink
+                .lock()
+                .map_err(|_| internal("writer poisoned"))?;
+            sink.write_member(&head)?;
+            sink.write_member(&body)
+        });
+        PartWriter { tx, task }
+    }
+
+    async fn finish(self) -> Result<()> {
+        drop(self.tx);
+        self.task.await.map_err(join_error)?
     }
 }
-
-const PART_CAPACITY: usize = PART_SIZE + (64 << 10);
 
 async fn export_table(
     worker: &mut SnapshotWorker,
@@ -526,8 +546,10 @@ async fn export_table(
     let mut stream = worker.copy_out(table, &shared.target).await?;
     let mut hasher = Sha256::new();
     let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
-    let mut buf: Vec<u8> = Vec::with_capacity(PART_CAPACITY);
-    let mut pending: Option<PartTask> = None;
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+    let mut part: Option<PartWriter> = None;
+    let mut part_bytes = 0usize;
+    let mut at_row_end = true;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             crate::source::postgres::db_error(&e, &shared.target)
@@ -542,36 +564,40 @@ async fn export_table(
             .counters
             .bytes
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= PART_SIZE {
-            // Cut after the last complete row that fits; a single row larger than a part
-            // makes a larger part.
-            let cut = buf[..PART_SIZE]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .or_else(|| buf.iter().rposition(|&b| b == b'\n'))
-                .map(|i| i + 1);
-            if let Some(cut) = cut {
-                let rest = buf.split_off(cut);
-                let mut next = finish_part(&mut pending)
-                    .await?
-                    .unwrap_or_else(|| Vec::with_capacity(PART_CAPACITY));
-                next.extend_from_slice(&rest);
-                let full = std::mem::replace(&mut buf, next);
-                shared.cancel.check()?;
-                pending = Some(spawn_part(shared, table.index, parts, full));
-                parts += 1;
-                shared.report(&name);
-            }
+        // A part ends at a row end before it would pass PART_SIZE; one row larger than a
+        // part makes a larger part.
+        let used = part_bytes + batch.len();
+        if used > 0 && used + chunk.len() > PART_SIZE && at_row_end {
+            let p = match part.take() {
+                Some(p) => p,
+                None => PartWriter::start(shared, table.index, parts),
+            };
+            send_batch(p, &mut batch).await?.finish().await?;
+            parts += 1;
+            part_bytes = 0;
+            shared.cancel.check()?;
+            shared.report(&name);
+        }
+        batch.extend_from_slice(&chunk);
+        at_row_end = chunk.last() == Some(&b'\n');
+        if batch.len() >= BATCH {
+            let p = match part.take() {
+                Some(p) => p,
+                None => PartWriter::start(shared, table.index, parts),
+            };
+            part_bytes += batch.len();
+            part = Some(send_batch(p, &mut batch).await?);
         }
     }
     drop(stream);
-    if !buf.is_empty() {
-        finish_part(&mut pending).await?;
-        pending = Some(spawn_part(shared, table.index, parts, buf));
+    if part.is_some() || !batch.is_empty() {
+        let p = match part.take() {
+            Some(p) => p,
+            None => PartWriter::start(shared, table.index, parts),
+        };
+        send_batch(p, &mut batch).await?.finish().await?;
         parts += 1;
     }
-    finish_part(&mut pending).await?;
     Ok(TableEnd {
         index: table.index,
         rows,
@@ -579,6 +605,26 @@ async fn export_table(
         parts,
         sha256: hex::encode(hasher.finalize()),
     })
+}
+
+/// Send the batch (if any) to the part, leaving `batch` empty; on failure, the part's own
+/// error (a full disk…) is returned rather than "the compressor stopped".
+async fn send_batch(part: PartWriter, batch: &mut Vec<u8>) -> Result<PartWriter> {
+    if batch.is_empty() {
+        return Ok(part);
+    }
+    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+    if part.tx.send(full).await.is_ok() {
+        return Ok(part);
+    }
+    // The compressor stopped early: its own error says why.
+    drop(part.tx);
+    Err(part
+        .task
+        .await
+        .map_err(join_error)?
+        .err()
+        .unwrap_or_else(|| internal("the compressor stopped")))
 }
 
 /// Open a backup file and read its preamble; find the key that opens it.
