@@ -14,7 +14,8 @@ test: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo build --locked -p schoolvault-cli   # the binary the end-to-end tests run
-	cargo test --locked
+	cargo test --locked 2>&1 | tee target/test.log; test $${PIPESTATUS[0]} -eq 0
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
 
 # Build the CLI; if no database is configured, make the demo school database and show what to try.
 run: setup

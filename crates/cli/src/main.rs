@@ -16,6 +16,7 @@ use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::crypto::Key;
 use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions, Vault};
 use schoolvault_engine::keychain::{KeyOrigin, Keys, OsKeychain};
+use schoolvault_engine::legacy::V1Mode;
 use schoolvault_engine::progress::{Phase, Progress, ProgressEvent, Silent};
 use schoolvault_engine::source::postgres::PgTarget;
 use schoolvault_engine::{config, Error, ErrorKind, Result};
@@ -99,6 +100,10 @@ enum Command {
         /// Skip the safety backup of the target taken before restoring.
         #[arg(long)]
         no_safety_backup: bool,
+        /// Old-system (.enc) files: also remove the rows of their tables that the file does not
+        /// hold (default: merge, as the old system did).
+        #[arg(long)]
+        replace: bool,
     },
     /// Delete a backup's file and its entry.
     Delete {
@@ -115,11 +120,25 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
+    /// Write the database as an old-system backup file (v1), to go back to the old system.
+    Export {
+        /// The format: only `v1` (the old system's .enc files).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The file to write [default: a new .enc file in the backup folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write a backup's decrypted .tar.gz to stdout.
     Decrypt {
         /// A backup id or a file.
         backup: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    V1,
 }
 
 #[derive(Subcommand)]
@@ -327,8 +346,26 @@ async fn run(cli: Cli) -> Result<()> {
             let report = jobs::inspect(&vault, &backup).await?;
             if json {
                 print_json(&report)?;
-            } else {
-                let h = &report.header;
+            } else if let Some(v1) = &report.v1 {
+                out!("File:        {}", report.path.display());
+                out!(
+                    "Format:      old system's backup (v1), version {}",
+                    v1.version
+                );
+                out!("Timestamp:   {}", v1.timestamp);
+                out!("Tables ({}):", v1.tables.len());
+                for t in &v1.tables {
+                    out!(
+                        "  {:<20} -> {:<20} {:>8} records",
+                        t.key,
+                        t.table.as_deref().unwrap_or("(no such table)"),
+                        t.records
+                    );
+                }
+                if v1.dev_key {
+                    eprintln!("warning: {}", schoolvault_engine::legacy::DEV_KEY_WARNING);
+                }
+            } else if let Some(h) = &report.header {
                 out!("File:        {}", report.path.display());
                 out!("Backup id:   {}", h.backup_id);
                 out!("Type:        {}", h.kind.as_str());
@@ -359,8 +396,18 @@ async fn run(cli: Cli) -> Result<()> {
             let report = jobs::verify(&vault, &backup, progress.clone()).await;
             progress_done(&progress);
             let report = report?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if json {
                 print_json(&report)?;
+            } else if report.format == 1 {
+                out!(
+                    "Old-system backup {} opens and reads: {} tables, {} records.",
+                    report.path.display(),
+                    report.tables,
+                    report.rows
+                );
             } else {
                 out!(
                     "Backup {} is good: {} tables, {} rows, {} of data checked.",
@@ -376,6 +423,7 @@ async fn run(cli: Cli) -> Result<()> {
             yes,
             target_db,
             no_safety_backup,
+            replace,
         } => {
             let url = target_db.or(cli.db);
             let target = target(url.as_deref(), "restore into")?;
@@ -390,14 +438,31 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let opts = RestoreOptions {
                 safety_backup: !no_safety_backup,
+                v1_mode: if replace {
+                    V1Mode::Replace
+                } else {
+                    V1Mode::Merge
+                },
                 ..RestoreOptions::default()
             };
             let out = jobs::restore(&vault, &backup, &target, &opts, progress.clone()).await;
             progress_done(&progress);
             let out = out?;
+            for w in &out.warnings {
+                eprintln!("warning: {w}");
+            }
             if json {
                 print_json(&out)?;
             } else {
+                for t in out.v1_tables.iter().flatten() {
+                    out!(
+                        "  {:<20} {:>7} inserted {:>7} updated {:>7} removed",
+                        t.table,
+                        t.inserted,
+                        t.updated,
+                        t.deleted
+                    );
+                }
                 out!(
                     "Restored backup {} into {}: {} tables, {} rows in {:.1} s.",
                     out.backup_id,
@@ -458,6 +523,27 @@ async fn run(cli: Cli) -> Result<()> {
                     other?;
                 }
             }
+        }
+        Command::Export {
+            format: ExportFormat::V1,
+            out,
+        } => {
+            let target = target(cli.db.as_deref(), "export")?;
+            let done = jobs::export_v1(&vault, &target, out.as_deref()).await?;
+            if json {
+                print_json(&done)?;
+            } else {
+                out!(
+                    "Wrote {} ({} records, {}) for the old system.",
+                    done.path.display(),
+                    done.records,
+                    human_size(done.size)
+                );
+            }
+            eprintln!(
+                "It is encrypted with key {}: give the old system that key as BACKUP_ENCRYPTION_KEY (`schoolvault key export` prints it).",
+                done.key_fingerprint
+            );
         }
         Command::Key { .. } => {}
     }

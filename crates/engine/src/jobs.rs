@@ -36,6 +36,7 @@ use crate::catalog::{BackupRecord, Catalog, RunRecord};
 use crate::crypto::Key;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keys;
+use crate::legacy::{self, V1Backup, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{PgTarget, RestoreTxn, Snapshot, SnapshotWorker, TableInfo};
 use crate::storage::PartialFile;
@@ -115,6 +116,8 @@ pub struct RestoreOptions {
     pub safety_backup: bool,
     /// Stops the job (before commit).
     pub cancel: Cancel,
+    /// For old-system files: merge (default) or replace.
+    pub v1_mode: V1Mode,
 }
 
 impl Default for RestoreOptions {
@@ -122,6 +125,7 @@ impl Default for RestoreOptions {
         RestoreOptions {
             safety_backup: true,
             cancel: Cancel::default(),
+            v1_mode: V1Mode::Merge,
         }
     }
 }
@@ -141,6 +145,12 @@ pub struct RestoreOutcome {
     pub duration_ms: u64,
     /// The safety backup taken first, to undo this restore.
     pub safety_backup: Option<BackupRecord>,
+    /// 2 for a SchoolVault archive, 1 for an old-system file.
+    pub format: u16,
+    /// For an old-system file: what happened to each table.
+    pub v1_tables: Option<Vec<legacy::V1TableOutcome>>,
+    /// Things the person should know (an old file under the public development key…).
+    pub warnings: Vec<String>,
 }
 
 /// What a verification found.
@@ -156,6 +166,10 @@ pub struct VerifyReport {
     pub rows: u64,
     /// Bytes of table data checked.
     pub bytes: u64,
+    /// 2 for a SchoolVault archive, 1 for an old-system file.
+    pub format: u16,
+    /// Things the person should know.
+    pub warnings: Vec<String>,
 }
 
 /// What `inspect` shows.
@@ -163,8 +177,12 @@ pub struct VerifyReport {
 pub struct InspectReport {
     /// The file.
     pub path: PathBuf,
-    /// The unencrypted header.
-    pub header: Header,
+    /// 2 for a SchoolVault archive, 1 for an old-system file.
+    pub format: u16,
+    /// The unencrypted header (format 2).
+    pub header: Option<Header>,
+    /// What an old-system file holds (format 1).
+    pub v1: Option<legacy::V1Summary>,
     /// The manifest, when the key is at hand.
     pub manifest: Option<Manifest>,
     /// Why the manifest could not be read.
@@ -789,6 +807,26 @@ pub async fn verify(
 ) -> Result<VerifyReport> {
     let started = Utc::now();
     let (path, record) = vault.resolve(what).await?;
+    if !is_v2(&path)? {
+        let report = open_v1(&path, vault.keys.clone())
+            .await
+            .map(|v1| VerifyReport {
+                backup_id: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path: path.clone(),
+                tables: v1.tables.len() as u64,
+                rows: v1.records(),
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                format: 1,
+                warnings: v1_warnings(&v1),
+            });
+        vault
+            .record_run(run_record("verify", None, started, &report, None, None))
+            .await;
+        return report;
+    }
     let (keys, scan_path) = (vault.keys.clone(), path.clone());
     let result =
         tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
@@ -818,6 +856,8 @@ pub async fn verify(
         tables: s.tables,
         rows: s.rows,
         bytes: s.bytes,
+        format: archive::FORMAT_VERSION,
+        warnings: Vec::new(),
     });
     vault
         .record_run(run_record("verify", None, started, &report, id, None))
@@ -831,6 +871,17 @@ pub async fn verify(
 /// `NotFound`, `NotABackup`, `Damaged`, `Truncated` (of the header).
 pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
     let (path, _) = vault.resolve(what).await?;
+    if !is_v2(&path)? {
+        let v1 = open_v1(&path, vault.keys.clone()).await?;
+        return Ok(InspectReport {
+            path,
+            format: 1,
+            header: None,
+            v1: Some(v1.summary()),
+            manifest: None,
+            manifest_error: None,
+        });
+    }
     let file =
         File::open(&path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
     let mut r = BufReader::new(file);
@@ -841,10 +892,53 @@ pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
         .and_then(|key| read_manifest(r, &pre, &key));
     Ok(InspectReport {
         path,
-        header: pre.header,
+        format: archive::FORMAT_VERSION,
+        header: Some(pre.header),
+        v1: None,
         manifest_error: manifest.as_ref().err().map(|e| e.to_string()),
         manifest: manifest.ok(),
     })
+}
+
+/// Whether the file starts like a SchoolVault archive (otherwise it may be an old-system file).
+fn is_v2(path: &Path) -> Result<bool> {
+    let mut start = [0u8; 8];
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let mut n = 0;
+    while n < start.len() {
+        match f.read(&mut start[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), &e)),
+        }
+    }
+    Ok(archive::looks_like_v2(&start[..n]))
+}
+
+/// Open an old-system file with every key at hand (and the old development key).
+async fn open_v1(path: &Path, keys: Arc<Keys>) -> Result<V1Backup> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::io(format_args!("reading {}", path.display()), &e))?;
+        legacy::open(&bytes, &keys.candidates())
+    })
+    .await
+    .map_err(join_error)?
+}
+
+fn v1_warnings(v1: &V1Backup) -> Vec<String> {
+    let mut w = Vec::new();
+    if v1.dev_key {
+        w.push(legacy::DEV_KEY_WARNING.to_string());
+    }
+    for (key, _) in &v1.tables {
+        if legacy::table_for(key).is_none() {
+            w.push(format!("The file holds records under {key:?}, which matches no table: it cannot be restored"));
+        }
+    }
+    w
 }
 
 fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
@@ -1078,6 +1172,9 @@ async fn restore_inner(
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
     let (path, _) = vault.resolve(what).await?;
+    if !is_v2(&path)? {
+        return restore_v1(vault, &path, target, opts, progress).await;
+    }
     // Everything that can be checked without touching the database is checked first.
     let (r, pre, key) = open_archive(&path, &vault.keys)?;
     let manifest = read_manifest(r, &pre, &key)?;
@@ -1214,6 +1311,66 @@ async fn restore_inner(
         rows: end.total_rows,
         duration_ms: t0.elapsed().as_millis() as u64,
         safety_backup,
+        format: archive::FORMAT_VERSION,
+        v1_tables: None,
+        warnings: Vec::new(),
+    })
+}
+
+async fn safety_backup(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &RestoreOptions,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<BackupRecord>> {
+    if !opts.safety_backup {
+        return Ok(None);
+    }
+    progress.report(&ProgressEvent::phase(Phase::SafetyBackup));
+    let b = backup(
+        vault,
+        target,
+        &BackupOptions {
+            kind: BackupKind::Safety,
+            cancel: opts.cancel.clone(),
+            ..BackupOptions::default()
+        },
+        progress.clone(),
+    )
+    .await
+    .map_err(|e| e.context("taking the safety backup before restoring (nothing was changed)"))?;
+    Ok(Some(b.backup))
+}
+
+/// Restore an old-system file: merge (or replace) its 22 tables' records in one transaction.
+async fn restore_v1(
+    vault: &Vault,
+    path: &Path,
+    target: &PgTarget,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let v1 = open_v1(path, vault.keys.clone()).await?;
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    let plan = legacy::prepare(target, &v1).await?;
+    let safety_backup = safety_backup(vault, target, opts, &progress).await?;
+    let t0 = Instant::now();
+    progress.report(&ProgressEvent::phase(Phase::Restore));
+    opts.cancel.check()?;
+    let tables = legacy::apply(target, &plan, opts.v1_mode).await?;
+    Ok(RestoreOutcome {
+        backup_id: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        target: target.describe(),
+        tables: tables.len() as u64,
+        rows: v1.records(),
+        duration_ms: t0.elapsed().as_millis() as u64,
+        safety_backup,
+        format: 1,
+        v1_tables: Some(tables),
+        warnings: v1_warnings(&v1),
     })
 }
 
@@ -1272,4 +1429,66 @@ async fn load_parts(
         all_rows += loaded;
     }
     Ok(rows)
+}
+
+/// What `export --format v1` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportOutcome {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Records written.
+    pub records: u64,
+    /// The key it is encrypted with (the old system must be given this key).
+    pub key_fingerprint: String,
+}
+
+/// Write the database as an old-system (v1) backup file, so a school can go back to its old
+/// system: to `out`, or into the backup folder. Written atomically (`.partial`, sync, rename).
+///
+/// # Errors
+/// `NoKey`, connection errors, `TargetMismatch` for a database without the ERP's tables, I/O.
+pub async fn export_v1(
+    vault: &Vault,
+    target: &PgTarget,
+    out: Option<&Path>,
+) -> Result<ExportOutcome> {
+    let (key, _) = vault.keys.current()?;
+    let (bytes, records) = legacy::export(target, &key).await?;
+    let (dir, name) = match out {
+        Some(p) => (
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        "The output path has no file name",
+                        "Give a file name, e.g. --out backup.enc",
+                    )
+                })?,
+        ),
+        None => (
+            vault.dir.clone(),
+            format!(
+                "{}-v1-{}.enc",
+                file_stem(&target.database()),
+                Utc::now().format("%Y%m%d-%H%M%S")
+            ),
+        ),
+    };
+    let (partial, mut file) = PartialFile::create(&dir, &name)?;
+    file.write_all(&bytes)
+        .map_err(|e| Error::io(format_args!("writing {name}"), &e))?;
+    let path = partial.commit(file)?;
+    Ok(ExportOutcome {
+        path,
+        size: bytes.len() as u64,
+        records,
+        key_fingerprint: key.fingerprint().to_string(),
+    })
 }

@@ -215,6 +215,18 @@ impl Keys {
         ))
     }
 
+    /// Every key at hand to try on a file that does not name its key (an old-system file):
+    /// the override, then the keychain's current key. A keychain that cannot be used is skipped.
+    pub fn candidates(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.override_key.iter().map(|(k, _)| k.clone()).collect();
+        if let Ok(Some(k)) = self.keychain_current() {
+            if keys.iter().all(|o| o.fingerprint() != k.fingerprint()) {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
     /// The keychain's current key, if any.
     ///
     /// # Errors

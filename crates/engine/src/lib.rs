@@ -1,7 +1,7 @@
 //! SchoolVault's engine: everything that matters, with no GUI dependency.
 //!
 //! One module per concept: [`archive`] (the `.svb` format), [`crypto`] (the only user of
-//! AES-GCM), [`keychain`] (where keys come from), [`source`] (database adapters), [`storage`]
+//! AES-GCM), [`legacy`] (the old system's v1 files), [`keychain`] (where keys come from), [`source`] (database adapters), [`storage`]
 //! (where files go), [`catalog`] (the index of backups and runs), [`jobs`] (what the CLI and
 //! the app call), [`progress`] (events), [`config`] (default places), [`error`].
 
@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod jobs;
 pub mod keychain;
+pub mod legacy;
 pub mod progress;
 pub mod source;
 pub mod storage;
