@@ -190,6 +190,25 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         let v = env.json(&["verify", file.to_str().unwrap()]);
         assert_eq!(v["rows"], 22653);
     }
+    // Old-system files in the backup folder are listed by rescan, and restore by their id.
+    std::fs::create_dir_all(env.backups()).unwrap();
+    std::fs::copy(&enc, env.backups().join("erp-small.enc")).unwrap();
+    let found = env.json(&["rescan"]);
+    assert_eq!(found[0]["status"], "complete", "{found}");
+    let listed = env.json(&["list"]);
+    let old = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == "erp-small")
+        .unwrap()
+        .clone();
+    assert_eq!(old["rows"], 22653);
+    assert_eq!(
+        old["created_at"].as_str().unwrap().get(..10),
+        Some("2025-11-21")
+    );
+
     // The development-key file says so.
     let out = env
         .cmd()
@@ -217,7 +236,7 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         })
         .map(|(t, s)| format!("{t}={s}"))
         .collect();
-    let r = env.json(&["--db", &db.url(), "restore", enc.to_str().unwrap(), "--yes"]);
+    let r = env.json(&["--db", &db.url(), "restore", "erp-small", "--yes"]);
     assert_eq!(r["format"], 1);
     assert!(r["safety_backup"]["id"].is_string());
     let inserted: u64 = r["v1_tables"]

@@ -1037,8 +1037,64 @@ pub struct RescanEntry {
     pub message: Option<String>,
 }
 
-/// Rebuild the catalog's list from the `.svb` files in the backup folder, reading each one
-/// completely (a rescan is also a verification).
+/// The catalog record of an old-system file in the backup folder.
+async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecord, RescanEntry)> {
+    // A file that does not open (another key…) is listed with its error, so the person
+    // knows it is there and why it cannot be used.
+    let opened = open_v1(path, vault.keys.clone()).await;
+    let (sha256, size) = archive::sha256_file(path)?;
+    let meta_time = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now());
+    let id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (status, message) = match &opened {
+        Ok(_) => ("complete".to_string(), None),
+        Err(e) => (e.code().to_string(), Some(e.to_string())),
+    };
+    let created_at = opened
+        .as_ref()
+        .ok()
+        .and_then(|v| DateTime::parse_from_rfc3339(&v.timestamp).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(meta_time);
+    let record = BackupRecord {
+        id,
+        path: path.to_path_buf(),
+        created_at,
+        kind: BackupKind::Manual,
+        status: status.clone(),
+        size,
+        sha256,
+        key_fingerprint: opened
+            .as_ref()
+            .map(|v| v.key_fingerprint.clone())
+            .unwrap_or_default(),
+        engine: "postgresql (old system, v1)".into(),
+        server_version: String::new(),
+        database: String::new(),
+        tables: opened.as_ref().map(|v| v.tables.len() as u64).unwrap_or(0),
+        rows: opened.as_ref().map(|v| v.records()).unwrap_or(0),
+        duration_ms: 0,
+        verified_at: opened.as_ref().ok().map(|_| Utc::now()),
+        verify_ok: Some(opened.is_ok()),
+        verify_message: message.clone(),
+    };
+    Ok((
+        record,
+        RescanEntry {
+            path: path.to_path_buf(),
+            status,
+            message,
+        },
+    ))
+}
+
+/// Rebuild the catalog's list from the `.svb` files (and the old system's `.enc` files) in the
+/// backup folder, reading each one completely (a rescan is also a verification).
 ///
 /// # Errors
 /// I/O errors listing the folder; `Catalog`.
@@ -1059,6 +1115,19 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
     files.sort();
     let mut records = Vec::new();
     let mut entries = Vec::new();
+    let mut old: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "enc") && p.is_file())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    old.sort();
+    for path in old {
+        let (record, entry) = v1_record(vault, &path).await?;
+        records.push(record);
+        entries.push(entry);
+    }
     for path in files {
         let (keys, progress, path2) = (vault.keys.clone(), progress.clone(), path.clone());
         let scanned = tokio::task::spawn_blocking(move || {

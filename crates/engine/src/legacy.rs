@@ -84,6 +84,8 @@ pub struct V1Backup {
     pub tables: Vec<(String, Vec<Value>)>,
     /// True when it opened with the old system's public development key.
     pub dev_key: bool,
+    /// The fingerprint of the key that opened it.
+    pub key_fingerprint: String,
 }
 
 /// What `inspect` and `verify` show of a v1 file.
@@ -194,7 +196,9 @@ pub fn open(file: &[u8], keys: &[Key]) -> Result<V1Backup> {
         .collect();
     for (key, is_dev) in &candidates {
         if let Some(plain) = decrypt(key, file) {
-            return parse(&plain, *is_dev);
+            let mut backup = parse(&plain, *is_dev)?;
+            backup.key_fingerprint = key.fingerprint().to_string();
+            return Ok(backup);
         }
     }
     // Nothing authenticates: a wrong key, or a damaged file?
@@ -286,6 +290,7 @@ fn parse(gz: &[u8], dev_key: bool) -> Result<V1Backup> {
         timestamp,
         tables: out,
         dev_key,
+        key_fingerprint: String::new(),
     })
 }
 
