@@ -341,6 +341,32 @@ struct ExportShared {
     level: u32,
     mtime: u64,
     cancel: Cancel,
+    /// Row batches and compressed parts, reused so that memory stays what the first large
+    /// table made it, whatever comes after (fresh buffers fragment the allocator's arenas).
+    pool: BufferPool,
+}
+
+#[derive(Default)]
+struct BufferPool {
+    batches: Mutex<Vec<Vec<u8>>>,
+    parts: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    fn take(list: &Mutex<Vec<Vec<u8>>>, capacity: usize) -> Vec<u8> {
+        list.lock()
+            .ok()
+            .and_then(|mut l| l.pop())
+            .unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+    fn give(list: &Mutex<Vec<Vec<u8>>>, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut l) = list.lock() {
+            if l.len() < 64 {
+                l.push(buf);
+            }
+        }
+    }
 }
 
 impl ExportShared {
@@ -426,6 +452,7 @@ async fn backup_inner(
         level,
         mtime,
         cancel: opts.cancel.clone(),
+        pool: BufferPool::default(),
     });
     let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
     let exported =
@@ -527,23 +554,29 @@ impl PartWriter {
         let shared = shared.clone();
         let task = tokio::task::spawn_blocking(move || {
             let compressing = |e: std::io::Error| Error::io("compressing", &e);
-            let mut gz = GzEncoder::new(Vec::new(), Compression::new(shared.level));
+            let out = BufferPool::take(&shared.pool.parts, PART_SIZE / 3);
+            let mut gz = GzEncoder::new(out, Compression::new(shared.level));
             let mut size = 0u64;
             while let Some(batch) = rx.blocking_recv() {
                 gz.write_all(&batch).map_err(compressing)?;
                 size += batch.len() as u64;
+                BufferPool::give(&shared.pool.batches, batch);
             }
             gz.write_all(archive::tar_padding(size))
                 .map_err(compressing)?;
             let body = gz.finish().map_err(compressing)?;
             let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
                 .map_err(compressing)?;
-            let mut sink = shared
-                .sink
-                .lock()
-                .map_err(|_| internal("writer poisoned"))?;
-            sink.write_member(&head)?;
-            sink.write_member(&body)
+            {
+                let mut sink = shared
+                    .sink
+                    .lock()
+                    .map_err(|_| internal("writer poisoned"))?;
+                sink.write_member(&head)?;
+                sink.write_member(&body)?;
+            }
+            BufferPool::give(&shared.pool.parts, body);
+            Ok(())
         });
         PartWriter { tx, task }
     }
@@ -564,7 +597,7 @@ async fn export_table(
     let mut stream = worker.copy_out(table, &shared.target).await?;
     let mut hasher = Sha256::new();
     let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<u8> = BufferPool::take(&shared.pool.batches, BATCH);
     let mut part: Option<PartWriter> = None;
     let mut part_bytes = 0usize;
     let mut at_row_end = true;
@@ -590,7 +623,7 @@ async fn export_table(
                 Some(p) => p,
                 None => PartWriter::start(shared, table.index, parts),
             };
-            send_batch(p, &mut batch).await?.finish().await?;
+            send_batch(p, &mut batch, shared).await?.finish().await?;
             parts += 1;
             part_bytes = 0;
             shared.cancel.check()?;
@@ -604,7 +637,7 @@ async fn export_table(
                 None => PartWriter::start(shared, table.index, parts),
             };
             part_bytes += batch.len();
-            part = Some(send_batch(p, &mut batch).await?);
+            part = Some(send_batch(p, &mut batch, shared).await?);
         }
     }
     drop(stream);
@@ -613,9 +646,10 @@ async fn export_table(
             Some(p) => p,
             None => PartWriter::start(shared, table.index, parts),
         };
-        send_batch(p, &mut batch).await?.finish().await?;
+        send_batch(p, &mut batch, shared).await?.finish().await?;
         parts += 1;
     }
+    BufferPool::give(&shared.pool.batches, batch);
     Ok(TableEnd {
         index: table.index,
         rows,
@@ -627,11 +661,15 @@ async fn export_table(
 
 /// Send the batch (if any) to the part, leaving `batch` empty; on failure, the part's own
 /// error (a full disk…) is returned rather than "the compressor stopped".
-async fn send_batch(part: PartWriter, batch: &mut Vec<u8>) -> Result<PartWriter> {
+async fn send_batch(
+    part: PartWriter,
+    batch: &mut Vec<u8>,
+    shared: &ExportShared,
+) -> Result<PartWriter> {
     if batch.is_empty() {
         return Ok(part);
     }
-    let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+    let full = std::mem::replace(batch, BufferPool::take(&shared.pool.batches, BATCH));
     if part.tx.send(full).await.is_ok() {
         return Ok(part);
     }
