@@ -100,6 +100,9 @@ enum Command {
         /// Skip the safety backup of the target taken before restoring.
         #[arg(long)]
         no_safety_backup: bool,
+        /// Create this database on the --db server and restore into it (schema and data).
+        #[arg(long, conflicts_with = "target_db")]
+        create_db: Option<String>,
         /// Old-system (.enc) files: also remove the rows of their tables that the file does not
         /// hold (default: merge, as the old system did).
         #[arg(long)]
@@ -289,6 +292,9 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 out!("File: {}", b.path.display());
             }
+            for u in &out.unsupported {
+                eprintln!("warning: not in the backup's schema (restore it by hand): {u}");
+            }
             if out.key_generated {
                 eprintln!(
                     "A new encryption key was generated and stored in the OS keychain (fingerprint {}).\n\
@@ -424,10 +430,11 @@ async fn run(cli: Cli) -> Result<()> {
             target_db,
             no_safety_backup,
             replace,
+            create_db,
         } => {
             let url = target_db.or(cli.db);
             let target = target(url.as_deref(), "restore into")?;
-            if !yes {
+            if !yes && create_db.is_none() {
                 confirm(
                     &format!(
                         "This replaces ALL data in the backup's tables of {} with the backup's.",
@@ -443,6 +450,7 @@ async fn run(cli: Cli) -> Result<()> {
                 } else {
                     V1Mode::Merge
                 },
+                create_db,
                 ..RestoreOptions::default()
             };
             let out = jobs::restore(&vault, &backup, &target, &opts, progress.clone()).await;

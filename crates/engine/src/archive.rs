@@ -20,13 +20,16 @@
 //! plaintext    gzip (multi-member: each data part is two members, its tar header and then its
 //!              data, so parts compress in parallel and stream through) of a POSIX tar stream:
 //!                manifest.json          first: backup id, snapshot time, source, tables with
-//!                                       their columns, sequence values
-//!                schema/pre-data.sql    (reserved) types, tables, sequences
+//!                                       their columns, sequence values, objects the schema
+//!                                       files do not reproduce
+//!                schema/pre-data.sql    schemas, extensions, types, functions, sequences,
+//!                                       tables, views (captured in the snapshot)
 //!                data/<n>/<part>.copy   table n's rows in COPY text format, parts of at most
 //!                                       8 MiB that end at row ends (a part is larger only when
 //!                                       one row is); parts of one table are in order, parts
 //!                                       of different tables may interleave
-//!                schema/post-data.sql   (reserved) indexes, constraints, triggers
+//!                schema/post-data.sql   constraints, indexes, triggers, materialized-view
+//!                                       refreshes, sequence ownership, comments
 //!                end.json               last: per-table rows, bytes, parts and SHA-256 of the
 //!                                       table's COPY data; totals
 //! ```
@@ -180,6 +183,12 @@ pub struct Manifest {
     pub tables: Vec<TableManifest>,
     /// Sequence values in the snapshot.
     pub sequences: Vec<SequenceValue>,
+    /// Whether `schema/pre-data.sql` and `schema/post-data.sql` are in the archive.
+    #[serde(default)]
+    pub schema: bool,
+    /// Objects of the database that the schema files do not reproduce.
+    #[serde(default)]
+    pub unsupported: Vec<String>,
 }
 
 /// A table in `end.json`.
@@ -597,10 +606,22 @@ pub fn decrypted<R: Read>(r: R, pre: &Preamble, key: &Key) -> DecryptingReader<R
     )
 }
 
+/// The tar path of the schema before the data.
+pub const PRE_DATA: &str = "schema/pre-data.sql";
+/// The tar path of the schema after the data.
+pub const POST_DATA: &str = "schema/post-data.sql";
+
 /// An entry met while walking an archive.
 pub enum Item<'a> {
     /// `manifest.json`.
     Manifest(&'a Manifest),
+    /// `schema/pre-data.sql` or `schema/post-data.sql`.
+    Schema {
+        /// [`PRE_DATA`] or [`POST_DATA`].
+        path: &'a str,
+        /// The SQL.
+        sql: String,
+    },
     /// A part of a table's data.
     Part {
         /// The table, from the manifest.
@@ -670,6 +691,13 @@ pub fn walk<R: Read>(
             };
             if path == "end.json" {
                 end = Some(read_json(&mut entry, "end.json")?);
+            } else if path == PRE_DATA || path == POST_DATA {
+                let mut sql = String::new();
+                (&mut entry)
+                    .take(256 << 20)
+                    .read_to_string(&mut sql)
+                    .map_err(|e| read_error(&e))?;
+                visit(Item::Schema { path: &path, sql })?;
             } else if let Some((table, part)) = parse_part_path(&path) {
                 let t = m
                     .tables

@@ -38,7 +38,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keys;
 use crate::legacy::{self, V1Backup, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
-use crate::source::postgres::{PgTarget, RestoreTxn, Snapshot, SnapshotWorker, TableInfo};
+use crate::source::postgres::{self, PgTarget, RestoreTxn, Snapshot, SnapshotWorker, TableInfo};
 use crate::storage::PartialFile;
 
 /// The version written into archives.
@@ -107,6 +107,8 @@ pub struct BackupOutcome {
     pub backup: BackupRecord,
     /// True when no key existed and one was generated (save a recovery copy!).
     pub key_generated: bool,
+    /// Database objects the backup does not reproduce (listed in its manifest).
+    pub unsupported: Vec<String>,
 }
 
 /// How to restore.
@@ -118,6 +120,8 @@ pub struct RestoreOptions {
     pub cancel: Cancel,
     /// For old-system files: merge (default) or replace.
     pub v1_mode: V1Mode,
+    /// Create this database on the target's server and restore into it.
+    pub create_db: Option<String>,
 }
 
 impl Default for RestoreOptions {
@@ -126,6 +130,7 @@ impl Default for RestoreOptions {
             safety_backup: true,
             cancel: Cancel::default(),
             v1_mode: V1Mode::Merge,
+            create_db: None,
         }
     }
 }
@@ -427,6 +432,8 @@ async fn backup_inner(
         source: snapshot.source.clone(),
         tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
         sequences: snapshot.sequences.clone(),
+        schema: true,
+        unsupported: snapshot.schema.unsupported.clone(),
     };
     let mtime = snapshot.taken_at.timestamp().max(0) as u64;
     let level = opts.compression_level.clamp(1, 9);
@@ -435,6 +442,16 @@ async fn backup_inner(
         &gzip_tar_entry("manifest.json", &json, mtime, level)
             .map_err(|e| Error::io("compressing", &e))?,
     )?;
+    writer.write_member(
+        &gzip_tar_entry(
+            archive::PRE_DATA,
+            snapshot.schema.pre_data.as_bytes(),
+            mtime,
+            level,
+        )
+        .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    let post_data = snapshot.schema.post_data.clone();
 
     let shared = Arc::new(ExportShared {
         target: target.clone(),
@@ -481,6 +498,10 @@ async fn backup_inner(
         .map_err(|_| internal("export still running"))?
         .into_inner()
         .map_err(|_| internal("a worker panicked"))?;
+    writer.write_member(
+        &gzip_tar_entry(archive::POST_DATA, post_data.as_bytes(), mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
+    )?;
     let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
     writer.write_member(
         &gzip_tar_entry("end.json", &json, mtime, level)
@@ -514,6 +535,7 @@ async fn backup_inner(
     Ok(BackupOutcome {
         backup: record,
         key_generated: write_key.generated,
+        unsupported: manifest.unsupported.clone(),
     })
 }
 
@@ -1240,6 +1262,7 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
 }
 
 enum Feed {
+    Sql(String, String),
     Part(TableManifest),
     Data(Vec<u8>),
     PartEnd,
@@ -1286,28 +1309,75 @@ async fn restore_inner(
     let (r, pre, key) = open_archive(&path, &vault.keys)?;
     let manifest = read_manifest(r, &pre, &key)?;
     progress.report(&ProgressEvent::phase(Phase::Connect));
-    let mut conn = target.connect().await?;
-    crate::source::postgres::check_target(&mut conn, target, &manifest.tables).await?;
-
-    let safety_backup = if opts.safety_backup {
-        progress.report(&ProgressEvent::phase(Phase::SafetyBackup));
-        let b = backup(
-            vault,
-            target,
-            &BackupOptions {
-                kind: BackupKind::Safety,
-                cancel: opts.cancel.clone(),
-                ..BackupOptions::default()
-            },
-            progress.clone(),
+    let no_schema = || {
+        Error::new(
+            ErrorKind::TargetMismatch,
+            "This backup carries no schema, so it cannot be restored into a new or empty database",
+            "Restore it into a database that has its tables",
         )
-        .await
-        .map_err(|e| {
-            e.context("taking the safety backup before restoring (nothing was changed)")
-        })?;
-        Some(b.backup)
-    } else {
+    };
+    match &opts.create_db {
+        Some(name) => {
+            if !manifest.schema {
+                return Err(no_schema());
+            }
+            let created = postgres::create_database(target, name).await?;
+            let result =
+                restore_into(vault, &path, key, &created, true, manifest, opts, progress).await;
+            if result.is_err() {
+                postgres::drop_database(target, name).await;
+            }
+            result
+        }
+        None => {
+            let mut conn = target.connect().await?;
+            let present = postgres::tables_present(&mut conn, target, &manifest.tables).await?;
+            let fresh = present == 0 && !manifest.tables.is_empty();
+            if fresh {
+                if !manifest.schema {
+                    return Err(no_schema());
+                }
+                // Only an empty database is filled from the schema: one with other tables is
+                // neither this backup's database nor empty.
+                if let Some(other) = postgres::any_user_table(&mut conn, target).await? {
+                    return Err(Error::new(
+                        ErrorKind::TargetMismatch,
+                        format!(
+                            "The target database {} has none of the backup's tables but is not empty (it has {other}); nothing was changed",
+                            target.describe()
+                        ),
+                        "Restore into the database the backup came from, into an empty database, or into a new one with --create-db NAME",
+                    ));
+                }
+            }
+            if !fresh {
+                postgres::check_target(&mut conn, target, &manifest.tables).await?;
+            }
+            drop(conn);
+            restore_into(vault, &path, key, target, fresh, manifest, opts, progress).await
+        }
+    }
+}
+
+/// Load an archive into `target`: into its existing tables (replace), or, when `fresh`, into
+/// a database without them (the schema files run in the same transaction).
+#[allow(clippy::too_many_arguments)]
+async fn restore_into(
+    vault: &Vault,
+    path: &Path,
+    key: Key,
+    target: &PgTarget,
+    fresh: bool,
+    manifest: Manifest,
+    opts: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let path = path.to_path_buf();
+    let conn = target.connect().await?;
+    let safety_backup = if fresh {
         None
+    } else {
+        safety_backup(vault, target, opts, &progress).await?
     };
 
     let t0 = Instant::now();
@@ -1332,7 +1402,10 @@ async fn restore_inner(
         };
         let (manifest, end) =
             archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
-                if let Item::Part { table, part, data } = item {
+                if let Item::Schema { path, sql } = item {
+                    tx.blocking_send(Feed::Sql(path.to_string(), sql))
+                        .map_err(|_| gone())?;
+                } else if let Item::Part { table, part, data } = item {
                     tally.start_part(table, part)?;
                     tx.blocking_send(Feed::Part(table.clone()))
                         .map_err(|_| gone())?;
@@ -1355,7 +1428,12 @@ async fn restore_inner(
     });
 
     progress.report(&ProgressEvent::phase(Phase::Restore));
-    let mut txn = match RestoreTxn::begin(conn, target, &manifest.tables).await {
+    let begun = if fresh {
+        RestoreTxn::begin_empty(conn, target).await
+    } else {
+        RestoreTxn::begin(conn, target, &manifest.tables).await
+    };
+    let mut txn = match begun {
         Ok(t) => t,
         Err(e) => {
             drop(rx);
@@ -1365,6 +1443,7 @@ async fn restore_inner(
     };
     let loaded = load_parts(
         &mut txn,
+        fresh,
         &mut rx,
         &count,
         total,
@@ -1481,8 +1560,10 @@ async fn restore_v1(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn load_parts(
     txn: &mut RestoreTxn,
+    fresh: bool,
     rx: &mut tokio::sync::mpsc::Receiver<Feed>,
     count: &AtomicU64,
     total: Option<u64>,
@@ -1494,8 +1575,26 @@ async fn load_parts(
     let mut all_rows = 0u64;
     let tables_total = manifest.tables.len() as u64;
     while let Some(feed) = rx.recv().await {
-        let Feed::Part(table) = feed else {
-            return Err(internal("restore feed out of order"));
+        let table = match feed {
+            Feed::Part(table) => table,
+            Feed::Sql(path, sql) => {
+                // A replace keeps the target's schema; a fresh restore builds it.
+                if fresh {
+                    progress.report(&ProgressEvent {
+                        phase: Phase::Restore,
+                        table: Some(path.clone()),
+                        tables_done: rows.len() as u64,
+                        tables_total,
+                        rows: all_rows,
+                        bytes: count.load(Ordering::Relaxed),
+                        total_bytes: total,
+                    });
+                    txn.run_sql(&sql, format_args!("running {path} of the backup"))
+                        .await?;
+                }
+                continue;
+            }
+            _ => return Err(internal("restore feed out of order")),
         };
         cancel.check()?;
         progress.report(&ProgressEvent {
@@ -1524,7 +1623,7 @@ async fn load_parts(
                     })?;
                 }
                 // The reader stopped early: its own error says why.
-                Some(Feed::Part(_)) | None => {
+                Some(Feed::Part(_) | Feed::Sql(..)) | None => {
                     let _ = copy
                         .abort("schoolvault: the backup could not be read")
                         .await;

@@ -2,3 +2,4 @@
 //! table and restore into a transaction. PostgreSQL first; MariaDB and SQLite join later.
 
 pub mod postgres;
+pub mod schema;

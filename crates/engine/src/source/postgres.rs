@@ -198,6 +198,8 @@ pub struct Snapshot {
     pub source: SourceInfo,
     /// The server's clock at the snapshot.
     pub taken_at: DateTime<Utc>,
+    /// The schema's DDL, captured in the snapshot.
+    pub schema: crate::source::schema::Schema,
 }
 
 const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -312,11 +314,13 @@ impl Snapshot {
                 is_called: v.get(1),
             });
         }
+        let schema = crate::source::schema::capture(&mut conn, target).await?;
         Ok(Snapshot {
             conn,
             id,
             tables,
             sequences,
+            schema,
             source: SourceInfo {
                 engine: "postgresql".into(),
                 server_version,
@@ -420,6 +424,89 @@ pub struct RestoreTxn {
     pub triggers_disabled: bool,
 }
 
+/// How many of `tables` the target has.
+///
+/// # Errors
+/// Database errors.
+pub async fn tables_present(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableManifest],
+) -> Result<usize> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| qualified(&t.schema, &t.name))
+        .collect();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM unnest($1::text[]) t(name) WHERE to_regclass(t.name) IS NOT NULL",
+    )
+    .bind(&names)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    Ok(n as usize)
+}
+
+/// A table of the user's in the target, if there is any (to tell an empty database).
+///
+/// # Errors
+/// Database errors.
+pub async fn any_user_table(conn: &mut PgConnection, target: &PgTarget) -> Result<Option<String>> {
+    sqlx::query_scalar(&format!(
+        "SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMAS} LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))
+}
+
+/// Create database `name` on `target`'s server.
+///
+/// # Errors
+/// `TargetMismatch` when it exists; database errors (permission to create databases…).
+pub async fn create_database(target: &PgTarget, name: &str) -> Result<PgTarget> {
+    let mut conn = target.connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_error(&e, target))?;
+    if exists {
+        return Err(Error::new(
+            ErrorKind::TargetMismatch,
+            format!(
+                "A database named {name:?} already exists on {}; nothing was changed",
+                target.with_database(name).describe()
+            ),
+            "Choose a new name for --create-db, or restore into that database with --target-db",
+        ));
+    }
+    exec(
+        &mut conn,
+        &format!("CREATE DATABASE {}", quote_ident(name)),
+        target,
+    )
+    .await?;
+    let _ = conn.close().await;
+    Ok(target.with_database(name))
+}
+
+/// Drop database `name` (a scratch or half-restored one), ending its sessions.
+pub async fn drop_database(server: &PgTarget, name: &str) {
+    if let Ok(mut conn) = server.connect().await {
+        let _ = sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .execute(&mut conn)
+        .await;
+        let _ = conn.close().await;
+    }
+}
+
 /// Check that `target` has every table of the backup with every column, without changing
 /// anything.
 ///
@@ -514,6 +601,28 @@ impl RestoreTxn {
             }
         }
         Ok(txn)
+    }
+
+    /// Begin a restore into a database that has none of the backup's tables: one transaction
+    /// in which the schema files and the data are loaded.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn begin_empty(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
+        exec(&mut conn, "BEGIN", target).await?;
+        Ok(RestoreTxn {
+            conn,
+            target: target.clone(),
+            triggers_disabled: true,
+        })
+    }
+
+    /// Run SQL (a schema file) inside the restore's transaction.
+    ///
+    /// # Errors
+    /// Database errors, with the statement's context.
+    pub async fn run_sql(&mut self, sql: &str, what: impl std::fmt::Display) -> Result<()> {
+        self.exec(sql).await.map_err(|e| e.context(what))
     }
 
     async fn exec(&mut self, sql: &str) -> Result<()> {

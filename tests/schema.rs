@@ -1,0 +1,158 @@
+//! Self-contained backups: a backup carries its schema, and restores into a new database that
+//! `pg_dump --schema-only` cannot tell from the original.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{erp_db, fixtures, Env, TestDb};
+
+/// `pg_dump --schema-only --no-owner --no-privileges`, as sorted statements.
+fn schema_of(db: &str) -> Vec<String> {
+    let out = Command::new("pg_dump")
+        .args([
+            "-h",
+            &support::pg_host(),
+            "-p",
+            &support::pg_port(),
+            "-U",
+            "postgres",
+        ])
+        .args(["--schema-only", "--no-owner", "--no-privileges", db])
+        .output()
+        .expect("pg_dump is missing: install postgresql-client (make test does)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut statements: Vec<String> = text
+        .split(";\n")
+        .map(|s| s.trim().to_string())
+        .filter(|s| {
+            !s.is_empty()
+                && !s.starts_with("SET ")
+                && !s.starts_with("SELECT pg_catalog.set_config")
+        })
+        .collect();
+    statements.sort();
+    statements
+}
+
+/// The database a restore creates, dropped at the end.
+struct Created(String);
+impl Drop for Created {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                &support::pg_host(),
+                "-p",
+                &support::pg_port(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args([
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            ])
+            .output();
+    }
+}
+
+fn round_trip_into_new_database(db: &TestDb) {
+    let env = Env::new();
+    let b = env.json(&["--db", &db.url(), "backup"]);
+    let name = format!("{}_new", db.name);
+    let _created = Created(name.clone());
+    let r = env.json(&[
+        "--db",
+        &db.url(),
+        "restore",
+        b["id"].as_str().unwrap(),
+        "--create-db",
+        &name,
+    ]);
+    assert_eq!(r["rows"], b["rows"]);
+    assert!(
+        r["safety_backup"].is_null(),
+        "a new database needs no safety backup"
+    );
+    let copy = TestDb { name: name.clone() };
+    let (a, c) = (schema_of(&db.name), schema_of(&name));
+    let only_source: Vec<&String> = a.iter().filter(|s| !c.contains(s)).collect();
+    let only_copy: Vec<&String> = c.iter().filter(|s| !a.contains(s)).collect();
+    assert!(
+        only_source.is_empty() && only_copy.is_empty(),
+        "the schemas differ:\nonly in the source: {only_source:#?}\nonly in the copy: {only_copy:#?}"
+    );
+    assert_eq!(a.len(), c.len());
+    assert_eq!(db.checksums(), copy.checksums());
+    assert_eq!(db.sequences(), copy.sequences());
+    std::mem::forget(copy); // dropped by `_created`
+                            // Restoring again with the same name is refused, and changes nothing.
+    let (code, msg) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        b["id"].as_str().unwrap(),
+        "--create-db",
+        &name,
+    ]);
+    assert_eq!(code, "target_mismatch", "{msg}");
+    assert!(msg.contains("already exists"), "{msg}");
+}
+
+#[test]
+fn erp_backup_restores_into_a_new_database_that_pg_dump_cannot_tell_apart() {
+    let Some(fx) = fixtures() else { return };
+    let db = erp_db(&fx);
+    round_trip_into_new_database(&db);
+}
+
+#[test]
+fn every_object_kind_round_trips_into_a_new_database() {
+    let db = TestDb::new("objects");
+    db.load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
+        &[],
+    );
+    // The audit trigger fired for the three pupils of the source; the copy's audit table must
+    // equal the source's (checksums), so it did not fire again while the data was loaded.
+    assert_eq!(db.sql("SELECT count(*) FROM audit"), "3");
+    round_trip_into_new_database(&db);
+}
+
+#[test]
+fn an_empty_target_is_filled_and_a_foreign_one_refused() {
+    let db = TestDb::new("objsrc");
+    db.load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
+        &[],
+    );
+    let env = Env::new();
+    let b = env.json(&["--db", &db.url(), "backup"]);
+    let id = b["id"].as_str().unwrap();
+    let empty = TestDb::new("empty");
+    env.json(&["restore", id, "--yes", "--target-db", &empty.url()]);
+    assert_eq!(empty.checksums(), db.checksums());
+    let foreign = TestDb::new("foreign");
+    foreign.sql("CREATE TABLE unrelated (id int)");
+    let (code, msg) = env.fails(&["restore", id, "--yes", "--target-db", &foreign.url()]);
+    assert_eq!(code, "target_mismatch", "{msg}");
+    assert!(msg.contains("public.unrelated"), "{msg}");
+}
