@@ -50,6 +50,8 @@ for sf in $SCALES; do
   # empty database (pg_restore also builds indexes and constraints).
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
   read -r _ rs_s rs_kb < <(measure schoolvault-restore "$SV" restore "$sv_file" --yes --no-safety-backup --target-db "postgres://postgres@127.0.0.1:5432/${db}_copy")
+  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
+  read -r _ rn_s rn_kb < <(measure schoolvault-create-db "$SV" --db "postgres://postgres@127.0.0.1:5432/postgres" restore "$sv_file" --create-db "${db}_copy")
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy"
   read -r _ pr_s pr_kb < <(measure pg_restore pg_restore $PG -d "${db}_copy" "$WORK/dump.fc")
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy"
@@ -57,7 +59,9 @@ for sf in $SCALES; do
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
   printf "%-22s %8s %10s\n" "restore of $db" "wall s" "peak RSS kB"
   printf "%-22s %8s %10s\n" "schoolvault (replace)" "$rs_s" "$rs_kb"
+  printf "%-22s %8s %10s\n" "schoolvault --create-db" "$rn_s" "$rn_kb"
   printf "%-22s %8s %10s\n" "pg_restore" "$pr_s" "$pr_kb"
   printf "%-22s %8s %10s\n" "pg_restore -j2" "$pr2_s" "$pr2_kb"
+  python3 -c "print(f'new database: schoolvault / pg_restore {$rn_s/$pr_s:.2f}, / pg_restore -j2 {$rn_s/$pr2_s:.2f}')"
   echo
 done

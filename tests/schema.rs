@@ -156,3 +156,65 @@ fn an_empty_target_is_filled_and_a_foreign_one_refused() {
     assert_eq!(code, "target_mismatch", "{msg}");
     assert!(msg.contains("public.unrelated"), "{msg}");
 }
+
+fn database_exists(name: &str) -> bool {
+    support::psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) == "1"
+}
+
+#[test]
+fn a_test_restore_passes_on_a_good_backup_and_names_the_table_of_a_bad_one() {
+    let db = TestDb::new("testrestore");
+    db.load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
+        &[],
+    );
+    let env = Env::new();
+    let b = env.json(&["--db", &db.url(), "backup"]);
+    let id = b["id"].as_str().unwrap().to_string();
+    let scratch = format!("schoolvault_verify_{}", id.replace('-', "_"));
+    let v = env.json(&["--db", &db.url(), "verify", &id, "--test-restore"]);
+    assert_eq!(v["rows"], b["rows"]);
+    assert!(
+        !database_exists(&scratch),
+        "the scratch database was left behind"
+    );
+    let listed = env.json(&["list"]);
+    assert_eq!(listed[0]["verify_ok"], true);
+    assert!(listed[0]["verify_message"]
+        .as_str()
+        .unwrap()
+        .starts_with("test restore"));
+
+    // Data made inconsistent on purpose: a pupil of a house that does not exist, written with
+    // foreign-key checks off. The backup holds it faithfully; a restore cannot rebuild the key.
+    db.sql("SET session_replication_role = replica; INSERT INTO pupils (house_id, name, age) VALUES (99, 'Orphan', 10)");
+    let bad = env.json(&["--db", &db.url(), "backup"]);
+    let bad_id = bad["id"].as_str().unwrap().to_string();
+    let (code, msg) = env.fails(&[
+        "--db",
+        &db.url(),
+        "verify",
+        &bad_id,
+        "--test-restore",
+        "--scratch-db",
+        "sv_scratch_named",
+    ]);
+    assert_eq!(code, "database", "{msg}");
+    assert!(msg.contains("pupils"), "the table is named: {msg}");
+    assert!(
+        !database_exists("sv_scratch_named"),
+        "the scratch database was left behind"
+    );
+    let listed = env.json(&["list"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == bad_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["verify_ok"], false);
+}

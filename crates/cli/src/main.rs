@@ -86,6 +86,14 @@ enum Command {
     Verify {
         /// A backup id or a file.
         backup: String,
+        /// Also restore it into a scratch database on the --db server, compare every table,
+        /// and drop the scratch database.
+        #[arg(long)]
+        test_restore: bool,
+        /// The scratch database to create and drop: a name on the --db server, or a
+        /// postgres:// URL [default: schoolvault_verify_<id>].
+        #[arg(long, requires = "test_restore")]
+        scratch_db: Option<String>,
     },
     /// Replace the database's data with a backup's, in one transaction.
     Restore {
@@ -323,9 +331,14 @@ async fn run(cli: Cli) -> Result<()> {
                     "VERIFIED"
                 );
                 for b in list {
+                    let how = match &b.verify_message {
+                        Some(m) if m.starts_with("test restore") => " (test restore)",
+                        _ => "",
+                    };
                     let verified = match (b.verify_ok, b.verified_at) {
-                        (Some(true), Some(t)) => format!("ok {}", t.format("%Y-%m-%d %H:%M")),
+                        (Some(true), Some(t)) => format!("ok {}{how}", t.format("%Y-%m-%d %H:%M")),
                         (Some(false), _) => "FAILED".to_string(),
+                        (Some(true), None) => "ok".to_string(),
                         _ => "-".to_string(),
                     };
                     let status = if b.status == "complete" {
@@ -398,8 +411,26 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Verify { backup } => {
-            let report = jobs::verify(&vault, &backup, progress.clone()).await;
+        Command::Verify {
+            backup,
+            test_restore,
+            scratch_db,
+        } => {
+            let report = if test_restore {
+                // --scratch-db takes a database name on the --db server, or a whole URL.
+                let (server, name) = match scratch_db {
+                    Some(url) if url.starts_with("postgres") => {
+                        let t = PgTarget::parse(&url)?;
+                        let name = t.database();
+                        (t, Some(name))
+                    }
+                    other => (target(cli.db.as_deref(), "test-restore on")?, other),
+                };
+                jobs::test_restore(&vault, &backup, &server, name.as_deref(), progress.clone())
+                    .await
+            } else {
+                jobs::verify(&vault, &backup, progress.clone()).await
+            };
             progress_done(&progress);
             let report = report?;
             for w in &report.warnings {

@@ -156,6 +156,9 @@ pub struct RestoreOutcome {
     pub v1_tables: Option<Vec<legacy::V1TableOutcome>>,
     /// Things the person should know (an old file under the public development key…).
     pub warnings: Vec<String>,
+    /// What was restored and what `end.json` says of it (for a test restore's comparison).
+    #[serde(skip)]
+    checked: Vec<(TableManifest, TableEnd)>,
 }
 
 /// What a verification found.
@@ -925,6 +928,115 @@ pub async fn verify(
     report
 }
 
+/// Prove that a backup restores: restore it into a new scratch database (`scratch`, or
+/// `schoolvault_verify_<id>` on `server`), export every table again and compare its rows and
+/// SHA-256 with `end.json`, then drop the scratch database whatever happened. The outcome is
+/// recorded in the catalog.
+///
+/// # Errors
+/// Everything [`restore`] reports (into an empty database), and `Inconsistent` naming the first
+/// table whose data did not survive the round trip.
+pub async fn test_restore(
+    vault: &Vault,
+    what: &str,
+    server: &PgTarget,
+    scratch: Option<&str>,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyReport> {
+    let started = Utc::now();
+    let (path, record) = vault.resolve(what).await?;
+    if !is_v2(&path)? {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "A test restore needs a SchoolVault backup; an old-system file carries no schema to restore into a scratch database",
+            "Use `schoolvault verify FILE` for old-system files",
+        ));
+    }
+    let id = match &record {
+        Some(r) => r.id.clone(),
+        None => {
+            read_preamble(&mut BufReader::new(File::open(&path).map_err(|e| {
+                Error::io(format_args!("opening {}", path.display()), &e)
+            })?))?
+            .header
+            .backup_id
+        }
+    };
+    let name = scratch
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("schoolvault_verify_{}", id.replace('-', "_")).to_lowercase());
+    let opts = RestoreOptions {
+        safety_backup: false,
+        create_db: Some(name.clone()),
+        ..RestoreOptions::default()
+    };
+    let result = async {
+        let restored = restore_inner(vault, &path.to_string_lossy(), server, &opts, progress).await?;
+        let scratch_target = server.with_database(&name);
+        let mut worker = SnapshotWorker::join_plain(&scratch_target).await?;
+        let (mut rows, mut bytes) = (0, 0);
+        for (table, end) in &restored.checked {
+            let mut stream = worker.copy_out(table, &scratch_target).await?;
+            let mut h = Sha256::new();
+            let (mut r, mut b) = (0u64, 0u64);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| postgres::db_error(&e, &scratch_target))?;
+                h.update(&chunk);
+                r += chunk.iter().filter(|&&c| c == b'\n').count() as u64;
+                b += chunk.len() as u64;
+            }
+            drop(stream);
+            if r != end.rows || hex::encode(h.finalize()) != end.sha256 {
+                return Err(inconsistent(
+                    table,
+                    &format!("after a restore it reads back as {r} rows with a different checksum (the backup holds {} rows)", end.rows),
+                ));
+            }
+            rows += r;
+            bytes += b;
+        }
+        worker.close().await;
+        Ok(VerifyReport {
+            backup_id: id.clone(),
+            path: path.clone(),
+            tables: restored.checked.len() as u64,
+            rows,
+            bytes,
+            format: archive::FORMAT_VERSION,
+            warnings: Vec::new(),
+        })
+    }
+    .await;
+    postgres::drop_database(server, &name).await;
+    let (ok, msg) = match &result {
+        Ok(r) => (
+            true,
+            format!(
+                "test restore: {} tables, {} rows restored and compared",
+                r.tables, r.rows
+            ),
+        ),
+        Err(e) => (false, format!("test restore failed: {e}")),
+    };
+    if vault.catalog.get(&id).await?.is_some() {
+        vault
+            .catalog
+            .set_verified(&id, Utc::now(), ok, &msg)
+            .await?;
+    }
+    vault
+        .record_run(run_record(
+            "test_restore",
+            None,
+            started,
+            &result,
+            Some(id),
+            Some(msg),
+        ))
+        .await;
+    result
+}
+
 /// The header, and the manifest when the key is at hand.
 ///
 /// # Errors
@@ -1500,6 +1612,17 @@ async fn restore_into(
         format: archive::FORMAT_VERSION,
         v1_tables: None,
         warnings: Vec::new(),
+        checked: end
+            .tables
+            .iter()
+            .filter_map(|e| {
+                manifest
+                    .tables
+                    .iter()
+                    .find(|t| t.index == e.index)
+                    .map(|t| (t.clone(), e.clone()))
+            })
+            .collect(),
     })
 }
 
@@ -1557,6 +1680,7 @@ async fn restore_v1(
         format: 1,
         v1_tables: Some(tables),
         warnings: v1_warnings(&v1),
+        checked: Vec::new(),
     })
 }
 

@@ -379,6 +379,22 @@ impl SnapshotWorker {
         Ok(SnapshotWorker { conn })
     }
 
+    /// Connect for reading in one `REPEATABLE READ, READ ONLY` transaction of its own (no
+    /// exported snapshot), e.g. to read a scratch database back.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn join_plain(target: &PgTarget) -> Result<SnapshotWorker> {
+        let mut conn = target.connect().await?;
+        exec(
+            &mut conn,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            target,
+        )
+        .await?;
+        Ok(SnapshotWorker { conn })
+    }
+
     /// Stream `table`'s rows in COPY text format.
     ///
     /// # Errors
