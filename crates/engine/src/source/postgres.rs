@@ -625,7 +625,14 @@ impl RestoreTxn {
     /// # Errors
     /// Database errors.
     pub async fn begin_empty(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
-        exec(&mut conn, "BEGIN", target).await?;
+        // Indexes and constraints are built after the data, in this one transaction: give
+        // their sorts memory and let the server build B-trees in parallel.
+        exec(
+            &mut conn,
+            "BEGIN; SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL max_parallel_maintenance_workers = 2",
+            target,
+        )
+        .await?;
         Ok(RestoreTxn {
             conn,
             target: target.clone(),
