@@ -343,3 +343,35 @@ fn a_rejected_password_is_named_as_such() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_replace_restore_without_permission_to_disable_triggers_is_refused_untouched() {
+    let db = school();
+    let env = Env::new();
+    let file = backup_file(&env, &db);
+    let role = format!("sv_loader_{:x}", rand::random::<u32>());
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA public, finance TO {role}; \
+         GRANT ALL ON ALL TABLES IN SCHEMA public, finance TO {role}; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public, finance TO {role};"
+    ));
+    db.sql("UPDATE schools SET name = 'changed since the backup'");
+    let before = db.checksums();
+    let (code, msg) = env.fails(&["--db", &url_for(&role, &db.name), "restore", &file, "--yes"]);
+    support::psql(
+        &db.name,
+        &format!("REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}"),
+    );
+    assert_eq!(code, "db_auth", "{msg}");
+    assert!(msg.contains("session_replication_role"), "{msg}");
+    assert_eq!(
+        db.checksums(),
+        before,
+        "a refused restore changed the database"
+    );
+    assert_eq!(
+        env.json(&["list"]).as_array().unwrap().len(),
+        1,
+        "refused before the safety backup"
+    );
+}

@@ -422,7 +422,9 @@ async fn run(cli: Cli) -> Result<()> {
                     Some(url) if url.starts_with("postgres") => {
                         let t = PgTarget::parse(&url)?;
                         let name = t.database();
-                        (t, Some(name))
+                        // Connect through the server's maintenance database: the scratch one
+                        // does not exist yet.
+                        (t.with_database("postgres"), Some(name))
                     }
                     other => (target(cli.db.as_deref(), "test-restore on")?, other),
                 };

@@ -131,33 +131,8 @@ impl Catalog {
     /// # Errors
     /// `Catalog`.
     pub async fn put(&self, r: &BackupRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO backups (id, path, created_at, kind, status, size, sha256, \
-             key_fingerprint, engine, server_version, database, tables, rows, duration_ms, \
-             verified_at, verify_ok, verify_message) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.id)
-        .bind(r.path.to_string_lossy().into_owned())
-        .bind(r.created_at.to_rfc3339())
-        .bind(r.kind.as_str())
-        .bind(&r.status)
-        .bind(r.size as i64)
-        .bind(&r.sha256)
-        .bind(&r.key_fingerprint)
-        .bind(&r.engine)
-        .bind(&r.server_version)
-        .bind(&r.database)
-        .bind(r.tables as i64)
-        .bind(r.rows as i64)
-        .bind(r.duration_ms as i64)
-        .bind(r.verified_at.map(|t| t.to_rfc3339()))
-        .bind(r.verify_ok)
-        .bind(&r.verify_message)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(&e))?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(|e| self.err(&e))?;
+        put(&mut conn, r).await.map_err(|e| self.err(&e))
     }
 
     /// Every backup, newest first.
@@ -208,10 +183,10 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(&e))?;
-        tx.commit().await.map_err(|e| self.err(&e))?;
         for r in records {
-            self.put(r).await?;
+            put(&mut tx, r).await.map_err(|e| self.err(&e))?;
         }
+        tx.commit().await.map_err(|e| self.err(&e))?;
         Ok(())
     }
 
@@ -323,4 +298,33 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRecord> {
         verify_ok: row.get("verify_ok"),
         verify_message: row.get("verify_message"),
     })
+}
+
+async fn put(conn: &mut sqlx::SqliteConnection, r: &BackupRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO backups (id, path, created_at, kind, status, size, sha256, \
+         key_fingerprint, engine, server_version, database, tables, rows, duration_ms, \
+         verified_at, verify_ok, verify_message) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&r.id)
+    .bind(r.path.to_string_lossy().into_owned())
+    .bind(r.created_at.to_rfc3339())
+    .bind(r.kind.as_str())
+    .bind(&r.status)
+    .bind(r.size as i64)
+    .bind(&r.sha256)
+    .bind(&r.key_fingerprint)
+    .bind(&r.engine)
+    .bind(&r.server_version)
+    .bind(&r.database)
+    .bind(r.tables as i64)
+    .bind(r.rows as i64)
+    .bind(r.duration_ms as i64)
+    .bind(r.verified_at.map(|t| t.to_rfc3339()))
+    .bind(r.verify_ok)
+    .bind(&r.verify_message)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

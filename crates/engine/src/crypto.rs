@@ -263,6 +263,18 @@ impl<R: Read> DecryptingReader<R> {
     fn fill(&mut self) -> io::Result<()> {
         self.buf.clear();
         self.pos = 0;
+        let result = self.fill_inner();
+        if result.is_err() {
+            // Never hand out what did not authenticate, even to a caller that reads again.
+            self.buf.zeroize();
+            self.buf.clear();
+            self.decryptor = None;
+            self.done = false;
+        }
+        result
+    }
+
+    fn fill_inner(&mut self) -> io::Result<()> {
         let want = self.chunk_size + TAG_LEN;
         let got = (&mut self.inner)
             .take(want as u64)

@@ -909,7 +909,10 @@ pub async fn verify(
             ),
             Err(e) => (false, e.to_string()),
         };
-        if vault.catalog.get(id).await?.is_some() {
+        // Only the listed backup whose file this is: a copy elsewhere with the same id says
+        // nothing about the listed file.
+        let listed = vault.catalog.get(id).await?;
+        if listed.is_some_and(|r| same_file(&r.path, &path)) {
             vault.catalog.set_verified(id, Utc::now(), ok, &msg).await?;
         }
     }
@@ -965,6 +968,13 @@ pub async fn test_restore(
     let name = scratch
         .map(str::to_string)
         .unwrap_or_else(|| format!("schoolvault_verify_{}", id.replace('-', "_")).to_lowercase());
+    if postgres::database_exists(server, &name).await? {
+        return Err(Error::new(
+            ErrorKind::TargetMismatch,
+            format!("A database named {name:?} already exists; a test restore only uses a scratch database it creates, and drops"),
+            "Choose another name with --scratch-db",
+        ));
+    }
     let opts = RestoreOptions {
         safety_backup: false,
         create_db: Some(name.clone()),
@@ -1070,6 +1080,13 @@ pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
         manifest_error: manifest.as_ref().err().map(|e| e.to_string()),
         manifest: manifest.ok(),
     })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// Whether the file starts like a SchoolVault archive (otherwise it may be an old-system file).
@@ -1369,7 +1386,21 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
             message,
         });
     }
-    vault.catalog.replace_all(&records).await?;
+    // Two files with one id (a copy, or a damaged header): list the first, report the others.
+    let mut seen = std::collections::HashSet::new();
+    let mut unique = Vec::with_capacity(records.len());
+    for r in records {
+        if seen.insert(r.id.clone()) {
+            unique.push(r);
+        } else if let Some(e) = entries.iter_mut().find(|e| e.path == r.path) {
+            e.status = "duplicate_id".into();
+            e.message = Some(format!(
+                "Another file in the folder has the same backup id {}; only the first is listed",
+                r.id
+            ));
+        }
+    }
+    vault.catalog.replace_all(&unique).await?;
     Ok(entries)
 }
 
@@ -1415,6 +1446,13 @@ async fn restore_inner(
 ) -> Result<RestoreOutcome> {
     let (path, _) = vault.resolve(what).await?;
     if !is_v2(&path)? {
+        if opts.create_db.is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "An old-system backup carries no schema, so it cannot be restored into a new database; nothing was changed",
+                "Restore it into the school ERP's database (without --create-db)",
+            ));
+        }
         return restore_v1(vault, &path, target, opts, progress).await;
     }
     // Everything that can be checked without touching the database is checked first.
@@ -1464,6 +1502,7 @@ async fn restore_inner(
             }
             if !fresh {
                 postgres::check_target(&mut conn, target, &manifest.tables).await?;
+                postgres::check_may_disable_triggers(&mut conn, target).await?;
             }
             drop(conn);
             restore_into(vault, &path, key, target, fresh, manifest, opts, progress).await
@@ -1566,9 +1605,22 @@ async fn restore_into(
     .await;
     drop(rx);
     let read = reader.await.map_err(join_error);
+    let read = read.and_then(|r| {
+        r.and_then(|(m, end, rows, bytes)| {
+            if m.backup_id != manifest.backup_id || m.tables != manifest.tables {
+                Err(Error::new(
+                    ErrorKind::Damaged,
+                    "The backup file changed while it was being restored; nothing was changed",
+                    "Make sure nothing (a sync program?) writes to the backup folder during a restore, and try again",
+                ))
+            } else {
+                Ok((m, end, rows, bytes))
+            }
+        })
+    });
     let (end, rows_loaded) = match (loaded, read) {
-        (Ok(rows), Ok(Ok((_, end, _, _)))) => (end, rows),
-        (Err(e), _) | (Ok(_), Ok(Err(e))) | (Ok(_), Err(e)) => {
+        (Ok(rows), Ok((_, end, _, _))) => (end, rows),
+        (Err(e), _) | (Ok(_), Err(e)) => {
             txn.rollback().await;
             // A reader error explains a load error ("the file is damaged" beats "COPY failed").
             return Err(e);

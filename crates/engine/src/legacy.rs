@@ -205,9 +205,8 @@ pub fn open(file: &[u8], keys: &[Key]) -> Result<V1Backup> {
     for (key, _) in &candidates {
         let plain = unauthenticated(key, file);
         if plain.starts_with(&GZIP_MAGIC) {
-            let mut sink = Vec::new();
             let cut_short = matches!(
-                flate2::read::GzDecoder::new(&plain[..]).read_to_end(&mut sink),
+                std::io::copy(&mut flate2::read::GzDecoder::new(&plain[..]), &mut std::io::sink()),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof
             );
             return Err(if cut_short {
@@ -236,9 +235,14 @@ fn not_a_backup() -> Error {
     )
 }
 
+/// The most JSON an old-system file may decompress to: the old service built it as one
+/// JavaScript string, which cannot be longer than about 1 GiB; anything larger is not its file.
+const MAX_JSON: u64 = 1 << 30;
+
 fn parse(gz: &[u8], dev_key: bool) -> Result<V1Backup> {
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(gz)
+        .take(MAX_JSON + 1)
         .read_to_end(&mut json)
         .map_err(|_| {
             Error::new(
@@ -247,6 +251,13 @@ fn parse(gz: &[u8], dev_key: bool) -> Result<V1Backup> {
                 "It was not written by the old backup service; use another backup",
             )
         })?;
+    if json.len() as u64 > MAX_JSON {
+        return Err(Error::new(
+            ErrorKind::Damaged,
+            "This old-system backup decompresses to more than 1 GiB, more than the old service could ever write",
+            "It was not written by the old backup service; use another backup",
+        ));
+    }
     let doc: Value = serde_json::from_slice(&json).map_err(|e| {
         Error::new(
             ErrorKind::Damaged,

@@ -226,7 +226,8 @@ impl Snapshot {
         let mut conn = target.connect().await?;
         exec(
             &mut conn,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
+            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+             BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
             target,
         )
         .await?;
@@ -371,7 +372,8 @@ impl SnapshotWorker {
         exec(
             &mut conn,
             &format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+                "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
             ),
             target,
         )
@@ -404,8 +406,18 @@ impl SnapshotWorker {
         table: &TableManifest,
         target: &PgTarget,
     ) -> Result<BoxStream<'c, sqlx::Result<Bytes>>> {
+        // The coordinator holds ACCESS SHARE already; if another session queued an exclusive
+        // lock behind it (a migration), waiting here would hang the backup for good, as
+        // pg_dump -j knows: fail instead, naming the table.
+        let lock = format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
+            qualified(&table.schema, &table.name)
+        );
+        exec(&mut self.conn, &lock, target)
+            .await
+            .map_err(|e| unreadable(e, "table", &table.display_name()))?;
         let sql = format!(
-            "COPY {} ({}) TO STDOUT",
+            "COPY {}{} TO STDOUT",
             qualified(&table.schema, &table.name),
             column_list(&table.columns)
         );
@@ -422,12 +434,19 @@ impl SnapshotWorker {
     }
 }
 
+/// ` (a, b, c)`, or nothing for a table without columns (`COPY t () …` is a syntax error).
 fn column_list(columns: &[String]) -> String {
-    columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ")
+    if columns.is_empty() {
+        return String::new();
+    }
+    format!(
+        " ({})",
+        columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// A replace-restore in progress: one transaction on the target in which the backup's tables
@@ -508,6 +527,42 @@ pub async fn create_database(target: &PgTarget, name: &str) -> Result<PgTarget> 
     .await?;
     let _ = conn.close().await;
     Ok(target.with_database(name))
+}
+
+/// Check, without changing anything, that this session may turn off triggers and foreign-key
+/// checks (`session_replication_role = replica`), which a replace restore needs.
+///
+/// # Errors
+/// `DbAuth` saying what to grant.
+pub async fn check_may_disable_triggers(conn: &mut PgConnection, target: &PgTarget) -> Result<()> {
+    let probe = sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
+        .execute(&mut *conn)
+        .await;
+    if probe.is_ok() {
+        return Ok(());
+    }
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    let user = target.options.get_username().to_string();
+    Err(Error::new(
+        ErrorKind::DbAuth,
+        format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
+        format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
+    ))
+}
+
+/// Whether database `name` exists on `target`'s server.
+///
+/// # Errors
+/// Connection errors.
+pub async fn database_exists(target: &PgTarget, name: &str) -> Result<bool> {
+    let mut conn = target.connect().await?;
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    let _ = conn.close().await;
+    Ok(exists)
 }
 
 /// Drop database `name` (a scratch or half-restored one), ending its sessions.
@@ -601,9 +656,15 @@ impl RestoreTxn {
         .execute(&mut txn.conn)
         .await;
         if replica.is_err() {
-            txn.triggers_disabled = false;
-            txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica; SET CONSTRAINTS ALL DEFERRED")
-                .await?;
+            // Without it, user triggers would fire during the load and foreign keys would be
+            // checked table by table in the archive's order: refuse before changing anything.
+            let user = target.options.get_username().to_string();
+            txn.rollback().await;
+            return Err(Error::new(
+                ErrorKind::DbAuth,
+                format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
+                format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
+            ));
         }
         if !tables.is_empty() {
             let list = tables
@@ -661,7 +722,7 @@ impl RestoreTxn {
         table: &TableManifest,
     ) -> Result<sqlx::postgres::PgCopyIn<&mut PgConnection>> {
         let sql = format!(
-            "COPY {} ({}) FROM STDIN",
+            "COPY {}{} FROM STDIN",
             qualified(&table.schema, &table.name),
             column_list(&table.columns)
         );

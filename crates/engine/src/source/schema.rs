@@ -345,6 +345,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
 
     // Post-data: constraints (keys first, foreign keys last), then indexes, triggers.
     let mut constraints = String::new();
+    let mut foreign_keys = String::new();
     for r in rows(
         conn,
         target,
@@ -362,11 +363,18 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     {
         let (ns, table, name, def): (String, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
-        constraints.push_str(&format!(
+        let stmt = format!(
             "ALTER TABLE {} ADD CONSTRAINT {} {def};\n",
             qualified(&ns, &table),
             quote_ident(&name)
-        ));
+        );
+        // Foreign keys go after the indexes: one may reference a column that only a unique
+        // index (not a constraint) makes unique.
+        if def.starts_with("FOREIGN KEY") {
+            foreign_keys.push_str(&stmt);
+        } else {
+            constraints.push_str(&stmt);
+        }
     }
     post.push_str(&constraints);
     // Indexes that back no constraint. A partitioned table's index is created `ON ONLY` the
@@ -391,6 +399,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         post.push_str(&def);
         post.push_str(";\n");
     }
+    post.push_str(&foreign_keys);
     for r in rows(
         conn,
         target,
@@ -456,10 +465,11 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         target,
         &format!(
             "SELECT 'COMMENT ON ' || CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' \
-                    WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END || ' ' || quote_ident(n.nspname) || '.' || \
-                    quote_ident(c.relname) || ' IS ' || quote_literal(d.description) \
+                    WHEN 'S' THEN 'SEQUENCE' WHEN 'i' THEN 'INDEX' WHEN 'I' THEN 'INDEX' ELSE 'TABLE' END || ' ' || \
+                    quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' IS ' || quote_literal(d.description) \
              FROM pg_description d JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE d.objsubid = 0 AND {USER_NS} \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE d.objsubid = 0 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'i', 'I') AND {USER_NS} \
              UNION ALL \
              SELECT 'COMMENT ON COLUMN ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.' || \
                     quote_ident(a.attname) || ' IS ' || quote_literal(d.description) \
