@@ -1579,7 +1579,12 @@ async fn restore_into(
     });
 
     progress.report(&ProgressEvent::phase(Phase::Restore));
-    let begun = if fresh {
+    // A database this restore created is dropped if anything fails, so it needs no single
+    // transaction: load it over several connections, as pg_restore -j does.
+    let parallel = fresh && opts.create_db.is_some();
+    let begun = if parallel {
+        RestoreTxn::autocommit(conn, target).await
+    } else if fresh {
         RestoreTxn::begin_empty(conn, target).await
     } else {
         RestoreTxn::begin(conn, target, &manifest.tables).await
@@ -1595,6 +1600,7 @@ async fn restore_into(
     let loaded = load_parts(
         &mut txn,
         fresh,
+        parallel,
         &mut rx,
         &count,
         total,
@@ -1740,6 +1746,7 @@ async fn restore_v1(
 async fn load_parts(
     txn: &mut RestoreTxn,
     fresh: bool,
+    parallel: bool,
     rx: &mut tokio::sync::mpsc::Receiver<Feed>,
     count: &AtomicU64,
     total: Option<u64>,
@@ -1750,6 +1757,9 @@ async fn load_parts(
     let mut rows: HashMap<u32, u64> = HashMap::new();
     let mut all_rows = 0u64;
     let tables_total = manifest.tables.len() as u64;
+    if parallel {
+        return load_parallel(txn, rx, count, total, manifest, progress, cancel).await;
+    }
     while let Some(feed) = rx.recv().await {
         let table = match feed {
             Feed::Part(table) => table,
@@ -1811,6 +1821,211 @@ async fn load_parts(
         all_rows += loaded;
     }
     Ok(rows)
+}
+
+type LoadJob = (TableManifest, Vec<Vec<u8>>);
+
+/// Load into a database this restore created, over three sessions: pre-data on `txn`, the
+/// parts on two loaders at once, then post-data with indexes built two at a time. (The
+/// futures run side by side in this task, not spawned: sqlx's futures are not `Send` for
+/// every lifetime.)
+#[allow(clippy::too_many_arguments)]
+async fn load_parallel(
+    txn: &mut RestoreTxn,
+    rx: &mut tokio::sync::mpsc::Receiver<Feed>,
+    count: &AtomicU64,
+    total: Option<u64>,
+    manifest: &Manifest,
+    progress: &Arc<dyn Progress>,
+    cancel: &Cancel,
+) -> Result<HashMap<u32, u64>> {
+    let target = txn.target().clone();
+    let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel::<LoadJob>(2);
+    let jobs_rx = tokio::sync::Mutex::new(jobs_rx);
+    let mut loaders = Vec::new();
+    for _ in 0..2 {
+        loaders.push(RestoreTxn::autocommit(target.connect().await?, &target).await?);
+    }
+    let tables_total = manifest.tables.len() as u64;
+    let dispatch = async move {
+        let mut post_data = None;
+        let mut tables_seen = std::collections::HashSet::new();
+        while let Some(feed) = rx.recv().await {
+            match feed {
+                Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),
+                Feed::Sql(path, sql) => {
+                    txn.run_sql(&sql, format_args!("running {path} of the backup"))
+                        .await?;
+                }
+                Feed::Part(table) => {
+                    cancel.check()?;
+                    tables_seen.insert(table.index);
+                    progress.report(&ProgressEvent {
+                        phase: Phase::Restore,
+                        table: Some(table.display_name()),
+                        tables_done: tables_seen.len() as u64,
+                        tables_total,
+                        rows: 0,
+                        bytes: count.load(Ordering::Relaxed),
+                        total_bytes: total,
+                    });
+                    let mut data = Vec::new();
+                    loop {
+                        match rx.recv().await {
+                            Some(Feed::Data(buf)) => data.push(buf),
+                            Some(Feed::PartEnd) => break,
+                            // The reader stopped early: its own error says why.
+                            _ => return Ok(None),
+                        }
+                    }
+                    if jobs_tx.send((table, data)).await.is_err() {
+                        break;
+                    }
+                }
+                _ => return Err(internal("restore feed out of order")),
+            }
+        }
+        drop(jobs_tx);
+        Ok::<_, Error>(post_data)
+    };
+    let loads =
+        futures_util::future::try_join_all(loaders.into_iter().map(|t| loader(t, &jobs_rx)));
+    let (post_data, loaded) = tokio::try_join!(dispatch, loads)?;
+    let mut rows: HashMap<u32, u64> = HashMap::new();
+    for part in loaded {
+        for (k, v) in part {
+            *rows.entry(k).or_default() += v;
+        }
+    }
+    if let Some(sql) = post_data {
+        run_post_data_parallel(&target, &sql, progress).await?;
+    }
+    Ok(rows)
+}
+
+/// One loader of [`load_parallel`]: `COPY` each part it is given.
+async fn loader(
+    mut txn: RestoreTxn,
+    rx: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<LoadJob>>,
+) -> Result<HashMap<u32, u64>> {
+    let mut rows: HashMap<u32, u64> = HashMap::new();
+    loop {
+        let job = rx.lock().await.recv().await;
+        let Some((table, data)) = job else { break };
+        let n = txn.copy_part(&table, data).await?;
+        *rows.entry(table.index).or_default() += n;
+    }
+    txn.rollback().await;
+    Ok(rows)
+}
+
+/// One builder of [`run_post_data_parallel`]: run statements from the queue until it is empty.
+async fn builder(
+    mut txn: RestoreTxn,
+    queue: &Mutex<VecDeque<String>>,
+    progress: &Arc<dyn Progress>,
+) -> Result<()> {
+    loop {
+        let next = queue
+            .lock()
+            .map_err(|_| internal("queue poisoned"))?
+            .pop_front();
+        let Some(stmt) = next else { break };
+        progress.report(&ProgressEvent {
+            table: Some(stmt.chars().take(80).collect()),
+            ..ProgressEvent::phase(Phase::Restore)
+        });
+        // Two sessions altering related tables can deadlock (a foreign-key cycle); the server
+        // then aborts one statement, which is simply run again.
+        let mut tries = 0;
+        loop {
+            match txn.run_sql(&stmt, "building the indexes and keys").await {
+                Err(e) if e.message().contains("SQLSTATE 40P01") && tries < 10 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+                }
+                other => break other?,
+            }
+        }
+    }
+    txn.rollback().await;
+    Ok(())
+}
+
+/// Split SQL that SchoolVault wrote (no dollar quotes; literals as `'…'` with `''`) into
+/// statements.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in sql.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == ';' && !quoted {
+            let stmt = cur.trim().to_string();
+            if !stmt.is_empty() {
+                out.push(stmt);
+            }
+            cur.clear();
+        } else {
+            cur.push(c);
+        }
+    }
+    let stmt = cur.trim().to_string();
+    if !stmt.is_empty() {
+        out.push(stmt);
+    }
+    out
+}
+
+/// Run post-data on a database this restore created: indexes and keys on two connections at
+/// once, then foreign keys and the rest in order on one. Partitioned tables' statements lock
+/// several tables at once, so a schema with any runs serially.
+async fn run_post_data_parallel(
+    target: &PgTarget,
+    sql: &str,
+    progress: &Arc<dyn Progress>,
+) -> Result<()> {
+    let statements = split_statements(sql);
+    let is_fk = |s: &str| s.starts_with("ALTER TABLE") && s.contains(" FOREIGN KEY ");
+    let is_key_or_index = |s: &str| {
+        s.starts_with("CREATE INDEX")
+            || s.starts_with("CREATE UNIQUE INDEX")
+            || (s.starts_with("ALTER TABLE") && !is_fk(s))
+    };
+    // Keys and indexes first (a foreign key needs its referenced key), then foreign keys, each
+    // phase two statements at a time; the rest (attachments, triggers, ownership, comments,
+    // refreshes) in order.
+    let (keys, others): (Vec<String>, Vec<String>) =
+        statements.into_iter().partition(|s| is_key_or_index(s));
+    let (fks, rest): (Vec<String>, Vec<String>) = others.into_iter().partition(|s| is_fk(s));
+    for phase in [keys, fks] {
+        let queue = Mutex::new(phase.into_iter().collect::<VecDeque<String>>());
+        let mut builders = Vec::new();
+        for _ in 0..2 {
+            builders.push(RestoreTxn::autocommit(target.connect().await?, target).await?);
+        }
+        futures_util::future::try_join_all(
+            builders.into_iter().map(|t| builder(t, &queue, progress)),
+        )
+        .await?;
+    }
+    let conn = target.connect().await?;
+    let mut txn = RestoreTxn::autocommit(conn, target).await?;
+    for stmt in rest {
+        progress.report(&ProgressEvent {
+            table: Some(stmt.chars().take(80).collect()),
+            ..ProgressEvent::phase(Phase::Restore)
+        });
+        txn.run_sql(
+            &stmt,
+            format_args!("running {} of the backup", archive::POST_DATA),
+        )
+        .await?;
+    }
+    txn.rollback().await;
+    Ok(())
 }
 
 /// What `export --format v1` wrote.

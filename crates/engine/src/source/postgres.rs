@@ -701,6 +701,25 @@ impl RestoreTxn {
         })
     }
 
+    /// A session without a transaction, for a database this restore created (it is dropped
+    /// again if anything fails, so parallel sessions may load it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn autocommit(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
+        exec(
+            &mut conn,
+            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 2",
+            target,
+        )
+        .await?;
+        Ok(RestoreTxn {
+            conn,
+            target: target.clone(),
+            triggers_disabled: true,
+        })
+    }
+
     /// Run SQL (a schema file) inside the restore's transaction.
     ///
     /// # Errors
@@ -730,6 +749,24 @@ impl RestoreTxn {
         self.conn.copy_in_raw(&sql).await.map_err(|e| {
             db_error(&e, &target).context(format_args!("loading table {}", table.display_name()))
         })
+    }
+
+    /// Load one part (whole rows) with its own `COPY`; returns the rows the server loaded.
+    ///
+    /// # Errors
+    /// Database errors, naming the table.
+    pub async fn copy_part(&mut self, table: &TableManifest, data: Vec<Vec<u8>>) -> Result<u64> {
+        let target = self.target.clone();
+        let name = table.display_name();
+        let mut copy = self.copy_in(table).await?;
+        for buf in data {
+            if let Err(e) = copy.send(buf).await {
+                return Err(db_error(&e, &target).context(format_args!("loading table {name}")));
+            }
+        }
+        copy.finish()
+            .await
+            .map_err(|e| db_error(&e, &target).context(format_args!("loading table {name}")))
     }
 
     /// The target, for error messages.
