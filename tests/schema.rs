@@ -49,36 +49,12 @@ fn schema_of(db: &str) -> Vec<String> {
     statements
 }
 
-/// The database a restore creates, dropped at the end.
-struct Created(String);
-impl Drop for Created {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                &support::pg_host(),
-                "-p",
-                &support::pg_port(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args([
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
-            ])
-            .output();
-    }
-}
-
 fn round_trip_into_new_database(db: &TestDb) {
     let env = Env::new();
     let b = env.json(&["--db", &db.url(), "backup"]);
     let name = format!("{}_new", db.name);
-    let _created = Created(name.clone());
+    // The database the restore creates, dropped at the end like every test database.
+    let copy = TestDb { name: name.clone() };
     let r = env.json(&[
         "--db",
         &db.url(),
@@ -92,7 +68,6 @@ fn round_trip_into_new_database(db: &TestDb) {
         r["safety_backup"].is_null(),
         "a new database needs no safety backup"
     );
-    let copy = TestDb { name: name.clone() };
     let (a, c) = (schema_of(&db.name), schema_of(&name));
     let only_source: Vec<&String> = a.iter().filter(|s| !c.contains(s)).collect();
     let only_copy: Vec<&String> = c.iter().filter(|s| !a.contains(s)).collect();
@@ -103,8 +78,7 @@ fn round_trip_into_new_database(db: &TestDb) {
     assert_eq!(a.len(), c.len());
     assert_eq!(db.checksums(), copy.checksums());
     assert_eq!(db.sequences(), copy.sequences());
-    std::mem::forget(copy); // dropped by `_created`
-                            // Restoring again with the same name is refused, and changes nothing.
+    // Restoring again with the same name is refused, and changes nothing.
     let (code, msg) = env.fails(&[
         "--db",
         &db.url(),

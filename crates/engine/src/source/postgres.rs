@@ -542,12 +542,16 @@ pub async fn check_may_disable_triggers(conn: &mut PgConnection, target: &PgTarg
         return Ok(());
     }
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    Err(replica_refused(target))
+}
+
+fn replica_refused(target: &PgTarget) -> Error {
     let user = target.options.get_username().to_string();
-    Err(Error::new(
+    Error::new(
         ErrorKind::DbAuth,
         format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
         format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
-    ))
+    )
 }
 
 /// Whether database `name` exists on `target`'s server.
@@ -658,13 +662,8 @@ impl RestoreTxn {
         if replica.is_err() {
             // Without it, user triggers would fire during the load and foreign keys would be
             // checked table by table in the archive's order: refuse before changing anything.
-            let user = target.options.get_username().to_string();
             txn.rollback().await;
-            return Err(Error::new(
-                ErrorKind::DbAuth,
-                format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
-                format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
-            ));
+            return Err(replica_refused(target));
         }
         if !tables.is_empty() {
             let list = tables
