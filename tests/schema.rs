@@ -192,3 +192,35 @@ fn a_test_restore_passes_on_a_good_backup_and_names_the_table_of_a_bad_one() {
         .clone();
     assert_eq!(entry["verify_ok"], false);
 }
+
+#[test]
+fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
+    let db = TestDb::new("unsupported");
+    db.sql(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); \
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY own_notes ON notes USING (true); \
+         CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING;",
+    );
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args(["--db", &db.url(), "backup"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("row-level security policy own_notes"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rule no_delete"), "{stderr}");
+    let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
+    let inspected = env.json(&["inspect", &id]);
+    let listed = inspected["manifest"]["unsupported"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
