@@ -18,6 +18,8 @@ use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions, Vault};
 use schoolvault_engine::keychain::{KeyOrigin, Keys, OsKeychain};
 use schoolvault_engine::legacy::V1Mode;
 use schoolvault_engine::progress::{Phase, Progress, ProgressEvent, Silent};
+use schoolvault_engine::retention::Retention;
+use schoolvault_engine::schedule::Schedule;
 use schoolvault_engine::source::postgres::PgTarget;
 use schoolvault_engine::{config, Error, ErrorKind, Result};
 
@@ -140,11 +142,73 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Remove the backups the retention policy no longer keeps.
+    Prune {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// The backup schedule: see the next runs, run a due slot, or run it in the foreground.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+        /// The cron expression (minute hour day month weekday), in local time.
+        #[arg(long, env = "SCHOOLVAULT_CRON", default_value = schoolvault_engine::schedule::DEFAULT_CRON, global = true)]
+        cron: String,
+        /// The time zone (IANA name) [default: this computer's].
+        #[arg(long, env = "SCHOOLVAULT_TZ", global = true)]
+        tz: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
     /// Write a backup's decrypted .tar.gz to stdout.
     Decrypt {
         /// A backup id or a file.
         backup: String,
     },
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct PolicyArgs {
+    /// Keep every backup younger than this many days.
+    #[arg(long, default_value_t = 30, global = true)]
+    keep_days: u32,
+    /// Also keep the newest N backups.
+    #[arg(long, global = true)]
+    keep_last: Option<u32>,
+    /// Also keep the newest backup of each of the last N weeks.
+    #[arg(long, global = true)]
+    keep_weekly: Option<u32>,
+    /// Also keep the newest backup of each of the last N months.
+    #[arg(long, global = true)]
+    keep_monthly: Option<u32>,
+}
+
+impl PolicyArgs {
+    fn policy(self) -> Retention {
+        Retention {
+            keep_days: self.keep_days,
+            keep_last: self.keep_last,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+        }
+    }
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum ScheduleAction {
+    /// Show the next runs.
+    Next {
+        /// How many.
+        #[arg(short, long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Run a due or missed slot once and exit (for systemd timers, Task Scheduler, cron).
+    RunDue,
+    /// Stay in the foreground and run every slot (for servers).
+    Run,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -278,6 +342,7 @@ async fn run(cli: Cli) -> Result<()> {
                 jobs,
                 ..BackupOptions::default()
             };
+            let _lock = vault.lock()?;
             let out = jobs::backup(&vault, &target, &opts, progress.clone()).await;
             progress_done(&progress);
             let out = out?;
@@ -486,6 +551,7 @@ async fn run(cli: Cli) -> Result<()> {
                 create_db,
                 ..RestoreOptions::default()
             };
+            let _lock = vault.lock()?;
             let out = jobs::restore(&vault, &backup, &target, &opts, progress.clone()).await;
             progress_done(&progress);
             let out = out?;
@@ -585,6 +651,119 @@ async fn run(cli: Cli) -> Result<()> {
                 "It is encrypted with key {}: give the old system that key as BACKUP_ENCRYPTION_KEY (`schoolvault key export` prints it).",
                 done.key_fingerprint
             );
+        }
+        Command::Prune { dry_run, policy } => {
+            let _lock = vault.lock()?;
+            let pruned = jobs::prune(&vault, &policy.policy(), dry_run, chrono::Utc::now()).await?;
+            if json {
+                print_json(&pruned)?;
+            } else if pruned.is_empty() {
+                out!("Nothing to prune.");
+            } else {
+                for p in &pruned {
+                    out!(
+                        "{} {} ({}, {})",
+                        if dry_run { "would remove" } else { "removed" },
+                        p.id,
+                        p.created_at.format("%Y-%m-%d %H:%M"),
+                        p.reason
+                    );
+                }
+            }
+        }
+        Command::Schedule {
+            action,
+            cron,
+            tz,
+            policy,
+        } => {
+            let schedule = Schedule::parse(&cron, tz.as_deref())?;
+            match action {
+                ScheduleAction::Next { count } => {
+                    let next = schedule.upcoming(chrono::Utc::now(), count)?;
+                    if json {
+                        print_json(&next)?;
+                    } else {
+                        for t in next {
+                            out!(
+                                "{}",
+                                t.with_timezone(&chrono::Local)
+                                    .format("%a %Y-%m-%d %H:%M %Z")
+                            );
+                        }
+                    }
+                }
+                ScheduleAction::RunDue => {
+                    let target = target(cli.db.as_deref(), "back up")?;
+                    let done = jobs::run_due(
+                        &vault,
+                        &target,
+                        &schedule,
+                        &policy.policy(),
+                        chrono::Utc::now(),
+                        progress.clone(),
+                    )
+                    .await;
+                    progress_done(&progress);
+                    let done = done?;
+                    if json {
+                        print_json(&done)?;
+                    } else {
+                        match (&done.due, &done.backup) {
+                            (Some(d), Some(b)) => out!(
+                                "Backup {} made for the slot of {}{}; {} old backup(s) pruned.",
+                                b.id,
+                                d.slot
+                                    .with_timezone(&chrono::Local)
+                                    .format("%Y-%m-%d %H:%M"),
+                                if d.catch_up { " (catch-up)" } else { "" },
+                                done.pruned.len()
+                            ),
+                            _ => out!(
+                                "Nothing due; next run {}.",
+                                schedule
+                                    .next_after(chrono::Utc::now())?
+                                    .with_timezone(&chrono::Local)
+                                    .format("%Y-%m-%d %H:%M")
+                            ),
+                        }
+                    }
+                }
+                ScheduleAction::Run => {
+                    let target = target(cli.db.as_deref(), "back up")?;
+                    loop {
+                        // Catch up first (also after the machine slept), then wait for the next slot.
+                        match jobs::run_due(
+                            &vault,
+                            &target,
+                            &schedule,
+                            &policy.policy(),
+                            chrono::Utc::now(),
+                            progress.clone(),
+                        )
+                        .await
+                        {
+                            Ok(d) => {
+                                if let Some(b) = d.backup {
+                                    eprintln!("backup {} made", b.id);
+                                }
+                            }
+                            Err(e) => eprintln!("error: {e}"),
+                        }
+                        let next = schedule.next_after(chrono::Utc::now())?;
+                        eprintln!(
+                            "next run {}",
+                            next.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+                        );
+                        // Wake at least once a minute, so a suspended machine catches up soon after it wakes.
+                        while chrono::Utc::now() < next {
+                            let left =
+                                (next - chrono::Utc::now()).num_seconds().clamp(1, 60) as u64;
+                            tokio::time::sleep(Duration::from_secs(left)).await;
+                        }
+                    }
+                }
+            }
         }
         Command::Key { .. } => {}
     }

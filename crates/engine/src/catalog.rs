@@ -104,6 +104,17 @@ impl Catalog {
                 )
             })?;
         }
+        // Two processes opening a new catalog at once (the app and a timer) must not both
+        // create its tables: migrations run under a lock file beside it.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format_args!("opening {}", lock_path.display()), &e))?;
+        lock.lock()
+            .map_err(|e| Error::io(format_args!("locking {}", lock_path.display()), &e))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| catalog_error(&e, path))?
             .filename(path)
@@ -116,6 +127,7 @@ impl Catalog {
             .await
             .map_err(|e| catalog_error(&e, path))?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        drop(lock);
         Ok(Catalog {
             pool,
             path: path.to_path_buf(),

@@ -38,6 +38,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keys;
 use crate::legacy::{self, V1Backup, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
+use crate::retention::{self, Prune, Retention};
+use crate::schedule::{Due, RunLock, Schedule};
 use crate::source::postgres::{self, PgTarget, RestoreTxn, Snapshot, SnapshotWorker, TableInfo};
 use crate::storage::PartialFile;
 
@@ -52,6 +54,8 @@ pub struct Vault {
     pub catalog: Catalog,
     /// The encryption keys.
     pub keys: Arc<Keys>,
+    /// Where the run lock lives (the catalog's folder).
+    pub lock_dir: PathBuf,
 }
 
 /// A flag to stop a running job; the job then fails with `Cancelled` and leaves nothing behind.
@@ -203,10 +207,16 @@ impl Vault {
     /// # Errors
     /// `Catalog` errors.
     pub async fn open(dir: PathBuf, catalog: &Path, keys: Keys) -> Result<Vault> {
+        let lock_dir = catalog
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.clone());
         Ok(Vault {
             dir,
             catalog: Catalog::open(catalog).await?,
             keys: Arc::new(keys),
+            lock_dir,
         })
     }
 
@@ -237,6 +247,14 @@ impl Vault {
             format!("There is no backup with id {what:?} and no file at that path"),
             "Run `schoolvault list` to see the backups, or give the path of a backup file",
         ))
+    }
+
+    /// Take the run lock: one backup or restore at a time on this computer.
+    ///
+    /// # Errors
+    /// `InvalidInput` when another run holds it.
+    pub fn lock(&self) -> Result<RunLock> {
+        RunLock::try_acquire(&self.lock_dir)
     }
 
     async fn record_run(&self, run: RunRecord) {
@@ -2087,5 +2105,133 @@ pub async fn export_v1(
         size: bytes.len() as u64,
         records,
         key_fingerprint: key.fingerprint().to_string(),
+    })
+}
+
+/// Remove the backups `policy` no longer keeps (files and catalog entries); with `dry_run`,
+/// only say which. Recorded in the run history.
+///
+/// # Errors
+/// `Catalog` and I/O errors.
+pub async fn prune(
+    vault: &Vault,
+    policy: &Retention,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Prune>> {
+    let started = Utc::now();
+    let plan = retention::plan(&vault.catalog.list().await?, policy, now);
+    if dry_run {
+        return Ok(plan);
+    }
+    let mut done = Vec::new();
+    let mut result = Ok(());
+    for p in plan {
+        match delete(vault, &p.id).await {
+            Ok(_) => done.push(p),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    let summary = format!(
+        "pruned {} backup(s){}",
+        done.len(),
+        if done.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                done.iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    vault
+        .record_run(run_record(
+            "prune",
+            None,
+            started,
+            &result,
+            None,
+            Some(summary),
+        ))
+        .await;
+    result.map(|()| done)
+}
+
+/// What [`run_due`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DueOutcome {
+    /// The slot that was due, if any.
+    pub due: Option<Due>,
+    /// The backup it made.
+    pub backup: Option<BackupRecord>,
+    /// What retention removed after it.
+    pub pruned: Vec<Prune>,
+}
+
+/// If a slot of `schedule` passed without a successful backup, run one scheduled backup
+/// (several missed slots make one run; a late one is marked as a catch-up in the history),
+/// then prune by `policy`. Holds the run lock, and looks at the history again once it has it,
+/// so the app and `schoolvault schedule run-due` never both run the same slot.
+///
+/// # Errors
+/// `InvalidInput` when another run holds the lock; everything [`backup`] reports.
+pub async fn run_due(
+    vault: &Vault,
+    target: &PgTarget,
+    schedule: &Schedule,
+    policy: &Retention,
+    now: DateTime<Utc>,
+    progress: Arc<dyn Progress>,
+) -> Result<DueOutcome> {
+    let _lock = vault.lock()?;
+    let since = vault
+        .catalog
+        .list()
+        .await?
+        .into_iter()
+        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
+        .map(|b| b.created_at)
+        .max();
+    let Some(due) = schedule.due(since, now)? else {
+        return Ok(DueOutcome {
+            due: None,
+            backup: None,
+            pruned: Vec::new(),
+        });
+    };
+    let opts = BackupOptions {
+        kind: BackupKind::Scheduled,
+        ..BackupOptions::default()
+    };
+    let made = backup(vault, target, &opts, progress).await;
+    if due.catch_up {
+        let note = format!(
+            "catch-up for the slot of {} ({} missed)",
+            due.slot.to_rfc3339(),
+            due.missed_slots
+        );
+        vault
+            .record_run(run_record(
+                "catch-up",
+                Some(BackupKind::Scheduled),
+                Utc::now(),
+                &made,
+                made.as_ref().ok().map(|b| b.backup.id.clone()),
+                Some(note),
+            ))
+            .await;
+    }
+    let made = made?;
+    let pruned = prune(vault, policy, false, now).await?;
+    Ok(DueOutcome {
+        due: Some(due),
+        backup: Some(made.backup),
+        pruned,
     })
 }

@@ -3,7 +3,8 @@
 //! One module per concept: [`archive`] (the `.svb` format), [`crypto`] (the only user of
 //! AES-GCM), [`legacy`] (the old system's v1 files), [`keychain`] (where keys come from), [`source`] (database adapters), [`storage`]
 //! (where files go), [`catalog`] (the index of backups and runs), [`jobs`] (what the CLI and
-//! the app call), [`progress`] (events), [`config`] (default places), [`error`].
+//! the app call), [`schedule`] (when backups run, the run lock), [`retention`] (what to keep),
+//! [`progress`] (events), [`config`] (default places), [`error`].
 
 pub mod archive;
 pub mod catalog;
@@ -14,6 +15,8 @@ pub mod jobs;
 pub mod keychain;
 pub mod legacy;
 pub mod progress;
+pub mod retention;
+pub mod schedule;
 pub mod source;
 pub mod storage;
 

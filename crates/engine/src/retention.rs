@@ -1,0 +1,200 @@
+//! Which backups to keep: the retention policy, as a pure function of the list and the time.
+//!
+//! Default: keep every backup of the last 30 days. Optionally also the newest N, and the newest
+//! backup of each of the last N weeks and N months. Whatever the policy, never delete the
+//! newest backup that verified, nor a safety backup younger than 7 days.
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
+
+use crate::archive::BackupKind;
+use crate::catalog::BackupRecord;
+
+/// The policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep everything younger than this many days.
+    pub keep_days: u32,
+    /// Keep the newest N complete backups.
+    pub keep_last: Option<u32>,
+    /// Keep the newest complete backup of each of the last N ISO weeks.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest complete backup of each of the last N months.
+    pub keep_monthly: Option<u32>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_days: 30,
+            keep_last: None,
+            keep_weekly: None,
+            keep_monthly: None,
+        }
+    }
+}
+
+/// A backup the policy removes, and why it may go.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prune {
+    /// The backup's id.
+    pub id: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The backups `policy` removes from `backups` at `now`.
+pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) -> Vec<Prune> {
+    let mut newest_first: Vec<&BackupRecord> = backups.iter().collect();
+    newest_first.sort_by_key(|b| std::cmp::Reverse(b.created_at));
+    let complete: Vec<&&BackupRecord> = newest_first
+        .iter()
+        .filter(|b| b.status == "complete")
+        .collect();
+    let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    if let Some(b) = newest_first.iter().find(|b| b.verify_ok == Some(true)) {
+        keep.insert(&b.id);
+    }
+    if let Some(n) = policy.keep_last {
+        for b in complete.iter().take(n as usize) {
+            keep.insert(&b.id);
+        }
+    }
+    if let Some(n) = policy.keep_weekly {
+        let mut weeks = Vec::new();
+        for b in &complete {
+            let w = b.created_at.iso_week();
+            let key = (w.year(), w.week());
+            if !weeks.contains(&key) && weeks.len() < n as usize {
+                weeks.push(key);
+                keep.insert(&b.id);
+            }
+        }
+    }
+    if let Some(n) = policy.keep_monthly {
+        let mut months = Vec::new();
+        for b in &complete {
+            let key = (b.created_at.year(), b.created_at.month());
+            if !months.contains(&key) && months.len() < n as usize {
+                months.push(key);
+                keep.insert(&b.id);
+            }
+        }
+    }
+    let cutoff = now - Duration::days(i64::from(policy.keep_days));
+    newest_first
+        .into_iter()
+        .filter(|b| !keep.contains(b.id.as_str()))
+        .filter(|b| b.created_at < cutoff)
+        .filter(|b| !(b.kind == BackupKind::Safety && now - b.created_at < Duration::days(7)))
+        .map(|b| Prune {
+            id: b.id.clone(),
+            created_at: b.created_at,
+            reason: format!("older than {} days", policy.keep_days),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn backup(
+        id: &str,
+        days_ago: i64,
+        kind: BackupKind,
+        verified: Option<bool>,
+        now: DateTime<Utc>,
+    ) -> BackupRecord {
+        BackupRecord {
+            id: id.into(),
+            path: PathBuf::from(format!("/b/{id}.svb")),
+            created_at: now - Duration::days(days_ago),
+            kind,
+            status: "complete".into(),
+            size: 1,
+            sha256: String::new(),
+            key_fingerprint: String::new(),
+            engine: "postgresql".into(),
+            server_version: "15".into(),
+            database: "erp".into(),
+            tables: 1,
+            rows: 1,
+            duration_ms: 1,
+            verified_at: None,
+            verify_ok: verified,
+            verify_message: None,
+        }
+    }
+
+    fn ids(p: &[Prune]) -> Vec<&str> {
+        let mut v: Vec<&str> = p.iter().map(|p| p.id.as_str()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn default_keeps_thirty_days() {
+        let now = Utc::now();
+        let list: Vec<_> = (0..40)
+            .map(|d| backup(&format!("d{d:02}"), d, BackupKind::Scheduled, None, now))
+            .collect();
+        let pruned = plan(&list, &Retention::default(), now);
+        let expected: Vec<String> = (31..40).map(|d| format!("d{d:02}")).collect();
+        assert_eq!(
+            ids(&pruned),
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn never_the_newest_verified_nor_a_young_safety_backup() {
+        let now = Utc::now();
+        let list = vec![
+            backup("recent", 1, BackupKind::Scheduled, Some(false), now),
+            backup("old-verified", 60, BackupKind::Scheduled, Some(true), now),
+            backup("older-verified", 90, BackupKind::Scheduled, Some(true), now),
+            backup("safety-young", 5, BackupKind::Safety, None, now),
+        ];
+        let policy = Retention {
+            keep_days: 0,
+            ..Retention::default()
+        };
+        let pruned = plan(&list, &policy, now);
+        assert_eq!(ids(&pruned), vec!["older-verified", "recent"]);
+    }
+
+    #[test]
+    fn last_weekly_and_monthly() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
+        let list: Vec<_> = (0..120)
+            .map(|d| backup(&format!("d{d:03}"), d, BackupKind::Scheduled, None, now))
+            .collect();
+        let policy = Retention {
+            keep_days: 7,
+            keep_last: Some(10),
+            keep_weekly: Some(4),
+            keep_monthly: Some(3),
+        };
+        let pruned = plan(&list, &policy, now);
+        let kept: Vec<&str> = list
+            .iter()
+            .map(|b| b.id.as_str())
+            .filter(|id| !pruned.iter().any(|p| p.id == *id))
+            .collect();
+        // The last 10 (which cover the 7 days); the newest of each of 4 ISO weeks (Sundays
+        // 22, 15 and 8 November, and today's week); the newest of November, October (31st)
+        // and September (30th).
+        let mut expected: Vec<String> = (0..10).map(|d| format!("d{d:03}")).collect();
+        expected.extend(["d011", "d018", "d026", "d057"].map(String::from));
+        assert_eq!(
+            kept,
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+    }
+}

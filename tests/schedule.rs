@@ -1,0 +1,86 @@
+//! The schedule from the command line: a due slot runs once, never twice when two runners race,
+//! and retention prunes by policy without touching the newest verified backup.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{school_sql, Env, TestDb};
+
+fn school() -> TestDb {
+    let db = TestDb::new("sched");
+    db.load(&school_sql(), &[]);
+    db
+}
+
+#[test]
+fn a_due_slot_runs_once_and_racing_runners_make_one_backup() {
+    let db = school();
+    let env = Env::new();
+    // Two runners at once (the app and a systemd timer): one backup.
+    let spawn = || {
+        std::process::Command::new(support::schoolvault_bin())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", env.dir.path())
+            .env("SCHOOLVAULT_DIR", env.backups())
+            .env("SCHOOLVAULT_CATALOG", env.dir.path().join("catalog.sqlite"))
+            .env("BACKUP_ENCRYPTION_KEY", &env.key)
+            .args(["--json", "--db", &db.url(), "schedule", "run-due"])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let list = env.json(&["list"]);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "one backup for one slot: {list}"
+    );
+    assert_eq!(list[0]["kind"], "scheduled");
+    // The loser either found nothing due or was told another run holds the lock.
+    for out in [&a, &b] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("Another backup"),
+            "{stderr}"
+        );
+    }
+    // Run again: the slot is covered.
+    let again = env.json(&["--db", &db.url(), "schedule", "run-due"]);
+    assert!(again["backup"].is_null(), "{again}");
+    // A bad expression says what is wrong.
+    let (code, msg) = env.fails(&["--db", &db.url(), "schedule", "run-due", "--cron", "at two"]);
+    assert_eq!(code, "invalid_input", "{msg}");
+    let next = env.json(&["schedule", "next", "--count", "3", "--tz", "Asia/Kolkata"]);
+    assert_eq!(next.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn prune_keeps_the_newest_verified_backup() {
+    let db = school();
+    let env = Env::new();
+    let first = env.json(&["--db", &db.url(), "backup"]);
+    env.json(&["verify", first["id"].as_str().unwrap()]);
+    let second = env.json(&["--db", &db.url(), "backup"]);
+    let dry = env.json(&["prune", "--dry-run", "--keep-days", "0"]);
+    assert_eq!(dry.as_array().unwrap().len(), 1);
+    assert_eq!(dry[0]["id"], second["id"]);
+    assert_eq!(
+        env.json(&["list"]).as_array().unwrap().len(),
+        2,
+        "a dry run removes nothing"
+    );
+    let done = env.json(&["prune", "--keep-days", "0"]);
+    assert_eq!(done.as_array().unwrap().len(), 1);
+    let list = env.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        list[0]["id"], first["id"],
+        "the newest verified backup stays"
+    );
+    assert!(!std::path::Path::new(second["file"].as_str().unwrap()).exists());
+}
