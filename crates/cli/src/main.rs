@@ -17,6 +17,7 @@ use schoolvault_engine::crypto::Key;
 use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions, Vault};
 use schoolvault_engine::keychain::{KeyOrigin, Keys, OsKeychain};
 use schoolvault_engine::legacy::V1Mode;
+use schoolvault_engine::notify::{Security, SmtpSettings};
 use schoolvault_engine::progress::{Phase, Progress, ProgressEvent, Silent};
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
@@ -163,6 +164,17 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// The history of runs (backups, restores, verifications, emails), newest first.
+    History {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Email: send a test message to the administrators.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Write a backup's decrypted .tar.gz to stdout.
     Decrypt {
         /// A backup id or a file.
@@ -209,6 +221,78 @@ enum ScheduleAction {
     RunDue,
     /// Stay in the foreground and run every slot (for servers).
     Run,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum NotifyAction {
+    /// Send a test email with the SMTP settings (SCHOOLVAULT_SMTP_* variables).
+    Test,
+}
+
+/// The SMTP settings from the environment, or None when email is off (no host set).
+fn smtp_settings() -> Result<Option<SmtpSettings>> {
+    let Ok(host) = std::env::var("SCHOOLVAULT_SMTP_HOST") else {
+        return Ok(None);
+    };
+    let security = match std::env::var("SCHOOLVAULT_SMTP_SECURITY").as_deref() {
+        Ok("tls") => Security::Tls,
+        Ok("plain") => Security::Plain,
+        Ok("starttls") | Err(_) => Security::StartTls,
+        Ok(other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("SCHOOLVAULT_SMTP_SECURITY is {other:?}"),
+                "Use starttls (port 587), tls (port 465) or plain (a local relay only)",
+            ))
+        }
+    };
+    let default_port = match security {
+        Security::StartTls => 587,
+        Security::Tls => 465,
+        Security::Plain => 25,
+    };
+    let port = match std::env::var("SCHOOLVAULT_SMTP_PORT") {
+        Ok(p) => p.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("SCHOOLVAULT_SMTP_PORT is {p:?}, not a port number"),
+                "Use 587, 465 or 25",
+            )
+        })?,
+        Err(_) => default_port,
+    };
+    let to: Vec<String> = std::env::var("SCHOOLVAULT_NOTIFY_TO")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok(Some(SmtpSettings {
+        host,
+        port,
+        security,
+        user: std::env::var("SCHOOLVAULT_SMTP_USER").ok(),
+        password: std::env::var("SCHOOLVAULT_SMTP_PASSWORD")
+            .ok()
+            .map(zeroize::Zeroizing::new),
+        from: std::env::var("SCHOOLVAULT_NOTIFY_FROM")
+            .unwrap_or_else(|_| "schoolvault@localhost".to_string()),
+        to,
+    }))
+}
+
+/// After a failed backup: email the administrators if email is set up. A failure to send is
+/// reported as a warning and recorded; it never replaces the backup's error.
+async fn notify_failure(vault: &Vault, kind: BackupKind, target: &PgTarget, error: &Error) {
+    match smtp_settings() {
+        Ok(Some(settings)) => {
+            if let Err(e) = jobs::notify_failure(vault, &settings, kind, target, error).await {
+                eprintln!("warning: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -345,6 +429,9 @@ async fn run(cli: Cli) -> Result<()> {
             let _lock = vault.lock()?;
             let out = jobs::backup(&vault, &target, &opts, progress.clone()).await;
             progress_done(&progress);
+            if let Err(e) = &out {
+                notify_failure(&vault, opts.kind, &target, e).await;
+            }
             let out = out?;
             let b = &out.backup;
             if json {
@@ -705,6 +792,9 @@ async fn run(cli: Cli) -> Result<()> {
                     )
                     .await;
                     progress_done(&progress);
+                    if let Err(e) = &done {
+                        notify_failure(&vault, BackupKind::Scheduled, &target, e).await;
+                    }
                     let done = done?;
                     if json {
                         print_json(&done)?;
@@ -763,6 +853,46 @@ async fn run(cli: Cli) -> Result<()> {
                         }
                     }
                 }
+            }
+        }
+        Command::History { limit } => {
+            let runs = vault.catalog.runs(limit).await?;
+            if json {
+                print_json(&runs)?;
+            } else {
+                for r in runs {
+                    out!(
+                        "{}  {:<12} {:<9} {:<8} {}",
+                        r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                        r.operation,
+                        r.kind.as_deref().unwrap_or("-"),
+                        r.outcome,
+                        r.message.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Command::Notify {
+            action: NotifyAction::Test,
+        } => {
+            let settings = smtp_settings()?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    "Email is not set up",
+                    "Set SCHOOLVAULT_SMTP_HOST (and _PORT, _SECURITY, _USER, _PASSWORD), SCHOOLVAULT_NOTIFY_FROM and SCHOOLVAULT_NOTIFY_TO",
+                )
+            })?;
+            let n = schoolvault_engine::notify::send(
+                &settings,
+                "SchoolVault test email",
+                "This is a test email from SchoolVault: failure notices will reach you.",
+                "<p>This is a test email from <b>SchoolVault</b>: failure notices will reach you.</p>",
+            )
+            .await?;
+            if json {
+                print_json(&serde_json::json!({"sent": n}))?;
+            } else {
+                out!("Test email sent to {n} address(es).");
             }
         }
         Command::Key { .. } => {}

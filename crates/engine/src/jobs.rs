@@ -2235,3 +2235,49 @@ pub async fn run_due(
         pruned,
     })
 }
+
+/// Email the administrators that `error` made a `kind` backup of `target` fail, and record
+/// the attempt in the history. The caller still reports the backup's own error.
+///
+/// # Errors
+/// The sending error (also recorded in the history).
+pub async fn notify_failure(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    kind: BackupKind,
+    target: &PgTarget,
+    error: &Error,
+) -> Result<usize> {
+    let started = Utc::now();
+    let last_success = vault.catalog.list().await.ok().and_then(|l| {
+        l.into_iter()
+            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
+            .map(|b| b.created_at)
+            .max()
+    });
+    let failure = crate::notify::Failure {
+        at: started,
+        kind: kind.as_str().to_string(),
+        database: target.describe(),
+        code: error.code().to_string(),
+        error: error.to_string(),
+        last_success,
+    };
+    let (subject, text, html) = crate::notify::failure_message(&failure);
+    let sent = crate::notify::send(settings, &subject, &text, &html).await;
+    let summary = sent
+        .as_ref()
+        .ok()
+        .map(|n| format!("failure email sent to {n} administrator(s)"));
+    vault
+        .record_run(run_record(
+            "notify",
+            Some(kind),
+            started,
+            &sent,
+            None,
+            summary,
+        ))
+        .await;
+    sent
+}

@@ -4,7 +4,7 @@
 //! AES-GCM), [`legacy`] (the old system's v1 files), [`keychain`] (where keys come from), [`source`] (database adapters), [`storage`]
 //! (where files go), [`catalog`] (the index of backups and runs), [`jobs`] (what the CLI and
 //! the app call), [`schedule`] (when backups run, the run lock), [`retention`] (what to keep),
-//! [`progress`] (events), [`config`] (default places), [`error`].
+//! [`notify`] (failure emails), [`progress`] (events), [`config`] (default places), [`error`].
 
 pub mod archive;
 pub mod catalog;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod jobs;
 pub mod keychain;
 pub mod legacy;
+pub mod notify;
 pub mod progress;
 pub mod retention;
 pub mod schedule;

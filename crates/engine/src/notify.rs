@@ -1,0 +1,212 @@
+//! Email to the administrators when a backup fails (lettre over SMTP: STARTTLS, implicit TLS,
+//! or plain on a local relay), with a plain-text and an HTML part.
+//!
+//! The message says what failed and where (subject), and the time, the error, manual or
+//! scheduled, what to do, the last successful backup, the machine and the app version (body).
+//! An email that cannot be sent is the caller's to record; it never replaces the backup's own
+//! outcome. The SMTP password comes from the environment or the keychain, never a file.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// STARTTLS on the submission port (587).
+    StartTls,
+    /// Implicit TLS (465).
+    Tls,
+    /// No encryption: only for a relay on this machine or a trusted network.
+    Plain,
+}
+
+/// Where and how to send.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Security.
+    pub security: Security,
+    /// Login, if the server wants one.
+    pub user: Option<String>,
+    /// The login's password (never logged).
+    pub password: Option<Zeroizing<String>>,
+    /// The sender.
+    pub from: String,
+    /// The administrators.
+    pub to: Vec<String>,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SmtpSettings({}:{} {:?}, user {:?}, to {:?})",
+            self.host, self.port, self.security, self.user, self.to
+        )
+    }
+}
+
+/// What went wrong, for the failure email.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `manual` or `scheduled`.
+    pub kind: String,
+    /// The database, `user@host:port/db`.
+    pub database: String,
+    /// The error's code.
+    pub code: String,
+    /// The error's text (with its guidance).
+    pub error: String,
+    /// The last successful backup, if any.
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+fn smtp_error(settings: &SmtpSettings, e: &dyn std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "The email could not be sent through {}:{} ({e})",
+            settings.host, settings.port
+        ),
+        "Check the mail server, port, security and login in the email settings, then send a test email",
+    )
+}
+
+fn mailbox(s: &str, what: &str) -> Result<Mailbox> {
+    s.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("{s:?} is not an email address ({what})"),
+            "Write it as name@school.example",
+        )
+    })
+}
+
+/// Send one message to every recipient (one email each, so one bad address does not stop
+/// the others).
+///
+/// # Errors
+/// `InvalidInput` for a bad address; `Io` when the server cannot be reached or refuses.
+pub async fn send(settings: &SmtpSettings, subject: &str, text: &str, html: &str) -> Result<usize> {
+    let from = mailbox(&settings.from, "sender")?;
+    let builder = match settings.security {
+        Security::Plain => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+        }
+        Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
+            .map_err(|e| smtp_error(settings, &e))?,
+        Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
+            .map_err(|e| smtp_error(settings, &e))?,
+    };
+    let mut builder = builder
+        .port(settings.port)
+        .timeout(Some(Duration::from_secs(30)));
+    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.to_string()));
+    }
+    let mailer = builder.build();
+    if settings.to.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "No administrator email address is configured",
+            "Add at least one address to the email settings",
+        ));
+    }
+    let mut sent = 0;
+    let mut first_error = None;
+    for to in &settings.to {
+        let message = Message::builder()
+            .from(from.clone())
+            .to(mailbox(to, "recipient")?)
+            .subject(subject)
+            .multipart(MultiPart::alternative_plain_html(
+                text.to_string(),
+                html.to_string(),
+            ))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("building the email: {e}"),
+                    "",
+                )
+            })?;
+        match mailer.send(message).await {
+            Ok(_) => sent += 1,
+            Err(e) => {
+                first_error.get_or_insert(smtp_error(settings, &e));
+            }
+        }
+    }
+    match first_error {
+        Some(e) if sent == 0 => Err(e),
+        Some(e) => Err(e.context(format_args!("sent to {sent} of {}", settings.to.len()))),
+        None => Ok(sent),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The failure email: subject, plain text, HTML.
+pub fn failure_message(f: &Failure) -> (String, String, String) {
+    let machine = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| "this computer".into());
+    let subject = format!("SchoolVault: {} backup of {} FAILED", f.kind, f.database);
+    let last = f
+        .last_success
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "none".into());
+    let actions = [
+        "Read the error below: it says what happened and what to do.",
+        "Check that the database server is running and reachable from this computer.",
+        "Check the free space of the backup folder's disk.",
+        "Run a backup by hand (Back up now, or `schoolvault backup`) once the cause is fixed.",
+    ];
+    let text = format!(
+        "A {kind} backup of {db} failed.\n\nTime: {at}\nBackup type: {kind}\nError ({code}): {err}\n\nRecommended actions:\n{acts}\n\nLast successful backup: {last}\nMachine: {machine}\nSchoolVault {ver}\n",
+        kind = f.kind,
+        db = f.database,
+        at = f.at.to_rfc3339(),
+        code = f.code,
+        err = f.error,
+        acts = actions.iter().map(|a| format!("- {a}")).collect::<Vec<_>>().join("\n"),
+        ver = env!("CARGO_PKG_VERSION"),
+    );
+    let html = format!(
+        "<html><body><h2>A {kind} backup of {db} failed</h2><table>\
+         <tr><td>Time</td><td>{at}</td></tr><tr><td>Backup type</td><td>{kind}</td></tr>\
+         <tr><td>Error</td><td><b>{err}</b> ({code})</td></tr>\
+         <tr><td>Last successful backup</td><td>{last}</td></tr>\
+         <tr><td>Machine</td><td>{machine}</td></tr><tr><td>SchoolVault</td><td>{ver}</td></tr></table>\
+         <h3>Recommended actions</h3><ul>{acts}</ul></body></html>",
+        kind = html_escape(&f.kind),
+        db = html_escape(&f.database),
+        at = f.at.to_rfc3339(),
+        code = html_escape(&f.code),
+        err = html_escape(&f.error),
+        last = html_escape(&last),
+        machine = html_escape(&machine),
+        ver = env!("CARGO_PKG_VERSION"),
+        acts = actions.iter().map(|a| format!("<li>{}</li>", html_escape(a))).collect::<String>(),
+    );
+    (subject, text, html)
+}

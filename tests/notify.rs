@@ -1,0 +1,153 @@
+//! Failure emails through a real SMTP server on 127.0.0.1 (PyPI's aiosmtpd, writing a maildir).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::Env;
+
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+impl SmtpServer {
+    fn start(dir: &Path) -> SmtpServer {
+        let port = 30000 + rand::random::<u16>() % 20000;
+        let maildir = dir.join("maildir");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is missing (make test installs it)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "the SMTP server did not start: install it with `python3 -m pip install aiosmtpd` (make test does)"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        SmtpServer {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(self.maildir.join(sub)) {
+                for e in rd {
+                    out.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_smtp(cmd: &mut assert_cmd::Command, port: u16) {
+    cmd.env("SCHOOLVAULT_SMTP_HOST", "127.0.0.1")
+        .env("SCHOOLVAULT_SMTP_PORT", port.to_string())
+        .env("SCHOOLVAULT_SMTP_SECURITY", "plain")
+        .env("SCHOOLVAULT_NOTIFY_FROM", "schoolvault@school.example")
+        .env(
+            "SCHOOLVAULT_NOTIFY_TO",
+            "head@school.example, it@school.example",
+        );
+}
+
+#[test]
+fn a_failed_backup_emails_each_administrator_once() {
+    let env = Env::new();
+    let smtp = SmtpServer::start(env.dir.path());
+    let mut cmd = env.cmd();
+    with_smtp(&mut cmd, smtp.port);
+    let out = cmd
+        .args([
+            "--json",
+            "--db",
+            "postgres://postgres@127.0.0.1:1/erp",
+            "backup",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["error"]["code"], "db_unreachable",
+        "the backup's own error is reported"
+    );
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "one email to each administrator");
+    for m in &mails {
+        assert!(m.contains("FAILED"), "{m}");
+        assert!(m.contains("Cannot reach the database server"), "{m}");
+        assert!(m.contains("manual"), "{m}");
+        assert!(m.contains("text/html") && m.contains("text/plain"), "{m}");
+    }
+    assert!(mails.iter().any(|m| m.contains("head@school.example")));
+    assert!(mails.iter().any(|m| m.contains("it@school.example")));
+    // The test email.
+    let mut cmd = env.cmd();
+    with_smtp(&mut cmd, smtp.port);
+    cmd.args(["notify", "test"]).assert().success();
+    assert_eq!(smtp.messages().len(), 4);
+    // With email off, a failure sends nothing.
+    env.fails(&["--db", "postgres://postgres@127.0.0.1:1/erp", "backup"]);
+    assert_eq!(smtp.messages().len(), 4);
+}
+
+#[test]
+fn an_smtp_server_that_refuses_leaves_the_failure_recorded() {
+    let env = Env::new();
+    let mut cmd = env.cmd();
+    // Nothing listens on port 9 here: the mail cannot go.
+    with_smtp(&mut cmd, 9);
+    let out = cmd
+        .args([
+            "--json",
+            "--db",
+            "postgres://postgres@127.0.0.1:1/erp",
+            "backup",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["error"]["code"], "db_unreachable",
+        "the email's failure does not hide the backup's"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not be sent"));
+    let history = env.json(&["history"]);
+    let ops: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["operation"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(ops.contains(&("backup", "failure")), "{ops:?}");
+    assert!(ops.contains(&("notify", "failure")), "{ops:?}");
+}
