@@ -151,3 +151,64 @@ fn an_smtp_server_that_refuses_leaves_the_failure_recorded() {
     assert!(ops.contains(&("backup", "failure")), "{ops:?}");
     assert!(ops.contains(&("notify", "failure")), "{ops:?}");
 }
+
+#[test]
+fn the_school_databases_administrators_are_emailed_and_remembered_for_when_it_is_down() {
+    let db = support::TestDb::new("admins");
+    db.sql(
+        "CREATE TABLE \"User\" (id text PRIMARY KEY, email text, role text NOT NULL, \"isActive\" boolean NOT NULL); \
+         INSERT INTO \"User\" VALUES ('1', 'principal@school.example', 'SUPER_ADMIN', true), \
+           ('2', 'office@school.example', 'ADMIN', true), ('3', 'former@school.example', 'ADMIN', false), \
+           ('4', 'teacher@school.example', 'TEACHER', true); \
+         CREATE TABLE secrets (id int);",
+    );
+    // The backup user may read "User" but not `secrets`: the backup fails, the database is up.
+    let role = format!("sv_mail_{:x}", rand::random::<u32>());
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT SELECT ON \"User\" TO {role}"
+    ));
+    let env = Env::new();
+    let smtp = SmtpServer::start(env.dir.path());
+    let run = |url: &str| {
+        let mut cmd = env.cmd();
+        with_smtp(&mut cmd, smtp.port);
+        cmd.env("SCHOOLVAULT_NOTIFY_TO", "it@school.example")
+            .env("SCHOOLVAULT_NOTIFY_DB_ADMINS", "1")
+            .args(["--db", url, "backup"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&support::url_for(&role, &db.name));
+    support::psql(
+        &db.name,
+        &format!("REASSIGN OWNED BY {role} TO postgres; DROP OWNED BY {role}; DROP ROLE {role}"),
+    );
+    assert!(!out.status.success());
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 3, "it@ plus the two active administrators");
+    for who in ["it@", "principal@", "office@"] {
+        assert!(
+            mails.iter().any(|m| m.contains(&format!("To: {who}"))),
+            "{who}"
+        );
+    }
+    assert!(!mails
+        .iter()
+        .any(|m| m.contains("former@") || m.contains("teacher@")));
+    // The database is down: the remembered list is used.
+    let out = run("postgres://postgres@127.0.0.1:1/erp");
+    assert!(!out.status.success());
+    let mails = smtp.messages();
+    assert_eq!(
+        mails.len(),
+        6,
+        "the same three again, from the remembered list"
+    );
+    assert_eq!(
+        mails
+            .iter()
+            .filter(|m| m.contains("To: principal@"))
+            .count(),
+        2
+    );
+}

@@ -283,10 +283,25 @@ fn smtp_settings() -> Result<Option<SmtpSettings>> {
 
 /// After a failed backup: email the administrators if email is set up. A failure to send is
 /// reported as a warning and recorded; it never replaces the backup's error.
+/// The query for the school's administrators, when their addresses are to be read from the
+/// school database (SCHOOLVAULT_NOTIFY_DB_ADMINS=1; SCHOOLVAULT_NOTIFY_QUERY overrides the ERP's).
+fn admins_query() -> Option<String> {
+    match std::env::var("SCHOOLVAULT_NOTIFY_DB_ADMINS").as_deref() {
+        Ok("1" | "true" | "yes") => Some(
+            std::env::var("SCHOOLVAULT_NOTIFY_QUERY")
+                .unwrap_or_else(|_| schoolvault_engine::notify::DEFAULT_ADMIN_QUERY.to_string()),
+        ),
+        _ => None,
+    }
+}
+
 async fn notify_failure(vault: &Vault, kind: BackupKind, target: &PgTarget, error: &Error) {
     match smtp_settings() {
         Ok(Some(settings)) => {
-            if let Err(e) = jobs::notify_failure(vault, &settings, kind, target, error).await {
+            let query = admins_query();
+            if let Err(e) =
+                jobs::notify_failure(vault, &settings, query.as_deref(), kind, target, error).await
+            {
                 eprintln!("warning: {e}");
             }
         }
@@ -431,6 +446,9 @@ async fn run(cli: Cli) -> Result<()> {
             progress_done(&progress);
             if let Err(e) = &out {
                 notify_failure(&vault, opts.kind, &target, e).await;
+            } else if let Some(query) = admins_query() {
+                // Keep the list of administrators fresh for a day the database is down.
+                let _ = jobs::refresh_admins(&vault, &target, &query).await;
             }
             let out = out?;
             let b = &out.backup;

@@ -2244,11 +2244,22 @@ pub async fn run_due(
 pub async fn notify_failure(
     vault: &Vault,
     settings: &crate::notify::SmtpSettings,
+    admins_query: Option<&str>,
     kind: BackupKind,
     target: &PgTarget,
     error: &Error,
 ) -> Result<usize> {
     let started = Utc::now();
+    let mut settings = settings.clone();
+    if let Some(query) = admins_query {
+        let (admins, _) = refresh_admins(vault, target, query).await;
+        for a in admins {
+            if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(&a)) {
+                settings.to.push(a);
+            }
+        }
+    }
+    let settings = &settings;
     let last_success = vault.catalog.list().await.ok().and_then(|l| {
         l.into_iter()
             .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
@@ -2280,4 +2291,14 @@ pub async fn notify_failure(
         ))
         .await;
     sent
+}
+
+/// Read the school's administrators for failure emails and remember them beside the catalog
+/// (the list is used when the database cannot be read).
+pub async fn refresh_admins(
+    vault: &Vault,
+    target: &PgTarget,
+    query: &str,
+) -> (Vec<String>, Option<Error>) {
+    crate::notify::school_admins(target, query, &vault.lock_dir.join("administrators.json")).await
 }

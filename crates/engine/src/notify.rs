@@ -210,3 +210,45 @@ pub fn failure_message(f: &Failure) -> (String, String, String) {
     );
     (subject, text, html)
 }
+
+/// The school ERP's active administrators (its `"User"` table), as the old system emailed them.
+pub const DEFAULT_ADMIN_QUERY: &str = "SELECT DISTINCT email::text FROM \"User\" \
+     WHERE \"isActive\" AND role::text IN ('ADMIN', 'SUPER_ADMIN') \
+     AND email IS NOT NULL AND email <> '' ORDER BY 1";
+
+/// The administrators' addresses read from the school database with `query`, remembered in
+/// `cache`; when the database cannot be read (it may be why the backup failed), the last list
+/// that could be read. The error, if any, is returned beside the list.
+pub async fn school_admins(
+    target: &crate::source::postgres::PgTarget,
+    query: &str,
+    cache: &std::path::Path,
+) -> (Vec<String>, Option<Error>) {
+    let read = async {
+        let mut conn = target.connect().await?;
+        let rows: Vec<String> = sqlx::query_scalar(query)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|e| {
+                crate::source::postgres::db_error(&e, target)
+                    .context("reading the administrators' addresses")
+            })?;
+        Ok::<_, Error>(rows)
+    }
+    .await;
+    match read {
+        Ok(list) => {
+            if let Ok(json) = serde_json::to_vec(&list) {
+                let _ = std::fs::write(cache, json);
+            }
+            (list, None)
+        }
+        Err(e) => {
+            let cached = std::fs::read(cache)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+                .unwrap_or_default();
+            (cached, Some(e))
+        }
+    }
+}
