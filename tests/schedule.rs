@@ -84,3 +84,48 @@ fn prune_keeps_the_newest_verified_backup() {
     );
     assert!(!std::path::Path::new(second["file"].as_str().unwrap()).exists());
 }
+
+#[test]
+fn the_watchdog_fails_a_stalled_backup_and_leaves_nothing() {
+    let db = school();
+    let env = Env::new();
+    // Another session holds an exclusive lock: the backup waits for it and reports nothing.
+    let mut holder = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            &support::pg_host(),
+            "-p",
+            &support::pg_port(),
+            "-U",
+            "postgres",
+            "-d",
+            &db.name,
+        ])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE attendance IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let (code, msg) = env.fails(&["--watchdog", "2", "--db", &db.url(), "backup"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    support::psql("postgres", &format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep%'",
+        db.name
+    ));
+    assert_eq!(code, "cancelled", "{msg}");
+    assert!(msg.contains("no progress for 2 seconds"), "{msg}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the watchdog did not stop it"
+    );
+    assert!(env.files().is_empty(), "left behind: {:?}", env.files());
+    let history = env.json(&["history"]);
+    assert_eq!(history[0]["outcome"], "failure");
+}

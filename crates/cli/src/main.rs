@@ -57,6 +57,14 @@ struct Cli {
     /// Print one JSON document on stdout; progress as JSON lines on stderr.
     #[arg(long, global = true)]
     json: bool,
+    /// Stop a backup that makes no progress for this many seconds.
+    #[arg(
+        long,
+        env = "SCHOOLVAULT_WATCHDOG",
+        default_value_t = 600,
+        global = true
+    )]
+    watchdog: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -442,7 +450,15 @@ async fn run(cli: Cli) -> Result<()> {
                 ..BackupOptions::default()
             };
             let _lock = vault.lock()?;
-            let out = jobs::backup(&vault, &target, &opts, progress.clone()).await;
+            let out = jobs::with_watchdog(
+                &vault,
+                "backup",
+                Some(opts.kind),
+                Duration::from_secs(cli.watchdog.max(1)),
+                progress.clone(),
+                |p| jobs::backup(&vault, &target, &opts, p),
+            )
+            .await;
             progress_done(&progress);
             if let Err(e) = &out {
                 notify_failure(&vault, opts.kind, &target, e).await;
@@ -800,13 +816,23 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ScheduleAction::RunDue => {
                     let target = target(cli.db.as_deref(), "back up")?;
-                    let done = jobs::run_due(
+                    let retention = policy.policy();
+                    let done = jobs::with_watchdog(
                         &vault,
-                        &target,
-                        &schedule,
-                        &policy.policy(),
-                        chrono::Utc::now(),
+                        "backup",
+                        Some(BackupKind::Scheduled),
+                        Duration::from_secs(cli.watchdog.max(1)),
                         progress.clone(),
+                        |p| {
+                            jobs::run_due(
+                                &vault,
+                                &target,
+                                &schedule,
+                                &retention,
+                                chrono::Utc::now(),
+                                p,
+                            )
+                        },
                     )
                     .await;
                     progress_done(&progress);

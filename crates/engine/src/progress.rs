@@ -76,3 +76,33 @@ pub struct Silent;
 impl Progress for Silent {
     fn report(&self, _event: &ProgressEvent) {}
 }
+
+/// Passes events on and remembers when the last one came, for a watchdog.
+pub struct Watched {
+    inner: std::sync::Arc<dyn Progress>,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Watched {
+    /// Watch the events going to `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Progress>) -> Self {
+        Watched {
+            inner,
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// How long since the last event.
+    pub fn idle(&self) -> std::time::Duration {
+        self.last.lock().map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Progress for Watched {
+    fn report(&self, event: &ProgressEvent) {
+        if let Ok(mut t) = self.last.lock() {
+            *t = std::time::Instant::now();
+        }
+        self.inner.report(event);
+    }
+}
