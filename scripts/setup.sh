@@ -23,7 +23,10 @@ fi
 # The SMTP server the email tests talk to (PyPI's aiosmtpd).
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   echo "setup: installing aiosmtpd"
-  python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
+  python3 -m pip install -q aiosmtpd 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages aiosmtpd 2>/dev/null \
+    || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; \
+         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd; }
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -459,7 +459,6 @@ async fn run(cli: Cli) -> Result<()> {
                 |p| jobs::backup(&vault, &target, &opts, p),
             )
             .await;
-            progress_done(&progress);
             if let Err(e) = &out {
                 notify_failure(&vault, opts.kind, &target, e).await;
             } else if let Some(query) = admins_query() {
@@ -619,7 +618,6 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 jobs::verify(&vault, &backup, progress.clone()).await
             };
-            progress_done(&progress);
             let report = report?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
@@ -674,7 +672,6 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let _lock = vault.lock()?;
             let out = jobs::restore(&vault, &backup, &target, &opts, progress.clone()).await;
-            progress_done(&progress);
             let out = out?;
             for w in &out.warnings {
                 eprintln!("warning: {w}");
@@ -720,7 +717,6 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Rescan => {
             let entries = jobs::rescan(&vault, progress.clone()).await;
-            progress_done(&progress);
             let entries = entries?;
             if json {
                 print_json(&entries)?;
@@ -835,7 +831,6 @@ async fn run(cli: Cli) -> Result<()> {
                         },
                     )
                     .await;
-                    progress_done(&progress);
                     if let Err(e) = &done {
                         notify_failure(&vault, BackupKind::Scheduled, &target, e).await;
                     }
@@ -1006,10 +1001,6 @@ fn progress_for(json: bool) -> Arc<dyn Progress> {
     } else {
         Arc::new(Silent)
     }
-}
-
-fn progress_done(_progress: &Arc<dyn Progress>) {
-    // Bars finish when dropped; JSON lines need nothing.
 }
 
 struct JsonLines(Mutex<Instant>);

@@ -1306,10 +1306,11 @@ async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecord, RescanEn
 /// # Errors
 /// I/O errors listing the folder; `Catalog`.
 pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<RescanEntry>> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
+    // One listing: SchoolVault archives and the old system's files.
+    let listed: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == EXTENSION) && p.is_file())
+            .filter(|p| p.is_file())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
@@ -1319,17 +1320,18 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
             ))
         }
     };
-    files.sort();
+    let with_ext = |ext: &str| {
+        let mut v: Vec<PathBuf> = listed
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let (files, old) = (with_ext(EXTENSION), with_ext("enc"));
     let mut records = Vec::new();
     let mut entries = Vec::new();
-    let mut old: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "enc") && p.is_file())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    old.sort();
     for path in old {
         let (record, entry) = v1_record(vault, &path).await?;
         records.push(record);
@@ -1778,21 +1780,24 @@ async fn load_parts(
     if parallel {
         return load_parallel(txn, rx, count, total, manifest, progress, cancel).await;
     }
+    let report = |what: String, tables_done: usize, rows: u64| {
+        progress.report(&ProgressEvent {
+            phase: Phase::Restore,
+            table: Some(what),
+            tables_done: tables_done as u64,
+            tables_total,
+            rows,
+            bytes: count.load(Ordering::Relaxed),
+            total_bytes: total,
+        });
+    };
     while let Some(feed) = rx.recv().await {
         let table = match feed {
             Feed::Part(table) => table,
             Feed::Sql(path, sql) => {
                 // A replace keeps the target's schema; a fresh restore builds it.
                 if fresh {
-                    progress.report(&ProgressEvent {
-                        phase: Phase::Restore,
-                        table: Some(path.clone()),
-                        tables_done: rows.len() as u64,
-                        tables_total,
-                        rows: all_rows,
-                        bytes: count.load(Ordering::Relaxed),
-                        total_bytes: total,
-                    });
+                    report(path.clone(), rows.len(), all_rows);
                     txn.run_sql(&sql, format_args!("running {path} of the backup"))
                         .await?;
                 }
@@ -1801,15 +1806,7 @@ async fn load_parts(
             _ => return Err(internal("restore feed out of order")),
         };
         cancel.check()?;
-        progress.report(&ProgressEvent {
-            phase: Phase::Restore,
-            table: Some(table.display_name()),
-            tables_done: rows.len() as u64,
-            tables_total,
-            rows: all_rows,
-            bytes: count.load(Ordering::Relaxed),
-            total_bytes: total,
-        });
+        report(table.display_name(), rows.len(), all_rows);
         let target = txn.target().clone();
         let mut copy = txn.copy_in(&table).await?;
         let loaded = loop {

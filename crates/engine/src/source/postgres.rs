@@ -454,9 +454,6 @@ fn column_list(columns: &[String]) -> String {
 pub struct RestoreTxn {
     conn: PgConnection,
     target: PgTarget,
-    /// False when the session could not switch to `session_replication_role = replica`
-    /// (not a superuser): constraints are then deferred where they are deferrable.
-    pub triggers_disabled: bool,
 }
 
 /// How many of `tables` the target has.
@@ -652,7 +649,6 @@ impl RestoreTxn {
         let mut txn = RestoreTxn {
             conn,
             target: target.clone(),
-            triggers_disabled: true,
         };
         let replica = sqlx::raw_sql(
             "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
@@ -696,7 +692,6 @@ impl RestoreTxn {
         Ok(RestoreTxn {
             conn,
             target: target.clone(),
-            triggers_disabled: true,
         })
     }
 
@@ -715,7 +710,6 @@ impl RestoreTxn {
         Ok(RestoreTxn {
             conn,
             target: target.clone(),
-            triggers_disabled: true,
         })
     }
 
