@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::config::{self, Config, DatabaseSettings};
 use schoolvault_engine::crypto::Key;
 use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions, Vault};
 use schoolvault_engine::keychain::{KeyOrigin, Keys, OsKeychain};
@@ -22,7 +23,7 @@ use schoolvault_engine::progress::{Phase, Progress, ProgressEvent, Silent};
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
 use schoolvault_engine::source::postgres::PgTarget;
-use schoolvault_engine::{config, Error, ErrorKind, Result};
+use schoolvault_engine::{Error, ErrorKind, Result};
 
 /// Print a line on stdout; a closed pipe (`| head`) is not an error worth a panic.
 macro_rules! out {
@@ -164,8 +165,9 @@ enum Command {
         #[command(subcommand)]
         action: ScheduleAction,
         /// The cron expression (minute hour day month weekday), in local time.
-        #[arg(long, env = "SCHOOLVAULT_CRON", default_value = schoolvault_engine::schedule::DEFAULT_CRON, global = true)]
-        cron: String,
+        /// [default: the settings file's, else 0 2 * * *]
+        #[arg(long, env = "SCHOOLVAULT_CRON", global = true)]
+        cron: Option<String>,
         /// The time zone (IANA name) [default: this computer's].
         #[arg(long, env = "SCHOOLVAULT_TZ", global = true)]
         tz: Option<String>,
@@ -188,13 +190,45 @@ enum Command {
         /// A backup id or a file.
         backup: String,
     },
+    /// The settings file shared with the desktop app.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print where the settings file is and what it holds.
+    Show,
+    /// Set the school's database (the password, if any, goes to the OS keychain).
+    SetDb {
+        /// Server host.
+        #[arg(long)]
+        host: String,
+        /// Server port.
+        #[arg(long, default_value_t = 5432)]
+        port: u16,
+        /// Database name.
+        #[arg(long)]
+        name: String,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// TLS: disable, prefer or require.
+        #[arg(long, default_value = "prefer")]
+        tls: String,
+        /// Read the password from standard input (one line) and keep it in the keychain.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(clap::Args, Clone, Copy)]
 struct PolicyArgs {
-    /// Keep every backup younger than this many days.
-    #[arg(long, default_value_t = 30, global = true)]
-    keep_days: u32,
+    /// Keep every backup younger than this many days [default: the settings file's, else 30].
+    #[arg(long, global = true)]
+    keep_days: Option<u32>,
     /// Also keep the newest N backups.
     #[arg(long, global = true)]
     keep_last: Option<u32>,
@@ -207,12 +241,14 @@ struct PolicyArgs {
 }
 
 impl PolicyArgs {
-    fn policy(self) -> Retention {
+    /// The policy: these flags over the settings file's.
+    fn policy(self, config: &Config) -> Retention {
+        let base = config.retention.policy();
         Retention {
-            keep_days: self.keep_days,
-            keep_last: self.keep_last,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
+            keep_days: self.keep_days.unwrap_or(base.keep_days),
+            keep_last: self.keep_last.or(base.keep_last),
+            keep_weekly: self.keep_weekly.or(base.keep_weekly),
+            keep_monthly: self.keep_monthly.or(base.keep_monthly),
         }
     }
 }
@@ -365,15 +401,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn target(url: Option<&str>, what: &str) -> Result<PgTarget> {
-    let url = url.ok_or_else(|| {
-        Error::new(
+/// The database: `--db` / `SCHOOLVAULT_DB`, else the settings file's (password from the keychain).
+fn target(url: Option<&str>, config: &Config, what: &str) -> Result<PgTarget> {
+    if let Some(url) = url {
+        return PgTarget::parse(url);
+    }
+    match &config.database {
+        Some(db) => db.target_with(&OsKeychain),
+        None => Err(Error::new(
             ErrorKind::InvalidInput,
             format!("No database given to {what}"),
-            "Pass --db postgres://USER@HOST:PORT/DATABASE or set SCHOOLVAULT_DB",
-        )
-    })?;
-    PgTarget::parse(url)
+            "Pass --db postgres://USER@HOST:PORT/DATABASE, set SCHOOLVAULT_DB, or set it up once in the SchoolVault app or with `schoolvault config set-db`",
+        )),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -427,9 +467,14 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Key { action } = &cli.command {
         return key_command(action, &keys, cli.json);
     }
+    let config_path = config::config_path()?;
+    let settings = Config::load(&config_path)?;
+    if let Command::Config { action } = &cli.command {
+        return config_command(action, &config_path, settings, cli.json);
+    }
     let dir = match cli.dir.clone() {
         Some(d) => d,
-        None => config::default_backup_dir()?,
+        None => settings.backup_dir()?,
     };
     let catalog = match cli.catalog.clone() {
         Some(c) => c,
@@ -440,7 +485,7 @@ async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Backup { kind, jobs } => {
-            let target = target(cli.db.as_deref(), "back up")?;
+            let target = target(cli.db.as_deref(), &settings, "back up")?;
             let opts = BackupOptions {
                 kind: match kind {
                     KindArg::Manual => BackupKind::Manual,
@@ -611,7 +656,10 @@ async fn run(cli: Cli) -> Result<()> {
                         // does not exist yet.
                         (t.with_database("postgres"), Some(name))
                     }
-                    other => (target(cli.db.as_deref(), "test-restore on")?, other),
+                    other => (
+                        target(cli.db.as_deref(), &settings, "test-restore on")?,
+                        other,
+                    ),
                 };
                 jobs::test_restore(&vault, &backup, &server, name.as_deref(), progress.clone())
                     .await
@@ -650,7 +698,7 @@ async fn run(cli: Cli) -> Result<()> {
             create_db,
         } => {
             let url = target_db.or(cli.db);
-            let target = target(url.as_deref(), "restore into")?;
+            let target = target(url.as_deref(), &settings, "restore into")?;
             if !yes && create_db.is_none() {
                 confirm(
                     &format!(
@@ -752,7 +800,7 @@ async fn run(cli: Cli) -> Result<()> {
             format: ExportFormat::V1,
             out,
         } => {
-            let target = target(cli.db.as_deref(), "export")?;
+            let target = target(cli.db.as_deref(), &settings, "export")?;
             let done = jobs::export_v1(&vault, &target, out.as_deref()).await?;
             if json {
                 print_json(&done)?;
@@ -771,7 +819,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Prune { dry_run, policy } => {
             let _lock = vault.lock()?;
-            let pruned = jobs::prune(&vault, &policy.policy(), dry_run, chrono::Utc::now()).await?;
+            let pruned = jobs::prune(
+                &vault,
+                &policy.policy(&settings),
+                dry_run,
+                chrono::Utc::now(),
+            )
+            .await?;
             if json {
                 print_json(&pruned)?;
             } else if pruned.is_empty() {
@@ -794,6 +848,8 @@ async fn run(cli: Cli) -> Result<()> {
             tz,
             policy,
         } => {
+            let cron = cron.unwrap_or_else(|| settings.schedule.cron.clone());
+            let tz = tz.or_else(|| settings.schedule.timezone.clone());
             let schedule = Schedule::parse(&cron, tz.as_deref())?;
             match action {
                 ScheduleAction::Next { count } => {
@@ -811,8 +867,8 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 ScheduleAction::RunDue => {
-                    let target = target(cli.db.as_deref(), "back up")?;
-                    let retention = policy.policy();
+                    let target = target(cli.db.as_deref(), &settings, "back up")?;
+                    let retention = policy.policy(&settings);
                     let done = jobs::with_watchdog(
                         &vault,
                         "backup",
@@ -859,14 +915,14 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 ScheduleAction::Run => {
-                    let target = target(cli.db.as_deref(), "back up")?;
+                    let target = target(cli.db.as_deref(), &settings, "back up")?;
                     loop {
                         // Catch up first (also after the machine slept), then wait for the next slot.
                         match jobs::run_due(
                             &vault,
                             &target,
                             &schedule,
-                            &policy.policy(),
+                            &policy.policy(&settings),
                             chrono::Utc::now(),
                             progress.clone(),
                         )
@@ -934,7 +990,73 @@ async fn run(cli: Cli) -> Result<()> {
                 out!("Test email sent to {n} address(es).");
             }
         }
-        Command::Key { .. } => {}
+        Command::Key { .. } | Command::Config { .. } => {}
+    }
+    Ok(())
+}
+
+fn config_command(
+    action: &ConfigAction,
+    path: &std::path::Path,
+    mut settings: Config,
+    json: bool,
+) -> Result<()> {
+    match action {
+        ConfigAction::Show => {
+            if json {
+                return print_json(&serde_json::json!({"path": path, "settings": settings}));
+            }
+            out!("# {}", path.display());
+            let text = std::fs::read_to_string(path)
+                .unwrap_or_else(|_| "# (not written yet: defaults)".to_string());
+            out!("{}", text.trim_end());
+        }
+        ConfigAction::SetDb {
+            host,
+            port,
+            name,
+            user,
+            tls,
+            password_stdin,
+        } => {
+            let tls = match tls.as_str() {
+                "disable" => schoolvault_engine::source::postgres::Tls::Disable,
+                "prefer" => schoolvault_engine::source::postgres::Tls::Prefer,
+                "require" => schoolvault_engine::source::postgres::Tls::Require,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("--tls {other:?} is not one of disable, prefer, require"),
+                        "Use --tls disable, prefer or require",
+                    ))
+                }
+            };
+            if *password_stdin {
+                let mut line = zeroize::Zeroizing::new(String::new());
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::io("reading the password from standard input", &e))?;
+                let password = line.trim_end_matches(['\r', '\n']);
+                schoolvault_engine::keychain::Keychain::set(
+                    &OsKeychain,
+                    config::DB_PASSWORD_ACCOUNT,
+                    password,
+                )?;
+            }
+            settings.database = Some(DatabaseSettings {
+                host: host.clone(),
+                port: *port,
+                name: name.clone(),
+                user: user.clone(),
+                tls,
+                password_saved: *password_stdin,
+            });
+            settings.save(path)?;
+            if json {
+                return print_json(&serde_json::json!({"path": path, "settings": settings}));
+            }
+            out!("Saved to {}", path.display());
+        }
     }
     Ok(())
 }

@@ -1,20 +1,36 @@
-//! Default places: the platform's data directory for the catalog and the backup folder.
-//! (Profiles in TOML, shared by the CLI and the app, join this module with the desktop app.)
+//! The settings shared by the desktop app and the `schoolvault` CLI: one TOML file in the
+//! platform's config folder (`SCHOOLVAULT_CONFIG` overrides the path), and the default places
+//! for the catalog and the backup folder.
+//!
+//! Secrets are never in the file: the database and SMTP passwords live in the OS keychain
+//! (accounts [`DB_PASSWORD_ACCOUNT`] and [`SMTP_PASSWORD_ACCOUNT`]); the file only records
+//! that one was saved, so nothing touches the keychain when no password is needed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::keychain::Keychain;
+use crate::retention::Retention;
+use crate::source::postgres::{PgTarget, Tls};
 
-fn data_dir() -> Result<PathBuf> {
-    directories::ProjectDirs::from("org", "SchoolVault", "SchoolVault")
-        .map(|d| d.data_dir().to_path_buf())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                "This computer's data folder cannot be found (no home directory)",
-                "Give the folders explicitly with --dir and --catalog",
-            )
-        })
+/// The keychain account of the database password.
+pub const DB_PASSWORD_ACCOUNT: &str = "database-password";
+/// The keychain account of the SMTP password.
+pub const SMTP_PASSWORD_ACCOUNT: &str = "smtp-password";
+/// The environment variable that names another settings file.
+pub const CONFIG_ENV: &str = "SCHOOLVAULT_CONFIG";
+
+fn project_dirs() -> Result<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "SchoolVault", "SchoolVault").ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "This computer's data folder cannot be found (no home directory)",
+            "Give the folders explicitly with --dir and --catalog",
+        )
+    })
 }
 
 /// The default backup folder: `<data dir>/backups`.
@@ -22,7 +38,7 @@ fn data_dir() -> Result<PathBuf> {
 /// # Errors
 /// `InvalidInput` when there is no home directory.
 pub fn default_backup_dir() -> Result<PathBuf> {
-    Ok(data_dir()?.join("backups"))
+    Ok(project_dirs()?.data_dir().join("backups"))
 }
 
 /// The default catalog: `<data dir>/catalog.sqlite`.
@@ -30,5 +46,299 @@ pub fn default_backup_dir() -> Result<PathBuf> {
 /// # Errors
 /// `InvalidInput` when there is no home directory.
 pub fn default_catalog() -> Result<PathBuf> {
-    Ok(data_dir()?.join("catalog.sqlite"))
+    Ok(project_dirs()?.data_dir().join("catalog.sqlite"))
+}
+
+/// The settings file: `$SCHOOLVAULT_CONFIG`, else `<config dir>/config.toml`.
+///
+/// # Errors
+/// `InvalidInput` when there is no home directory.
+pub fn config_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    Ok(project_dirs()?.config_dir().join("config.toml"))
+}
+
+/// Where the school's database is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Server host name or address.
+    pub host: String,
+    /// Server port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database name.
+    pub name: String,
+    /// User name.
+    pub user: String,
+    /// TLS: `disable`, `prefer` or `require`.
+    #[serde(default)]
+    pub tls: Tls,
+    /// True when a password is saved in the keychain for this connection.
+    #[serde(default)]
+    pub password_saved: bool,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+impl DatabaseSettings {
+    /// The connection, with `password` (or none: trust, peer or `PGPASSWORD`).
+    pub fn target(&self, password: Option<&str>) -> PgTarget {
+        PgTarget::from_parts(
+            &self.host, self.port, &self.name, &self.user, password, self.tls,
+        )
+    }
+
+    /// The connection, with the saved password read from `keychain` when there is one.
+    ///
+    /// # Errors
+    /// `Keychain` when a password was saved but the keychain cannot be read; `InvalidInput`
+    /// when it is gone from the keychain.
+    pub fn target_with(&self, keychain: &dyn Keychain) -> Result<PgTarget> {
+        if !self.password_saved {
+            return Ok(self.target(None));
+        }
+        let password: Zeroizing<String> = keychain.get(DB_PASSWORD_ACCOUNT)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "The database password is missing from the keychain",
+                "Enter it again in SchoolVault's settings (Database)",
+            )
+        })?;
+        Ok(self.target(Some(&password)))
+    }
+}
+
+/// Backup settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// The backup folder (default: the platform's data folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+/// When scheduled backups run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Scheduled backups on or off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Cron expression (5 fields, local time unless `timezone`).
+    #[serde(default = "default_cron")]
+    pub cron: String,
+    /// IANA time zone, e.g. `Europe/Berlin` (default: this computer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Run a missed slot at the next start.
+    #[serde(default = "yes")]
+    pub catch_up: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cron() -> String {
+    crate::schedule::DEFAULT_CRON.to_string()
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings {
+            enabled: true,
+            cron: default_cron(),
+            timezone: None,
+            catch_up: true,
+        }
+    }
+}
+
+/// Which backups to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Keep everything younger than this many days.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u32,
+    /// Also keep the newest N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Also keep one per week for N weeks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Also keep one per month for N months.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+}
+
+fn default_keep_days() -> u32 {
+    30
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            keep_days: default_keep_days(),
+            keep_last: None,
+            keep_weekly: None,
+            keep_monthly: None,
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// The policy.
+    pub fn policy(&self) -> Retention {
+        Retention {
+            keep_days: self.keep_days,
+            keep_last: self.keep_last,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+        }
+    }
+}
+
+/// The desktop app's own settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Start SchoolVault (in the tray) when the user logs in.
+    #[serde(default)]
+    pub start_at_login: bool,
+}
+
+/// Everything in the settings file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The school's database; `None` until it is set up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSettings>,
+    /// Backup settings.
+    #[serde(default)]
+    pub backup: BackupSettings,
+    /// The schedule.
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+    /// Retention.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// The app.
+    #[serde(default)]
+    pub app: AppSettings,
+}
+
+const HEADER: &str =
+    "# SchoolVault settings, shared by the desktop app and the `schoolvault` command.\n\
+# Passwords and the encryption key are kept in the OS keychain, never in this file.\n\n";
+
+impl Config {
+    /// Read `path`; a missing file is the default settings.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the file and the line when it is not valid; `Io` when unreadable.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
+        };
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "The settings file {} is not valid{}: {}",
+                    path.display(),
+                    line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+                    e.message()
+                ),
+                "Fix or delete that line (SchoolVault then uses its defaults), or change the setting in the app",
+            )
+        })
+    }
+
+    /// Write to `path` atomically (a temporary file renamed over it), creating its folder.
+    ///
+    /// # Errors
+    /// `Io` / `DiskFull`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string_pretty(self).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("Internal error: the settings cannot be written: {e}"),
+                "Nothing was changed; please report this",
+            )
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
+        let tmp = path.with_extension("toml.partial");
+        std::fs::write(&tmp, format!("{HEADER}{text}"))
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), &e))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), &e))
+    }
+
+    /// The backup folder: the configured one, else the default.
+    ///
+    /// # Errors
+    /// `InvalidInput` when there is no home directory.
+    pub fn backup_dir(&self) -> Result<PathBuf> {
+        match &self.backup.dir {
+            Some(d) => Ok(d.clone()),
+            None => default_backup_dir(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_no_password() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/config.toml");
+        assert_eq!(
+            Config::load(&path).expect("missing is default"),
+            Config::default()
+        );
+        let mut c = Config {
+            database: Some(DatabaseSettings {
+                host: "db.school.lan".into(),
+                port: 5433,
+                name: "erp".into(),
+                user: "backup".into(),
+                tls: Tls::Require,
+                password_saved: true,
+            }),
+            ..Config::default()
+        };
+        c.schedule.cron = "30 1 * * *".into();
+        c.retention.keep_last = Some(5);
+        c.save(&path).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("host = \"db.school.lan\""), "{text}");
+        assert!(!text.to_lowercase().contains("password ="), "{text}");
+        assert_eq!(Config::load(&path).expect("load"), c);
+    }
+
+    #[test]
+    fn a_broken_file_names_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[database]\nhost = \"x\"\nport = \"five\"\n").expect("write");
+        let err = Config::load(&path).expect_err("invalid");
+        assert_eq!(err.code(), "invalid_input");
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
 }

@@ -24,8 +24,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Where a database is: a `postgres://` URL. Its password, if any, is never shown.
 #[derive(Clone)]
 pub struct PgTarget {
-    url: String,
     options: PgConnectOptions,
+}
+
+/// Whether the connection uses TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    /// Never.
+    Disable,
+    /// When the server offers it (PostgreSQL's default).
+    #[default]
+    Prefer,
+    /// Always; fail when the server has no TLS.
+    Require,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -49,9 +61,36 @@ impl PgTarget {
             )
         })?;
         Ok(PgTarget {
-            url: url.to_string(),
             options: options.application_name("schoolvault"),
         })
+    }
+
+    /// A connection from its parts (the settings screen's fields); the password stays in memory.
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        database: &str,
+        user: &str,
+        password: Option<&str>,
+        tls: Tls,
+    ) -> PgTarget {
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(host)
+            .port(port)
+            .database(database)
+            .username(user)
+            .ssl_mode(match tls {
+                Tls::Disable => sqlx::postgres::PgSslMode::Disable,
+                Tls::Prefer => sqlx::postgres::PgSslMode::Prefer,
+                Tls::Require => sqlx::postgres::PgSslMode::Require,
+            })
+            .application_name("schoolvault");
+        if let Some(p) = password {
+            options = options.password(p);
+        } else if let Ok(p) = std::env::var("PGPASSWORD") {
+            options = options.password(&p);
+        }
+        PgTarget { options }
     }
 
     /// `user@host:port/database`, safe to show.
@@ -76,7 +115,6 @@ impl PgTarget {
     /// The same server and credentials, another database.
     pub fn with_database(&self, database: &str) -> PgTarget {
         PgTarget {
-            url: self.url.clone(),
             options: self.options.clone().database(database),
         }
     }
