@@ -3,37 +3,46 @@ SHELL := /bin/bash
 export SCHOOLVAULT_FIXTURES ?= $(abspath ../shared/fixtures)
 PG_URL ?= postgres://postgres@127.0.0.1:5432
 
-.PHONY: run test setup check lint unit bench demo
+.PHONY: run test setup ui app e2e bench
 
 setup:
 	@scripts/setup.sh
 
-# Format, lint, then every test (engine, CLI end-to-end against the real PostgreSQL and a real
-# gnome-keyring in a private D-Bus session).
+# The frontend (ui/dist, embedded in the app) and the desktop app, self-contained: it loads its
+# built files, never a dev server.
+ui:
+	cd ui && npm run build
+
+app: ui
+	cargo build --locked -p schoolvault-app
+
+# Format, lint, then every test: the UI (vitest; the screens in headless Chromium), the app's
+# commands (Tauri's mock runtime; also regenerates ui/src/bindings, which must be committed),
+# the engine and CLI against the real PostgreSQL, SMTP and gnome-keyring, and the desktop app
+# end to end under Xvfb. The last line sums up every suite.
 test: setup
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --locked -- -D warnings
-	cargo build --locked -p schoolvault-cli   # the binary the end-to-end tests run
-	cargo test --locked 2>&1 | tee target/test.log; test $${PIPESTATUS[0]} -eq 0
-	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
+	$(MAKE) ui
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+	@mkdir -p target; : > target/test.log
+	cd ui && npx vitest run 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
+	cd ui && npm run -s build:mock && node tests/browser.mjs 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
+	cargo build --locked -p schoolvault-cli -p schoolvault-app   # the binaries the end-to-end tests run
+	cargo test --locked -p schoolvault-app 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
+	@git diff --quiet -- ui/src/bindings || { echo "ui/src/bindings is stale: commit what cargo test -p schoolvault-app wrote"; git --no-pager diff --stat -- ui/src/bindings; exit 1; }
+	cargo test --locked 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
+	$(MAKE) e2e
+	@awk '/^test result:/ {p += $$4; f += $$6} /^browser tests:/ {p += $$3; f += $$5} /Tests +[0-9]+ passed/ {for (i = 1; i <= NF; i++) if ($$i == "passed") p += $$(i-1); for (i = 1; i <= NF; i++) if ($$i == "failed") f += $$(i-1)} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
 
-# Build the CLI; if no database is configured, make the demo school database and show what to try.
-run: setup
-	cargo build --release --locked -p schoolvault-cli
-	@if [ -z "$$SCHOOLVAULT_DB" ]; then \
-	  if ! psql -X -q -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname='schoolvault_demo'" | grep -q 1; then \
-	    echo "Creating the demo school database schoolvault_demo on 127.0.0.1:5432"; \
-	    psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE schoolvault_demo" && \
-	    psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d schoolvault_demo -f tests/data/school.sql; \
-	  fi; \
-	  echo; echo "The desktop window arrives with the app; for now, try the CLI on the demo database:"; \
-	  echo "  export SCHOOLVAULT_DB=$(PG_URL)/schoolvault_demo"; \
-	  echo "  target/release/schoolvault backup"; \
-	  echo "  target/release/schoolvault list"; \
-	  echo "  target/release/schoolvault verify <ID>"; \
-	  echo "  target/release/schoolvault restore <ID>"; \
-	fi
-	target/release/schoolvault list
+# The desktop app end to end (tests/desktop.rs): a virtual display, a private D-Bus session
+# with an unlocked gnome-keyring, tauri-driver + WebKitWebDriver. Screenshots: target/screenshots.
+e2e:
+	xvfb-run -a -s "-screen 0 1280x900x24" dbus-run-session -- scripts/e2e.sh
+
+# Build and start the desktop app. With no database configured, its first screen offers to
+# create the demo school database on the local PostgreSQL (127.0.0.1:5432).
+run: setup app
+	target/debug/schoolvault-app
 
 # Speed, size and memory against pg_dump on this machine (see README, Measurements).
 bench: setup

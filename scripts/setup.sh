@@ -12,7 +12,13 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
 [ -x /usr/bin/time ] || need+=(time)
-command -v node >/dev/null || need+=(nodejs)
+command -v node >/dev/null || need+=(nodejs npm)
+command -v npm >/dev/null || need+=(npm)
+# The desktop app (Tauri 2 on WebKitGTK) and its tests (a display, the WebDriver, Chromium).
+for pkg in libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+           xvfb xauth webkit2gtk-driver chromium; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -32,6 +38,18 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: Rust is missing. Install it with rustup (https://rustup.rs), then run make again." >&2
   exit 1
+fi
+
+# The WebDriver bridge of the desktop end-to-end test.
+if ! command -v tauri-driver >/dev/null; then
+  echo "setup: installing tauri-driver 2.1.0 (cargo install)"
+  cargo install -q tauri-driver --version 2.1.0 --locked
+fi
+
+# The frontend's packages (exactly the lock file's).
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  echo "setup: installing the frontend's npm packages"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{school_sql, url_for, Env, TestDb};
+use support::{school_sql, url_for, Env, PasswordCluster, TestDb};
 
 fn school() -> TestDb {
     let db = TestDb::new("bad");
@@ -241,66 +241,6 @@ fn a_target_that_lacks_a_table_is_refused_untouched() {
     assert_eq!(target.checksums(), before);
     // Refused before the safety backup: nothing new is listed.
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
-}
-
-/// A PostgreSQL cluster of its own with password authentication (the shared server trusts
-/// 127.0.0.1), made with Debian's pg_createcluster and dropped at the end.
-struct PasswordCluster {
-    version: String,
-    name: String,
-    port: u16,
-}
-
-impl PasswordCluster {
-    fn start() -> PasswordCluster {
-        let version = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server packages are missing (make test installs them)")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
-            .unwrap();
-        let port = 20000 + (rand::random::<u16>() % 10000);
-        let name = format!("svauth{port}");
-        let ok = Command::new("pg_createcluster")
-            .args([&version, &name, "--port", &port.to_string(), "--start"])
-            .args(["--", "--auth-local=trust", "--auth-host=scram-sha-256"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(ok, "pg_createcluster failed: this test needs Debian's postgresql-common and root (make test has both)");
-        let c = PasswordCluster {
-            version,
-            name,
-            port,
-        };
-        let set = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "/var/run/postgresql",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args(["-c", "ALTER USER postgres PASSWORD 'right-password'"])
-            .output()
-            .unwrap();
-        assert!(
-            set.status.success(),
-            "{}",
-            String::from_utf8_lossy(&set.stderr)
-        );
-        c
-    }
-}
-
-impl Drop for PasswordCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("pg_dropcluster")
-            .args([&self.version, &self.name, "--stop"])
-            .output();
-    }
 }
 
 #[test]

@@ -282,3 +282,63 @@ impl Env {
         }
     }
 }
+
+/// A PostgreSQL cluster of its own with password authentication (the shared server trusts
+/// 127.0.0.1), made with Debian's pg_createcluster and dropped at the end.
+pub struct PasswordCluster {
+    version: String,
+    name: String,
+    pub port: u16,
+}
+
+impl PasswordCluster {
+    pub fn start() -> PasswordCluster {
+        let version = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server packages are missing (make test installs them)")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+            .unwrap();
+        let port = 20000 + (rand::random::<u16>() % 10000);
+        let name = format!("svauth{port}");
+        let ok = Command::new("pg_createcluster")
+            .args([&version, &name, "--port", &port.to_string(), "--start"])
+            .args(["--", "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "pg_createcluster failed: this test needs Debian's postgresql-common and root (make test has both)");
+        let c = PasswordCluster {
+            version,
+            name,
+            port,
+        };
+        let set = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "/var/run/postgresql",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-c", "ALTER USER postgres PASSWORD 'right-password'"])
+            .output()
+            .unwrap();
+        assert!(
+            set.status.success(),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
+        c
+    }
+}
+
+impl Drop for PasswordCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_dropcluster")
+            .args([&self.version, &self.name, "--stop"])
+            .output();
+    }
+}

@@ -882,6 +882,7 @@ async fn run(cli: Cli) -> Result<()> {
                                 &schedule,
                                 &retention,
                                 chrono::Utc::now(),
+                                settings.schedule.catch_up,
                                 p,
                             )
                         },
@@ -924,6 +925,7 @@ async fn run(cli: Cli) -> Result<()> {
                             &schedule,
                             &policy.policy(&settings),
                             chrono::Utc::now(),
+                            settings.schedule.catch_up,
                             progress.clone(),
                         )
                         .await

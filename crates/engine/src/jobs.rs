@@ -67,6 +67,10 @@ impl Cancel {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
+    /// Whether the job was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
     fn check(&self) -> Result<()> {
         if self.0.load(Ordering::Relaxed) {
             Err(Error::new(
@@ -1182,6 +1186,135 @@ fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
     })
 }
 
+/// One table in a [`RestorePreview`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewTable {
+    /// `schema.table` (or the old system's table).
+    pub name: String,
+    /// Rows in the backup.
+    pub backup_rows: u64,
+    /// Rows in the target now; `None` when the table is not there.
+    pub live_rows: Option<u64>,
+}
+
+/// What a restore would do, for the warning shown before it: the backup (read completely,
+/// so a damaged file is refused here) and the target's current row counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestorePreview {
+    /// The backup's id.
+    pub backup_id: String,
+    /// The file.
+    pub path: PathBuf,
+    /// 2 for SchoolVault files, 1 for the old system's.
+    pub format: u16,
+    /// When the backup was made.
+    pub created_at: Option<DateTime<Utc>>,
+    /// The database it was made of.
+    pub source_database: Option<String>,
+    /// The target, `user@host:port/database`.
+    pub target: String,
+    /// The target database's name (what the user must type).
+    pub target_database: String,
+    /// Per table.
+    pub tables: Vec<PreviewTable>,
+    /// Rows in the backup.
+    pub backup_rows: u64,
+    /// Rows in the target's tables now.
+    pub live_rows: u64,
+    /// Warnings (old development key, unknown tables…).
+    pub warnings: Vec<String>,
+}
+
+/// Read `what` completely and count the rows it would replace in `target`.
+///
+/// # Errors
+/// Everything [`verify`] reports, and connection errors for the target.
+pub async fn restore_preview(
+    vault: &Vault,
+    what: &str,
+    target: &PgTarget,
+    progress: Arc<dyn Progress>,
+) -> Result<RestorePreview> {
+    let (path, _) = vault.resolve(what).await?;
+    let (mut preview, names) = if is_v2(&path)? {
+        let (keys, scan_path) = (vault.keys.clone(), path.clone());
+        let scan =
+            tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
+                .await
+                .map_err(join_error)??;
+        let rows: std::collections::HashMap<u32, u64> =
+            scan.end.tables.iter().map(|t| (t.index, t.rows)).collect();
+        let tables = scan
+            .manifest
+            .tables
+            .iter()
+            .map(|t| PreviewTable {
+                name: t.display_name(),
+                backup_rows: rows.get(&t.index).copied().unwrap_or(0),
+                live_rows: None,
+            })
+            .collect();
+        let names = scan
+            .manifest
+            .tables
+            .iter()
+            .map(|t| (t.schema.clone(), t.name.clone()))
+            .collect();
+        let preview = RestorePreview {
+            backup_id: scan.header.backup_id.clone(),
+            path: path.clone(),
+            format: archive::FORMAT_VERSION,
+            created_at: Some(scan.header.created_at),
+            source_database: Some(scan.header.source.database.clone()),
+            target: target.describe(),
+            target_database: target.database(),
+            tables,
+            backup_rows: scan.rows,
+            live_rows: 0,
+            warnings: scan.manifest.unsupported.clone(),
+        };
+        (preview, names)
+    } else {
+        let v1 = open_v1(&path, vault.keys.clone()).await?;
+        let summary = v1.summary();
+        let mut tables = Vec::new();
+        let mut names = Vec::new();
+        for t in &summary.tables {
+            tables.push(PreviewTable {
+                name: t.table.clone().unwrap_or_else(|| t.key.clone()),
+                backup_rows: t.records,
+                live_rows: None,
+            });
+            names.push(("public".to_string(), t.table.clone().unwrap_or_default()));
+        }
+        let preview = RestorePreview {
+            backup_id: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: path.clone(),
+            format: 1,
+            created_at: DateTime::parse_from_rfc3339(&summary.timestamp)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            source_database: None,
+            target: target.describe(),
+            target_database: target.database(),
+            tables,
+            backup_rows: v1.records(),
+            live_rows: 0,
+            warnings: v1_warnings(&v1),
+        };
+        (preview, names)
+    };
+    let live = postgres::live_row_counts(target, &names).await?;
+    for (t, n) in preview.tables.iter_mut().zip(live) {
+        t.live_rows = n;
+    }
+    preview.live_rows = preview.tables.iter().filter_map(|t| t.live_rows).sum();
+    Ok(preview)
+}
+
 /// Write the decrypted `.tar.gz` of a backup to `out`.
 ///
 /// # Errors
@@ -1798,7 +1931,7 @@ async fn load_parts(
                 // A replace keeps the target's schema; a fresh restore builds it.
                 if fresh {
                     report(path.clone(), rows.len(), all_rows);
-                    txn.run_sql(&sql, format_args!("running {path} of the backup"))
+                    txn.run_sql(&sql, &format!("running {path} of the backup"))
                         .await?;
                 }
                 continue;
@@ -1869,7 +2002,7 @@ async fn load_parallel(
             match feed {
                 Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),
                 Feed::Sql(path, sql) => {
-                    txn.run_sql(&sql, format_args!("running {path} of the backup"))
+                    txn.run_sql(&sql, &format!("running {path} of the backup"))
                         .await?;
                 }
                 Feed::Part(table) => {
@@ -2035,7 +2168,7 @@ async fn run_post_data_parallel(
         });
         txn.run_sql(
             &stmt,
-            format_args!("running {} of the backup", archive::POST_DATA),
+            &format!("running {} of the backup", archive::POST_DATA),
         )
         .await?;
     }
@@ -2174,7 +2307,8 @@ pub struct DueOutcome {
 /// If a slot of `schedule` passed without a successful backup, run one scheduled backup
 /// (several missed slots make one run; a late one is marked as a catch-up in the history),
 /// then prune by `policy`. Holds the run lock, and looks at the history again once it has it,
-/// so the app and `schoolvault schedule run-due` never both run the same slot.
+/// so the app and `schoolvault schedule run-due` never both run the same slot. With
+/// `catch_up` off, a slot found late is skipped (the next one runs on time).
 ///
 /// # Errors
 /// `InvalidInput` when another run holds the lock; everything [`backup`] reports.
@@ -2184,6 +2318,42 @@ pub async fn run_due(
     schedule: &Schedule,
     policy: &Retention,
     now: DateTime<Utc>,
+    catch_up: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<DueOutcome> {
+    run_due_with(
+        vault,
+        target,
+        schedule,
+        policy,
+        now,
+        catch_up,
+        None,
+        &BackupOptions {
+            kind: BackupKind::Scheduled,
+            ..BackupOptions::default()
+        },
+        progress,
+    )
+    .await
+}
+
+/// [`run_due`] with the backup's options (the app passes its cancel flag) and, for a vault
+/// with no backup yet, the time to count missed slots from (the app passes its start, so a fresh
+/// install waits for its first slot instead of backing up the moment it is set up).
+///
+/// # Errors
+/// As [`run_due`].
+#[allow(clippy::too_many_arguments)]
+pub async fn run_due_with(
+    vault: &Vault,
+    target: &PgTarget,
+    schedule: &Schedule,
+    policy: &Retention,
+    now: DateTime<Utc>,
+    catch_up: bool,
+    anchor: Option<DateTime<Utc>>,
+    opts: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<DueOutcome> {
     let _lock = vault.lock()?;
@@ -2194,19 +2364,19 @@ pub async fn run_due(
         .into_iter()
         .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
         .map(|b| b.created_at)
-        .max();
-    let Some(due) = schedule.due(since, now)? else {
+        .max()
+        .or(anchor);
+    let due = schedule
+        .due(since, now)?
+        .filter(|d| catch_up || !d.catch_up);
+    let Some(due) = due else {
         return Ok(DueOutcome {
             due: None,
             backup: None,
             pruned: Vec::new(),
         });
     };
-    let opts = BackupOptions {
-        kind: BackupKind::Scheduled,
-        ..BackupOptions::default()
-    };
-    let made = backup(vault, target, &opts, progress).await;
+    let made = backup(vault, target, opts, progress).await;
     if due.catch_up {
         let note = format!(
             "catch-up for the slot of {} ({} missed)",
@@ -2318,14 +2488,30 @@ where
     F: FnOnce(Arc<dyn Progress>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let started = Utc::now();
     let watched = Arc::new(crate::progress::Watched::new(progress));
     let fut = job(watched.clone());
-    tokio::pin!(fut);
+    watch(vault, operation, kind, limit, &watched, fut).await
+}
+
+/// [`with_watchdog`] for a job already started with `watched` as its progress (callers whose
+/// future must be `Send` build it first, then hand it over).
+///
+/// # Errors
+/// The job's own error, or `Cancelled` from the watchdog.
+pub async fn watch<T>(
+    vault: &Vault,
+    operation: &str,
+    kind: Option<BackupKind>,
+    limit: std::time::Duration,
+    watched: &crate::progress::Watched,
+    job: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = Utc::now();
+    tokio::pin!(job);
     let tick = std::time::Duration::from_millis(200).min(limit);
     loop {
         tokio::select! {
-            out = &mut fut => return out,
+            out = &mut job => return out,
             () = tokio::time::sleep(tick) => {
                 if watched.idle() >= limit {
                     let stalled: Result<T> = Err(Error::new(

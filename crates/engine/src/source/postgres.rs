@@ -517,6 +517,98 @@ pub async fn tables_present(
     Ok(n as usize)
 }
 
+/// Run an SQL script (several statements) on `target`, in one transaction.
+///
+/// # Errors
+/// Connection errors and the first failing statement's error.
+pub async fn run_script(target: &PgTarget, sql: &str) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let mut tx = sqlx::Connection::begin(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    sqlx::Executor::execute(&mut *tx, sql)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    tx.commit().await.map_err(|e| db_error(&e, target))
+}
+
+/// What "Test connection" reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerProbe {
+    /// `PostgreSQL 15.4` and the like.
+    pub server_version: String,
+    /// The database's user tables.
+    pub tables: u64,
+    /// The database's size on disk, in bytes.
+    pub size: u64,
+}
+
+/// Connect to `target` and say what is there.
+///
+/// # Errors
+/// `DbUnreachable`, `DbAuth`, `NotFound` and the like, each saying what to fix.
+pub async fn probe(target: &PgTarget) -> Result<ServerProbe> {
+    let mut conn = target.connect().await?;
+    let (version, tables, size): (String, i64, i64) = sqlx::query_as(&format!(
+        "SELECT current_setting('server_version'), \
+         (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+          WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMAS}), \
+         pg_database_size(current_database())"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    Ok(ServerProbe {
+        server_version: format!("PostgreSQL {version}"),
+        tables: u64::try_from(tables).unwrap_or(0),
+        size: u64::try_from(size).unwrap_or(0),
+    })
+}
+
+/// The exact row count of each of `tables` (`schema`, `name`) in the target; `None` for a
+/// table that is not there. One snapshot, so the counts belong together.
+///
+/// # Errors
+/// Connection and permission errors.
+pub async fn live_row_counts(
+    target: &PgTarget,
+    tables: &[(String, String)],
+) -> Result<Vec<Option<u64>>> {
+    let mut conn = target.connect().await?;
+    let mut tx = sqlx::Connection::begin(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, name) in tables {
+        if name.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let q = qualified(schema, name);
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&q)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_error(&e, target))?;
+        if exists.is_none() {
+            out.push(None);
+            continue;
+        }
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {q}"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| {
+                db_error(&e, target).context(format!("counting the rows of {schema}.{name}"))
+            })?;
+        out.push(Some(u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(out)
+}
+
 /// A table of the user's in the target, if there is any (to tell an empty database).
 ///
 /// # Errors
@@ -755,7 +847,7 @@ impl RestoreTxn {
     ///
     /// # Errors
     /// Database errors, with the statement's context.
-    pub async fn run_sql(&mut self, sql: &str, what: impl std::fmt::Display) -> Result<()> {
+    pub async fn run_sql(&mut self, sql: &str, what: &str) -> Result<()> {
         self.exec(sql).await.map_err(|e| e.context(what))
     }
 

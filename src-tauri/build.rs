@@ -1,0 +1,36 @@
+//! Generates the permissions of our own commands (`allow-<command>`), so the capability in
+//! `capabilities/main.json` grants exactly these and nothing else.
+
+const COMMANDS: &[&str] = &[
+    "status",
+    "test_connection",
+    "save_connection",
+    "demo_offer",
+    "create_demo",
+    "key_generate",
+    "key_import",
+    "key_save_recovery",
+    "key_show_once",
+    "list_backups",
+    "backup_now",
+    "cancel_job",
+    "restore_preview",
+    "restore",
+    "pick_restore_file",
+    "delete_backup",
+    "verify_backup",
+    "test_restore_backup",
+    "history",
+    "get_settings",
+    "save_settings",
+    "schedule_preview",
+    "acknowledge_failure",
+];
+
+fn main() {
+    let attrs = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(e) = tauri_build::try_build(attrs) {
+        println!("cargo::error={e:#}");
+    }
+}

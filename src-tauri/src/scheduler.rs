@@ -1,0 +1,129 @@
+//! The schedule while the app runs: at start (catching up a slot missed while the computer was
+//! off), then at every slot, it calls the engine's `run_due` — which holds the run lock shared
+//! with the CLI and looks at the history again, so a slot never runs twice. It wakes at least
+//! every 30 s, so a computer that slept catches up soon after it wakes, and at once when the
+//! settings change. The tray shows the last and the next run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Local, Utc};
+use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::jobs::{self, BackupOptions};
+use schoolvault_engine::progress::{Silent, Watched};
+use schoolvault_engine::schedule::Schedule;
+
+use crate::commands::{detached, finish, WATCHDOG};
+use crate::dto::CommandError;
+use crate::state::{AppState, Look};
+
+/// Run the schedule until the app exits.
+pub async fn run(state: &AppState) {
+    let started = Utc::now();
+    loop {
+        let wait = match tick(state, started).await {
+            Ok(next) => next,
+            Err(_) => Duration::from_secs(30),
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = state.schedule_changed.notified() => {}
+        }
+    }
+}
+
+/// One look at the schedule: run what is due, say when the next run is, and how long to sleep.
+async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Duration, CommandError> {
+    let config = state.config();
+    if !config.schedule.enabled || config.database.is_none() {
+        state.set_next_run(None);
+        state
+            .shell()
+            .status_lines(&last_line(state).await, "Next backup: not scheduled");
+        return Ok(Duration::from_secs(30));
+    }
+    let schedule = Schedule::parse(&config.schedule.cron, config.schedule.timezone.as_deref())?;
+    if state.running().is_none() {
+        let (slot, cancel) = state.start_job("scheduled backup")?;
+        let vault = state.vault().await?;
+        let policy = config.retention.policy();
+        let result: Result<jobs::DueOutcome, CommandError> = async {
+            let target = state.target()?;
+            let opts = BackupOptions {
+                kind: BackupKind::Scheduled,
+                cancel: cancel.clone(),
+                ..BackupOptions::default()
+            };
+            let catch_up = config.schedule.catch_up;
+            let schedule = schedule.clone();
+            state.shell().look(Look::Running);
+            detached(move || async move {
+                let watched = Arc::new(Watched::new(Arc::new(Silent)));
+                let job = jobs::run_due_with(
+                    &vault,
+                    &target,
+                    &schedule,
+                    &policy,
+                    Utc::now(),
+                    catch_up,
+                    Some(started),
+                    &opts,
+                    watched.clone(),
+                );
+                Ok(jobs::watch(
+                    &vault,
+                    "backup",
+                    Some(BackupKind::Scheduled),
+                    WATCHDOG,
+                    &watched,
+                    job,
+                )
+                .await?)
+            })
+            .await
+        }
+        .await;
+        drop(slot);
+        match &result {
+            // Nothing was due: leave the tray as it was (a failure stays red until seen).
+            Ok(d) if d.backup.is_none() => {
+                if state.failure().is_none() {
+                    state.shell().look(Look::Idle);
+                }
+            }
+            // Another run (the CLI) holds the lock: it will report its own outcome.
+            Err(e) if e.code == "busy" => {}
+            _ => finish(state, "scheduled backup", &result, false, true, &cancel),
+        }
+    }
+    let next = schedule.next_after(Utc::now())?;
+    state.set_next_run(Some(next));
+    state.shell().status_lines(
+        &last_line(state).await,
+        &format!(
+            "Next backup: {}",
+            next.with_timezone(&Local).format("%a %d %b %H:%M")
+        ),
+    );
+    let until = (next - Utc::now()).to_std().unwrap_or_default();
+    Ok(until.min(Duration::from_secs(30)))
+}
+
+async fn last_line(state: &AppState) -> String {
+    let Ok(vault) = state.vault().await else {
+        return "Last backup: unknown".into();
+    };
+    let runs = vault.catalog.runs(20).await.unwrap_or_default();
+    match runs.iter().find(|r| r.operation == "backup") {
+        Some(r) => format!(
+            "Last backup: {} — {}",
+            r.started_at.with_timezone(&Local).format("%a %d %b %H:%M"),
+            if r.outcome == "ok" {
+                "succeeded"
+            } else {
+                "FAILED"
+            }
+        ),
+        None => "Last backup: none yet".into(),
+    }
+}

@@ -1,0 +1,228 @@
+//! The app's commands through Tauri's IPC under the mock runtime (no display): set-up,
+//! backup with a progress channel, the restore warning and its typed confirmation, settings
+//! validation, errors as `{code, message}` — against the real PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use schoolvault_app::state::{AppState, Headless};
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::WebviewWindow;
+
+fn psql(db: &str, sql: &str) -> String {
+    let host = std::env::var("SCHOOLVAULT_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("SCHOOLVAULT_TEST_PG_PORT").unwrap_or_else(|_| "5432".into());
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &host,
+            "-p",
+            &port,
+        ])
+        .args(["-U", "postgres", "-d", db, "-c", sql])
+        .output()
+        .expect("psql is missing: make test installs postgresql-client");
+    assert!(
+        out.status.success(),
+        "psql failed (is PostgreSQL running on {host}:{port}? make test starts it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn call(
+    w: &WebviewWindow<tauri::test::MockRuntime>,
+    cmd: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    get_ipc_response(
+        w,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+    .map(|b| b.deserialize::<Value>().unwrap())
+}
+
+#[test]
+fn the_commands_set_up_back_up_and_guard_the_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sv_app_{:08x}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY, name text); INSERT INTO pupils SELECT g, 'Pupil ' || g FROM generate_series(1, 500) g;");
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    std::env::remove_var("SCHOOLVAULT_PICK_FILE");
+
+    let config_path = dir.path().join("config.toml");
+    let state = AppState::new(
+        config_path.clone(),
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+    )
+    .unwrap();
+    let app = schoolvault_app::builder(mock_builder())
+        .manage(state)
+        .build(tauri::generate_context!())
+        .unwrap();
+    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+
+    // Before set-up.
+    let s = call(&w, "status", json!({})).unwrap();
+    assert_eq!(s["configured"], false);
+    assert_eq!(s["database"], Value::Null);
+    let e = call(&w, "list_backups", json!({})).err();
+    assert!(e.is_none(), "the list works before set-up: {e:?}");
+
+    // A connection that cannot work: a clear error as {code, message}.
+    let host = std::env::var("SCHOOLVAULT_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let mut form = json!({"host": host, "port": 1, "name": db, "user": "postgres", "tls": "disable", "password_saved": false});
+    let err = call(
+        &w,
+        "test_connection",
+        json!({"form": form, "password": null}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "db_unreachable", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot reach the database server"),
+        "{err}"
+    );
+
+    // The right one; saved without any password in the file.
+    form["port"] = json!(std::env::var("SCHOOLVAULT_TEST_PG_PORT")
+        .unwrap_or_else(|_| "5432".into())
+        .parse::<u16>()
+        .unwrap());
+    let r = call(
+        &w,
+        "test_connection",
+        json!({"form": form, "password": null}),
+    )
+    .unwrap();
+    assert!(
+        r["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL"),
+        "{r}"
+    );
+    assert_eq!(r["tables"], 1);
+    let s = call(
+        &w,
+        "save_connection",
+        json!({"form": form, "password": null}),
+    )
+    .unwrap();
+    assert_eq!(s["configured"], true, "{s}");
+    assert_eq!(s["key"]["origin"], "env");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    assert!(text.contains(&db) && !text.contains("password ="), "{text}");
+
+    // Settings: a backup folder of our own; a bad cron is refused with the reason.
+    let mut settings = call(&w, "get_settings", json!({})).unwrap();
+    settings["backup_dir"] = json!(dir.path().join("backups"));
+    settings["schedule_enabled"] = json!(false);
+    call(&w, "save_settings", json!({"settings": settings})).unwrap();
+    let mut bad = settings.clone();
+    bad["cron"] = json!("0 2 *");
+    let err = call(&w, "save_settings", json!({"settings": bad})).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    let next = call(
+        &w,
+        "schedule_preview",
+        json!({"cron": "0 2 * * *", "timezone": "UTC"}),
+    )
+    .unwrap();
+    assert_eq!(next.as_array().unwrap().len(), 5);
+    assert!(next[0].as_str().unwrap().contains("T02:00:00"), "{next}");
+
+    // Back up with a progress channel.
+    let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:7"})).unwrap();
+    assert_eq!(b["rows"], 500, "{b}");
+    assert_eq!(b["kind"], "manual");
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let id = list[0]["id"].as_str().unwrap().to_string();
+
+    // The restore warning: what would be lost, table by table.
+    psql(
+        &db,
+        "DELETE FROM pupils WHERE id > 450; UPDATE pupils SET name = 'changed' WHERE id = 1;",
+    );
+    let p = call(&w, "restore_preview", json!({"what": id})).unwrap();
+    assert_eq!(p["target_database"], db.as_str());
+    assert_eq!(p["tables"][0]["name"], "public.pupils");
+    assert_eq!(p["tables"][0]["backup_rows"], 500);
+    assert_eq!(p["tables"][0]["live_rows"], 450);
+
+    // The typed name is checked here too: a wrong one changes nothing.
+    let err = call(&w, "restore", json!({"what": id, "confirmName": "other", "safetyBackup": true, "onProgress": "__CHANNEL__:8"})).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert_eq!(psql(&db, "SELECT count(*) FROM pupils"), "450");
+
+    let r = call(
+        &w,
+        "restore",
+        json!({"what": id, "confirmName": db, "safetyBackup": true, "onProgress": "__CHANNEL__:9"}),
+    )
+    .unwrap();
+    assert_eq!(r["rows"], 500, "{r}");
+    assert!(r["safety_backup_id"].is_string(), "{r}");
+    assert_eq!(psql(&db, "SELECT count(*) FROM pupils"), "500");
+    assert_eq!(psql(&db, "SELECT name FROM pupils WHERE id = 1"), "Pupil 1");
+
+    // Verify, the history, and a file that is not a backup.
+    let v = call(&w, "verify_backup", json!({"id": id})).unwrap();
+    assert_eq!(v["rows"], 500);
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the safety backup is listed"
+    );
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["verified"] == true));
+    let runs = call(&w, "history", json!({"limit": 50})).unwrap();
+    assert!(runs.as_array().unwrap().len() >= 4, "{runs}");
+    let junk = dir.path().join("junk.svb");
+    std::fs::write(&junk, b"not a backup at all").unwrap();
+    let err = call(&w, "restore_preview", json!({"what": junk})).unwrap_err();
+    assert!(
+        ["not_a_backup", "truncated", "damaged"].contains(&err["code"].as_str().unwrap()),
+        "{err}"
+    );
+
+    // Nothing returned to the UI carries the key.
+    let s = call(&w, "status", json!({})).unwrap().to_string();
+    assert!(!s.contains(&"11".repeat(32)));
+
+    drop(app);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}

@@ -1,0 +1,72 @@
+// Typed calls to the backend's commands. Types come from the Rust definitions (ts-rs).
+
+import { Channel, invoke } from "@tauri-apps/api/core";
+import type { AppStatus } from "./bindings/AppStatus";
+import type { BackupRow } from "./bindings/BackupRow";
+import type { CheckResult } from "./bindings/CheckResult";
+import type { ConnectionReport } from "./bindings/ConnectionReport";
+import type { DbForm } from "./bindings/DbForm";
+import type { DemoOffer } from "./bindings/DemoOffer";
+import type { KeyInfo } from "./bindings/KeyInfo";
+import type { Progress } from "./bindings/Progress";
+import type { RestorePreview } from "./bindings/RestorePreview";
+import type { RestoreResult } from "./bindings/RestoreResult";
+import type { RunRow } from "./bindings/RunRow";
+import type { Settings } from "./bindings/Settings";
+
+export type {
+  AppStatus,
+  BackupRow,
+  CheckResult,
+  ConnectionReport,
+  DbForm,
+  DemoOffer,
+  KeyInfo,
+  Progress,
+  RestorePreview,
+  RestoreResult,
+  RunRow,
+  Settings,
+};
+
+function channel(onProgress: (p: Progress) => void): Channel<Progress> {
+  const ch = new Channel<Progress>();
+  ch.onmessage = onProgress;
+  return ch;
+}
+
+export const api = {
+  status: () => invoke<AppStatus>("status"),
+  testConnection: (form: DbForm, password: string | null) =>
+    invoke<ConnectionReport>("test_connection", { form, password }),
+  saveConnection: (form: DbForm, password: string | null) =>
+    invoke<AppStatus>("save_connection", { form, password }),
+  demoOffer: () => invoke<DemoOffer>("demo_offer"),
+  createDemo: () => invoke<AppStatus>("create_demo"),
+  keyGenerate: () => invoke<KeyInfo>("key_generate"),
+  keyImport: (hex: string) => invoke<KeyInfo>("key_import", { hex }),
+  keySaveRecovery: () => invoke<string | null>("key_save_recovery"),
+  keyShowOnce: () => invoke<void>("key_show_once"),
+  listBackups: () => invoke<BackupRow[]>("list_backups"),
+  backupNow: (onProgress: (p: Progress) => void) =>
+    invoke<BackupRow>("backup_now", { onProgress: channel(onProgress) }),
+  cancelJob: () => invoke<boolean>("cancel_job"),
+  restorePreview: (what: string) => invoke<RestorePreview>("restore_preview", { what }),
+  restore: (what: string, confirmName: string, safetyBackup: boolean, onProgress: (p: Progress) => void) =>
+    invoke<RestoreResult>("restore", {
+      what,
+      confirmName,
+      safetyBackup,
+      onProgress: channel(onProgress),
+    }),
+  pickRestoreFile: () => invoke<string | null>("pick_restore_file"),
+  deleteBackup: (id: string) => invoke<void>("delete_backup", { id }),
+  verifyBackup: (id: string) => invoke<CheckResult>("verify_backup", { id }),
+  testRestoreBackup: (id: string) => invoke<CheckResult>("test_restore_backup", { id }),
+  history: (limit?: number) => invoke<RunRow[]>("history", { limit: limit ?? null }),
+  getSettings: () => invoke<Settings>("get_settings"),
+  saveSettings: (settings: Settings) => invoke<Settings>("save_settings", { settings }),
+  schedulePreview: (cron: string, timezone: string | null) =>
+    invoke<string[]>("schedule_preview", { cron, timezone }),
+  acknowledgeFailure: () => invoke<void>("acknowledge_failure"),
+};

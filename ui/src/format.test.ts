@@ -1,0 +1,34 @@
+import { describe, expect, test } from "vitest";
+import * as fmt from "./format";
+import { actionLabel, explain } from "./errors";
+
+describe("format", () => {
+  test("sizes and durations read like a person wrote them", () => {
+    expect(fmt.bytes(512)).toBe("512 B");
+    expect(fmt.bytes(17_080_000)).toBe("16 MB");
+    expect(fmt.bytes(1_500_000)).toBe("1.4 MB");
+    expect(fmt.duration(400)).toBe("<1 s");
+    expect(fmt.duration(95_000)).toBe("1 min 35 s");
+    expect(fmt.duration(3_900_000)).toBe("1 h 5 min");
+  });
+  test("ETA comes from the rate so far, and is unknown without a total", () => {
+    expect(fmt.eta(50, 100, 10_000)).toBe(10);
+    expect(fmt.eta(50, null, 10_000)).toBeNull();
+    expect(fmt.eta(0, 100, 10_000)).toBeNull();
+    expect(fmt.etaText(90)).toBe("about 2 min left");
+  });
+});
+
+describe("errors map codes to words and actions in one place", () => {
+  test("a refused login sends the user to Settings, with the backend's message", () => {
+    const x = explain({ code: "db_auth", message: "The server rejected the password for user backup." });
+    expect(x.title).toBe("The database refused the login");
+    expect(x.detail).toContain("rejected the password");
+    expect(actionLabel(x.action)).toBe("Open Settings");
+  });
+  test("a wrong key offers to import one; unknown codes still say something", () => {
+    expect(explain({ code: "wrong_key", message: "m" }).action).toBe("import-key");
+    expect(explain({ code: "brand_new", message: "m" }).title).toBe("Something went wrong");
+    expect(explain(new Error("boom")).detail).toContain("boom");
+  });
+});

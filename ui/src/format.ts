@@ -1,0 +1,71 @@
+// Numbers, sizes, dates and durations as people read them.
+
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+export function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+export function duration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 1) return "<1 s";
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function when(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toLocaleString("en-GB", {
+    weekday: "short",
+    day: "2-digit",
+    month: "short",
+    year: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+}
+
+/** Seconds left, from the work done so far and the time it took; null when unknown. */
+export function eta(done: number, total: number | null | undefined, elapsedMs: number): number | null {
+  if (!total || done <= 0 || done >= total || elapsedMs < 1000) return null;
+  return Math.round(((total - done) * elapsedMs) / done / 1000);
+}
+
+export function etaText(seconds: number | null): string {
+  if (seconds === null) return "";
+  if (seconds < 60) return `about ${Math.max(1, seconds)} s left`;
+  return `about ${Math.round(seconds / 60)} min left`;
+}
+
+const PHASES: Record<string, string> = {
+  connect: "Connecting to the database",
+  snapshot: "Taking a consistent snapshot",
+  export: "Exporting tables",
+  finish: "Finishing the file",
+  safety_backup: "Taking a safety backup first",
+  restore: "Restoring tables",
+  verify: "Reading the backup back",
+  commit: "Committing",
+};
+
+export function phase(p: string): string {
+  return PHASES[p] ?? p;
+}
+
+export function kind(k: string): string {
+  return { manual: "Manual", scheduled: "Scheduled", safety: "Safety" }[k] ?? k;
+}

@@ -1,0 +1,150 @@
+// The window: navigation, the status line, the failure banner (until acknowledged), toasts,
+// and the screens. First run shows the set-up instead.
+
+import "./style.css";
+import { api, type AppStatus } from "./api";
+import { clear, h, put } from "./dom";
+import { actionLabel, explain } from "./errors";
+import * as fmt from "./format";
+import type { Screen, Shell } from "./shell";
+import { activityView } from "./views/activity";
+import { backupsView } from "./views/backups";
+import { settingsView } from "./views/settings";
+import { setupView } from "./views/setup";
+
+export async function start(root: HTMLElement): Promise<void> {
+  let status: AppStatus | null = null;
+  let screen: Screen = "backups";
+  const nav = h("nav", { class: "nav", "aria-label": "Screens" });
+  const banner = h("div", { class: "banner-slot" });
+  const main = h("main", { class: "content", id: "content" });
+  const toasts = h("div", { class: "toasts", role: "status", "aria-live": "polite" });
+  const busyLine = h("div", { class: "busy", hidden: true, "data-testid": "busy" });
+  const footer = h("div", { class: "nav-foot muted small" });
+  clear(root);
+  root.append(h("div", { class: "layout" }, h("aside", { class: "sidebar" }, h("div", { class: "brand" }, h("span", { class: "logo", "aria-hidden": "true" }), "SchoolVault"), nav, footer), h("div", { class: "page" }, banner, main)), toasts, busyLine);
+
+  const shell: Shell = {
+    error: (e) => {
+      const x = explain(e);
+      const label = actionLabel(x.action);
+      const t = h(
+        "div",
+        { class: "toast bad", role: "alert", "data-testid": "error" },
+        h("strong", {}, x.title),
+        h("p", {}, x.detail),
+        h(
+          "div",
+          { class: "row" },
+          label && x.action !== "retry"
+            ? h("button", { class: "small", onclick: () => { t.remove(); shell.go("settings"); } }, label)
+            : null,
+          h("button", { class: "small secondary", onclick: () => t.remove() }, "Dismiss"),
+        ),
+      );
+      toasts.append(t);
+    },
+    toast: (text) => {
+      const t = h("div", { class: "toast ok", "data-testid": "toast" }, text);
+      toasts.append(t);
+      setTimeout(() => t.remove(), 6000);
+    },
+    busy: (text) => {
+      busyLine.hidden = text === null;
+      busyLine.textContent = text ?? "";
+    },
+    explain: (e) => {
+      const x = explain(e);
+      return `${x.title}: ${x.detail}`;
+    },
+    refreshStatus: async () => {
+      try {
+        status = await api.status();
+      } catch (e) {
+        shell.error(e);
+        return;
+      }
+      await render();
+    },
+    go: (s) => {
+      screen = s;
+      void render();
+    },
+  };
+
+  const render = async () => {
+    if (!status) return;
+    renderBanner(status);
+    const setup = !status.configured;
+    const current: Screen = setup && screen !== "settings" ? "setup" : screen;
+    clear(nav);
+    if (!setup) {
+      for (const [s, label] of [["backups", "Backups"], ["activity", "Activity"], ["settings", "Settings"]] as const) {
+        nav.append(h("button", { class: `nav-item${current === s ? " active" : ""}`, "aria-current": current === s ? "page" : null, "data-testid": `nav-${s}`, onclick: () => shell.go(s) }, label));
+      }
+    }
+    put(footer, 
+      status.target ? h("div", { "data-testid": "target" }, status.target) : null,
+      status.next_run ? h("div", { "data-testid": "next-run" }, `Next backup ${fmt.when(status.next_run)}`) : null,
+      h("div", {}, `Version ${status.version}`),
+    );
+    let view: HTMLElement;
+    if (current === "setup") view = await setupView(shell, status);
+    else if (current === "activity") view = await activityView(shell);
+    else if (current === "settings") view = await settingsView(shell, status);
+    else view = await backupsView(shell);
+    put(main, view);
+  };
+
+  const renderBanner = (s: AppStatus) => {
+    if (!s.failure) {
+      put(banner);
+      return;
+    }
+    const f = s.failure;
+    const x = explain({ code: f.code, message: f.message });
+    put(banner, 
+      h(
+        "div",
+        { class: "banner bad", role: "alert", "data-testid": "failure-banner" },
+        h("div", {}, h("strong", {}, `The ${f.operation} of ${fmt.when(f.at)} failed: ${x.title}`), h("p", {}, f.message)),
+        h(
+          "button",
+          {
+            class: "small secondary",
+            onclick: async () => {
+              await api.acknowledgeFailure();
+              await shell.refreshStatus();
+            },
+          },
+          "Dismiss",
+        ),
+      ),
+    );
+  };
+
+  await shell.refreshStatus();
+  // Keep the status line fresh (a scheduled backup may have run meanwhile).
+  setInterval(async () => {
+    try {
+      const s = await api.status();
+      const changed = JSON.stringify(s.failure) !== JSON.stringify(status?.failure) || s.next_run !== status?.next_run;
+      status = s;
+      if (changed) renderBanner(s);
+      if (changed && screen === "backups" && s.configured && !s.running) await render();
+    } catch {
+      // the next tick retries
+    }
+  }, 15000);
+}
+
+async function boot() {
+  if (import.meta.env.MODE === "mock") {
+    const { installMock } = await import("./mock");
+    installMock();
+  }
+  const root = document.getElementById("app");
+  if (root) await start(root);
+}
+
+if (typeof document !== "undefined" && document.getElementById("app")) void boot();

@@ -1,0 +1,141 @@
+// A fake backend for the browser tests and screenshots (`vite build --mode mock`): the real UI
+// over mockIPC with a small in-memory school. `?setup` starts on the first-run screens,
+// `?failure` with a failed scheduled backup, `?empty` with no backups.
+
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { AppStatus, BackupRow, Progress, RestorePreview, RunRow, Settings } from "./api";
+
+type Args = Record<string, unknown>;
+
+export function installMock(): void {
+  const q = new URLSearchParams(location.search);
+  const now = Date.now();
+  const day = 86_400_000;
+  let configured = !q.has("setup");
+  let key: { fingerprint: string; origin: string } | null = configured ? { fingerprint: "4220efac447a6419", origin: "keychain" } : null;
+  const backup = (i: number, kind: string, verified: boolean | null): BackupRow => ({
+    id: `2026112${6 - i}T020000Z-${(1000 + i).toString(16)}`,
+    created_at: new Date(now - i * day - 3_600_000 * 14).toISOString(),
+    kind,
+    status: "complete",
+    size: 17_080_000 + i * 91_000,
+    duration_ms: 1440 + i * 37,
+    tables: 175,
+    rows: 1_254_000 + i * 800,
+    location: "local",
+    path: `/home/it/.local/share/schoolvault/backups/backup-${i}.svb`,
+    database: "school_erp",
+    verified,
+    verify_message: verified ? "175 tables, 1,254,000 rows checked" : null,
+    verified_at: verified ? new Date(now - i * day).toISOString() : null,
+  });
+  let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
+  const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "ok", error_code: null, message: null, backup_id: b.id }));
+  let failure = q.has("failure")
+    ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD)." }
+    : null;
+  if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failed", error_code: failure.code, message: failure.message, backup_id: null });
+  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null };
+  const db = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", password_saved: true };
+  const status = (): AppStatus => ({
+    configured: configured && key !== null,
+    database: configured ? db : null,
+    target: configured ? "backup@erp.school.lan:5432/school_erp" : null,
+    key,
+    key_error: null,
+    backup_dir: settings.backup_dir,
+    config_path: "/home/it/.config/schoolvault/config.toml",
+    running: null,
+    next_run: new Date(now + 9 * 3_600_000).toISOString(),
+    failure,
+    version: "0.1.0",
+  });
+  const progress = async (ch: unknown, phases: string[]) => {
+    const send = (ch as { onmessage?: (p: Progress) => void }).onmessage;
+    for (let i = 0; i <= 10; i++) {
+      send?.({ phase: phases[Math.min(phases.length - 1, Math.floor(i / 4))], table: `public.table_${i}`, tables_done: i * 17, tables_total: 175, rows: i * 125_000, bytes: i * 55_000_000, total_bytes: 550_000_000 });
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  };
+  const preview = (what: string): RestorePreview => ({
+    what,
+    backup_id: what,
+    file_name: what.split("/").pop() ?? what,
+    format: what.endsWith(".enc") ? 1 : 2,
+    created_at: backups.find((b) => b.id === what)?.created_at ?? new Date(now - day).toISOString(),
+    source_database: "school_erp",
+    target: "backup@erp.school.lan:5432/school_erp",
+    target_database: "school_erp",
+    tables: [
+      { name: "public.Student", backup_rows: 1200, live_rows: 1214 },
+      { name: "public.Attendance", backup_rows: 312_000, live_rows: 313_420 },
+      { name: "public.FeePayment", backup_rows: 14_400, live_rows: 14_400 },
+      { name: "public.Teacher", backup_rows: 90, live_rows: 91 },
+      { name: "public.User", backup_rows: 1_400, live_rows: 1_415 },
+    ],
+    backup_rows: 329_090,
+    live_rows: 330_540,
+    warnings: [],
+  });
+  const handlers: Record<string, (a: Args) => unknown> = {
+    status: () => status(),
+    test_connection: (a) => {
+      const form = a.form as { name: string; host: string };
+      if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Check the password in the settings (or PGPASSWORD)." };
+      return { target: `backup@${form.host}:5432/${form.name}`, server_version: "PostgreSQL 15.4", tables: 175, size: 692_000_000 };
+    },
+    save_connection: () => {
+      configured = true;
+      return status();
+    },
+    demo_offer: () => ({ available: true, database: { ...db, host: "127.0.0.1", name: "schoolvault_demo", user: "postgres" }, reason: null }),
+    create_demo: () => {
+      configured = true;
+      return status();
+    },
+    key_generate: () => (key = { fingerprint: "9f3b2c1d0e8a7b6c", origin: "keychain" }),
+    key_import: (a) => {
+      if (!/^[0-9a-fA-F]{64}$/.test(String(a.hex).trim())) throw { code: "invalid_input", message: "The key must be 64 hexadecimal characters. Copy it again from the recovery sheet." };
+      return (key = { fingerprint: "0123456789abcdef", origin: "keychain" });
+    },
+    key_save_recovery: () => "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt",
+    key_show_once: () => null,
+    list_backups: () => backups,
+    backup_now: async (a) => {
+      await progress(a.onProgress, ["connect", "snapshot", "export", "finish"]);
+      const b = { ...backup(0, "manual", null), id: `manual-${Date.now()}`, created_at: new Date().toISOString() };
+      backups = [b, ...backups];
+      return b;
+    },
+    cancel_job: () => true,
+    restore_preview: (a) => preview(String(a.what)),
+    restore: async (a) => {
+      if (a.confirmName !== "school_erp") throw { code: "invalid_input", message: "Type the database's name (school_erp) to confirm the restore." };
+      await progress(a.onProgress, ["safety_backup", "restore", "commit"]);
+      return { backup_id: a.what, target: "backup@erp.school.lan:5432/school_erp", tables: 175, rows: 1_254_000, duration_ms: 9_920, safety_backup_id: "safety-1", warnings: [] };
+    },
+    pick_restore_file: () => "/media/usb/backups/backup-2025-12-01T02-00-00-000Z.enc",
+    delete_backup: (a) => {
+      backups = backups.filter((b) => b.id !== a.id);
+      return null;
+    },
+    verify_backup: (a) => ({ backup_id: a.id, tables: 175, rows: 1_254_000, message: "175 tables and 1,254,000 rows read back and checked" }),
+    test_restore_backup: (a) => ({ backup_id: a.id, tables: 175, rows: 1_254_000, message: "Restored into a scratch database: 175 tables and 1,254,000 rows identical" }),
+    history: () => runs,
+    get_settings: () => settings,
+    save_settings: (a) => (settings = a.settings as Settings),
+    schedule_preview: (a) => {
+      if (String(a.cron).trim().split(/\s+/).length !== 5) throw { code: "invalid_input", message: `The schedule "${a.cron}" is not a valid cron expression. Write five fields: minute hour day month weekday.` };
+      return [1, 2, 3, 4, 5].map((i) => new Date(now + i * day).toISOString());
+    },
+    acknowledge_failure: () => {
+      failure = null;
+      return null;
+    },
+  };
+  mockIPC(async (cmd, args) => {
+    const handler = handlers[cmd];
+    if (!handler) throw { code: "internal", message: `The mock has no command ${cmd}` };
+    return handler((args ?? {}) as Args);
+  });
+}

@@ -1,0 +1,49 @@
+// Activity: every run (backups, restores, checks, emails, pruning) with its outcome.
+
+import { api } from "../api";
+import { h } from "../dom";
+import * as fmt from "../format";
+import type { Shell } from "../shell";
+
+const OPS: Record<string, string> = {
+  backup: "Backup",
+  restore: "Restore",
+  verify: "Verify",
+  "test-restore": "Test restore",
+  notify: "Email",
+  prune: "Clean-up",
+  "catch-up": "Catch-up",
+  delete: "Delete",
+};
+
+export async function activityView(shell: Shell): Promise<HTMLElement> {
+  let runs: Awaited<ReturnType<typeof api.history>> = [];
+  try {
+    runs = await api.history(200);
+  } catch (e) {
+    shell.error(e);
+  }
+  const body = runs.map((r) =>
+    h(
+      "tr",
+      { "data-testid": "run-row", class: r.outcome === "ok" ? "" : "failed" },
+      h("td", {}, fmt.when(r.started_at)),
+      h("td", {}, OPS[r.operation] ?? r.operation, r.kind ? h("span", { class: "muted" }, ` (${fmt.kind(r.kind).toLowerCase()})`) : null),
+      h("td", {}, h("span", { class: `badge ${r.outcome === "ok" ? "ok" : "bad"}` }, r.outcome === "ok" ? "OK" : "Failed")),
+      h("td", { class: "message" }, r.message ?? ""),
+    ),
+  );
+  return h(
+    "div",
+    { class: "view" },
+    h("header", { class: "view-head" }, h("h1", {}, "Activity")),
+    runs.length === 0
+      ? h("div", { class: "empty" }, h("h3", {}, "Nothing has happened yet"), h("p", {}, "Backups, restores, checks and emails appear here with their outcome."))
+      : h(
+          "table",
+          { class: "activity" },
+          h("thead", {}, h("tr", {}, ["When", "What", "Outcome", "Details"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, body),
+        ),
+  );
+}

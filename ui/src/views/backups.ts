@@ -1,0 +1,148 @@
+// Home: the backups, newest first, "Back up now" with live progress, and per-backup actions.
+
+import { api, type BackupRow } from "../api";
+import { clear, h, put } from "../dom";
+import * as fmt from "../format";
+import { confirmModal } from "../modal";
+import { progressView } from "../progress";
+import type { Shell } from "../shell";
+import { openRestore } from "./restore";
+
+export async function backupsView(shell: Shell): Promise<HTMLElement> {
+  const list = h("div", { "data-testid": "backup-list" });
+  const progressSlot = h("div");
+  const backupBtn = h("button", { class: "primary", "data-testid": "backup-now" }, "Back up now");
+  const fileBtn = h("button", { class: "secondary", "data-testid": "restore-file" }, "Restore from file…");
+  const outcomes = new Map<string, { ok: boolean; text: string }>();
+
+  const refresh = async () => {
+    try {
+      renderList(await api.listBackups());
+    } catch (e) {
+      shell.error(e);
+    }
+  };
+
+  const renderList = (rows: BackupRow[]) => {
+    clear(list);
+    if (rows.length === 0) {
+      list.append(
+        h(
+          "div",
+          { class: "empty", "data-testid": "empty" },
+          h("h3", {}, "No backups yet"),
+          h("p", {}, "Click “Back up now” to make the first one: every table of the school database, encrypted, in one file."),
+          h("p", { class: "muted" }, "After that, SchoolVault backs up on its schedule (daily at 02:00 by default) while it runs in the tray."),
+        ),
+      );
+      return;
+    }
+    const body = rows.map((b) => row(b));
+    list.append(
+      h(
+        "table",
+        { class: "backups" },
+        h(
+          "thead",
+          {},
+          h("tr", {}, ["When", "Type", "Size", "Took", "Tables / rows", "Stored", "Checked", ""].map((t) => h("th", {}, t))),
+        ),
+        h("tbody", {}, body),
+      ),
+    );
+  };
+
+  const row = (b: BackupRow) => {
+    const outcome = outcomes.get(b.id);
+    const checked =
+      b.verified === true
+        ? h("span", { class: "badge ok", title: b.verify_message ?? "" }, "✓ verified")
+        : b.verified === false
+          ? h("span", { class: "badge bad", title: b.verify_message ?? "" }, "✗ failed")
+          : h("span", { class: "badge" }, "not yet");
+    return h(
+      "tr",
+      { "data-testid": "backup-row", "data-id": b.id, "data-kind": b.kind },
+      h("td", {}, fmt.when(b.created_at), outcome ? h("div", { class: outcome.ok ? "note ok" : "note bad", role: "status" }, outcome.text) : null),
+      h("td", {}, h("span", { class: `kind ${b.kind}` }, fmt.kind(b.kind))),
+      h("td", { class: "num" }, fmt.bytes(b.size)),
+      h("td", { class: "num" }, fmt.duration(b.duration_ms)),
+      h("td", { class: "num" }, `${fmt.count(b.tables)} / ${fmt.count(b.rows)}`),
+      h("td", { title: b.path }, b.location === "local" ? "Local" : b.location),
+      h("td", {}, checked),
+      h(
+        "td",
+        { class: "row-actions" },
+        h("button", { class: "small", "data-testid": "restore", onclick: () => void openRestore(b.id, { onDone: () => void refresh() }) }, "Restore…"),
+        h("button", { class: "small secondary", "data-testid": "verify", onclick: () => void check(b, "verify") }, "Verify"),
+        h("button", { class: "small secondary", "data-testid": "test-restore", onclick: () => void check(b, "test") }, "Test restore"),
+        h("button", { class: "small secondary danger-text", "data-testid": "delete", onclick: () => void remove(b) }, "Delete"),
+      ),
+    );
+  };
+
+  const check = async (b: BackupRow, how: "verify" | "test") => {
+    shell.busy(how === "verify" ? "Verifying the backup…" : "Restoring into a scratch database…");
+    try {
+      const r = how === "verify" ? await api.verifyBackup(b.id) : await api.testRestoreBackup(b.id);
+      outcomes.set(b.id, { ok: true, text: r.message });
+    } catch (e) {
+      outcomes.set(b.id, { ok: false, text: shell.explain(e) });
+    } finally {
+      shell.busy(null);
+    }
+    await refresh();
+  };
+
+  const remove = async (b: BackupRow) => {
+    const yes = await confirmModal(
+      "Delete this backup?",
+      `The ${fmt.kind(b.kind).toLowerCase()} backup of ${fmt.when(b.created_at)} (${fmt.bytes(b.size)}, ${fmt.count(b.rows)} rows) will be deleted from this computer. This cannot be undone.`,
+      "Delete backup",
+      true,
+    );
+    if (!yes) return;
+    try {
+      await api.deleteBackup(b.id);
+      shell.toast("The backup was deleted.");
+    } catch (e) {
+      shell.error(e);
+    }
+    await refresh();
+  };
+
+  backupBtn.addEventListener("click", async () => {
+    backupBtn.disabled = true;
+    const view = progressView("Backing up", () => void api.cancelJob());
+    put(progressSlot, view.el);
+    try {
+      const b = await api.backupNow(view.update);
+      shell.toast(`Backup done: ${fmt.count(b.rows)} rows, ${fmt.bytes(b.size)}.`);
+    } catch (e) {
+      shell.error(e);
+    } finally {
+      put(progressSlot);
+      backupBtn.disabled = false;
+      await refresh();
+      await shell.refreshStatus();
+    }
+  });
+
+  fileBtn.addEventListener("click", async () => {
+    try {
+      const path = await api.pickRestoreFile();
+      if (path) await openRestore(path, { onDone: () => void refresh() });
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+
+  await refresh();
+  return h(
+    "div",
+    { class: "view" },
+    h("header", { class: "view-head" }, h("h1", {}, "Backups"), h("div", { class: "toolbar" }, fileBtn, backupBtn)),
+    progressSlot,
+    list,
+  );
+}

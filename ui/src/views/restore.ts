@@ -1,0 +1,141 @@
+// The restore flow: a warning that names the database, shows what would be lost table by
+// table, and enables the red button only once the database's name is typed; then progress,
+// then the result with "undo" (restore the safety backup).
+
+import { api, type RestorePreview, type RestoreResult } from "../api";
+import { h, put } from "../dom";
+import { explain } from "../errors";
+import * as fmt from "../format";
+import { focusFirst, openModal, type Modal } from "../modal";
+import { progressView } from "../progress";
+
+export interface RestoreHooks {
+  onDone: () => void;
+}
+
+/** Open the restore flow for a listed backup (`what` = id) or a picked file (`what` = path). */
+export async function openRestore(what: string, hooks: RestoreHooks): Promise<void> {
+  const m = openModal("Restore", { danger: true, onClose: hooks.onDone });
+  m.body.append(h("p", { class: "muted" }, "Reading the backup and counting the rows in the database…"));
+  let preview: RestorePreview;
+  try {
+    preview = await api.restorePreview(what);
+  } catch (e) {
+    showError(m, e);
+    return;
+  }
+  renderWarning(m, preview, hooks);
+}
+
+function showError(m: Modal, e: unknown) {
+  const x = explain(e);
+  put(m.body, 
+    h("div", { class: "error", role: "alert", "data-testid": "error" }, h("strong", {}, x.title), h("p", {}, x.detail)),
+    h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => m.close() }, "Close")),
+  );
+  focusFirst(m);
+}
+
+export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks): void {
+  const heading = m.root.querySelector("h2");
+  if (heading) heading.textContent = `Restore the database “${p.target_database}”?`;
+  const lost = p.tables.filter((t) => (t.live_rows ?? 0) !== t.backup_rows).length;
+  const confirm = h("input", {
+    type: "text",
+    id: "confirm-name",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "confirm-name",
+    "aria-describedby": "confirm-help",
+  });
+  const safety = h("input", { type: "checkbox", id: "safety", checked: true, "data-testid": "safety" });
+  const go = h("button", { class: "danger", disabled: true, "data-testid": "restore-confirm" }, "Replace the database");
+  confirm.addEventListener("input", () => {
+    go.disabled = confirm.value.trim() !== p.target_database;
+  });
+  const rows = p.tables.map((t) =>
+    h(
+      "tr",
+      { class: (t.live_rows ?? 0) !== t.backup_rows ? "changed" : "" },
+      h("td", {}, t.name),
+      h("td", { class: "num" }, fmt.count(t.backup_rows)),
+      h("td", { class: "num" }, t.live_rows === null ? "not there" : fmt.count(t.live_rows)),
+    ),
+  );
+  put(m.body, 
+    h(
+      "p",
+      {},
+      "Everything in ",
+      h("strong", {}, p.target_database),
+      ` on ${p.target} will be replaced by the backup of `,
+      h("strong", {}, fmt.when(p.created_at)),
+      p.format === 1 ? " (a file of the old system)" : "",
+      ". Changes made since then are lost.",
+    ),
+    h(
+      "p",
+      { class: "summary" },
+      `Backup: ${fmt.count(p.backup_rows)} rows · Database now: ${fmt.count(p.live_rows)} rows · ${lost} of ${p.tables.length} tables differ`,
+    ),
+    p.warnings.length ? h("ul", { class: "warnings" }, p.warnings.map((w) => h("li", {}, w))) : null,
+    h(
+      "div",
+      { class: "table-scroll" },
+      h(
+        "table",
+        { class: "compact", "data-testid": "preview-tables" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Table"), h("th", { class: "num" }, "In the backup"), h("th", { class: "num" }, "In the database now"))),
+        h("tbody", {}, rows),
+      ),
+    ),
+    h("label", { class: "check" }, safety, " Take a safety backup first (recommended: it lets you undo this restore)"),
+    h("label", { for: "confirm-name", id: "confirm-help" }, "To confirm, type the database name ", h("code", {}, p.target_database), ":"),
+    confirm,
+    h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => m.close() }, "Cancel"), go),
+  );
+  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), hooks));
+  confirm.focus();
+}
+
+async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, hooks: RestoreHooks) {
+  const view = progressView(`Restoring ${p.target_database}`, () => void api.cancelJob());
+  put(m.body, view.el);
+  let result: RestoreResult;
+  try {
+    result = await api.restore(p.what, name, safety, view.update);
+  } catch (e) {
+    showError(m, e);
+    return;
+  }
+  const undo = result.safety_backup_id;
+  put(m.body, 
+    h(
+      "div",
+      { class: "success", role: "status", "data-testid": "restore-result" },
+      h("strong", {}, "The database was restored."),
+      h("p", {}, `${fmt.count(result.rows)} rows in ${fmt.count(result.tables)} tables, in ${fmt.duration(result.duration_ms)}.`),
+      result.warnings.length ? h("ul", { class: "warnings" }, result.warnings.map((w) => h("li", {}, w))) : null,
+    ),
+    h(
+      "div",
+      { class: "actions" },
+      undo
+        ? h(
+            "button",
+            {
+              class: "secondary",
+              "data-testid": "undo",
+              onclick: () => {
+                m.close();
+                void openRestore(undo, hooks);
+              },
+            },
+            "Undo (restore the safety backup)",
+          )
+        : null,
+      h("button", { class: "primary", onclick: () => m.close() }, "Done"),
+    ),
+  );
+  focusFirst(m, "button.primary");
+}

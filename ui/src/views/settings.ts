@@ -1,0 +1,142 @@
+// Settings: the database connection, the backup folder, the encryption key, the schedule and
+// retention, start at login. One file shared with the `schoolvault` CLI.
+
+import { api, type AppStatus, type Settings } from "../api";
+import { h, put } from "../dom";
+import * as fmt from "../format";
+import type { Shell } from "../shell";
+import { connectionForm } from "./connection";
+
+export async function settingsView(shell: Shell, status: AppStatus): Promise<HTMLElement> {
+  let s: Settings;
+  try {
+    s = await api.getSettings();
+  } catch (e) {
+    shell.error(e);
+    return h("div", { class: "view" });
+  }
+
+  // Database
+  const conn = connectionForm(status.database);
+  const testBtn = h("button", { class: "secondary", "data-testid": "test-connection" }, "Test connection");
+  testBtn.addEventListener("click", () => void conn.test());
+  const saveConn = h("button", { class: "primary", "data-testid": "save-connection" }, "Save connection");
+  saveConn.addEventListener("click", async () => {
+    const v = conn.values();
+    try {
+      await api.saveConnection(v.form, v.password);
+      shell.toast("The connection was saved.");
+      await shell.refreshStatus();
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+
+  // Key
+  const keyLine = status.key
+    ? h("p", {}, "Fingerprint ", h("code", { "data-testid": "fingerprint" }, status.key.fingerprint), status.key.origin === "keychain" ? " — in this computer's keychain." : status.key.origin === "env" ? " — from BACKUP_ENCRYPTION_KEY." : " — from a key file.")
+    : h("p", { class: "error" }, status.key_error ?? "No key yet.");
+  const recovery = h("button", { class: "secondary" }, "Save recovery copy…");
+  recovery.addEventListener("click", async () => {
+    try {
+      const path = await api.keySaveRecovery();
+      if (path) shell.toast(`Recovery copy saved to ${path}.`);
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+  const showKey = h("button", { class: "secondary" }, "Show the key once");
+  showKey.addEventListener("click", () => void api.keyShowOnce().catch((e) => shell.error(e)));
+  const importHex = h("input", { type: "password", autocomplete: "off", placeholder: "64 hexadecimal characters" });
+  const importBtn = h("button", { class: "secondary" }, "Import");
+  importBtn.addEventListener("click", async () => {
+    try {
+      const k = await api.keyImport(importHex.value);
+      importHex.value = "";
+      shell.toast(`Key ${k.fingerprint} imported; it is used for new backups, and older keys stay available for older backups.`);
+      await shell.refreshStatus();
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+
+  // Folder, schedule, retention, login
+  const dir = h("input", { type: "text", value: s.backup_dir, "data-testid": "backup-dir" });
+  const enabled = h("input", { type: "checkbox", checked: s.schedule_enabled, "data-testid": "schedule-enabled" });
+  const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });
+  const tz = h("input", { type: "text", value: s.timezone, placeholder: "this computer's time zone", "data-testid": "timezone" });
+  const catchUp = h("input", { type: "checkbox", checked: s.catch_up });
+  const next = h("ul", { class: "next-runs", "data-testid": "next-runs" });
+  const keepDays = h("input", { type: "number", min: 1, value: s.keep_days });
+  const keepLast = h("input", { type: "number", min: 0, value: s.keep_last ?? "", placeholder: "—" });
+  const keepWeekly = h("input", { type: "number", min: 0, value: s.keep_weekly ?? "", placeholder: "—" });
+  const keepMonthly = h("input", { type: "number", min: 0, value: s.keep_monthly ?? "", placeholder: "—" });
+  const login = h("input", { type: "checkbox", checked: s.start_at_login });
+
+  const preview = async () => {
+    try {
+      const runs = await api.schedulePreview(cron.value, tz.value || null);
+      next.className = "next-runs";
+      put(next, ...runs.map((r) => h("li", {}, fmt.when(r))));
+    } catch (e) {
+      next.className = "next-runs bad";
+      put(next, h("li", {}, shell.explain(e)));
+    }
+  };
+  cron.addEventListener("input", () => void preview());
+  tz.addEventListener("input", () => void preview());
+  void preview();
+
+  const optional = (el: HTMLInputElement) => (el.value === "" || Number(el.value) === 0 ? null : Number(el.value));
+  const save = h("button", { class: "primary", "data-testid": "save-settings" }, "Save settings");
+  save.addEventListener("click", async () => {
+    try {
+      s = await api.saveSettings({
+        backup_dir: dir.value,
+        start_at_login: login.checked,
+        schedule_enabled: enabled.checked,
+        cron: cron.value,
+        timezone: tz.value,
+        catch_up: catchUp.checked,
+        keep_days: Number(keepDays.value) || 0,
+        keep_last: optional(keepLast),
+        keep_weekly: optional(keepWeekly),
+        keep_monthly: optional(keepMonthly),
+      });
+      shell.toast("Settings saved.");
+      await shell.refreshStatus();
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+
+  const field = (label: string, input: HTMLElement, hint?: string) =>
+    h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
+  const check = (input: HTMLElement, label: string) => h("label", { class: "check" }, input, ` ${label}`);
+
+  return h(
+    "div",
+    { class: "view settings" },
+    h("header", { class: "view-head" }, h("h1", {}, "Settings"), h("span", { class: "muted small" }, `Stored in ${status.config_path}`)),
+    h("section", { class: "card" }, h("h2", {}, "School database"), conn.el, h("div", { class: "actions" }, testBtn, saveConn)),
+    h("section", { class: "card" }, h("h2", {}, "Encryption key"), keyLine, h("div", { class: "actions left" }, recovery, showKey), h("div", { class: "inline" }, field("Import another key", importHex), importBtn)),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "Schedule"),
+      check(enabled, "Back up automatically while SchoolVault runs"),
+      h("div", { class: "form-grid" }, field("When (cron: minute hour day month weekday)", cron, "0 2 * * * = every day at 02:00"), field("Time zone", tz)),
+      h("div", {}, h("small", { class: "muted" }, "Next runs:"), next),
+      check(catchUp, "Run a missed backup as soon as the computer is back on"),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "Keeping backups"),
+      h("div", { class: "form-grid four" }, field("Keep every backup for (days)", keepDays), field("Also keep the newest", keepLast), field("Weekly backups kept", keepWeekly), field("Monthly backups kept", keepMonthly)),
+      h("small", { class: "muted" }, "The newest verified backup and safety backups younger than 7 days are never deleted."),
+    ),
+    h("section", { class: "card" }, h("h2", {}, "This computer"), field("Backup folder", dir), check(login, "Start SchoolVault in the tray when I log in")),
+    h("div", { class: "actions sticky" }, save),
+  );
+}

@@ -1,0 +1,170 @@
+// The screens in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
+// against the mock build (`vite build --mode mock`): first run, the backup list, Back up now
+// with progress, the restore modal (disabled until the name is typed; Esc cancels), restore
+// from file, settings with the cron preview, activity, the failure banner. Screenshots go to
+// ../target/screenshots/ui-*.png.
+
+import { createServer } from "node:http";
+import { readFile, mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { extname, join, resolve } from "node:path";
+import { strict as assert } from "node:assert";
+import { chromium } from "playwright-core";
+
+const dist = resolve(import.meta.dirname, "../dist-mock");
+const shots = resolve(import.meta.dirname, "../../target/screenshots");
+const browserPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+if (!existsSync(browserPath)) {
+  console.error(`Chromium is not at ${browserPath}: install Debian's chromium (make setup does) or set CHROMIUM`);
+  process.exit(1);
+}
+await mkdir(shots, { recursive: true });
+
+const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml" };
+const server = createServer(async (req, res) => {
+  const path = new URL(req.url ?? "/", "http://x").pathname;
+  const file = join(dist, path === "/" ? "index.html" : path);
+  try {
+    const body = await readFile(file);
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+    res.end(body);
+  } catch {
+    res.writeHead(404);
+    res.end();
+  }
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}/`;
+
+const browser = await chromium.launch({
+  executablePath: browserPath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+});
+let failed = 0;
+const results = [];
+async function check(name, fn) {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  try {
+    await fn(page);
+    assert.deepEqual(errors, [], "no script errors");
+    results.push(`ok   ${name}`);
+  } catch (e) {
+    failed++;
+    results.push(`FAIL ${name}: ${e?.stack ?? e}`);
+    await page.screenshot({ path: join(shots, `ui-failed-${name.replace(/\W+/g, "-")}.png`) }).catch(() => {});
+  } finally {
+    await page.close();
+  }
+}
+
+await check("first run: connection, test, demo offer, key with recovery copy", async (page) => {
+  await page.goto(base + "?setup");
+  await page.getByText("1. The school database").waitFor();
+  await page.getByTestId("demo-offer").waitFor();
+  await page.screenshot({ path: join(shots, "ui-setup-database.png") });
+  assert.equal(await page.getByTestId("save-connection").isDisabled(), true, "save waits for a good test");
+  await page.getByTestId("db-name").fill("school_erp");
+  await page.getByTestId("db-password").fill("wrong");
+  await page.getByTestId("test-connection").click();
+  await page.getByText("The database refused the login").waitFor();
+  assert.equal(await page.getByTestId("save-connection").isDisabled(), true);
+  await page.getByTestId("db-password").fill("secret");
+  await page.getByTestId("test-connection").click();
+  await page.getByText("Connected to").waitFor();
+  await page.getByTestId("save-connection").click();
+  await page.getByText("2. The encryption key").waitFor();
+  await page.getByTestId("key-generate").click();
+  await page.getByTestId("fingerprint").waitFor();
+  assert.equal(await page.getByTestId("setup-done").isDisabled(), true, "continue waits for the recovery copy");
+  await page.getByTestId("key-save-recovery").click();
+  await page.getByText("Saved to").waitFor();
+  await page.screenshot({ path: join(shots, "ui-setup-key.png") });
+  await page.getByTestId("setup-done").click();
+  await page.getByRole("heading", { name: "Backups" }).waitFor();
+});
+
+await check("backups: list, back up now with progress, empty state", async (page) => {
+  await page.goto(base + "?empty");
+  await page.getByTestId("empty").waitFor();
+  await page.screenshot({ path: join(shots, "ui-backups-empty.png") });
+  await page.getByTestId("backup-now").click();
+  await page.getByTestId("progress").waitFor();
+  await page.screenshot({ path: join(shots, "ui-backup-progress.png") });
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await page.getByTestId("backup-row").count(), 1);
+  await page.goto(base);
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await page.getByTestId("backup-row").count(), 4);
+  await page.screenshot({ path: join(shots, "ui-backups.png") });
+});
+
+await check("restore modal: disabled until the name is typed, Esc cancels, then restores", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("restore").first().click();
+  const confirm = page.getByTestId("restore-confirm");
+  await confirm.waitFor();
+  assert.equal(await confirm.isDisabled(), true);
+  await page.getByTestId("confirm-name").fill("school_er");
+  assert.equal(await confirm.isDisabled(), true);
+  await page.getByTestId("confirm-name").fill("school_erp");
+  assert.equal(await confirm.isDisabled(), false);
+  await page.screenshot({ path: join(shots, "ui-restore-modal.png") });
+  await page.keyboard.press("Escape");
+  assert.equal(await page.getByRole("dialog").count(), 0, "Esc closes the modal");
+  // Keyboard only: open, type, Tab to the button, Enter.
+  await page.getByTestId("restore").first().focus();
+  await page.keyboard.press("Enter");
+  await page.getByTestId("confirm-name").waitFor();
+  await page.keyboard.type("school_erp");
+  await page.getByTestId("restore-confirm").focus();
+  await page.keyboard.press("Enter");
+  await page.getByTestId("restore-result").waitFor();
+  await page.screenshot({ path: join(shots, "ui-restore-done.png") });
+  assert.equal(await page.getByTestId("undo").count(), 1);
+});
+
+await check("restore from file shows what the file contains", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("restore-file").click();
+  await page.getByTestId("preview-tables").waitFor();
+  assert.match(await page.getByRole("dialog").innerText(), /old system/);
+  await page.keyboard.press("Escape");
+});
+
+await check("delete asks first, naming the backup", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("delete").first().click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /will be deleted/);
+  await page.getByRole("button", { name: "Cancel" }).click();
+  assert.equal(await page.getByTestId("backup-row").count(), 4);
+  await page.getByTestId("delete").first().click();
+  await page.getByRole("button", { name: "Delete backup" }).click();
+  await page.getByText("The backup was deleted.").waitFor();
+  assert.equal(await page.getByTestId("backup-row").count(), 3);
+});
+
+await check("settings: cron preview validates; activity; failure banner until dismissed", async (page) => {
+  await page.goto(base + "?failure");
+  await page.getByTestId("failure-banner").waitFor();
+  await page.getByTestId("nav-settings").click();
+  await page.getByTestId("next-runs").locator("li").first().waitFor();
+  assert.equal(await page.getByTestId("next-runs").locator("li").count(), 5);
+  await page.screenshot({ path: join(shots, "ui-settings.png"), fullPage: true });
+  await page.getByTestId("cron").fill("0 2 *");
+  await page.getByText("not a valid cron expression").waitFor();
+  await page.getByTestId("nav-activity").click();
+  await page.getByTestId("run-row").first().waitFor();
+  await page.screenshot({ path: join(shots, "ui-activity.png") });
+  await page.getByTestId("failure-banner").getByRole("button", { name: "Dismiss" }).click();
+  await page.waitForFunction(() => !document.querySelector("[data-testid=failure-banner]"));
+});
+
+await browser.close();
+server.close();
+console.log(results.join("\n"));
+console.log(`browser tests: ${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
