@@ -38,7 +38,7 @@ export function openModal(title: string, opts: { onClose?: () => void; danger?: 
     opts.onClose?.();
   };
   const onKey = (e: KeyboardEvent) => {
-    if (e.key === "Escape") {
+    if (e.key === "Escape" || e.key === "Esc") {
       e.preventDefault();
       close();
     } else if (e.key === "Tab") {

@@ -45,7 +45,7 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
         h(
           "thead",
           {},
-          h("tr", {}, ["When", "Type", "Size", "Took", "Tables / rows", "Stored", "Checked", ""].map((t) => h("th", {}, t))),
+          h("tr", {}, ["When", "Type", "Size", "Took", "Tables / rows", "Stored · checked", ""].map((t) => h("th", {}, t))),
         ),
         h("tbody", {}, body),
       ),
@@ -68,8 +68,7 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
       h("td", { class: "num" }, fmt.bytes(b.size)),
       h("td", { class: "num" }, fmt.duration(b.duration_ms)),
       h("td", { class: "num" }, `${fmt.count(b.tables)} / ${fmt.count(b.rows)}`),
-      h("td", { title: b.path }, b.location === "local" ? "Local" : b.location),
-      h("td", {}, checked),
+      h("td", { title: b.path }, b.location === "local" ? "Local" : b.location, " · ", checked),
       h(
         "td",
         { class: "row-actions" },
