@@ -25,7 +25,7 @@ test: setup
 	$(MAKE) ui
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	@mkdir -p target; : > target/test.log
-	cd ui && npx vitest run 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
+	cd ui && NO_COLOR=1 npx vitest run 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
 	cd ui && npm run -s build:mock && node tests/browser.mjs 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
 	cargo build --locked -p schoolvault-cli -p schoolvault-app   # the binaries the end-to-end tests run
 	cargo test --locked -p schoolvault-app 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0

@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "save_settings",
     "schedule_preview",
     "acknowledge_failure",
+    "send_test_email",
 ];
 
 fn main() {

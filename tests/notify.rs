@@ -212,3 +212,131 @@ fn the_school_databases_administrators_are_emailed_and_remembered_for_when_it_is
         2
     );
 }
+
+#[test]
+fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path());
+    let env = Env::new();
+    // Email set up in the settings file shared with the app (no SCHOOLVAULT_SMTP_* variables).
+    let config = env.dir.path().join(".config/schoolvault/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\
+             from = \"schoolvault@school.example\"\nto = [\"it@school.example\"]\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let sent = env.json(&["notify", "test"]);
+    assert_eq!(sent["sent"], 1, "{sent}");
+    assert_eq!(smtp.messages().len(), 1);
+
+    // The stale alert, with an injected clock: the newest good backup is three days old.
+    use chrono::{Duration as Days, Utc};
+    use schoolvault_engine::archive::BackupKind;
+    use schoolvault_engine::catalog::BackupRecord;
+    use schoolvault_engine::jobs::{self, Vault};
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::notify::{Security, SmtpSettings};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
+        let vault = Vault::open(
+            dir.path().join("backups"),
+            &dir.path().join("catalog.sqlite"),
+            keys,
+        )
+        .await
+        .unwrap();
+        let now = Utc::now();
+        let record = |id: &str, age: Days, kind: BackupKind| BackupRecord {
+            id: id.into(),
+            path: dir.path().join(format!("{id}.svb")),
+            created_at: now - age,
+            kind,
+            status: "complete".into(),
+            size: 1,
+            sha256: String::new(),
+            key_fingerprint: String::new(),
+            engine: "postgresql".into(),
+            server_version: "15".into(),
+            database: "school".into(),
+            tables: 1,
+            rows: 1,
+            duration_ms: 1,
+            verified_at: None,
+            verify_ok: None,
+            verify_message: None,
+        };
+        vault
+            .catalog
+            .put(&record("old", Days::days(3), BackupKind::Scheduled))
+            .await
+            .unwrap();
+        // A recent safety backup does not count as a backup of the school.
+        vault
+            .catalog
+            .put(&record("safety", Days::hours(1), BackupKind::Safety))
+            .await
+            .unwrap();
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: Security::Plain,
+            user: None,
+            password: None,
+            from: "schoolvault@school.example".into(),
+            to: vec!["head@school.example".into(), "it@school.example".into()],
+        };
+        let max = Days::hours(48);
+        let first = jobs::stale_alert(&vault, &settings, "school", max, now)
+            .await
+            .unwrap();
+        assert_eq!(first, Some(2), "one email per administrator");
+        let again = jobs::stale_alert(&vault, &settings, "school", max, now + Days::hours(5))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "sent once, not at every start");
+        // A backup that succeeded two hours ago: nothing is stale.
+        vault
+            .catalog
+            .put(&record("fresh", Days::hours(2), BackupKind::Manual))
+            .await
+            .unwrap();
+        assert_eq!(
+            jobs::stale_alert(&vault, &settings, "school", max, now)
+                .await
+                .unwrap(),
+            None
+        );
+        // Stale again later: a new alert, for the new last success.
+        let later = now + Days::hours(60);
+        assert_eq!(
+            jobs::stale_alert(&vault, &settings, "school", max, later)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        let runs = vault.catalog.runs(10).await.unwrap();
+        assert!(
+            runs.iter()
+                .any(|r| r.operation == "alert" && r.outcome == "success"),
+            "{runs:?}"
+        );
+    });
+    let messages = smtp.messages();
+    assert_eq!(
+        messages.len(),
+        5,
+        "the test email and two alerts to two administrators"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("no backup of school for 72 hours")),
+        "{messages:?}"
+    );
+}

@@ -352,12 +352,16 @@ pub async fn run_backup(
     let result: Res<BackupRow> = async {
         let vault = state.vault().await?;
         let target = state.target()?;
+        let email = state.config().email;
         detached(move || async move {
             let _lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
             let job = jobs::backup(&vault, &target, &opts, watched.clone());
-            let out = jobs::watch(&vault, "backup", Some(kind), WATCHDOG, &watched, job).await?;
-            Ok(BackupRow::from(&out.backup))
+            let out = jobs::watch(&vault, "backup", Some(kind), WATCHDOG, &watched, job).await;
+            if let Err(e) = &out {
+                email_failure(&vault, &email, kind, &target, e, &opts.cancel).await;
+            }
+            Ok(BackupRow::from(&out?.backup))
         })
         .await
     }
@@ -371,6 +375,26 @@ pub async fn run_backup(
         &cancel,
     );
     result
+}
+
+/// Email the administrators about a failed backup (not one the user cancelled), when emails
+/// are on. A failure to send is recorded in the history (Activity) and never hides the
+/// backup's own error.
+pub async fn email_failure(
+    vault: &jobs::Vault,
+    email: &schoolvault_engine::config::EmailSettings,
+    kind: BackupKind,
+    target: &PgTarget,
+    error: &schoolvault_engine::Error,
+    cancel: &jobs::Cancel,
+) {
+    if cancel.is_cancelled() {
+        return;
+    }
+    if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
+        let query = email.admins_query();
+        let _ = jobs::notify_failure(vault, &smtp, query.as_deref(), kind, target, error).await;
+    }
 }
 
 /// After a job: the tray, the failure banner and, if asked, a desktop notification of the
@@ -580,13 +604,52 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
         keep_last: c.retention.keep_last,
         keep_weekly: c.retention.keep_weekly,
         keep_monthly: c.retention.keep_monthly,
+        email_enabled: c.email.enabled,
+        smtp_host: c.email.host.clone(),
+        smtp_port: c.email.port,
+        smtp_security: c.email.security.clone(),
+        smtp_user: c.email.user.clone().unwrap_or_default(),
+        smtp_password_saved: c.email.password_saved,
+        email_from: c.email.from.clone(),
+        email_to: c.email.to.clone(),
+        school_admins: c.email.school_admins,
+        stale_hours: c.email.stale_hours,
     })
 }
 
 /// Check and save the settings screen's values.
 #[tauri::command]
-pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Res<Settings> {
+pub async fn save_settings(
+    state: State<'_, AppState>,
+    settings: Settings,
+    smtp_password: Option<String>,
+) -> Res<Settings> {
     let zone = Some(settings.timezone.trim()).filter(|z| !z.is_empty());
+    if settings.email_enabled {
+        if settings.smtp_host.trim().is_empty() {
+            return Err(CommandError::new(
+                "invalid_input",
+                "Emails are on but the SMTP server is empty. Enter it, or turn emails off.",
+            ));
+        }
+        if settings.email_to.iter().all(|a| a.trim().is_empty()) && !settings.school_admins {
+            return Err(CommandError::new(
+                "invalid_input",
+                "Emails are on but nobody would get them. Enter at least one address.",
+            ));
+        }
+        if let Some(bad) = settings.email_to.iter().find(|a| !a.contains('@')) {
+            return Err(CommandError::new(
+                "invalid_input",
+                format!("{bad:?} is not an email address."),
+            ));
+        }
+    }
+    let mut smtp_saved = settings.smtp_password_saved;
+    if let Some(p) = smtp_password.as_deref().filter(|p| !p.is_empty()) {
+        OsKeychain.set(schoolvault_engine::config::SMTP_PASSWORD_ACCOUNT, p)?;
+        smtp_saved = true;
+    }
     Schedule::parse(&settings.cron, zone)?;
     if settings.keep_days == 0 {
         return Err(CommandError::new(
@@ -621,6 +684,21 @@ pub async fn save_settings(state: State<'_, AppState>, settings: Settings) -> Re
         c.retention.keep_last = settings.keep_last;
         c.retention.keep_weekly = settings.keep_weekly;
         c.retention.keep_monthly = settings.keep_monthly;
+        c.email.enabled = settings.email_enabled;
+        c.email.host = settings.smtp_host.trim().to_string();
+        c.email.port = settings.smtp_port;
+        c.email.security = settings.smtp_security.clone();
+        c.email.user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
+        c.email.password_saved = smtp_saved;
+        c.email.from = settings.email_from.trim().to_string();
+        c.email.to = settings
+            .email_to
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        c.email.school_admins = settings.school_admins;
+        c.email.stale_hours = settings.stale_hours.max(1);
     })?;
     state.schedule_changed.notify_one();
     get_settings(state).await
@@ -635,6 +713,27 @@ pub async fn schedule_preview(cron: String, timezone: Option<String>) -> Res<Vec
         .into_iter()
         .map(|t| t.to_rfc3339())
         .collect())
+}
+
+/// Send a test email with the saved email settings; the number of recipients.
+#[tauri::command]
+pub async fn send_test_email(state: State<'_, AppState>) -> Res<usize> {
+    let smtp = state.config().email.smtp(&OsKeychain)?.ok_or_else(|| {
+        CommandError::new(
+            "invalid_input",
+            "Emails are off. Turn them on and save the settings first.",
+        )
+    })?;
+    detached(move || async move {
+        Ok(schoolvault_engine::notify::send(
+            &smtp,
+            "SchoolVault test email",
+            "This is a test email from SchoolVault: failure notices will reach you.",
+            "<p>This is a test email from <b>SchoolVault</b>: failure notices will reach you.</p>",
+        )
+        .await?)
+    })
+    .await
 }
 
 /// The user has seen the failure: the banner goes, the tray turns back to normal.

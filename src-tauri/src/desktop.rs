@@ -209,14 +209,15 @@ impl Shell for Desktop {
 
     fn show_secret(&self, title: &str, text: &str) {
         let (title, text) = (title.to_string(), zeroize::Zeroizing::new(text.to_string()));
-        let _ = self.on_main(move || {
+        // Shown on the main thread; nobody waits for the answer.
+        drop(self.on_main(move || {
             rfd::MessageDialog::new()
                 .set_title(&title)
                 .set_description(text.as_str())
                 .set_level(rfd::MessageLevel::Warning)
                 .set_buttons(rfd::MessageButtons::Ok)
                 .show();
-        });
+        }));
     }
 
     fn autostart(&self, on: bool) -> Result<(), String> {

@@ -381,7 +381,7 @@ pub struct RunRow {
     pub operation: String,
     /// `manual`, `scheduled`, `safety`.
     pub kind: Option<String>,
-    /// `ok` or `failed`.
+    /// `success` or `failure`.
     pub outcome: String,
     /// The error's code.
     pub error_code: Option<String>,
@@ -430,6 +430,26 @@ pub struct Settings {
     pub keep_weekly: Option<u32>,
     /// Also keep one per month for N months.
     pub keep_monthly: Option<u32>,
+    /// Failure emails on.
+    pub email_enabled: bool,
+    /// SMTP server.
+    pub smtp_host: String,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// `starttls`, `tls` or `plain`.
+    pub smtp_security: String,
+    /// SMTP login (empty: none).
+    pub smtp_user: String,
+    /// An SMTP password is saved in the keychain (it is never sent to the UI).
+    pub smtp_password_saved: bool,
+    /// The sender.
+    pub email_from: String,
+    /// The administrators' addresses.
+    pub email_to: Vec<String>,
+    /// Also email the active administrators found in the school database.
+    pub school_admins: bool,
+    /// Alert once when no backup succeeded for this many hours.
+    pub stale_hours: u32,
 }
 
 /// The demo database offered on first run.

@@ -46,6 +46,7 @@ macro_rules! handler {
             $crate::commands::save_settings,
             $crate::commands::schedule_preview,
             $crate::commands::acknowledge_failure,
+            $crate::commands::send_test_email,
         ]
     };
 }

@@ -13,9 +13,10 @@ use schoolvault_engine::jobs::{self, BackupOptions};
 use schoolvault_engine::progress::{Silent, Watched};
 use schoolvault_engine::schedule::Schedule;
 
-use crate::commands::{detached, finish, WATCHDOG};
+use crate::commands::{detached, email_failure, finish, WATCHDOG};
 use crate::dto::CommandError;
 use crate::state::{AppState, Look};
+use schoolvault_engine::keychain::OsKeychain;
 
 /// Run the schedule until the app exits.
 pub async fn run(state: &AppState) {
@@ -56,8 +57,17 @@ async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Durati
             };
             let catch_up = config.schedule.catch_up;
             let schedule = schedule.clone();
-            state.shell().look(Look::Running);
+            let email = config.email.clone();
+            let job_cancel = cancel.clone();
             detached(move || async move {
+                // The stale-backup alert first: also after the computer was off, before the
+                // catch-up run.
+                if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
+                    let max_age = chrono::Duration::hours(i64::from(email.stale_hours.max(1)));
+                    let _ =
+                        jobs::stale_alert(&vault, &smtp, &target.describe(), max_age, Utc::now())
+                            .await;
+                }
                 let watched = Arc::new(Watched::new(Arc::new(Silent)));
                 let job = jobs::run_due_with(
                     &vault,
@@ -70,7 +80,7 @@ async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Durati
                     &opts,
                     watched.clone(),
                 );
-                Ok(jobs::watch(
+                let out = jobs::watch(
                     &vault,
                     "backup",
                     Some(BackupKind::Scheduled),
@@ -78,7 +88,19 @@ async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Durati
                     &watched,
                     job,
                 )
-                .await?)
+                .await;
+                if let Err(e) = &out {
+                    email_failure(
+                        &vault,
+                        &email,
+                        BackupKind::Scheduled,
+                        &target,
+                        e,
+                        &job_cancel,
+                    )
+                    .await;
+                }
+                Ok(out?)
             })
             .await
         }
@@ -118,7 +140,7 @@ async fn last_line(state: &AppState) -> String {
         Some(r) => format!(
             "Last backup: {} — {}",
             r.started_at.with_timezone(&Local).format("%a %d %b %H:%M"),
-            if r.outcome == "ok" {
+            if r.outcome == "success" {
                 "succeeded"
             } else {
                 "FAILED"

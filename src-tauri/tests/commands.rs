@@ -156,6 +156,20 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
     .unwrap();
     assert_eq!(next.as_array().unwrap().len(), 5);
     assert!(next[0].as_str().unwrap().contains("T02:00:00"), "{next}");
+    // Emails: off by default, so the test email says so; on without a recipient is refused.
+    let err = call(&w, "send_test_email", json!({})).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    let mut no_one = settings.clone();
+    no_one["email_enabled"] = json!(true);
+    no_one["smtp_host"] = json!("127.0.0.1");
+    let err = call(&w, "save_settings", json!({"settings": no_one})).unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody would get them"),
+        "{err}"
+    );
 
     // Back up with a progress channel.
     let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:7"})).unwrap();

@@ -65,7 +65,9 @@ export const api = {
   testRestoreBackup: (id: string) => invoke<CheckResult>("test_restore_backup", { id }),
   history: (limit?: number) => invoke<RunRow[]>("history", { limit: limit ?? null }),
   getSettings: () => invoke<Settings>("get_settings"),
-  saveSettings: (settings: Settings) => invoke<Settings>("save_settings", { settings }),
+  saveSettings: (settings: Settings, smtpPassword: string | null = null) =>
+    invoke<Settings>("save_settings", { settings, smtpPassword }),
+  sendTestEmail: () => invoke<number>("send_test_email"),
   schedulePreview: (cron: string, timezone: string | null) =>
     invoke<string[]>("schedule_preview", { cron, timezone }),
   acknowledgeFailure: () => invoke<void>("acknowledge_failure"),

@@ -30,12 +30,12 @@ export function installMock(): void {
     verified_at: verified ? new Date(now - i * day).toISOString() : null,
   });
   let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
-  const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "ok", error_code: null, message: null, backup_id: b.id }));
+  const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "success", error_code: null, message: null, backup_id: b.id }));
   let failure = q.has("failure")
     ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD)." }
     : null;
-  if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failed", error_code: failure.code, message: failure.message, backup_id: null });
-  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null };
+  if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
+  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48 };
   const db = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", password_saved: true };
   const status = (): AppStatus => ({
     configured: configured && key !== null,
@@ -128,6 +128,7 @@ export function installMock(): void {
       if (String(a.cron).trim().split(/\s+/).length !== 5) throw { code: "invalid_input", message: `The schedule "${a.cron}" is not a valid cron expression. Write five fields: minute hour day month weekday.` };
       return [1, 2, 3, 4, 5].map((i) => new Date(now + i * day).toISOString());
     },
+    send_test_email: () => settings.email_to.length,
     acknowledge_failure: () => {
       failure = null;
       return null;

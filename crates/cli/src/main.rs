@@ -273,10 +273,11 @@ enum NotifyAction {
     Test,
 }
 
-/// The SMTP settings from the environment, or None when email is off (no host set).
-fn smtp_settings() -> Result<Option<SmtpSettings>> {
+/// The SMTP settings: the environment's (SCHOOLVAULT_SMTP_HOST set), else the settings
+/// file's (password from the keychain); None when email is off.
+fn smtp_settings(config: &Config) -> Result<Option<SmtpSettings>> {
     let Ok(host) = std::env::var("SCHOOLVAULT_SMTP_HOST") else {
-        return Ok(None);
+        return config.email.smtp(&OsKeychain);
     };
     let security = match std::env::var("SCHOOLVAULT_SMTP_SECURITY").as_deref() {
         Ok("tls") => Security::Tls,
@@ -329,20 +330,46 @@ fn smtp_settings() -> Result<Option<SmtpSettings>> {
 /// reported as a warning and recorded; it never replaces the backup's error.
 /// The query for the school's administrators, when their addresses are to be read from the
 /// school database (SCHOOLVAULT_NOTIFY_DB_ADMINS=1; SCHOOLVAULT_NOTIFY_QUERY overrides the ERP's).
-fn admins_query() -> Option<String> {
+fn admins_query(config: &Config) -> Option<String> {
     match std::env::var("SCHOOLVAULT_NOTIFY_DB_ADMINS").as_deref() {
         Ok("1" | "true" | "yes") => Some(
             std::env::var("SCHOOLVAULT_NOTIFY_QUERY")
                 .unwrap_or_else(|_| schoolvault_engine::notify::DEFAULT_ADMIN_QUERY.to_string()),
         ),
-        _ => None,
+        Ok(_) => None,
+        Err(_) => config.email.admins_query(),
     }
 }
 
-async fn notify_failure(vault: &Vault, kind: BackupKind, target: &PgTarget, error: &Error) {
-    match smtp_settings() {
+/// Before a scheduled run: the stale-backup alert, once, if no backup succeeded for the
+/// configured time (email on). A failure to send is a warning, recorded in the history.
+async fn stale_alert(vault: &Vault, config: &Config, target: &PgTarget) {
+    if let Ok(Some(settings)) = smtp_settings(config) {
+        let max_age = chrono::Duration::hours(i64::from(config.email.stale_hours.max(1)));
+        if let Err(e) = jobs::stale_alert(
+            vault,
+            &settings,
+            &target.describe(),
+            max_age,
+            chrono::Utc::now(),
+        )
+        .await
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+async fn notify_failure(
+    vault: &Vault,
+    config: &Config,
+    kind: BackupKind,
+    target: &PgTarget,
+    error: &Error,
+) {
+    match smtp_settings(config) {
         Ok(Some(settings)) => {
-            let query = admins_query();
+            let query = admins_query(config);
             if let Err(e) =
                 jobs::notify_failure(vault, &settings, query.as_deref(), kind, target, error).await
             {
@@ -505,8 +532,8 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await;
             if let Err(e) = &out {
-                notify_failure(&vault, opts.kind, &target, e).await;
-            } else if let Some(query) = admins_query() {
+                notify_failure(&vault, &settings, opts.kind, &target, e).await;
+            } else if let Some(query) = admins_query(&settings) {
                 // Keep the list of administrators fresh for a day the database is down.
                 let _ = jobs::refresh_admins(&vault, &target, &query).await;
             }
@@ -868,6 +895,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ScheduleAction::RunDue => {
                     let target = target(cli.db.as_deref(), &settings, "back up")?;
+                    stale_alert(&vault, &settings, &target).await;
                     let retention = policy.policy(&settings);
                     let done = jobs::with_watchdog(
                         &vault,
@@ -889,7 +917,7 @@ async fn run(cli: Cli) -> Result<()> {
                     )
                     .await;
                     if let Err(e) = &done {
-                        notify_failure(&vault, BackupKind::Scheduled, &target, e).await;
+                        notify_failure(&vault, &settings, BackupKind::Scheduled, &target, e).await;
                     }
                     let done = done?;
                     if json {
@@ -918,6 +946,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ScheduleAction::Run => {
                     let target = target(cli.db.as_deref(), &settings, "back up")?;
                     loop {
+                        stale_alert(&vault, &settings, &target).await;
                         // Catch up first (also after the machine slept), then wait for the next slot.
                         match jobs::run_due(
                             &vault,
@@ -972,11 +1001,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Notify {
             action: NotifyAction::Test,
         } => {
-            let settings = smtp_settings()?.ok_or_else(|| {
+            let settings = smtp_settings(&settings)?.ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidInput,
                     "Email is not set up",
-                    "Set SCHOOLVAULT_SMTP_HOST (and _PORT, _SECURITY, _USER, _PASSWORD), SCHOOLVAULT_NOTIFY_FROM and SCHOOLVAULT_NOTIFY_TO",
+                    "Turn it on in SchoolVault's settings (Email), or set SCHOOLVAULT_SMTP_HOST (and _PORT, _SECURITY, _USER, _PASSWORD), SCHOOLVAULT_NOTIFY_FROM and SCHOOLVAULT_NOTIFY_TO",
                 )
             })?;
             let n = schoolvault_engine::notify::send(

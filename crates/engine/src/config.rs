@@ -204,6 +204,135 @@ impl RetentionSettings {
     }
 }
 
+/// Failure emails (and the stale-backup alert).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// Emails on or off.
+    #[serde(default)]
+    pub enabled: bool,
+    /// SMTP server.
+    #[serde(default)]
+    pub host: String,
+    /// SMTP port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls`, `tls` or `plain` (a relay on this machine only).
+    #[serde(default = "default_security")]
+    pub security: String,
+    /// SMTP login, if the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// True when the SMTP password is saved in the keychain.
+    #[serde(default)]
+    pub password_saved: bool,
+    /// The sender.
+    #[serde(default)]
+    pub from: String,
+    /// The administrators' addresses.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Also email the active administrators found in the school database.
+    #[serde(default)]
+    pub school_admins: bool,
+    /// The query that finds them (default: the ERP's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admins_query: Option<String>,
+    /// Alert once when no backup succeeded for this many hours.
+    #[serde(default = "default_stale_hours")]
+    pub stale_hours: u32,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+fn default_security() -> String {
+    "starttls".into()
+}
+
+fn default_stale_hours() -> u32 {
+    48
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            enabled: false,
+            host: String::new(),
+            port: default_smtp_port(),
+            security: default_security(),
+            user: None,
+            password_saved: false,
+            from: String::new(),
+            to: Vec::new(),
+            school_admins: false,
+            admins_query: None,
+            stale_hours: default_stale_hours(),
+        }
+    }
+}
+
+impl EmailSettings {
+    /// How to send, with the saved password read from `keychain`; `None` when emails are off.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unknown security mode or no host; `Keychain` when the saved
+    /// password cannot be read.
+    pub fn smtp(&self, keychain: &dyn Keychain) -> Result<Option<crate::notify::SmtpSettings>> {
+        use crate::notify::Security;
+        if !self.enabled {
+            return Ok(None);
+        }
+        let security = match self.security.as_str() {
+            "starttls" => Security::StartTls,
+            "tls" => Security::Tls,
+            "plain" => Security::Plain,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("The email security {other:?} is unknown"),
+                    "Choose starttls (port 587), tls (port 465) or plain (a relay on this machine) in the email settings",
+                ))
+            }
+        };
+        if self.host.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "Emails are on but no SMTP server is set",
+                "Enter the SMTP server in the email settings",
+            ));
+        }
+        let password = if self.password_saved {
+            keychain.get(SMTP_PASSWORD_ACCOUNT)?
+        } else {
+            None
+        };
+        Ok(Some(crate::notify::SmtpSettings {
+            host: self.host.trim().to_string(),
+            port: self.port,
+            security,
+            user: self.user.clone().filter(|u| !u.is_empty()),
+            password,
+            from: if self.from.trim().is_empty() {
+                "schoolvault@localhost".into()
+            } else {
+                self.from.trim().to_string()
+            },
+            to: self.to.clone(),
+        }))
+    }
+
+    /// The query for the school's administrators, when they are to be emailed too.
+    pub fn admins_query(&self) -> Option<String> {
+        self.school_admins.then(|| {
+            self.admins_query
+                .clone()
+                .unwrap_or_else(|| crate::notify::DEFAULT_ADMIN_QUERY.to_string())
+        })
+    }
+}
+
 /// The desktop app's own settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +358,9 @@ pub struct Config {
     /// Retention.
     #[serde(default)]
     pub retention: RetentionSettings,
+    /// Emails.
+    #[serde(default)]
+    pub email: EmailSettings,
     /// The app.
     #[serde(default)]
     pub app: AppSettings,

@@ -2460,6 +2460,90 @@ pub async fn notify_failure(
     sent
 }
 
+/// The stale-backup alert: when no backup succeeded for `max_age` (counted from the newest
+/// successful one), email the administrators once — also when the computer was off, as the
+/// app and `schedule run-due` call this at start, before catching up. Sent once per last
+/// success (remembered beside the catalog); recorded in the history. `Ok(None)`: nothing due.
+///
+/// # Errors
+/// The sending error (also recorded).
+pub async fn stale_alert(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    database: &str,
+    max_age: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Option<usize>> {
+    let Some(last) = vault
+        .catalog
+        .list()
+        .await?
+        .into_iter()
+        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
+        .map(|b| b.created_at)
+        .max()
+    else {
+        return Ok(None);
+    };
+    if now - last < max_age {
+        return Ok(None);
+    }
+    let marker = vault.lock_dir.join("stale-alert.json");
+    let alerted: Option<DateTime<Utc>> = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["last_success"].as_str().map(str::to_string))
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if alerted == Some(last) {
+        return Ok(None);
+    }
+    let hours = (now - last).num_hours();
+    let subject = format!("SchoolVault: no backup of {database} for {hours} hours");
+    let text = format!(
+        "No backup of {database} has succeeded since {last} ({hours} hours ago).\n\n\
+         What to do:\n\
+         - Open SchoolVault on the backup computer and look at Activity for the error.\n\
+         - Check that the computer is on at the scheduled time, and that the database server is reachable.\n\
+         - Make a backup now (\"Back up now\", or `schoolvault backup`).\n\n\
+         Sent by SchoolVault {APP_VERSION} on {host}. You get this once until a backup succeeds again.\n",
+        last = last.to_rfc3339(),
+        host = hostname(),
+    );
+    let html = format!(
+        "<p><b>No backup of {database} has succeeded since {last}</b> ({hours} hours ago).</p>\
+         <ul><li>Open SchoolVault on the backup computer and look at Activity for the error.</li>\
+         <li>Check that the computer is on at the scheduled time, and that the database server is reachable.</li>\
+         <li>Make a backup now.</li></ul><p>SchoolVault {APP_VERSION} on {host}. Sent once until a backup succeeds again.</p>",
+        database = crate::notify::escape_html(database),
+        last = last.to_rfc3339(),
+        host = crate::notify::escape_html(&hostname()),
+    );
+    let started = Utc::now();
+    let sent = crate::notify::send(settings, &subject, &text, &html).await;
+    let summary = sent.as_ref().ok().map(|n| {
+        format!("stale-backup alert sent to {n} administrator(s): no backup for {hours} hours")
+    });
+    vault
+        .record_run(run_record("alert", None, started, &sent, None, summary))
+        .await;
+    let n = sent?;
+    let _ = std::fs::write(
+        &marker,
+        serde_json::json!({"last_success": last.to_rfc3339()}).to_string(),
+    );
+    Ok(Some(n))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "this computer".into())
+}
+
 /// Read the school's administrators for failure emails and remember them beside the catalog
 /// (the list is used when the database cannot be read).
 pub async fn refresh_admins(

@@ -156,6 +156,11 @@ pub async fn send(settings: &SmtpSettings, subject: &str, text: &str, html: &str
     }
 }
 
+/// `s` safe inside HTML text.
+pub fn escape_html(s: &str) -> String {
+    html_escape(s)
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -21,7 +21,7 @@ operation: string,
  */
 kind: string | null, 
 /**
- * `ok` or `failed`.
+ * `success` or `failure`.
  */
 outcome: string, 
 /**

@@ -43,4 +43,44 @@ keep_weekly: number | null,
 /**
  * Also keep one per month for N months.
  */
-keep_monthly: number | null, };
+keep_monthly: number | null, 
+/**
+ * Failure emails on.
+ */
+email_enabled: boolean, 
+/**
+ * SMTP server.
+ */
+smtp_host: string, 
+/**
+ * SMTP port.
+ */
+smtp_port: number, 
+/**
+ * `starttls`, `tls` or `plain`.
+ */
+smtp_security: string, 
+/**
+ * SMTP login (empty: none).
+ */
+smtp_user: string, 
+/**
+ * An SMTP password is saved in the keychain (it is never sent to the UI).
+ */
+smtp_password_saved: boolean, 
+/**
+ * The sender.
+ */
+email_from: string, 
+/**
+ * The administrators' addresses.
+ */
+email_to: Array<string>, 
+/**
+ * Also email the active administrators found in the school database.
+ */
+school_admins: boolean, 
+/**
+ * Alert once when no backup succeeded for this many hours.
+ */
+stale_hours: number, };

@@ -10,6 +10,7 @@ const OPS: Record<string, string> = {
   restore: "Restore",
   verify: "Verify",
   "test-restore": "Test restore",
+  alert: "Stale-backup alert",
   notify: "Email",
   prune: "Clean-up",
   "catch-up": "Catch-up",
@@ -23,16 +24,17 @@ export async function activityView(shell: Shell): Promise<HTMLElement> {
   } catch (e) {
     shell.error(e);
   }
-  const body = runs.map((r) =>
-    h(
+  const body = runs.map((r) => {
+    const ok = r.outcome === "success";
+    return h(
       "tr",
-      { "data-testid": "run-row", class: r.outcome === "ok" ? "" : "failed" },
+      { "data-testid": "run-row", class: ok ? "" : "failed" },
       h("td", {}, fmt.when(r.started_at)),
       h("td", {}, OPS[r.operation] ?? r.operation, r.kind ? h("span", { class: "muted" }, ` (${fmt.kind(r.kind).toLowerCase()})`) : null),
-      h("td", {}, h("span", { class: `badge ${r.outcome === "ok" ? "ok" : "bad"}` }, r.outcome === "ok" ? "OK" : "Failed")),
+      h("td", {}, h("span", { class: `badge ${ok ? "ok" : "bad"}` }, ok ? "OK" : "Failed")),
       h("td", { class: "message" }, r.message ?? ""),
-    ),
-  );
+    );
+  });
   return h(
     "div",
     { class: "view" },

@@ -72,6 +72,29 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   const keepWeekly = h("input", { type: "number", min: 0, value: s.keep_weekly ?? "", placeholder: "—" });
   const keepMonthly = h("input", { type: "number", min: 0, value: s.keep_monthly ?? "", placeholder: "—" });
   const login = h("input", { type: "checkbox", checked: s.start_at_login });
+  const emailOn = h("input", { type: "checkbox", checked: s.email_enabled, "data-testid": "email-enabled" });
+  const smtpHost = h("input", { type: "text", value: s.smtp_host, placeholder: "smtp.school.example", "data-testid": "smtp-host" });
+  const smtpPort = h("input", { type: "number", min: 1, max: 65535, value: s.smtp_port, "data-testid": "smtp-port" });
+  const smtpSecurity = h(
+    "select",
+    { "data-testid": "smtp-security" },
+    [["starttls", "STARTTLS (port 587)"], ["tls", "TLS (port 465)"], ["plain", "None (a relay on this machine only)"]].map(([v, label]) => h("option", { value: v, selected: s.smtp_security === v }, label)),
+  );
+  const smtpUser = h("input", { type: "text", value: s.smtp_user, autocomplete: "off" });
+  const smtpPassword = h("input", { type: "password", autocomplete: "off", placeholder: s.smtp_password_saved ? "saved in the keychain (type to change)" : "" });
+  const emailFrom = h("input", { type: "text", value: s.email_from, placeholder: "schoolvault@school.example", "data-testid": "email-from" });
+  const emailTo = h("input", { type: "text", value: s.email_to.join(", "), placeholder: "head@school.example, it@school.example", "data-testid": "email-to" });
+  const schoolAdmins = h("input", { type: "checkbox", checked: s.school_admins });
+  const staleHours = h("input", { type: "number", min: 1, value: s.stale_hours });
+  const testEmail = h("button", { class: "secondary", "data-testid": "send-test-email" }, "Send test email");
+  testEmail.addEventListener("click", async () => {
+    try {
+      const n = await api.sendTestEmail();
+      shell.toast(`Test email sent to ${n} address${n === 1 ? "" : "es"}.`);
+    } catch (e) {
+      shell.error(e);
+    }
+  });
 
   const preview = async () => {
     try {
@@ -102,7 +125,18 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         keep_last: optional(keepLast),
         keep_weekly: optional(keepWeekly),
         keep_monthly: optional(keepMonthly),
-      });
+        email_enabled: emailOn.checked,
+        smtp_host: smtpHost.value,
+        smtp_port: Number(smtpPort.value) || 587,
+        smtp_security: smtpSecurity.value,
+        smtp_user: smtpUser.value,
+        smtp_password_saved: s.smtp_password_saved,
+        email_from: emailFrom.value,
+        email_to: emailTo.value.split(/[,;\s]+/).filter((a) => a !== ""),
+        school_admins: schoolAdmins.checked,
+        stale_hours: Number(staleHours.value) || 48,
+      }, smtpPassword.value === "" ? null : smtpPassword.value);
+      smtpPassword.value = "";
       shell.toast("Settings saved.");
       await shell.refreshStatus();
     } catch (e) {
@@ -135,6 +169,26 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       h("h2", {}, "Keeping backups"),
       h("div", { class: "form-grid four" }, field("Keep every backup for (days)", keepDays), field("Also keep the newest", keepLast), field("Weekly backups kept", keepWeekly), field("Monthly backups kept", keepMonthly)),
       h("small", { class: "muted" }, "The newest verified backup and safety backups younger than 7 days are never deleted."),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "Email"),
+      check(emailOn, "Email the administrators when a backup fails, or when none succeeded for a while"),
+      h(
+        "div",
+        { class: "form-grid" },
+        field("SMTP server", smtpHost),
+        field("Port", smtpPort),
+        field("Security", smtpSecurity),
+        field("Login (if needed)", smtpUser),
+        field("Password", smtpPassword, "Kept in the keychain"),
+        field("From", emailFrom),
+        field("To (administrators)", emailTo, "Separate addresses with commas"),
+        field("Alert when no backup succeeded for (hours)", staleHours),
+      ),
+      check(schoolAdmins, "Also email the school's active administrators (read from the school database)"),
+      h("div", { class: "actions left" }, testEmail, h("small", { class: "muted" }, "Save first: the test uses the saved settings.")),
     ),
     h("section", { class: "card" }, h("h2", {}, "This computer"), field("Backup folder", dir), check(login, "Start SchoolVault in the tray when I log in")),
     h("div", { class: "actions sticky" }, save),
