@@ -13,6 +13,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,10 +35,15 @@ fn app_bin() -> PathBuf {
     app
 }
 
+/// tauri-driver in a process group of its own: dropping it stops the whole group (tauri-driver,
+/// WebKitWebDriver and the app), so nothing outlives the test.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -133,6 +139,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     let driver_port = 4444 + (rand::random::<u16>() % 1000) * 2;
 
     let driver = Command::new("tauri-driver")
+        .process_group(0)
         .args(["--port", &driver_port.to_string(), "--native-port", &(driver_port + 1).to_string()])
         .env("XDG_CONFIG_HOME", home.path().join("config"))
         .env("XDG_DATA_HOME", home.path().join("data"))
