@@ -261,6 +261,18 @@ impl Vault {
         RunLock::try_acquire(&self.lock_dir)
     }
 
+    /// When the newest complete backup of the school (not a safety backup) was made.
+    async fn last_success(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .catalog
+            .list()
+            .await?
+            .into_iter()
+            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
+            .map(|b| b.created_at)
+            .max())
+    }
+
     async fn record_run(&self, run: RunRecord) {
         // The history is a convenience: failing to write it must not hide the job's outcome.
         let _ = self.catalog.add_run(&run).await;
@@ -2357,15 +2369,7 @@ pub async fn run_due_with(
     progress: Arc<dyn Progress>,
 ) -> Result<DueOutcome> {
     let _lock = vault.lock()?;
-    let since = vault
-        .catalog
-        .list()
-        .await?
-        .into_iter()
-        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
-        .map(|b| b.created_at)
-        .max()
-        .or(anchor);
+    let since = vault.last_success().await?.or(anchor);
     let due = schedule
         .due(since, now)?
         .filter(|d| catch_up || !d.catch_up);
@@ -2427,12 +2431,7 @@ pub async fn notify_failure(
         }
     }
     let settings = &settings;
-    let last_success = vault.catalog.list().await.ok().and_then(|l| {
-        l.into_iter()
-            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
-            .map(|b| b.created_at)
-            .max()
-    });
+    let last_success = vault.last_success().await.ok().flatten();
     let failure = crate::notify::Failure {
         at: started,
         kind: kind.as_str().to_string(),
@@ -2474,15 +2473,7 @@ pub async fn stale_alert(
     max_age: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<usize>> {
-    let Some(last) = vault
-        .catalog
-        .list()
-        .await?
-        .into_iter()
-        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
-        .map(|b| b.created_at)
-        .max()
-    else {
+    let Some(last) = vault.last_success().await? else {
         return Ok(None);
     };
     if now - last < max_age {
