@@ -1,66 +1,12 @@
 //! Failure emails through a real SMTP server on 127.0.0.1 (PyPI's aiosmtpd, writing a maildir).
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/smtp.rs"]
+mod smtp;
 mod support;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use smtp::SmtpServer;
 use support::Env;
-
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    fn start(dir: &Path) -> SmtpServer {
-        let port = 30000 + rand::random::<u16>() % 20000;
-        let maildir = dir.join("maildir");
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox", maildir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 is missing (make test installs it)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "the SMTP server did not start: install it with `python3 -m pip install aiosmtpd` (make test does)"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        SmtpServer {
-            child,
-            port,
-            maildir,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(self.maildir.join(sub)) {
-                for e in rd {
-                    out.push(std::fs::read_to_string(e.unwrap().path()).unwrap());
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn with_smtp(cmd: &mut assert_cmd::Command, port: u16) {
     cmd.env("SCHOOLVAULT_SMTP_HOST", "127.0.0.1")
@@ -338,5 +284,159 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
             .iter()
             .any(|m| m.contains("no backup of school for 72 hours")),
         "{messages:?}"
+    );
+    // The weekly report on demand (the schedule sends it on Mondays when it is on).
+    let sent = env.json(&["notify", "digest"]);
+    assert_eq!(sent["sent"], 1, "{sent}");
+    assert!(
+        smtp.messages()
+            .iter()
+            .any(|m| m.contains("Subject: SchoolVault weekly report")),
+        "the report arrived"
+    );
+}
+
+#[test]
+fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
+    use chrono::{DateTime, Duration as Days, TimeZone, Utc};
+    use schoolvault_engine::archive::BackupKind;
+    use schoolvault_engine::catalog::{BackupRecord, RunRecord};
+    use schoolvault_engine::jobs::{self, Vault};
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::notify::{Security, SmtpSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
+        let vault = Vault::open(
+            dir.path().join("backups"),
+            &dir.path().join("catalog.sqlite"),
+            keys,
+        )
+        .await
+        .unwrap();
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: Security::Plain,
+            user: None,
+            password: None,
+            from: "schoolvault@school.example".into(),
+            to: vec!["head@school.example".into(), "it@school.example".into()],
+        };
+        // The injected clock: Wednesday 25 November 2026, noon (UTC).
+        let wednesday: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let monday = Utc.with_ymd_and_hms(2026, 11, 30, 7, 30, 0).unwrap();
+        let digest =
+            |now| jobs::weekly_digest(&vault, &settings, "school", Some("UTC"), now, false);
+        assert_eq!(
+            digest(wednesday).await.unwrap(),
+            None,
+            "just turned on: the first report comes on Monday"
+        );
+        assert_eq!(digest(wednesday + Days::days(2)).await.unwrap(), None);
+
+        // The week: one good backup (kept) and one failure.
+        let run = |at: DateTime<Utc>, outcome: &str, message: Option<&str>| RunRecord {
+            started_at: at,
+            finished_at: at,
+            operation: "backup".into(),
+            kind: Some("scheduled".into()),
+            outcome: outcome.into(),
+            error_code: message.map(|_| "db_unreachable".into()),
+            message: message.map(str::to_string),
+            backup_id: None,
+        };
+        vault
+            .catalog
+            .add_run(&run(monday - Days::days(2), "success", None))
+            .await
+            .unwrap();
+        vault
+            .catalog
+            .add_run(&run(
+                monday - Days::days(1),
+                "failure",
+                Some("Cannot reach the database server 127.0.0.1:1 (connection refused)."),
+            ))
+            .await
+            .unwrap();
+        vault
+            .catalog
+            .put(&BackupRecord {
+                id: "20261128-020000-abcd".into(),
+                path: dir.path().join("b.svb"),
+                created_at: monday - Days::days(2),
+                kind: BackupKind::Scheduled,
+                status: "complete".into(),
+                size: 12_500_000,
+                sha256: String::new(),
+                key_fingerprint: String::new(),
+                engine: "postgresql".into(),
+                server_version: "15".into(),
+                database: "school".into(),
+                tables: 1,
+                rows: 1,
+                duration_ms: 1,
+                verified_at: None,
+                verify_ok: None,
+                verify_message: None,
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(
+            digest(monday - Days::hours(1)).await.unwrap(),
+            None,
+            "not before Monday 07:00"
+        );
+        assert_eq!(
+            digest(monday).await.unwrap(),
+            Some(2),
+            "Monday: one to each administrator"
+        );
+        assert_eq!(
+            digest(monday + Days::hours(12)).await.unwrap(),
+            None,
+            "once a week, not at every look"
+        );
+        assert_eq!(
+            digest(monday + Days::days(7)).await.unwrap(),
+            Some(2),
+            "the next Monday"
+        );
+        let runs = vault.catalog.runs(20).await.unwrap();
+        assert_eq!(
+            runs.iter()
+                .filter(|r| r.operation == "digest" && r.outcome == "success")
+                .count(),
+            2,
+            "{runs:?}"
+        );
+    });
+    // Unfold the headers and the quoted-printable lines.
+    let messages: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.replace("=\n", "").replace("\n ", " "))
+        .collect();
+    assert_eq!(messages.len(), 4);
+    let first = messages
+        .iter()
+        .find(|m| m.contains("1 backup(s) succeeded, 1 FAILED"))
+        .unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(
+        first.contains("Cannot reach the database server"),
+        "{first}"
+    );
+    assert!(first.contains("20261128-020000-abcd"), "{first}");
+    assert!(first.contains("12.5 MB"), "{first}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("weekly report for school: NO successful backup")),
+        "the second week had none: {messages:?}"
     );
 }

@@ -60,6 +60,92 @@ fn a_due_slot_runs_once_and_racing_runners_make_one_backup() {
 }
 
 #[test]
+fn the_app_and_schedule_run_due_racing_make_one_backup() {
+    use std::sync::Arc;
+
+    use schoolvault_engine::archive::BackupKind;
+    use schoolvault_engine::jobs::{self, BackupOptions, Vault};
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::progress::Silent;
+    use schoolvault_engine::retention::Retention;
+    use schoolvault_engine::schedule::Schedule;
+    use schoolvault_engine::source::postgres::PgTarget;
+
+    let db = school();
+    let env = Env::new();
+    let key_file = env.dir.path().join("key.hex");
+    std::fs::write(&key_file, &env.key).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // `schedule run-due` (a systemd timer) starts while the app looks at the same slot, with
+    // the app's own call: same backup folder, same catalog, the run lock between them.
+    let cli = std::process::Command::new(support::schoolvault_bin())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("SCHOOLVAULT_DIR", env.backups())
+        .env("SCHOOLVAULT_CATALOG", env.dir.path().join("catalog.sqlite"))
+        .env("BACKUP_ENCRYPTION_KEY", &env.key)
+        .args(["--json", "--db", &db.url(), "schedule", "run-due"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(async {
+        let keys = Keys::new(Some(&key_file), Box::new(OsKeychain)).unwrap();
+        let vault = Vault::open(env.backups(), &env.dir.path().join("catalog.sqlite"), keys)
+            .await
+            .unwrap();
+        let opts = BackupOptions {
+            kind: BackupKind::Scheduled,
+            ..BackupOptions::default()
+        };
+        jobs::run_due_with(
+            &vault,
+            &PgTarget::parse(&db.url()).unwrap(),
+            &Schedule::parse("0 2 * * *", None).unwrap(),
+            &Retention::default(),
+            chrono::Utc::now(),
+            true,
+            None,
+            &opts,
+            Arc::new(Silent),
+        )
+        .await
+    });
+    let cli = cli.wait_with_output().unwrap();
+    let list = env.json(&["list"]);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "one backup for one slot: {list}"
+    );
+    // The one that lost found the slot covered, or was told another backup holds the lock.
+    let cli_err = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        cli.status.success() || cli_err.contains("Another backup"),
+        "{cli_err}"
+    );
+    match app {
+        Ok(done) => assert!(
+            done.backup.is_some() != cli_made_one(&cli.stdout),
+            "exactly one of them made the backup"
+        ),
+        Err(e) => assert!(e.to_string().contains("Another backup"), "{e}"),
+    }
+}
+
+fn cli_made_one(stdout: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(stdout)
+        .map(|v| v["backup"].is_object())
+        .unwrap_or(false)
+}
+
+#[test]
 fn prune_keeps_the_newest_verified_backup() {
     let db = school();
     let env = Env::new();

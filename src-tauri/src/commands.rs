@@ -47,9 +47,6 @@ where
         })?
 }
 
-/// A backup that makes no progress for this long is stopped and counted as failed.
-pub const WATCHDOG: Duration = Duration::from_secs(600);
-
 /// The demo school database offered on first run.
 pub const DEMO_DB: &str = "schoolvault_demo";
 const DEMO_SQL: &str = include_str!("../../tests/data/school.sql");
@@ -352,20 +349,32 @@ pub async fn run_backup(
     let result: Res<BackupRow> = async {
         let vault = state.vault().await?;
         let target = state.target()?;
-        let email = state.config().email;
+        let config = state.config();
+        let (email, limit) = (config.email, config.schedule.watchdog());
         detached(move || async move {
             let _lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
             let job = jobs::backup(&vault, &target, &opts, watched.clone());
-            let out = jobs::watch(&vault, "backup", Some(kind), WATCHDOG, &watched, job).await;
-            if let Err(e) = &out {
-                email_failure(&vault, &email, kind, &target, e, &opts.cancel).await;
+            let out = jobs::watch(&vault, "backup", Some(kind), limit, &watched, job).await;
+            match &out {
+                Err(e) => {
+                    let unsent =
+                        email_failure(&vault, &email, kind, &target, e, &opts.cancel).await;
+                    Ok(Err((CommandError::from(e), unsent)))
+                }
+                Ok(made) => {
+                    if let Some(query) = email.enabled.then(|| email.admins_query()).flatten() {
+                        // Keep the administrators' list fresh for a day the database is down.
+                        let _ = jobs::refresh_admins(&vault, &target, &query).await;
+                    }
+                    Ok(Ok(BackupRow::from(&made.backup)))
+                }
             }
-            Ok(BackupRow::from(&out?.backup))
         })
         .await
     }
-    .await;
+    .await
+    .and_then(|r| r.map_err(|(e, unsent)| e.with_email_error(unsent)));
     finish(
         state,
         &format!("{} backup", kind.as_str()),
@@ -378,8 +387,8 @@ pub async fn run_backup(
 }
 
 /// Email the administrators about a failed backup (not one the user cancelled), when emails
-/// are on. A failure to send is recorded in the history (Activity) and never hides the
-/// backup's own error.
+/// are on. A failure to send is recorded in the history (Activity), returned to be shown
+/// beside the failure, and never hides the backup's own error.
 pub async fn email_failure(
     vault: &jobs::Vault,
     email: &schoolvault_engine::config::EmailSettings,
@@ -387,14 +396,20 @@ pub async fn email_failure(
     target: &PgTarget,
     error: &schoolvault_engine::Error,
     cancel: &jobs::Cancel,
-) {
+) -> Option<String> {
     if cancel.is_cancelled() {
-        return;
+        return None;
     }
-    if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
-        let query = email.admins_query();
-        let _ = jobs::notify_failure(vault, &smtp, query.as_deref(), kind, target, error).await;
-    }
+    let smtp = match email.smtp(&OsKeychain) {
+        Ok(Some(smtp)) => smtp,
+        Ok(None) => return None,
+        Err(e) => return Some(e.to_string()),
+    };
+    let query = email.admins_query();
+    jobs::notify_failure(vault, &smtp, query.as_deref(), kind, target, error)
+        .await
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// After a job: the tray, the failure banner and, if asked, a desktop notification of the
@@ -424,6 +439,7 @@ pub fn finish<T>(
                 operation: what.to_string(),
                 code: e.code.clone(),
                 message: e.message.clone(),
+                email_error: e.email_error.clone(),
             }));
             if tell_failure {
                 state
@@ -600,6 +616,7 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
         cron: c.schedule.cron.clone(),
         timezone: c.schedule.timezone.clone().unwrap_or_default(),
         catch_up: c.schedule.catch_up,
+        watchdog_minutes: c.schedule.watchdog_minutes,
         keep_days: c.retention.keep_days,
         keep_last: c.retention.keep_last,
         keep_weekly: c.retention.keep_weekly,
@@ -614,6 +631,7 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
         email_to: c.email.to.clone(),
         school_admins: c.email.school_admins,
         stale_hours: c.email.stale_hours,
+        weekly_digest: c.email.weekly_digest,
     })
 }
 
@@ -651,6 +669,12 @@ pub async fn save_settings(
         smtp_saved = true;
     }
     Schedule::parse(&settings.cron, zone)?;
+    if !(1..=1440).contains(&settings.watchdog_minutes) {
+        return Err(CommandError::new(
+            "invalid_input",
+            "Stop a stalled backup after 1 to 1440 minutes (10 is a good choice).",
+        ));
+    }
     if settings.keep_days == 0 {
         return Err(CommandError::new(
             "invalid_input",
@@ -680,6 +704,7 @@ pub async fn save_settings(
         c.schedule.cron = settings.cron.trim().to_string();
         c.schedule.timezone = zone.map(str::to_string);
         c.schedule.catch_up = settings.catch_up;
+        c.schedule.watchdog_minutes = settings.watchdog_minutes;
         c.retention.keep_days = settings.keep_days;
         c.retention.keep_last = settings.keep_last;
         c.retention.keep_weekly = settings.keep_weekly;
@@ -699,6 +724,7 @@ pub async fn save_settings(
             .collect();
         c.email.school_admins = settings.school_admins;
         c.email.stale_hours = settings.stale_hours.max(1);
+        c.email.weekly_digest = settings.weekly_digest;
     })?;
     state.schedule_changed.notify_one();
     get_settings(state).await

@@ -18,14 +18,21 @@ pub struct CommandError {
     pub code: String,
     /// One line for people.
     pub message: String,
+    /// A failed backup's email to the administrators could not be sent: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub email_error: Option<String>,
 }
 
 impl From<schoolvault_engine::Error> for CommandError {
     fn from(e: schoolvault_engine::Error) -> Self {
-        CommandError {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        }
+        CommandError::from(&e)
+    }
+}
+
+impl From<&schoolvault_engine::Error> for CommandError {
+    fn from(e: &schoolvault_engine::Error) -> Self {
+        CommandError::new(e.code(), e.to_string())
     }
 }
 
@@ -35,7 +42,15 @@ impl CommandError {
         CommandError {
             code: code.to_string(),
             message: message.into(),
+            email_error: None,
         }
+    }
+
+    /// The same error, noting that the failure email could not be sent (`why`).
+    #[must_use]
+    pub fn with_email_error(mut self, why: Option<String>) -> Self {
+        self.email_error = why;
+        self
     }
 }
 
@@ -136,6 +151,8 @@ pub struct Failure {
     pub code: String,
     /// The message.
     pub message: String,
+    /// Why the administrators could not be emailed about it, if they could not.
+    pub email_error: Option<String>,
 }
 
 /// Everything the window needs to decide what to show.
@@ -422,6 +439,8 @@ pub struct Settings {
     pub timezone: String,
     /// Run a missed slot at the next start.
     pub catch_up: bool,
+    /// Stop a backup that makes no progress for this many minutes.
+    pub watchdog_minutes: u32,
     /// Keep everything younger than this many days.
     pub keep_days: u32,
     /// Also keep the newest N.
@@ -450,6 +469,8 @@ pub struct Settings {
     pub school_admins: bool,
     /// Alert once when no backup succeeded for this many hours.
     pub stale_hours: u32,
+    /// Also send a weekly report every Monday morning.
+    pub weekly_digest: bool,
 }
 
 /// The demo database offered on first run.

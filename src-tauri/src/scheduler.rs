@@ -10,12 +10,12 @@ use std::time::Duration;
 use chrono::{Local, Utc};
 use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::jobs::{self, BackupOptions};
-use schoolvault_engine::progress::{Silent, Watched};
+use schoolvault_engine::progress::{Progress, ProgressEvent, Watched};
 use schoolvault_engine::schedule::Schedule;
 
-use crate::commands::{detached, email_failure, finish, WATCHDOG};
+use crate::commands::{detached, email_failure, finish};
 use crate::dto::CommandError;
-use crate::state::{AppState, Look};
+use crate::state::{AppState, Look, Shell};
 use schoolvault_engine::keychain::OsKeychain;
 
 /// Run the schedule until the app exits.
@@ -56,19 +56,32 @@ async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Durati
                 ..BackupOptions::default()
             };
             let catch_up = config.schedule.catch_up;
+            let limit = config.schedule.watchdog();
+            let zone = config.schedule.timezone.clone();
             let schedule = schedule.clone();
             let email = config.email.clone();
             let job_cancel = cancel.clone();
+            let tray = TrayProgress::new(state.shell_handle());
             detached(move || async move {
-                // The stale-backup alert first: also after the computer was off, before the
-                // catch-up run.
                 if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
+                    let database = target.describe();
+                    // The stale-backup alert first: also after the computer was off, before
+                    // the catch-up run. Then the weekly report, when it is on.
                     let max_age = chrono::Duration::hours(i64::from(email.stale_hours.max(1)));
-                    let _ =
-                        jobs::stale_alert(&vault, &smtp, &target.describe(), max_age, Utc::now())
-                            .await;
+                    let _ = jobs::stale_alert(&vault, &smtp, &database, max_age, Utc::now()).await;
+                    if email.weekly_digest {
+                        let _ = jobs::weekly_digest(
+                            &vault,
+                            &smtp,
+                            &database,
+                            zone.as_deref(),
+                            Utc::now(),
+                            false,
+                        )
+                        .await;
+                    }
                 }
-                let watched = Arc::new(Watched::new(Arc::new(Silent)));
+                let watched = Arc::new(Watched::new(tray));
                 let job = jobs::run_due_with(
                     &vault,
                     &target,
@@ -84,25 +97,28 @@ async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Durati
                     &vault,
                     "backup",
                     Some(BackupKind::Scheduled),
-                    WATCHDOG,
+                    limit,
                     &watched,
                     job,
                 )
                 .await;
-                if let Err(e) = &out {
-                    email_failure(
-                        &vault,
-                        &email,
-                        BackupKind::Scheduled,
-                        &target,
-                        e,
-                        &job_cancel,
-                    )
-                    .await;
-                }
-                Ok(out?)
+                Ok(match out {
+                    Ok(done) => Ok(done),
+                    Err(e) => {
+                        let unsent = email_failure(
+                            &vault,
+                            &email,
+                            BackupKind::Scheduled,
+                            &target,
+                            &e,
+                            &job_cancel,
+                        )
+                        .await;
+                        Err(CommandError::from(&e).with_email_error(unsent))
+                    }
+                })
             })
-            .await
+            .await?
         }
         .await;
         drop(slot);
@@ -147,5 +163,29 @@ async fn last_line(state: &AppState) -> String {
             }
         ),
         None => "Last backup: none yet".into(),
+    }
+}
+
+/// The tray turns to "working" when a scheduled backup really starts (most looks at the
+/// schedule find nothing due, and must not make the icon flicker).
+struct TrayProgress {
+    shell: Arc<dyn Shell>,
+    shown: std::sync::atomic::AtomicBool,
+}
+
+impl TrayProgress {
+    fn new(shell: Arc<dyn Shell>) -> Arc<Self> {
+        Arc::new(TrayProgress {
+            shell,
+            shown: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+impl Progress for TrayProgress {
+    fn report(&self, _event: &ProgressEvent) {
+        if !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.shell.look(Look::Running);
+        }
     }
 }

@@ -102,7 +102,7 @@ pub struct AppState {
     next_run: Mutex<Option<DateTime<Utc>>>,
     /// Wakes the scheduler when the settings change.
     pub schedule_changed: tokio::sync::Notify,
-    shell: Box<dyn Shell>,
+    shell: Arc<dyn Shell>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,13 +138,18 @@ impl AppState {
             failure: Mutex::new(None),
             next_run: Mutex::new(None),
             schedule_changed: tokio::sync::Notify::new(),
-            shell,
+            shell: Arc::from(shell),
         })
     }
 
     /// The desktop.
     pub fn shell(&self) -> &dyn Shell {
         self.shell.as_ref()
+    }
+
+    /// The shell, to hand to a job running on another thread.
+    pub fn shell_handle(&self) -> Arc<dyn Shell> {
+        self.shell.clone()
     }
 
     /// A copy of the settings.

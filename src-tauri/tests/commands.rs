@@ -5,6 +5,9 @@
 
 use std::process::Command;
 
+#[path = "../../tests/support/smtp.rs"]
+mod smtp;
+
 use schoolvault_app::state::{AppState, Headless};
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -239,4 +242,112 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
+}
+
+#[test]
+fn a_failed_backup_emails_the_administrators_and_a_refused_email_is_shown_not_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_ok = smtp::SmtpServer::start(&dir.path().join("ok"));
+    let refusing_dir = dir.path().join("refusing");
+    std::fs::create_dir_all(&refusing_dir).unwrap();
+    let smtp_refusing = smtp::SmtpServer::refusing(&refusing_dir);
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+
+    // Set up as the app saves it: a database server that is down, emails to two administrators.
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[database]\nhost = \"127.0.0.1\"\nport = 1\nname = \"school\"\nuser = \"postgres\"\n\n\
+             [backup]\ndir = {backups:?}\n\n[schedule]\nenabled = false\n\n\
+             [email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n\
+             from = \"schoolvault@school.example\"\nto = [\"head@school.example\", \"it@school.example\"]\n",
+            backups = dir.path().join("backups").display().to_string(),
+            port = smtp_ok.port,
+        ),
+    )
+    .unwrap();
+    let state = AppState::new(
+        config_path,
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+    )
+    .unwrap();
+    let app = schoolvault_app::builder(mock_builder())
+        .manage(state)
+        .build(tauri::generate_context!())
+        .unwrap();
+    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+
+    let err = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:7"})).unwrap_err();
+    assert_eq!(err["code"], "db_unreachable", "{err}");
+    let mails = smtp_ok.messages();
+    assert_eq!(mails.len(), 2, "one email to each administrator");
+    for m in &mails {
+        assert!(m.contains("manual backup") && m.contains("FAILED"), "{m}");
+        assert!(m.contains("Cannot reach the database server"), "{m}");
+    }
+    let s = call(&w, "status", json!({})).unwrap();
+    assert_eq!(s["failure"]["code"], "db_unreachable", "{s}");
+    assert_eq!(s["failure"]["email_error"], Value::Null, "{s}");
+
+    // The settings screen: the watchdog and the weekly report; the SMTP server now refuses.
+    let mut settings = call(&w, "get_settings", json!({})).unwrap();
+    assert_eq!(settings["watchdog_minutes"], 10, "{settings}");
+    assert_eq!(settings["weekly_digest"], false, "{settings}");
+    settings["watchdog_minutes"] = json!(0);
+    let err = call(&w, "save_settings", json!({"settings": settings})).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    settings["watchdog_minutes"] = json!(15);
+    settings["weekly_digest"] = json!(true);
+    settings["smtp_port"] = json!(smtp_refusing.port);
+    let saved = call(&w, "save_settings", json!({"settings": settings})).unwrap();
+    assert_eq!(saved["watchdog_minutes"], 15);
+    assert_eq!(saved["weekly_digest"], true);
+
+    // The email is refused: the backup's own error is what the command returns; the banner
+    // also says the administrators were not told; the history has both.
+    let err = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:8"})).unwrap_err();
+    assert_eq!(err["code"], "db_unreachable", "{err}");
+    let s = call(&w, "status", json!({})).unwrap();
+    assert_eq!(s["failure"]["code"], "db_unreachable", "{s}");
+    let why = s["failure"]["email_error"].as_str().unwrap_or_default();
+    assert!(why.contains("could not be sent"), "{s}");
+    let runs = call(&w, "history", json!({"limit": 20})).unwrap();
+    let ops: Vec<(String, String)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["operation"].to_string(), r["outcome"].to_string()))
+        .collect();
+    assert_eq!(
+        ops.iter()
+            .filter(|(o, r)| o == "\"notify\"" && r == "\"failure\"")
+            .count(),
+        1,
+        "{ops:?}"
+    );
+    assert_eq!(
+        ops.iter()
+            .filter(|(o, r)| o == "\"backup\"" && r == "\"failure\"")
+            .count(),
+        2,
+        "{ops:?}"
+    );
+    assert_eq!(
+        smtp_ok.messages().len(),
+        2,
+        "nothing more to the first server"
+    );
+
+    // The app keeps working: dismiss the failure, list the (no) backups.
+    call(&w, "acknowledge_failure", json!({})).unwrap();
+    assert_eq!(
+        call(&w, "status", json!({})).unwrap()["failure"],
+        Value::Null
+    );
+    assert_eq!(call(&w, "list_backups", json!({})).unwrap(), json!([]));
+    drop(app);
 }

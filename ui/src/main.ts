@@ -107,7 +107,15 @@ export async function start(root: HTMLElement): Promise<void> {
       h(
         "div",
         { class: "banner bad", role: "alert", "data-testid": "failure-banner" },
-        h("div", {}, h("strong", {}, `The ${f.operation} of ${fmt.when(f.at)} failed: ${x.title}`), h("p", {}, f.message)),
+        h(
+          "div",
+          {},
+          h("strong", {}, `The ${f.operation} of ${fmt.when(f.at)} failed: ${x.title}`),
+          h("p", {}, f.message),
+          f.email_error
+            ? h("p", { "data-testid": "email-error" }, h("strong", {}, "The administrators were not emailed: "), f.email_error)
+            : null,
+        ),
         h(
           "button",
           {

@@ -32,10 +32,10 @@ export function installMock(): void {
   let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
   const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "success", error_code: null, message: null, backup_id: b.id }));
   let failure = q.has("failure")
-    ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD)." }
+    ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
     : null;
   if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
-  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48 };
+  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
   const db = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", password_saved: true };
   const status = (): AppStatus => ({
     configured: configured && key !== null,
@@ -81,7 +81,7 @@ export function installMock(): void {
     status: () => status(),
     test_connection: (a) => {
       const form = a.form as { name: string; host: string };
-      if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Check the password in the settings (or PGPASSWORD)." };
+      if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null };
       return { target: `backup@${form.host}:5432/${form.name}`, server_version: "PostgreSQL 15.4", tables: 175, size: 692_000_000 };
     },
     save_connection: () => {

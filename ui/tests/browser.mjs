@@ -150,7 +150,9 @@ await check("delete asks first, naming the backup", async (page) => {
 await check("settings: cron preview validates; activity; failure banner until dismissed", async (page) => {
   await page.goto(base + "?failure");
   await page.getByTestId("failure-banner").waitFor();
+  assert.match(await page.getByTestId("email-error").innerText(), /not emailed: .*could not be sent/);
   await page.getByTestId("nav-settings").click();
+  assert.equal(await page.getByTestId("watchdog").inputValue(), "10");
   await page.getByTestId("next-runs").locator("li").first().waitFor();
   assert.equal(await page.getByTestId("next-runs").locator("li").count(), 5);
   await page.screenshot({ path: join(shots, "ui-settings.png"), fullPage: true });

@@ -58,14 +58,10 @@ struct Cli {
     /// Print one JSON document on stdout; progress as JSON lines on stderr.
     #[arg(long, global = true)]
     json: bool,
-    /// Stop a backup that makes no progress for this many seconds.
-    #[arg(
-        long,
-        env = "SCHOOLVAULT_WATCHDOG",
-        default_value_t = 600,
-        global = true
-    )]
-    watchdog: u64,
+    /// Stop a backup that makes no progress for this many seconds [default: the settings
+    /// file's watchdog_minutes, 10 minutes].
+    #[arg(long, env = "SCHOOLVAULT_WATCHDOG", global = true)]
+    watchdog: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -271,6 +267,8 @@ enum ScheduleAction {
 enum NotifyAction {
     /// Send a test email with the SMTP settings (SCHOOLVAULT_SMTP_* variables).
     Test,
+    /// Send the weekly report now (the last seven days' backups, failures and what is kept).
+    Digest,
 }
 
 /// The SMTP settings: the environment's (SCHOOLVAULT_SMTP_HOST set), else the settings
@@ -360,6 +358,28 @@ async fn stale_alert(vault: &Vault, config: &Config, target: &PgTarget) {
     }
 }
 
+/// Before a scheduled run: the weekly report, when it is on and a Monday 07:00 has passed
+/// since the last one. A failure to send is a warning, recorded in the history.
+async fn weekly_digest(vault: &Vault, config: &Config, target: &PgTarget) {
+    if !config.email.weekly_digest {
+        return;
+    }
+    if let Ok(Some(settings)) = smtp_settings(config) {
+        if let Err(e) = jobs::weekly_digest(
+            vault,
+            &settings,
+            &target.describe(),
+            config.schedule.timezone.as_deref(),
+            chrono::Utc::now(),
+            false,
+        )
+        .await
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
 async fn notify_failure(
     vault: &Vault,
     config: &Config,
@@ -379,6 +399,53 @@ async fn notify_failure(
         Ok(None) => {}
         Err(e) => eprintln!("warning: {e}"),
     }
+}
+
+fn email_not_set_up() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "Email is not set up",
+        "Turn it on in SchoolVault's settings (Email), or set SCHOOLVAULT_SMTP_HOST (and _PORT, _SECURITY, _USER, _PASSWORD), SCHOOLVAULT_NOTIFY_FROM and SCHOOLVAULT_NOTIFY_TO",
+    )
+}
+
+/// One look at the schedule (`schedule run-due`, and each wake of `schedule run`): the
+/// stale-backup alert and the weekly report first, then the due or missed slot under the
+/// watchdog, and a failure email if it fails.
+async fn run_due_once(
+    vault: &Vault,
+    settings: &Config,
+    target: &PgTarget,
+    schedule: &Schedule,
+    retention: &Retention,
+    watchdog: Duration,
+    progress: &Arc<dyn Progress>,
+) -> Result<jobs::DueOutcome> {
+    stale_alert(vault, settings, target).await;
+    weekly_digest(vault, settings, target).await;
+    let done = jobs::with_watchdog(
+        vault,
+        "backup",
+        Some(BackupKind::Scheduled),
+        watchdog,
+        progress.clone(),
+        |p| {
+            jobs::run_due(
+                vault,
+                target,
+                schedule,
+                retention,
+                chrono::Utc::now(),
+                settings.schedule.catch_up,
+                p,
+            )
+        },
+    )
+    .await;
+    if let Err(e) = &done {
+        notify_failure(vault, settings, BackupKind::Scheduled, target, e).await;
+    }
+    done
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -510,6 +577,10 @@ async fn run(cli: Cli) -> Result<()> {
     let vault = Vault::open(dir, &catalog, keys).await?;
     let progress = progress_for(cli.json);
     let json = cli.json;
+    let watchdog = cli.watchdog.map_or_else(
+        || settings.schedule.watchdog(),
+        |s| Duration::from_secs(s.max(1)),
+    );
     match cli.command {
         Command::Backup { kind, jobs } => {
             let target = target(cli.db.as_deref(), &settings, "back up")?;
@@ -526,7 +597,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &vault,
                 "backup",
                 Some(opts.kind),
-                Duration::from_secs(cli.watchdog.max(1)),
+                watchdog,
                 progress.clone(),
                 |p| jobs::backup(&vault, &target, &opts, p),
             )
@@ -895,31 +966,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ScheduleAction::RunDue => {
                     let target = target(cli.db.as_deref(), &settings, "back up")?;
-                    stale_alert(&vault, &settings, &target).await;
                     let retention = policy.policy(&settings);
-                    let done = jobs::with_watchdog(
-                        &vault,
-                        "backup",
-                        Some(BackupKind::Scheduled),
-                        Duration::from_secs(cli.watchdog.max(1)),
-                        progress.clone(),
-                        |p| {
-                            jobs::run_due(
-                                &vault,
-                                &target,
-                                &schedule,
-                                &retention,
-                                chrono::Utc::now(),
-                                settings.schedule.catch_up,
-                                p,
-                            )
-                        },
+                    let done = run_due_once(
+                        &vault, &settings, &target, &schedule, &retention, watchdog, &progress,
                     )
-                    .await;
-                    if let Err(e) = &done {
-                        notify_failure(&vault, &settings, BackupKind::Scheduled, &target, e).await;
-                    }
-                    let done = done?;
+                    .await?;
                     if json {
                         print_json(&done)?;
                     } else {
@@ -945,17 +996,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ScheduleAction::Run => {
                     let target = target(cli.db.as_deref(), &settings, "back up")?;
+                    let retention = policy.policy(&settings);
                     loop {
-                        stale_alert(&vault, &settings, &target).await;
                         // Catch up first (also after the machine slept), then wait for the next slot.
-                        match jobs::run_due(
-                            &vault,
-                            &target,
-                            &schedule,
-                            &policy.policy(&settings),
-                            chrono::Utc::now(),
-                            settings.schedule.catch_up,
-                            progress.clone(),
+                        match run_due_once(
+                            &vault, &settings, &target, &schedule, &retention, watchdog, &progress,
                         )
                         .await
                         {
@@ -1001,13 +1046,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Notify {
             action: NotifyAction::Test,
         } => {
-            let settings = smtp_settings(&settings)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    "Email is not set up",
-                    "Turn it on in SchoolVault's settings (Email), or set SCHOOLVAULT_SMTP_HOST (and _PORT, _SECURITY, _USER, _PASSWORD), SCHOOLVAULT_NOTIFY_FROM and SCHOOLVAULT_NOTIFY_TO",
-                )
-            })?;
+            let settings = smtp_settings(&settings)?.ok_or_else(email_not_set_up)?;
             let n = schoolvault_engine::notify::send(
                 &settings,
                 "SchoolVault test email",
@@ -1019,6 +1058,29 @@ async fn run(cli: Cli) -> Result<()> {
                 print_json(&serde_json::json!({"sent": n}))?;
             } else {
                 out!("Test email sent to {n} address(es).");
+            }
+        }
+        Command::Notify {
+            action: NotifyAction::Digest,
+        } => {
+            let smtp = smtp_settings(&settings)?.ok_or_else(email_not_set_up)?;
+            // The database only names the report; it need not be reachable.
+            let database = target(cli.db.as_deref(), &settings, "report on")
+                .map_or_else(|_| "the school database".to_string(), |t| t.describe());
+            let n = jobs::weekly_digest(
+                &vault,
+                &smtp,
+                &database,
+                settings.schedule.timezone.as_deref(),
+                chrono::Utc::now(),
+                true,
+            )
+            .await?
+            .unwrap_or(0);
+            if json {
+                print_json(&serde_json::json!({"sent": n}))?;
+            } else {
+                out!("Weekly report sent to {n} address(es).");
             }
         }
         Command::Key { .. } | Command::Config { .. } => {}

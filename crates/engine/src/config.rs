@@ -138,6 +138,20 @@ pub struct ScheduleSettings {
     /// Run a missed slot at the next start.
     #[serde(default = "yes")]
     pub catch_up: bool,
+    /// Stop a backup that makes no progress for this many minutes (and count it failed).
+    #[serde(default = "default_watchdog_minutes")]
+    pub watchdog_minutes: u32,
+}
+
+fn default_watchdog_minutes() -> u32 {
+    10
+}
+
+impl ScheduleSettings {
+    /// The watchdog's limit (at least a minute).
+    pub fn watchdog(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.watchdog_minutes.max(1)) * 60)
+    }
 }
 
 fn yes() -> bool {
@@ -155,6 +169,7 @@ impl Default for ScheduleSettings {
             cron: default_cron(),
             timezone: None,
             catch_up: true,
+            watchdog_minutes: default_watchdog_minutes(),
         }
     }
 }
@@ -241,6 +256,9 @@ pub struct EmailSettings {
     /// Alert once when no backup succeeded for this many hours.
     #[serde(default = "default_stale_hours")]
     pub stale_hours: u32,
+    /// Also send a weekly report (Monday morning) of the backups made, failed and kept.
+    #[serde(default)]
+    pub weekly_digest: bool,
 }
 
 fn default_smtp_port() -> u16 {
@@ -269,6 +287,7 @@ impl Default for EmailSettings {
             school_admins: false,
             admins_query: None,
             stale_hours: default_stale_hours(),
+            weekly_digest: false,
         }
     }
 }

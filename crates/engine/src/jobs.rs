@@ -2526,6 +2526,109 @@ pub async fn stale_alert(
     Ok(Some(n))
 }
 
+/// When the weekly report goes out: Monday 07:00, in the schedule's time zone.
+pub const DIGEST_CRON: &str = "0 7 * * 1";
+
+/// The weekly report (optional): on the first call after Monday 07:00 (in `zone`, else local
+/// time), email the week's backups — succeeded, failed with their errors, the last success,
+/// what is kept — once per week (remembered beside the catalog). The first call after it is
+/// turned on only remembers the week: the first report comes the next Monday. `force` sends
+/// now (`schoolvault notify digest`). Recorded in the history. `Ok(None)`: nothing due.
+///
+/// # Errors
+/// The sending error (also recorded); `InvalidInput` for a bad time zone.
+pub async fn weekly_digest(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    database: &str,
+    zone: Option<&str>,
+    now: DateTime<Utc>,
+    force: bool,
+) -> Result<Option<usize>> {
+    let slot = crate::schedule::Schedule::parse(DIGEST_CRON, zone)?
+        .due(None, now)?
+        .map(|d| d.slot);
+    let marker = vault.lock_dir.join("digest.json");
+    let remember = |slot: Option<DateTime<Utc>>| {
+        if let Some(slot) = slot {
+            let _ = std::fs::write(
+                &marker,
+                serde_json::json!({"week": slot.to_rfc3339()}).to_string(),
+            );
+        }
+    };
+    if !force {
+        let sent_for: Option<DateTime<Utc>> = std::fs::read(&marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["week"].as_str().map(str::to_string))
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        match (sent_for, slot) {
+            (None, _) => {
+                remember(slot);
+                return Ok(None);
+            }
+            (Some(done), Some(slot)) if done >= slot => return Ok(None),
+            (Some(_), None) => return Ok(None),
+            _ => {}
+        }
+    }
+    let from = now - chrono::Duration::days(7);
+    let runs: Vec<RunRecord> = vault
+        .catalog
+        .runs(5000)
+        .await?
+        .into_iter()
+        .filter(|r| r.started_at >= from && r.started_at <= now)
+        .collect();
+    let backups = runs.iter().filter(|r| r.operation == "backup");
+    let failures: Vec<(DateTime<Utc>, String)> = backups
+        .clone()
+        .filter(|r| r.outcome != "success")
+        .map(|r| (r.started_at, r.message.clone().unwrap_or_default()))
+        .collect();
+    let all = vault.catalog.list().await?;
+    let kept: Vec<&BackupRecord> = all.iter().filter(|b| b.status == "complete").collect();
+    let last_success = kept
+        .iter()
+        .filter(|b| b.kind != BackupKind::Safety)
+        .max_by_key(|b| b.created_at)
+        .map(|b| (b.created_at, b.id.clone(), b.size));
+    let digest = crate::notify::Digest {
+        database: database.to_string(),
+        from,
+        to: now,
+        succeeded: backups.clone().filter(|r| r.outcome == "success").count(),
+        failed: failures.len(),
+        failures: failures.into_iter().take(5).collect(),
+        email_problems: runs
+            .iter()
+            .filter(|r| {
+                matches!(r.operation.as_str(), "notify" | "alert" | "digest")
+                    && r.outcome != "success"
+            })
+            .count(),
+        last_success,
+        kept: (kept.len(), kept.iter().map(|b| b.size).sum()),
+    };
+    let (subject, text, html) = crate::notify::digest_message(&digest);
+    let started = Utc::now();
+    let sent = crate::notify::send(settings, &subject, &text, &html).await;
+    let summary = sent.as_ref().ok().map(|n| {
+        format!(
+            "weekly report sent to {n} administrator(s): {} succeeded, {} failed",
+            digest.succeeded, digest.failed
+        )
+    });
+    vault
+        .record_run(run_record("digest", None, started, &sent, None, summary))
+        .await;
+    let n = sent?;
+    remember(slot);
+    Ok(Some(n))
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()

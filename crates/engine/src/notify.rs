@@ -257,3 +257,133 @@ pub async fn school_admins(
         }
     }
 }
+
+/// A week of backups, for the weekly report.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    /// The database, `user@host:port/db`.
+    pub database: String,
+    /// The start of the week reported.
+    pub from: DateTime<Utc>,
+    /// Its end (when the report is made).
+    pub to: DateTime<Utc>,
+    /// Backups that succeeded in the week.
+    pub succeeded: usize,
+    /// Backups that failed in the week.
+    pub failed: usize,
+    /// The newest failures: when, and the error.
+    pub failures: Vec<(DateTime<Utc>, String)>,
+    /// Emails that could not be sent in the week.
+    pub email_problems: usize,
+    /// The newest successful backup: when, its id, its size in bytes.
+    pub last_success: Option<(DateTime<Utc>, String, u64)>,
+    /// Backups kept now, and their total size in bytes.
+    pub kept: (usize, u64),
+}
+
+fn size(bytes: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", b / 1e3)
+    }
+}
+
+/// The weekly report: subject, plain text, HTML. The subject says at once whether anything
+/// failed.
+pub fn digest_message(d: &Digest) -> (String, String, String) {
+    let machine = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "this computer".into());
+    let verdict = match (d.succeeded, d.failed) {
+        (0, _) => "NO successful backup".to_string(),
+        (ok, 0) => format!("{ok} backup(s), all succeeded"),
+        (ok, bad) => format!("{ok} backup(s) succeeded, {bad} FAILED"),
+    };
+    let subject = format!("SchoolVault weekly report for {}: {verdict}", d.database);
+    let last = d.last_success.as_ref().map_or_else(
+        || "none".to_string(),
+        |(t, id, bytes)| format!("{} ({id}, {})", t.to_rfc3339(), size(*bytes)),
+    );
+    let failures: Vec<String> = d
+        .failures
+        .iter()
+        .map(|(t, e)| format!("{}: {e}", t.to_rfc3339()))
+        .collect();
+    let mut text = format!(
+        "SchoolVault's weekly report for {db}, {from} to {to}.\n\n\
+         Backups that succeeded: {ok}\nBackups that failed: {bad}\n\
+         Last successful backup: {last}\nBackups kept: {kept} ({kept_size})\n",
+        db = d.database,
+        from = d.from.format("%Y-%m-%d"),
+        to = d.to.format("%Y-%m-%d"),
+        ok = d.succeeded,
+        bad = d.failed,
+        kept = d.kept.0,
+        kept_size = size(d.kept.1),
+    );
+    if d.email_problems > 0 {
+        text.push_str(&format!(
+            "Emails that could not be sent: {}\n",
+            d.email_problems
+        ));
+    }
+    if !failures.is_empty() {
+        text.push_str("\nFailures (newest first):\n");
+        for f in &failures {
+            text.push_str(&format!("- {f}\n"));
+        }
+        text.push_str(
+            "\nOpen SchoolVault on the backup computer and look at Activity for what to do.\n",
+        );
+    }
+    text.push_str(&format!(
+        "\nMachine: {machine}\nSchoolVault {}\nYou get this report every Monday; turn it off in SchoolVault's settings (Email).\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let mut html = format!(
+        "<html><body><h2>Weekly report for {db}</h2><p>{from} to {to}</p><table>\
+         <tr><td>Backups that succeeded</td><td>{ok}</td></tr>\
+         <tr><td>Backups that failed</td><td>{bad}</td></tr>\
+         <tr><td>Last successful backup</td><td>{last}</td></tr>\
+         <tr><td>Backups kept</td><td>{kept} ({kept_size})</td></tr>",
+        db = html_escape(&d.database),
+        from = d.from.format("%Y-%m-%d"),
+        to = d.to.format("%Y-%m-%d"),
+        ok = d.succeeded,
+        bad = if d.failed > 0 {
+            format!("<b>{}</b>", d.failed)
+        } else {
+            "0".into()
+        },
+        last = html_escape(&last),
+        kept = d.kept.0,
+        kept_size = size(d.kept.1),
+    );
+    if d.email_problems > 0 {
+        html.push_str(&format!(
+            "<tr><td>Emails that could not be sent</td><td>{}</td></tr>",
+            d.email_problems
+        ));
+    }
+    html.push_str("</table>");
+    if !failures.is_empty() {
+        html.push_str("<h3>Failures</h3><ul>");
+        for f in &failures {
+            html.push_str(&format!("<li>{}</li>", html_escape(f)));
+        }
+        html.push_str("</ul><p>Open SchoolVault on the backup computer and look at Activity for what to do.</p>");
+    }
+    html.push_str(&format!(
+        "<p>{} · SchoolVault {} · every Monday; turn it off in SchoolVault's settings (Email).</p></body></html>",
+        html_escape(&machine),
+        env!("CARGO_PKG_VERSION")
+    ));
+    (subject, text, html)
+}

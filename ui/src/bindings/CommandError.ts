@@ -12,4 +12,8 @@ code: string,
 /**
  * One line for people.
  */
-message: string, };
+message: string, 
+/**
+ * A failed backup's email to the administrators could not be sent: why.
+ */
+email_error?: string, };

@@ -19,4 +19,8 @@ code: string,
 /**
  * The message.
  */
-message: string, };
+message: string, 
+/**
+ * Why the administrators could not be emailed about it, if they could not.
+ */
+email_error: string | null, };

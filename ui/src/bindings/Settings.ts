@@ -29,6 +29,10 @@ timezone: string,
  */
 catch_up: boolean, 
 /**
+ * Stop a backup that makes no progress for this many minutes.
+ */
+watchdog_minutes: number, 
+/**
  * Keep everything younger than this many days.
  */
 keep_days: number, 
@@ -83,4 +87,8 @@ school_admins: boolean,
 /**
  * Alert once when no backup succeeded for this many hours.
  */
-stale_hours: number, };
+stale_hours: number, 
+/**
+ * Also send a weekly report every Monday morning.
+ */
+weekly_digest: boolean, };

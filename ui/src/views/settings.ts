@@ -66,6 +66,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });
   const tz = h("input", { type: "text", value: s.timezone, placeholder: "this computer's time zone", "data-testid": "timezone" });
   const catchUp = h("input", { type: "checkbox", checked: s.catch_up });
+  const watchdog = h("input", { type: "number", min: 1, max: 1440, value: s.watchdog_minutes, "data-testid": "watchdog" });
   const next = h("ul", { class: "next-runs", "data-testid": "next-runs" });
   const keepDays = h("input", { type: "number", min: 1, value: s.keep_days });
   const keepLast = h("input", { type: "number", min: 0, value: s.keep_last ?? "", placeholder: "—" });
@@ -86,6 +87,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   const emailTo = h("input", { type: "text", value: s.email_to.join(", "), placeholder: "head@school.example, it@school.example", "data-testid": "email-to" });
   const schoolAdmins = h("input", { type: "checkbox", checked: s.school_admins });
   const staleHours = h("input", { type: "number", min: 1, value: s.stale_hours });
+  const digest = h("input", { type: "checkbox", checked: s.weekly_digest, "data-testid": "weekly-digest" });
   const testEmail = h("button", { class: "secondary", "data-testid": "send-test-email" }, "Send test email");
   testEmail.addEventListener("click", async () => {
     try {
@@ -121,6 +123,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         cron: cron.value,
         timezone: tz.value,
         catch_up: catchUp.checked,
+        watchdog_minutes: Number(watchdog.value) || 0,
         keep_days: Number(keepDays.value) || 0,
         keep_last: optional(keepLast),
         keep_weekly: optional(keepWeekly),
@@ -135,6 +138,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         email_to: emailTo.value.split(/[,;\s]+/).filter((a) => a !== ""),
         school_admins: schoolAdmins.checked,
         stale_hours: Number(staleHours.value) || 48,
+        weekly_digest: digest.checked,
       }, smtpPassword.value === "" ? null : smtpPassword.value);
       smtpPassword.value = "";
       shell.toast("Settings saved.");
@@ -162,6 +166,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       h("div", { class: "form-grid" }, field("When (cron: minute hour day month weekday)", cron, "0 2 * * * = every day at 02:00"), field("Time zone", tz)),
       h("div", {}, h("small", { class: "muted" }, "Next runs:"), next),
       check(catchUp, "Run a missed backup as soon as the computer is back on"),
+      h("div", { class: "form-grid" }, field("Stop a backup that makes no progress for (minutes)", watchdog, "It is then counted as failed, and the administrators are emailed")),
     ),
     h(
       "section",
@@ -188,6 +193,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         field("Alert when no backup succeeded for (hours)", staleHours),
       ),
       check(schoolAdmins, "Also email the school's active administrators (read from the school database)"),
+      check(digest, "Also send a weekly report every Monday morning (backups made, failed and kept)"),
       h("div", { class: "actions left" }, testEmail, h("small", { class: "muted" }, "Save first: the test uses the saved settings.")),
     ),
     h("section", { class: "card" }, h("h2", {}, "This computer"), field("Backup folder", dir), check(login, "Start SchoolVault in the tray when I log in")),
