@@ -440,3 +440,45 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
         "the second week had none: {messages:?}"
     );
 }
+
+#[test]
+fn a_wrong_database_password_is_emailed_with_the_error_and_the_backup_type() {
+    let cluster = support::PasswordCluster::start();
+    let env = Env::new();
+    let smtp = SmtpServer::start(env.dir.path());
+    let mut cmd = env.cmd();
+    with_smtp(&mut cmd, smtp.port);
+    let out = cmd
+        .args([
+            "--json",
+            "--db",
+            &format!(
+                "postgres://postgres:wrong-password@127.0.0.1:{}/postgres",
+                cluster.port
+            ),
+            "schedule",
+            "run-due",
+            "--cron",
+            "* * * * *",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "db_auth", "{doc}");
+    let mails: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.replace("=\n", "").replace("\n ", " "))
+        .collect();
+    assert_eq!(mails.len(), 2, "one email to each administrator");
+    for m in &mails {
+        assert!(
+            m.contains("Subject: SchoolVault: scheduled backup of"),
+            "{m}"
+        );
+        assert!(m.contains("rejected the password"), "{m}");
+        assert!(m.contains("Backup type: scheduled"), "{m}");
+        assert!(!m.contains("wrong-password"), "the password leaked: {m}");
+    }
+}
