@@ -66,6 +66,15 @@ CREATE MATERIALIZED VIEW "Reporting".house_counts AS
     SELECT h.id, h."Name", "Reporting".house_size(h.id) AS pupils FROM public."Houses" h;
 CREATE INDEX house_counts_id ON "Reporting".house_counts (id);
 
+-- Routines the capture must order after what they use: a table's row type in the signature,
+-- a SQL-standard body (parsed at creation), a view's row type.
+CREATE FUNCTION older_pupils(min_age integer) RETURNS SETOF pupils LANGUAGE sql STABLE
+    AS $$ SELECT * FROM pupils WHERE age >= min_age $$;
+CREATE FUNCTION pupil_total() RETURNS bigint LANGUAGE sql STABLE
+    BEGIN ATOMIC SELECT count(*) FROM pupils; END;
+CREATE FUNCTION "Reporting".roster_line(r "Reporting"."House Roster") RETURNS text LANGUAGE sql IMMUTABLE
+    AS $$ SELECT r.house || ': ' || r.pupil $$;
+
 BEGIN;
 INSERT INTO "Houses" ("Name", captain_id) VALUES ('Tagore', 1), ('Raman', 3);
 INSERT INTO pupils (house_id, name, email, home, best, age) VALUES

@@ -3,7 +3,8 @@
 //!
 //! - `pre-data`: schemas, extensions (`IF NOT EXISTS`), enums, domains, composite types,
 //!   functions and procedures, sequences, tables (defaults, NOT NULL, identity, generated
-//!   columns, collations, partitioning), views and materialized views (`WITH NO DATA`).
+//!   columns, collations, partitioning), the routines that use a table's row type or body,
+//!   views and materialized views (`WITH NO DATA`), the routines that use a view's.
 //! - `post-data`: primary keys, unique, check, exclusion and foreign-key constraints, indexes,
 //!   triggers, materialized-view refreshes, sequence ownership, comments.
 //!
@@ -188,13 +189,25 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         pre.push_str(&ddl);
         pre.push_str(";\n");
     }
-    // Functions and procedures (bodies are not checked at creation: check_function_bodies off).
+    // Functions and procedures (bodies are not checked at creation: check_function_bodies off),
+    // in three groups: most come before the tables (a column default may call one); a routine
+    // whose signature or SQL-standard body (`BEGIN ATOMIC`) uses a table comes after the
+    // tables, and one that uses a view after the views (as pg_dump's dependency order does).
+    let mut routines = [String::new(), String::new(), String::new()];
     for r in rows(
         conn,
         target,
         &format!(
             "SELECT p.prokind::text, n.nspname::text, p.proname::text, \
-                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END \
+                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END, \
+                    coalesce((SELECT max(CASE WHEN c.relkind IN ('v', 'm') THEN 2 ELSE 1 END) \
+                       FROM pg_depend d \
+                       LEFT JOIN pg_type ty ON d.refclassid = 'pg_type'::regclass AND ty.oid = d.refobjid \
+                       LEFT JOIN pg_type el ON el.oid = ty.typelem AND ty.typelem <> 0 \
+                       JOIN pg_class c ON c.oid = CASE WHEN d.refclassid = 'pg_class'::regclass \
+                            THEN d.refobjid ELSE coalesce(nullif(ty.typrelid, 0), el.typrelid) END \
+                       WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid \
+                         AND c.relkind IN ('r', 'p', 'f', 'v', 'm')), 0) \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
              WHERE {USER_NS} AND {} ORDER BY p.oid",
             not_extension("pg_proc", "p.oid")
@@ -203,10 +216,11 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     .await?
     {
         let (kind, ns, name): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let group = usize::try_from(r.get::<i32, _>(4)).unwrap_or(0).min(2);
         match r.get::<Option<String>, _>(3) {
             Some(def) => {
-                pre.push_str(def.trim_end());
-                pre.push_str(";\n");
+                routines[group].push_str(def.trim_end());
+                routines[group].push_str(";\n");
             }
             None => unsupported.push(format!(
                 "{} {ns}.{name}",
@@ -214,6 +228,8 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
             )),
         }
     }
+    let [before_tables, after_tables, after_views] = routines;
+    pre.push_str(&before_tables);
     // Sequences that are not an identity column's.
     for r in rows(
         conn,
@@ -310,6 +326,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         }
     }
     pre.push_str(&attach);
+    pre.push_str(&after_tables);
     // Views and materialized views, in creation order (a view comes after what it uses).
     for r in rows(
         conn,
@@ -342,6 +359,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
             ));
         }
     }
+    pre.push_str(&after_views);
 
     // Post-data: constraints (keys first, foreign keys last), then indexes, triggers.
     let mut constraints = String::new();
