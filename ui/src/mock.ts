@@ -46,7 +46,12 @@ export function installMock(): void {
     backup_dir: settings.backup_dir,
     config_path: "/home/it/.config/schoolvault/config.toml",
     running: null,
-    next_run: new Date(now + 9 * 3_600_000).toISOString(),
+    next_run: (() => {
+      const t = new Date(now);
+      t.setHours(2, 0, 0, 0);
+      if (t.getTime() <= now) t.setDate(t.getDate() + 1);
+      return t.toISOString();
+    })(),
     failure,
     version: "0.1.0",
   });
@@ -126,7 +131,12 @@ export function installMock(): void {
     save_settings: (a) => (settings = a.settings as Settings),
     schedule_preview: (a) => {
       if (String(a.cron).trim().split(/\s+/).length !== 5) throw { code: "invalid_input", message: `The schedule "${a.cron}" is not a valid cron expression. Write five fields: minute hour day month weekday.` };
-      return [1, 2, 3, 4, 5].map((i) => new Date(now + i * day).toISOString());
+      // Daily at the expression's minute and hour (enough for a mock).
+      const [m, hr] = String(a.cron).trim().split(/\s+/).map(Number);
+      const first = new Date(now);
+      first.setHours(Number.isNaN(hr) ? 2 : hr, Number.isNaN(m) ? 0 : m, 0, 0);
+      if (first.getTime() <= now) first.setDate(first.getDate() + 1);
+      return [0, 1, 2, 3, 4].map((i) => new Date(first.getTime() + i * day).toISOString());
     },
     send_test_email: () => settings.email_to.length,
     acknowledge_failure: () => {
