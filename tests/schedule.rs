@@ -215,3 +215,104 @@ fn the_watchdog_fails_a_stalled_backup_and_leaves_nothing() {
     let history = env.json(&["history"]);
     assert_eq!(history[0]["outcome"], "failure");
 }
+
+#[test]
+fn a_failed_slot_is_retried_twice_half_an_hour_apart_then_waits_for_the_next() {
+    use std::sync::Arc;
+
+    use chrono::{Duration, Timelike, Utc};
+    use schoolvault_engine::catalog::RunRecord;
+    use schoolvault_engine::jobs::{self, BackupOptions, Vault};
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::progress::Silent;
+    use schoolvault_engine::retention::Retention;
+    use schoolvault_engine::schedule::Schedule;
+    use schoolvault_engine::source::postgres::PgTarget;
+
+    let env = Env::new();
+    let key_file = env.dir.path().join("key.hex");
+    std::fs::write(&key_file, &env.key).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let keys = Keys::new(Some(&key_file), Box::new(OsKeychain)).unwrap();
+        let vault = Vault::open(env.backups(), &env.dir.path().join("catalog.sqlite"), keys)
+            .await
+            .unwrap();
+        // The database server is down: every attempt fails at once.
+        let down = PgTarget::parse("postgres://postgres@127.0.0.1:1/school").unwrap();
+        // A daily slot about twelve hours ago, missed; the injected clock is the real one, so
+        // the attempts' own records (real time) and the clock agree.
+        let now = Utc::now();
+        let hour = (now.hour() + 12) % 24;
+        let schedule = Schedule::parse(&format!("0 {hour} * * *"), Some("UTC")).unwrap();
+        let retention = Retention::default();
+        let opts = BackupOptions {
+            kind: schoolvault_engine::archive::BackupKind::Scheduled,
+            ..BackupOptions::default()
+        };
+        let look = |at| {
+            jobs::run_due_with(
+                &vault,
+                &down,
+                &schedule,
+                &retention,
+                at,
+                true,
+                None,
+                &opts,
+                Arc::new(Silent),
+            )
+        };
+        let attempts = || async {
+            vault
+                .catalog
+                .runs(100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.operation == "backup" && r.outcome == "failure")
+                .count()
+        };
+        let err = look(now).await.unwrap_err();
+        assert_eq!(err.code(), "db_unreachable", "{err}");
+        assert_eq!(attempts().await, 1);
+        // The next looks (every 30 s in the app, every few minutes from a timer): no retry yet.
+        for minutes in [1, 10, 29] {
+            let done = look(now + Duration::minutes(minutes)).await.unwrap();
+            assert!(done.backup.is_none() && done.due.is_none());
+        }
+        assert_eq!(attempts().await, 1, "no retry within half an hour");
+        // Half an hour later: tried again. The records carry the real time, so the third
+        // attempt is recorded as if half an hour after the second.
+        assert!(look(now + Duration::minutes(31)).await.is_err());
+        assert_eq!(attempts().await, 2);
+        vault
+            .catalog
+            .add_run(&RunRecord {
+                started_at: now + Duration::minutes(62),
+                finished_at: now + Duration::minutes(62),
+                operation: "backup".into(),
+                kind: Some("scheduled".into()),
+                outcome: "failure".into(),
+                error_code: Some("db_unreachable".into()),
+                message: None,
+                backup_id: None,
+            })
+            .await
+            .unwrap();
+        // Three attempts: the slot is given up (the failure was reported each time).
+        let done = look(now + Duration::hours(3)).await.unwrap();
+        assert!(done.due.is_none(), "{done:?}");
+        assert_eq!(attempts().await, 3);
+        // The next day's slot runs again.
+        assert!(look(now + Duration::hours(24) + Duration::minutes(1))
+            .await
+            .is_err());
+        assert_eq!(attempts().await, 4);
+    });
+}

@@ -34,7 +34,14 @@ pub async fn run(state: &AppState) {
 }
 
 /// One look at the schedule: run what is due, say when the next run is, and how long to sleep.
-async fn tick(state: &AppState, started: chrono::DateTime<Utc>) -> Result<Duration, CommandError> {
+/// `started`: when the app started (a fresh install counts missed slots from then).
+///
+/// # Errors
+/// A schedule that cannot be read; a backup's failure is shown (tray, banner), not returned.
+pub async fn tick(
+    state: &AppState,
+    started: chrono::DateTime<Utc>,
+) -> Result<Duration, CommandError> {
     let config = state.config();
     if !config.schedule.enabled || config.database.is_none() {
         state.set_next_run(None);

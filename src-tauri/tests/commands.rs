@@ -8,7 +8,7 @@ use std::process::Command;
 #[path = "../../tests/support/smtp.rs"]
 mod smtp;
 
-use schoolvault_app::state::{AppState, Headless};
+use schoolvault_app::state::{AppState, Headless, Look, Picked, Shell};
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, INVOKE_KEY};
@@ -350,4 +350,161 @@ fn a_failed_backup_emails_the_administrators_and_a_refused_email_is_shown_not_hi
     );
     assert_eq!(call(&w, "list_backups", json!({})).unwrap(), json!([]));
     drop(app);
+}
+
+/// A desktop that remembers what it was asked to show.
+#[derive(Default, Clone)]
+struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Recorded {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    fn push(&self, s: String) {
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+impl Shell for Recorded {
+    fn look(&self, look: Look) {
+        self.push(format!("look {look:?}"));
+    }
+    fn status_lines(&self, last: &str, next: &str) {
+        self.push(format!("status {last} | {next}"));
+    }
+    fn notify(&self, title: &str, body: &str) {
+        self.push(format!("notify {title}: {body}"));
+    }
+    fn pick_backup_file(&self) -> Picked {
+        schoolvault_app::state::picked(None)
+    }
+    fn pick_recovery_file(&self, _: &str) -> Picked {
+        schoolvault_app::state::picked(None)
+    }
+    fn show_secret(&self, _: &str, _: &str) {}
+    fn autostart(&self, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure() {
+    use chrono::{Duration, Timelike, Utc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = smtp::SmtpServer::start(&dir.path().join("smtp"));
+    let db = format!("sv_sched_{:08x}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY); INSERT INTO pupils SELECT generate_series(1, 50);");
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let host = std::env::var("SCHOOLVAULT_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("SCHOOLVAULT_TEST_PG_PORT").unwrap_or_else(|_| "5432".into());
+    // A daily slot twelve hours ago: the app was not running then, so it is a catch-up.
+    let hour = (Utc::now().hour() + 12) % 24;
+    let config = |db_port: &str, name: &str| {
+        format!(
+            "[database]\nhost = {host:?}\nport = {db_port}\nname = {db:?}\nuser = \"postgres\"\n\n\
+             [backup]\ndir = {backups:?}\n\n[schedule]\ncron = \"0 {hour} * * *\"\ntimezone = \"UTC\"\n\n\
+             [email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"plain\"\n\
+             from = \"schoolvault@school.example\"\nto = [\"it@school.example\"]\n",
+            backups = dir.path().join(name).display().to_string(),
+            smtp = smtp.port,
+        )
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The app started two days ago (a fresh install counts from its start).
+    let started = Utc::now() - Duration::days(2);
+    let shell = Recorded::default();
+    std::fs::write(dir.path().join("good.toml"), config(&port, "backups")).unwrap();
+    let state = AppState::new(
+        dir.path().join("good.toml"),
+        dir.path().join("good.sqlite"),
+        Box::new(shell.clone()),
+    )
+    .unwrap();
+    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
+        .unwrap();
+    let seen = shell.take();
+    let looks: Vec<&String> = seen.iter().filter(|s| s.starts_with("look")).collect();
+    assert_eq!(
+        looks,
+        ["look Running", "look Idle"],
+        "the tray works while the scheduled backup runs: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with("status Last backup:") && s.contains("succeeded")),
+        "{seen:?}"
+    );
+    let vault = rt.block_on(state.vault()).unwrap();
+    let list = rt.block_on(vault.catalog.list()).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].kind.as_str(), "scheduled");
+    let runs = rt.block_on(vault.catalog.runs(10)).unwrap();
+    assert!(
+        runs.iter()
+            .any(|r| r.operation == "catch-up" && r.outcome == "success"),
+        "{runs:?}"
+    );
+    // The next look: nothing due, so no second backup and no flicker in the tray.
+    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
+        .unwrap();
+    assert_eq!(rt.block_on(vault.catalog.list()).unwrap().len(), 1);
+    let seen = shell.take();
+    assert!(!seen.iter().any(|s| s == "look Running"), "{seen:?}");
+    assert!(smtp.messages().is_empty(), "no email for a success");
+
+    // A computer whose database server is down: red icon, notification, banner, email.
+    let shell = Recorded::default();
+    std::fs::write(dir.path().join("bad.toml"), config("1", "bad-backups")).unwrap();
+    let state = AppState::new(
+        dir.path().join("bad.toml"),
+        dir.path().join("bad.sqlite"),
+        Box::new(shell.clone()),
+    )
+    .unwrap();
+    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
+        .unwrap();
+    let seen = shell.take();
+    let looks: Vec<&String> = seen.iter().filter(|s| s.starts_with("look")).collect();
+    assert_eq!(
+        looks.last().map(|s| s.as_str()),
+        Some("look Failed"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(
+            |s| s.starts_with("notify SchoolVault: the scheduled backup failed")
+                && s.contains("Cannot reach the database server")
+        ),
+        "{seen:?}"
+    );
+    let failure = state.failure().unwrap();
+    assert_eq!(failure.operation, "scheduled backup");
+    assert_eq!(failure.code, "db_unreachable");
+    assert_eq!(failure.email_error, None);
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains("scheduled backup"), "{}", mails[0]);
+    // It stays red on the next look (the retry waits half an hour): no second attempt, no
+    // second email; only the user dismisses the failure.
+    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
+        .unwrap();
+    assert!(state.failure().is_some());
+    assert!(!shell
+        .take()
+        .iter()
+        .any(|s| s == "look Idle" || s == "look Running"));
+    assert_eq!(smtp.messages().len(), 1, "one email per attempt");
+    drop(state);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
 }

@@ -2305,6 +2305,11 @@ pub async fn prune(
     result.map(|()| done)
 }
 
+/// How long after a failed scheduled backup its slot is tried again.
+pub const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(30);
+/// How many times a slot is tried before waiting for the next one.
+pub const SLOT_ATTEMPTS: usize = 3;
+
 /// What [`run_due`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DueOutcome {
@@ -2320,7 +2325,8 @@ pub struct DueOutcome {
 /// (several missed slots make one run; a late one is marked as a catch-up in the history),
 /// then prune by `policy`. Holds the run lock, and looks at the history again once it has it,
 /// so the app and `schoolvault schedule run-due` never both run the same slot. With
-/// `catch_up` off, a slot found late is skipped (the next one runs on time).
+/// `catch_up` off, a slot found late is skipped (the next one runs on time). A slot whose
+/// backup failed is tried again [`RETRY_AFTER`] later, [`SLOT_ATTEMPTS`] times in all.
 ///
 /// # Errors
 /// `InvalidInput` when another run holds the lock; everything [`backup`] reports.
@@ -2373,6 +2379,30 @@ pub async fn run_due_with(
     let due = schedule
         .due(since, now)?
         .filter(|d| catch_up || !d.catch_up);
+    // A slot whose scheduled backup failed is tried again RETRY_AFTER later (the network may
+    // not be up yet after a wake), at most SLOT_ATTEMPTS times in all; then the next slot.
+    // Each failure was reported and emailed: a database that is down must not cause a retry,
+    // and an email, at every look at the schedule.
+    let due = match due {
+        Some(d) => {
+            let failed: Vec<DateTime<Utc>> = vault
+                .catalog
+                .runs(500)
+                .await?
+                .into_iter()
+                .filter(|r| {
+                    r.operation == "backup"
+                        && r.kind.as_deref() == Some(BackupKind::Scheduled.as_str())
+                        && r.outcome != "success"
+                        && r.started_at >= d.slot
+                })
+                .map(|r| r.started_at)
+                .collect();
+            let waiting = failed.iter().max().is_some_and(|t| now - *t < RETRY_AFTER);
+            (failed.len() < SLOT_ATTEMPTS && !waiting).then_some(d)
+        }
+        None => None,
+    };
     let Some(due) = due else {
         return Ok(DueOutcome {
             due: None,
