@@ -482,3 +482,79 @@ fn a_wrong_database_password_is_emailed_with_the_error_and_the_backup_type() {
         assert!(!m.contains("wrong-password"), "the password leaked: {m}");
     }
 }
+
+#[test]
+fn an_alert_that_cannot_be_sent_is_tried_again_hourly_not_at_every_look() {
+    use chrono::{Duration as Days, Utc};
+    use schoolvault_engine::archive::BackupKind;
+    use schoolvault_engine::catalog::BackupRecord;
+    use schoolvault_engine::jobs::{self, Vault};
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::notify::{Security, SmtpSettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
+        let vault = Vault::open(
+            dir.path().join("backups"),
+            &dir.path().join("catalog.sqlite"),
+            keys,
+        )
+        .await
+        .unwrap();
+        let now = Utc::now();
+        vault
+            .catalog
+            .put(&BackupRecord {
+                id: "old".into(),
+                path: dir.path().join("old.svb"),
+                created_at: now - Days::days(3),
+                kind: BackupKind::Scheduled,
+                status: "complete".into(),
+                size: 1,
+                sha256: String::new(),
+                key_fingerprint: String::new(),
+                engine: "postgresql".into(),
+                server_version: "15".into(),
+                database: "school".into(),
+                tables: 1,
+                rows: 1,
+                duration_ms: 1,
+                verified_at: None,
+                verify_ok: None,
+                verify_message: None,
+            })
+            .await
+            .unwrap();
+        // Nothing listens on port 9: the mail cannot go.
+        let settings = SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: 9,
+            security: Security::Plain,
+            user: None,
+            password: None,
+            from: "schoolvault@school.example".into(),
+            to: vec!["it@school.example".into()],
+        };
+        let max = Days::hours(48);
+        let alert = |at| jobs::stale_alert(&vault, &settings, "school", max, at);
+        assert!(alert(now).await.is_err());
+        for minutes in [1, 30, 59] {
+            assert_eq!(alert(now + Days::minutes(minutes)).await.unwrap(), None);
+        }
+        assert!(
+            alert(now + Days::minutes(61)).await.is_err(),
+            "an hour later"
+        );
+        let failed = vault
+            .catalog
+            .runs(50)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.operation == "alert" && r.outcome == "failure")
+            .count();
+        assert_eq!(failed, 2, "each attempt is in the history, and only those");
+    });
+}

@@ -352,10 +352,11 @@ pub async fn run_backup(
         let config = state.config();
         let (email, limit) = (config.email, config.schedule.watchdog());
         detached(move || async move {
-            let _lock = vault.lock()?;
+            let lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
             let job = jobs::backup(&vault, &target, &opts, watched.clone());
             let out = jobs::watch(&vault, "backup", Some(kind), limit, &watched, job).await;
+            drop(lock);
             match &out {
                 Err(e) => {
                     let unsent =
@@ -364,8 +365,13 @@ pub async fn run_backup(
                 }
                 Ok(made) => {
                     if let Some(query) = email.enabled.then(|| email.admins_query()).flatten() {
-                        // Keep the administrators' list fresh for a day the database is down.
-                        let _ = jobs::refresh_admins(&vault, &target, &query).await;
+                        // Keep the administrators' list fresh for a day the database is down
+                        // (briefly: a locked table must not hold up the reply).
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(20),
+                            jobs::refresh_admins(&vault, &target, &query),
+                        )
+                        .await;
                     }
                     Ok(Ok(BackupRow::from(&made.backup)))
                 }
@@ -397,7 +403,8 @@ pub async fn email_failure(
     error: &schoolvault_engine::Error,
     cancel: &jobs::Cancel,
 ) -> Option<String> {
-    if cancel.is_cancelled() {
+    // Cancelled by the user, or another run holds the lock (it reports its own outcome).
+    if cancel.is_cancelled() || error.kind() == schoolvault_engine::ErrorKind::Busy {
         return None;
     }
     let smtp = match email.smtp(&OsKeychain) {
@@ -695,6 +702,12 @@ pub async fn save_settings(
             .map_err(|e| {
                 CommandError::new("io", format!("Start at login could not be changed: {e}."))
             })?;
+    }
+    if settings.weekly_digest && !state.config().email.weekly_digest {
+        // Turned on: the first report comes next Monday, not at once for an old week.
+        if let Ok(vault) = state.vault().await {
+            jobs::forget_digest(&vault);
+        }
     }
     state.update_config(|c| {
         let default_dir = schoolvault_engine::config::default_backup_dir().ok();

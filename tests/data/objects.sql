@@ -67,11 +67,20 @@ CREATE MATERIALIZED VIEW "Reporting".house_counts AS
 CREATE INDEX house_counts_id ON "Reporting".house_counts (id);
 
 -- Routines the capture must order after what they use: a table's row type in the signature,
--- a SQL-standard body (parsed at creation), a view's row type.
+-- a view's row type, SQL-standard bodies (parsed at creation).
 CREATE FUNCTION older_pupils(min_age integer) RETURNS SETOF pupils LANGUAGE sql STABLE
     AS $$ SELECT * FROM pupils WHERE age >= min_age $$;
-CREATE FUNCTION pupil_total() RETURNS bigint LANGUAGE sql STABLE
-    BEGIN ATOMIC SELECT count(*) FROM pupils; END;
+-- SQL-standard bodies (PostgreSQL 14 and later): one reads a table, one calls it, one a sequence.
+DO $$ BEGIN
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'CREATE FUNCTION pupil_total() RETURNS bigint LANGUAGE sql STABLE
+                 BEGIN ATOMIC SELECT count(*) FROM pupils; END';
+        EXECUTE 'CREATE FUNCTION pupil_total_twice() RETURNS bigint LANGUAGE sql STABLE
+                 BEGIN ATOMIC SELECT 2 * pupil_total(); END';
+        EXECUTE 'CREATE FUNCTION next_receipt() RETURNS bigint LANGUAGE sql
+                 BEGIN ATOMIC SELECT nextval(''receipt_no''); END';
+    END IF;
+END $$;
 CREATE FUNCTION "Reporting".roster_line(r "Reporting"."House Roster") RETURNS text LANGUAGE sql IMMUTABLE
     AS $$ SELECT r.house || ': ' || r.pupil $$;
 

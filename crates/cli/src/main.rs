@@ -387,6 +387,10 @@ async fn notify_failure(
     target: &PgTarget,
     error: &Error,
 ) {
+    // Another run holds the lock: that run reports its own outcome.
+    if error.kind() == ErrorKind::Busy {
+        return;
+    }
     match smtp_settings(config) {
         Ok(Some(settings)) => {
             let query = admins_query(config);
@@ -605,8 +609,13 @@ async fn run(cli: Cli) -> Result<()> {
             if let Err(e) = &out {
                 notify_failure(&vault, &settings, opts.kind, &target, e).await;
             } else if let Some(query) = admins_query(&settings) {
-                // Keep the list of administrators fresh for a day the database is down.
-                let _ = jobs::refresh_admins(&vault, &target, &query).await;
+                // Keep the list of administrators fresh for a day the database is down
+                // (briefly: a locked table must not hold up the backup's end).
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(20),
+                    jobs::refresh_admins(&vault, &target, &query),
+                )
+                .await;
             }
             let out = out?;
             let b = &out.backup;
@@ -949,6 +958,9 @@ async fn run(cli: Cli) -> Result<()> {
             let cron = cron.unwrap_or_else(|| settings.schedule.cron.clone());
             let tz = tz.or_else(|| settings.schedule.timezone.clone());
             let schedule = Schedule::parse(&cron, tz.as_deref())?;
+            // The weekly report follows the schedule's time zone too.
+            let mut settings = settings.clone();
+            settings.schedule.timezone.clone_from(&tz);
             match action {
                 ScheduleAction::Next { count } => {
                     let next = schedule.upcoming(chrono::Utc::now(), count)?;
@@ -997,8 +1009,11 @@ async fn run(cli: Cli) -> Result<()> {
                 ScheduleAction::Run => {
                     let target = target(cli.db.as_deref(), &settings, "back up")?;
                     let retention = policy.policy(&settings);
+                    let mut announced = None;
                     loop {
-                        // Catch up first (also after the machine slept), then wait for the next slot.
+                        // Every minute: a due slot, a missed one (also after the machine slept),
+                        // the retry of a failed one, the stale alert, the weekly report. Most
+                        // looks find nothing to do.
                         match run_due_once(
                             &vault, &settings, &target, &schedule, &retention, watchdog, &progress,
                         )
@@ -1009,19 +1024,20 @@ async fn run(cli: Cli) -> Result<()> {
                                     eprintln!("backup {} made", b.id);
                                 }
                             }
+                            // Another run holds the lock: it reports its own outcome.
+                            Err(e) if e.kind() == ErrorKind::Busy => {}
                             Err(e) => eprintln!("error: {e}"),
                         }
                         let next = schedule.next_after(chrono::Utc::now())?;
-                        eprintln!(
-                            "next run {}",
-                            next.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
-                        );
-                        // Wake at least once a minute, so a suspended machine catches up soon after it wakes.
-                        while chrono::Utc::now() < next {
-                            let left =
-                                (next - chrono::Utc::now()).num_seconds().clamp(1, 60) as u64;
-                            tokio::time::sleep(Duration::from_secs(left)).await;
+                        if announced != Some(next) {
+                            announced = Some(next);
+                            eprintln!(
+                                "next run {}",
+                                next.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+                            );
                         }
+                        let left = (next - chrono::Utc::now()).num_seconds().clamp(1, 60) as u64;
+                        tokio::time::sleep(Duration::from_secs(left)).await;
                     }
                 }
             }
@@ -1067,11 +1083,15 @@ async fn run(cli: Cli) -> Result<()> {
             // The database only names the report; it need not be reachable.
             let database = target(cli.db.as_deref(), &settings, "report on")
                 .map_or_else(|_| "the school database".to_string(), |t| t.describe());
+            let tz = std::env::var("SCHOOLVAULT_TZ")
+                .ok()
+                .filter(|z| !z.is_empty())
+                .or_else(|| settings.schedule.timezone.clone());
             let n = jobs::weekly_digest(
                 &vault,
                 &smtp,
                 &database,
-                settings.schedule.timezone.as_deref(),
+                tz.as_deref(),
                 chrono::Utc::now(),
                 true,
             )

@@ -259,21 +259,39 @@ impl Catalog {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(&e))?;
-        rows.iter()
-            .map(|row| {
-                Ok(RunRecord {
-                    started_at: time(row.get("started_at"))?,
-                    finished_at: time(row.get("finished_at"))?,
-                    operation: row.get("operation"),
-                    kind: row.get("kind"),
-                    outcome: row.get("outcome"),
-                    error_code: row.get("error_code"),
-                    message: row.get("message"),
-                    backup_id: row.get("backup_id"),
-                })
-            })
-            .collect()
+        rows.iter().map(run_row).collect()
     }
+
+    /// The newest `limit` runs of `operation` of `kind` (e.g. scheduled backups), newest first:
+    /// other entries (emails, verifies) never crowd them out.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn runs_of(&self, operation: &str, kind: &str, limit: u32) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE operation = ? AND kind = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(operation)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(&e))?;
+        rows.iter().map(run_row).collect()
+    }
+}
+
+fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord> {
+    Ok(RunRecord {
+        started_at: time(row.get("started_at"))?,
+        finished_at: time(row.get("finished_at"))?,
+        operation: row.get("operation"),
+        kind: row.get("kind"),
+        outcome: row.get("outcome"),
+        error_code: row.get("error_code"),
+        message: row.get("message"),
+        backup_id: row.get("backup_id"),
+    })
 }
 
 fn time(s: String) -> Result<DateTime<Utc>> {

@@ -49,6 +49,8 @@ pub enum ErrorKind {
     Catalog,
     /// The operation was cancelled.
     Cancelled,
+    /// Another backup or restore holds the run lock.
+    Busy,
     /// A bad argument or setting.
     InvalidInput,
     /// A bug: something that should not happen did.
@@ -77,6 +79,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::Catalog => "catalog",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Busy => "busy",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Internal => "internal",
         }

@@ -2321,6 +2321,49 @@ pub struct DueOutcome {
     pub pruned: Vec<Prune>,
 }
 
+impl DueOutcome {
+    fn nothing() -> DueOutcome {
+        DueOutcome {
+            due: None,
+            backup: None,
+            pruned: Vec::new(),
+        }
+    }
+}
+
+/// The slot to run now, if any, and whether it is a retry of a failed attempt.
+///
+/// A slot whose scheduled backup failed is tried again [`RETRY_AFTER`] later (after a wake the
+/// network may not be up yet), [`SLOT_ATTEMPTS`] times in all, then the next slot runs. Each
+/// failure was reported and emailed: a database that is down must not cause a retry, and an
+/// email, at every look at the schedule. A retry runs even with `catch_up` off: it is late
+/// because the slot's own run failed, not because the computer was off.
+async fn what_is_due(
+    vault: &Vault,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    catch_up: bool,
+    anchor: Option<DateTime<Utc>>,
+) -> Result<Option<(Due, bool)>> {
+    let since = vault.last_success().await?.or(anchor);
+    let Some(due) = schedule.due(since, now)? else {
+        return Ok(None);
+    };
+    let failed: Vec<DateTime<Utc>> = vault
+        .catalog
+        .runs_of("backup", BackupKind::Scheduled.as_str(), 50)
+        .await?
+        .into_iter()
+        .filter(|r| r.outcome != "success" && r.started_at >= due.slot)
+        .map(|r| r.started_at)
+        .collect();
+    let Some(last_failure) = failed.iter().max() else {
+        return Ok((catch_up || !due.catch_up).then_some((due, false)));
+    };
+    let ready = failed.len() < SLOT_ATTEMPTS && now - *last_failure >= RETRY_AFTER;
+    Ok(ready.then_some((due, true)))
+}
+
 /// If a slot of `schedule` passed without a successful backup, run one scheduled backup
 /// (several missed slots make one run; a late one is marked as a catch-up in the history),
 /// then prune by `policy`. Holds the run lock, and looks at the history again once it has it,
@@ -2374,44 +2417,21 @@ pub async fn run_due_with(
     opts: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<DueOutcome> {
+    // Look without the lock first: most looks find nothing due, and must not fail (nor email)
+    // because another run holds the lock. Then look again under it: the other runner may
+    // have covered the slot meanwhile.
+    if what_is_due(vault, schedule, now, catch_up, anchor)
+        .await?
+        .is_none()
+    {
+        return Ok(DueOutcome::nothing());
+    }
     let _lock = vault.lock()?;
-    let since = vault.last_success().await?.or(anchor);
-    let due = schedule
-        .due(since, now)?
-        .filter(|d| catch_up || !d.catch_up);
-    // A slot whose scheduled backup failed is tried again RETRY_AFTER later (the network may
-    // not be up yet after a wake), at most SLOT_ATTEMPTS times in all; then the next slot.
-    // Each failure was reported and emailed: a database that is down must not cause a retry,
-    // and an email, at every look at the schedule.
-    let due = match due {
-        Some(d) => {
-            let failed: Vec<DateTime<Utc>> = vault
-                .catalog
-                .runs(500)
-                .await?
-                .into_iter()
-                .filter(|r| {
-                    r.operation == "backup"
-                        && r.kind.as_deref() == Some(BackupKind::Scheduled.as_str())
-                        && r.outcome != "success"
-                        && r.started_at >= d.slot
-                })
-                .map(|r| r.started_at)
-                .collect();
-            let waiting = failed.iter().max().is_some_and(|t| now - *t < RETRY_AFTER);
-            (failed.len() < SLOT_ATTEMPTS && !waiting).then_some(d)
-        }
-        None => None,
-    };
-    let Some(due) = due else {
-        return Ok(DueOutcome {
-            due: None,
-            backup: None,
-            pruned: Vec::new(),
-        });
+    let Some((due, retry)) = what_is_due(vault, schedule, now, catch_up, anchor).await? else {
+        return Ok(DueOutcome::nothing());
     };
     let made = backup(vault, target, opts, progress).await;
-    if due.catch_up {
+    if due.catch_up && !retry {
         let note = format!(
             "catch-up for the slot of {} ({} missed)",
             due.slot.to_rfc3339(),
@@ -2510,13 +2530,21 @@ pub async fn stale_alert(
         return Ok(None);
     }
     let marker = vault.lock_dir.join("stale-alert.json");
-    let alerted: Option<DateTime<Utc>> = std::fs::read(&marker)
+    let remembered = std::fs::read(&marker)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["last_success"].as_str().map(str::to_string))
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    if alerted == Some(last) {
+        .unwrap_or_default();
+    let at = |field: &str| -> Option<DateTime<Utc>> {
+        remembered[field]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    if at("last_success") == Some(last) {
+        return Ok(None);
+    }
+    // An alert that could not be sent is tried again an hour later, not at every look.
+    if at("failed_for") == Some(last) && at("tried_at").is_some_and(|t| now - t < RETRY_ALERT) {
         return Ok(None);
     }
     let hours = (now - last).num_hours();
@@ -2548,12 +2576,25 @@ pub async fn stale_alert(
     vault
         .record_run(run_record("alert", None, started, &sent, None, summary))
         .await;
-    let n = sent?;
-    let _ = std::fs::write(
-        &marker,
-        serde_json::json!({"last_success": last.to_rfc3339()}).to_string(),
-    );
-    Ok(Some(n))
+    let remember = match &sent {
+        Ok(_) => serde_json::json!({"last_success": last.to_rfc3339()}),
+        Err(_) => serde_json::json!({
+            "last_success": remembered["last_success"],
+            "failed_for": last.to_rfc3339(),
+            "tried_at": now.to_rfc3339(),
+        }),
+    };
+    let _ = std::fs::write(&marker, remember.to_string());
+    Ok(Some(sent?))
+}
+
+/// How long after a stale-backup alert that could not be sent it is tried again.
+pub const RETRY_ALERT: chrono::Duration = chrono::Duration::hours(1);
+
+/// Forget which week had its report, so that turning the report on again starts with the
+/// next Monday rather than sending one at once.
+pub fn forget_digest(vault: &Vault) {
+    let _ = std::fs::remove_file(vault.lock_dir.join("digest.json"));
 }
 
 /// When the weekly report goes out: Monday 07:00, in the schedule's time zone.
@@ -2561,9 +2602,10 @@ pub const DIGEST_CRON: &str = "0 7 * * 1";
 
 /// The weekly report (optional): on the first call after Monday 07:00 (in `zone`, else local
 /// time), email the week's backups — succeeded, failed with their errors, the last success,
-/// what is kept — once per week (remembered beside the catalog). The first call after it is
-/// turned on only remembers the week: the first report comes the next Monday. `force` sends
-/// now (`schoolvault notify digest`). Recorded in the history. `Ok(None)`: nothing due.
+/// what is kept — once per week (remembered beside the catalog, also when it could not be
+/// sent). The first call after it is turned on only remembers the week: the first report
+/// comes the next Monday ([`forget_digest`] when it is turned on). `force` sends now
+/// (`schoolvault notify digest`). Recorded in the history. `Ok(None)`: nothing due.
 ///
 /// # Errors
 /// The sending error (also recorded); `InvalidInput` for a bad time zone.
@@ -2654,9 +2696,10 @@ pub async fn weekly_digest(
     vault
         .record_run(run_record("digest", None, started, &sent, None, summary))
         .await;
-    let n = sent?;
+    // Tried once a week: a report that could not be sent is in the history (and the next
+    // one covers the week again), never resent at every look.
     remember(slot);
-    Ok(Some(n))
+    Ok(Some(sent?))
 }
 
 fn hostname() -> String {

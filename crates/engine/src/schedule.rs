@@ -169,7 +169,7 @@ impl RunLock {
     /// Take the lock in `dir`, or fail at once if another run holds it.
     ///
     /// # Errors
-    /// `InvalidInput` ("another backup is running") when it is held; I/O errors.
+    /// `Busy` ("another backup is running") when it is held; I/O errors.
     pub fn try_acquire(dir: &Path) -> Result<RunLock> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format_args!("creating {}", dir.display()), &e))?;
@@ -184,7 +184,7 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file, path }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
-                ErrorKind::InvalidInput,
+                ErrorKind::Busy,
                 "Another backup or restore is running on this computer (the app or another schoolvault)",
                 "Wait for it to finish, then try again",
             )),

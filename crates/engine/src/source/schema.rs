@@ -14,6 +14,8 @@
 //! `pg_dump --no-owner --no-privileges` does. Objects this code cannot reproduce are returned
 //! in [`Schema::unsupported`], never dropped silently.
 
+use std::collections::HashMap;
+
 use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
@@ -193,7 +195,8 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     // in three groups: most come before the tables (a column default may call one); a routine
     // whose signature or SQL-standard body (`BEGIN ATOMIC`) uses a table comes after the
     // tables, and one that uses a view after the views (as pg_dump's dependency order does).
-    let mut routines = [String::new(), String::new(), String::new()];
+    // (group, oid, the routines it calls in a SQL-standard body, its definition)
+    let mut found: Vec<(usize, i64, Vec<i64>, String)> = Vec::new();
     for r in rows(
         conn,
         target,
@@ -207,7 +210,10 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
                        JOIN pg_class c ON c.oid = CASE WHEN d.refclassid = 'pg_class'::regclass \
                             THEN d.refobjid ELSE coalesce(nullif(ty.typrelid, 0), el.typrelid) END \
                        WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid \
-                         AND c.relkind IN ('r', 'p', 'f', 'v', 'm')), 0) \
+                         AND c.relkind IN ('r', 'p', 'f', 'S', 'v', 'm')), 0), \
+                    p.oid::int8, \
+                    array(SELECT d.refobjid::int8 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+                          AND d.objid = p.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid <> p.oid) \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
              WHERE {USER_NS} AND {} ORDER BY p.oid",
             not_extension("pg_proc", "p.oid")
@@ -218,15 +224,32 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         let (kind, ns, name): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let group = usize::try_from(r.get::<i32, _>(4)).unwrap_or(0).min(2);
         match r.get::<Option<String>, _>(3) {
-            Some(def) => {
-                routines[group].push_str(def.trim_end());
-                routines[group].push_str(";\n");
-            }
+            Some(def) => found.push((group, r.get(5), r.get(6), def)),
             None => unsupported.push(format!(
                 "{} {ns}.{name}",
                 if kind == "a" { "aggregate" } else { "routine" }
             )),
         }
+    }
+    // A routine whose body calls another goes no earlier than that one.
+    loop {
+        let group_of: HashMap<i64, usize> = found.iter().map(|f| (f.1, f.0)).collect();
+        let mut changed = false;
+        for f in &mut found {
+            let needed = f.2.iter().filter_map(|o| group_of.get(o)).max().copied();
+            if let Some(g) = needed.filter(|g| *g > f.0) {
+                f.0 = g;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut routines = [String::new(), String::new(), String::new()];
+    for (group, _, _, def) in &found {
+        routines[*group].push_str(def.trim_end());
+        routines[*group].push_str(";\n");
     }
     let [before_tables, after_tables, after_views] = routines;
     pre.push_str(&before_tables);
