@@ -157,6 +157,32 @@ fn the_school_databases_administrators_are_emailed_and_remembered_for_when_it_is
             .count(),
         2
     );
+    // The weekly report goes to them too, from the remembered list (no database query).
+    let mut cmd = env.cmd();
+    with_smtp(&mut cmd, smtp.port);
+    let out = cmd
+        .env("SCHOOLVAULT_NOTIFY_TO", "it@school.example")
+        .env("SCHOOLVAULT_NOTIFY_DB_ADMINS", "1")
+        .args([
+            "--db",
+            "postgres://postgres@127.0.0.1:1/erp",
+            "notify",
+            "digest",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.contains("weekly report"))
+        .collect();
+    assert_eq!(reports.len(), 3, "it@ and the two administrators");
+    assert!(reports.iter().any(|m| m.contains("To: office@")));
 }
 
 #[test]

@@ -71,6 +71,11 @@ pub async fn tick(
             let tray = TrayProgress::new(state.shell_handle());
             detached(move || async move {
                 if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
+                    let smtp = if email.school_admins {
+                        jobs::with_known_admins(&vault, &smtp)
+                    } else {
+                        smtp
+                    };
                     let database = target.describe();
                     // The stale-backup alert first: also after the computer was off, before
                     // the catch-up run. Then the weekly report, when it is on.

@@ -339,10 +339,20 @@ fn admins_query(config: &Config) -> Option<String> {
     }
 }
 
+/// The recipients, with the school's administrators as last read when they are emailed too.
+fn school_admins_too(vault: &Vault, config: &Config, settings: &SmtpSettings) -> SmtpSettings {
+    if admins_query(config).is_some() {
+        jobs::with_known_admins(vault, settings)
+    } else {
+        settings.clone()
+    }
+}
+
 /// Before a scheduled run: the stale-backup alert, once, if no backup succeeded for the
 /// configured time (email on). A failure to send is a warning, recorded in the history.
 async fn stale_alert(vault: &Vault, config: &Config, target: &PgTarget) {
     if let Ok(Some(settings)) = smtp_settings(config) {
+        let settings = school_admins_too(vault, config, &settings);
         let max_age = chrono::Duration::hours(i64::from(config.email.stale_hours.max(1)));
         if let Err(e) = jobs::stale_alert(
             vault,
@@ -365,6 +375,7 @@ async fn weekly_digest(vault: &Vault, config: &Config, target: &PgTarget) {
         return;
     }
     if let Ok(Some(settings)) = smtp_settings(config) {
+        let settings = school_admins_too(vault, config, &settings);
         if let Err(e) = jobs::weekly_digest(
             vault,
             &settings,
@@ -1080,6 +1091,7 @@ async fn run(cli: Cli) -> Result<()> {
             action: NotifyAction::Digest,
         } => {
             let smtp = smtp_settings(&settings)?.ok_or_else(email_not_set_up)?;
+            let smtp = school_admins_too(&vault, &settings, &smtp);
             // The database only names the report; it need not be reachable.
             let database = target(cli.db.as_deref(), &settings, "report on")
                 .map_or_else(|_| "the school database".to_string(), |t| t.describe());

@@ -2711,6 +2711,26 @@ fn hostname() -> String {
         .unwrap_or_else(|| "this computer".into())
 }
 
+/// `settings` with the school's administrators added, as remembered beside the catalog at the
+/// last backup (or failure email): for the stale alert and the weekly report, which must not
+/// query the school database at every look at the schedule.
+pub fn with_known_admins(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+) -> crate::notify::SmtpSettings {
+    let mut settings = settings.clone();
+    let known: Vec<String> = std::fs::read(vault.lock_dir.join("administrators.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    for a in known {
+        if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(&a)) {
+            settings.to.push(a);
+        }
+    }
+    settings
+}
+
 /// Read the school's administrators for failure emails and remember them beside the catalog
 /// (the list is used when the database cannot be read).
 pub async fn refresh_admins(
