@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 export SCHOOLVAULT_FIXTURES ?= $(abspath ../shared/fixtures)
 PG_URL ?= postgres://postgres@127.0.0.1:5432
+# Node.js from the npm registry when the system's is too old for Vite (scripts/setup.sh).
+export PATH := $(CURDIR)/.tools/node/bin:$(PATH)
 
 .PHONY: run test setup ui app e2e bench
 

@@ -46,6 +46,28 @@ if ! command -v tauri-driver >/dev/null; then
   cargo install -q tauri-driver --version 2.1.0 --locked
 fi
 
+# Vite 7 needs Node.js 20.19+ or 22.12+; Debian 12's nodejs is 18. Then the npm registry's
+# own Node.js build (package node-linux-<arch>) goes into .tools/node, which the Makefile puts
+# first on PATH.
+node_ok() {
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+           process.exit(a > 22 || (a === 22 && b >= 12) || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+if ! node_ok; then
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) echo "setup: Node.js $(node --version 2>/dev/null) is too old for the frontend; install Node.js 22" >&2; exit 1 ;;
+  esac
+  echo "setup: Node.js $(node --version 2>/dev/null) is too old for Vite 7; installing Node.js 22 from the npm registry into .tools/node"
+  rm -rf .tools/node
+  npm install -q --no-audit --no-fund --loglevel=error --prefix .tools/node "node-linux-$arch@22"
+  mkdir -p .tools/node/bin
+  ln -sf "../node_modules/node-linux-$arch/bin/node" .tools/node/bin/node
+  export PATH="$PWD/.tools/node/bin:$PATH"
+  node_ok || { echo "setup: Node.js 22 could not be installed into .tools/node" >&2; exit 1; }
+fi
+
 # The frontend's packages (exactly the lock file's).
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "setup: installing the frontend's npm packages"
