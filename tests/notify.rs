@@ -19,6 +19,57 @@ fn with_smtp(cmd: &mut assert_cmd::Command, port: u16) {
         );
 }
 
+/// A vault (catalog and backup folder) in `dir`, for the engine-level email tests.
+async fn vault_in(dir: &std::path::Path) -> schoolvault_engine::jobs::Vault {
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
+    schoolvault_engine::jobs::Vault::open(dir.join("backups"), &dir.join("catalog.sqlite"), keys)
+        .await
+        .unwrap()
+}
+
+/// A catalog entry of a complete backup (no file behind it), for the injected-clock tests.
+fn backup_record(
+    dir: &std::path::Path,
+    id: &str,
+    created_at: chrono::DateTime<chrono::Utc>,
+    kind: schoolvault_engine::archive::BackupKind,
+    size: u64,
+) -> schoolvault_engine::catalog::BackupRecord {
+    schoolvault_engine::catalog::BackupRecord {
+        id: id.into(),
+        path: dir.join(format!("{id}.svb")),
+        created_at,
+        kind,
+        status: "complete".into(),
+        size,
+        sha256: String::new(),
+        key_fingerprint: String::new(),
+        engine: "postgresql".into(),
+        server_version: "15".into(),
+        database: "school".into(),
+        tables: 1,
+        rows: 1,
+        duration_ms: 1,
+        verified_at: None,
+        verify_ok: None,
+        verify_message: None,
+    }
+}
+
+/// Plain SMTP to 127.0.0.1:`port`.
+fn plain_smtp(port: u16, to: &[&str]) -> schoolvault_engine::notify::SmtpSettings {
+    schoolvault_engine::notify::SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        security: schoolvault_engine::notify::Security::Plain,
+        user: None,
+        password: None,
+        from: "schoolvault@school.example".into(),
+        to: to.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
 #[test]
 fn a_failed_backup_emails_each_administrator_once() {
     let env = Env::new();
@@ -209,39 +260,13 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
     // The stale alert, with an injected clock: the newest good backup is three days old.
     use chrono::{Duration as Days, Utc};
     use schoolvault_engine::archive::BackupKind;
-    use schoolvault_engine::catalog::BackupRecord;
-    use schoolvault_engine::jobs::{self, Vault};
-    use schoolvault_engine::keychain::{Keys, OsKeychain};
-    use schoolvault_engine::notify::{Security, SmtpSettings};
+    use schoolvault_engine::jobs;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
-        let vault = Vault::open(
-            dir.path().join("backups"),
-            &dir.path().join("catalog.sqlite"),
-            keys,
-        )
-        .await
-        .unwrap();
+        let vault = vault_in(dir.path()).await;
         let now = Utc::now();
-        let record = |id: &str, age: Days, kind: BackupKind| BackupRecord {
-            id: id.into(),
-            path: dir.path().join(format!("{id}.svb")),
-            created_at: now - age,
-            kind,
-            status: "complete".into(),
-            size: 1,
-            sha256: String::new(),
-            key_fingerprint: String::new(),
-            engine: "postgresql".into(),
-            server_version: "15".into(),
-            database: "school".into(),
-            tables: 1,
-            rows: 1,
-            duration_ms: 1,
-            verified_at: None,
-            verify_ok: None,
-            verify_message: None,
+        let record = |id: &str, age: Days, kind: BackupKind| {
+            backup_record(dir.path(), id, now - age, kind, 1)
         };
         vault
             .catalog
@@ -254,15 +279,7 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
             .put(&record("safety", Days::hours(1), BackupKind::Safety))
             .await
             .unwrap();
-        let settings = SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: smtp.port,
-            security: Security::Plain,
-            user: None,
-            password: None,
-            from: "schoolvault@school.example".into(),
-            to: vec!["head@school.example".into(), "it@school.example".into()],
-        };
+        let settings = plain_smtp(smtp.port, &["head@school.example", "it@school.example"]);
         let max = Days::hours(48);
         let first = jobs::stale_alert(&vault, &settings, "school", max, now)
             .await
@@ -326,32 +343,15 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
 fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
     use chrono::{DateTime, Duration as Days, TimeZone, Utc};
     use schoolvault_engine::archive::BackupKind;
-    use schoolvault_engine::catalog::{BackupRecord, RunRecord};
-    use schoolvault_engine::jobs::{self, Vault};
-    use schoolvault_engine::keychain::{Keys, OsKeychain};
-    use schoolvault_engine::notify::{Security, SmtpSettings};
+    use schoolvault_engine::catalog::RunRecord;
+    use schoolvault_engine::jobs;
 
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpServer::start(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
-        let vault = Vault::open(
-            dir.path().join("backups"),
-            &dir.path().join("catalog.sqlite"),
-            keys,
-        )
-        .await
-        .unwrap();
-        let settings = SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: smtp.port,
-            security: Security::Plain,
-            user: None,
-            password: None,
-            from: "schoolvault@school.example".into(),
-            to: vec!["head@school.example".into(), "it@school.example".into()],
-        };
+        let vault = vault_in(dir.path()).await;
+        let settings = plain_smtp(smtp.port, &["head@school.example", "it@school.example"]);
         // The injected clock: Wednesday 25 November 2026, noon (UTC).
         let wednesday: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
         let monday = Utc.with_ymd_and_hms(2026, 11, 30, 7, 30, 0).unwrap();
@@ -391,25 +391,13 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
             .unwrap();
         vault
             .catalog
-            .put(&BackupRecord {
-                id: "20261128-020000-abcd".into(),
-                path: dir.path().join("b.svb"),
-                created_at: monday - Days::days(2),
-                kind: BackupKind::Scheduled,
-                status: "complete".into(),
-                size: 12_500_000,
-                sha256: String::new(),
-                key_fingerprint: String::new(),
-                engine: "postgresql".into(),
-                server_version: "15".into(),
-                database: "school".into(),
-                tables: 1,
-                rows: 1,
-                duration_ms: 1,
-                verified_at: None,
-                verify_ok: None,
-                verify_message: None,
-            })
+            .put(&backup_record(
+                dir.path(),
+                "20261128-020000-abcd",
+                monday - Days::days(2),
+                BackupKind::Scheduled,
+                12_500_000,
+            ))
             .await
             .unwrap();
 
@@ -513,56 +501,26 @@ fn a_wrong_database_password_is_emailed_with_the_error_and_the_backup_type() {
 fn an_alert_that_cannot_be_sent_is_tried_again_hourly_not_at_every_look() {
     use chrono::{Duration as Days, Utc};
     use schoolvault_engine::archive::BackupKind;
-    use schoolvault_engine::catalog::BackupRecord;
-    use schoolvault_engine::jobs::{self, Vault};
-    use schoolvault_engine::keychain::{Keys, OsKeychain};
-    use schoolvault_engine::notify::{Security, SmtpSettings};
+    use schoolvault_engine::jobs;
 
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let keys = Keys::new(None, Box::new(OsKeychain)).unwrap();
-        let vault = Vault::open(
-            dir.path().join("backups"),
-            &dir.path().join("catalog.sqlite"),
-            keys,
-        )
-        .await
-        .unwrap();
+        let vault = vault_in(dir.path()).await;
         let now = Utc::now();
         vault
             .catalog
-            .put(&BackupRecord {
-                id: "old".into(),
-                path: dir.path().join("old.svb"),
-                created_at: now - Days::days(3),
-                kind: BackupKind::Scheduled,
-                status: "complete".into(),
-                size: 1,
-                sha256: String::new(),
-                key_fingerprint: String::new(),
-                engine: "postgresql".into(),
-                server_version: "15".into(),
-                database: "school".into(),
-                tables: 1,
-                rows: 1,
-                duration_ms: 1,
-                verified_at: None,
-                verify_ok: None,
-                verify_message: None,
-            })
+            .put(&backup_record(
+                dir.path(),
+                "old",
+                now - Days::days(3),
+                BackupKind::Scheduled,
+                1,
+            ))
             .await
             .unwrap();
         // Nothing listens on port 9: the mail cannot go.
-        let settings = SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: 9,
-            security: Security::Plain,
-            user: None,
-            password: None,
-            from: "schoolvault@school.example".into(),
-            to: vec!["it@school.example".into()],
-        };
+        let settings = plain_smtp(9, &["it@school.example"]);
         let max = Days::hours(48);
         let alert = |at| jobs::stale_alert(&vault, &settings, "school", max, at);
         assert!(alert(now).await.is_err());

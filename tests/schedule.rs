@@ -6,6 +6,27 @@ mod support;
 
 use support::{school_sql, Env, TestDb};
 
+/// The engine's own vault on `env`'s backup folder and catalog, with `env`'s key (from a key
+/// file, so the process environment is left alone): what the app calls, in this process.
+async fn vault_of(env: &Env) -> schoolvault_engine::jobs::Vault {
+    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    let key_file = env.dir.path().join("key.hex");
+    std::fs::write(&key_file, &env.key).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let keys = Keys::new(Some(&key_file), Box::new(OsKeychain)).unwrap();
+    schoolvault_engine::jobs::Vault::open(
+        env.backups(),
+        &env.dir.path().join("catalog.sqlite"),
+        keys,
+    )
+    .await
+    .unwrap()
+}
+
 fn school() -> TestDb {
     let db = TestDb::new("sched");
     db.load(&school_sql(), &[]);
@@ -64,8 +85,7 @@ fn the_app_and_schedule_run_due_racing_make_one_backup() {
     use std::sync::Arc;
 
     use schoolvault_engine::archive::BackupKind;
-    use schoolvault_engine::jobs::{self, BackupOptions, Vault};
-    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::jobs::{self, BackupOptions};
     use schoolvault_engine::progress::Silent;
     use schoolvault_engine::retention::Retention;
     use schoolvault_engine::schedule::Schedule;
@@ -73,13 +93,6 @@ fn the_app_and_schedule_run_due_racing_make_one_backup() {
 
     let db = school();
     let env = Env::new();
-    let key_file = env.dir.path().join("key.hex");
-    std::fs::write(&key_file, &env.key).unwrap();
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
     // `schedule run-due` (a systemd timer) starts while the app looks at the same slot, with
     // the app's own call: same backup folder, same catalog, the run lock between them.
     let cli = std::process::Command::new(support::schoolvault_bin())
@@ -96,10 +109,7 @@ fn the_app_and_schedule_run_due_racing_make_one_backup() {
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(async {
-        let keys = Keys::new(Some(&key_file), Box::new(OsKeychain)).unwrap();
-        let vault = Vault::open(env.backups(), &env.dir.path().join("catalog.sqlite"), keys)
-            .await
-            .unwrap();
+        let vault = vault_of(&env).await;
         let opts = BackupOptions {
             kind: BackupKind::Scheduled,
             ..BackupOptions::default()
@@ -221,27 +231,16 @@ fn a_failed_slot_is_retried_twice_half_an_hour_apart_then_waits_for_the_next() {
     use std::sync::Arc;
 
     use chrono::{Duration, Timelike, Utc};
-    use schoolvault_engine::jobs::{self, BackupOptions, Vault};
-    use schoolvault_engine::keychain::{Keys, OsKeychain};
+    use schoolvault_engine::jobs::{self, BackupOptions};
     use schoolvault_engine::progress::Silent;
     use schoolvault_engine::retention::Retention;
     use schoolvault_engine::schedule::Schedule;
     use schoolvault_engine::source::postgres::PgTarget;
 
     let env = Env::new();
-    let key_file = env.dir.path().join("key.hex");
-    std::fs::write(&key_file, &env.key).unwrap();
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let keys = Keys::new(Some(&key_file), Box::new(OsKeychain)).unwrap();
-        let vault = Vault::open(env.backups(), &env.dir.path().join("catalog.sqlite"), keys)
-            .await
-            .unwrap();
+        let vault = vault_of(&env).await;
         // The database server is down: every attempt fails at once.
         let down = PgTarget::parse("postgres://postgres@127.0.0.1:1/school").unwrap();
         // A daily slot about twelve hours ago, missed; the injected clock is the real one, so

@@ -62,6 +62,24 @@ fn call(
     .map(|b| b.deserialize::<Value>().unwrap())
 }
 
+type MockApp = tauri::App<tauri::test::MockRuntime>;
+
+/// The app under the mock runtime with its settings file and catalog, and its main window.
+fn open_app(
+    config: std::path::PathBuf,
+    catalog: std::path::PathBuf,
+) -> (MockApp, WebviewWindow<tauri::test::MockRuntime>) {
+    let state = AppState::new(config, catalog, Box::new(Headless)).unwrap();
+    let app = schoolvault_app::builder(mock_builder())
+        .manage(state)
+        .build(tauri::generate_context!())
+        .unwrap();
+    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    (app, w)
+}
+
 #[test]
 fn the_commands_set_up_back_up_and_guard_the_restore() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,19 +91,7 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
     std::env::remove_var("SCHOOLVAULT_PICK_FILE");
 
     let config_path = dir.path().join("config.toml");
-    let state = AppState::new(
-        config_path.clone(),
-        dir.path().join("catalog.sqlite"),
-        Box::new(Headless),
-    )
-    .unwrap();
-    let app = schoolvault_app::builder(mock_builder())
-        .manage(state)
-        .build(tauri::generate_context!())
-        .unwrap();
-    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
+    let (app, w) = open_app(config_path.clone(), dir.path().join("catalog.sqlite"));
 
     // Before set-up.
     let s = call(&w, "status", json!({})).unwrap();
@@ -267,19 +273,7 @@ fn a_failed_backup_emails_the_administrators_and_a_refused_email_is_shown_not_hi
         ),
     )
     .unwrap();
-    let state = AppState::new(
-        config_path,
-        dir.path().join("catalog.sqlite"),
-        Box::new(Headless),
-    )
-    .unwrap();
-    let app = schoolvault_app::builder(mock_builder())
-        .manage(state)
-        .build(tauri::generate_context!())
-        .unwrap();
-    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
+    let (app, w) = open_app(config_path, dir.path().join("catalog.sqlite"));
 
     let err = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:7"})).unwrap_err();
     assert_eq!(err["code"], "db_unreachable", "{err}");

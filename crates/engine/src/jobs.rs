@@ -2557,7 +2557,7 @@ pub async fn stale_alert(
          - Make a backup now (\"Back up now\", or `schoolvault backup`).\n\n\
          Sent by SchoolVault {APP_VERSION} on {host}. You get this once until a backup succeeds again.\n",
         last = last.to_rfc3339(),
-        host = hostname(),
+        host = crate::notify::hostname(),
     );
     let html = format!(
         "<p><b>No backup of {database} has succeeded since {last}</b> ({hours} hours ago).</p>\
@@ -2566,7 +2566,7 @@ pub async fn stale_alert(
          <li>Make a backup now.</li></ul><p>SchoolVault {APP_VERSION} on {host}. Sent once until a backup succeeds again.</p>",
         database = crate::notify::escape_html(database),
         last = last.to_rfc3339(),
-        host = crate::notify::escape_html(&hostname()),
+        host = crate::notify::escape_html(&crate::notify::hostname()),
     );
     let started = Utc::now();
     let sent = crate::notify::send(settings, &subject, &text, &html).await;
@@ -2700,15 +2700,6 @@ pub async fn weekly_digest(
     // one covers the week again), never resent at every look.
     remember(slot);
     Ok(Some(sent?))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .unwrap_or_else(|| "this computer".into())
 }
 
 /// `settings` with the school's administrators added, as remembered beside the catalog at the

@@ -156,6 +156,17 @@ pub async fn send(settings: &SmtpSettings, subject: &str, text: &str, html: &str
     }
 }
 
+/// This computer's name, for the emails ("this computer" when it has none).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "this computer".into())
+}
+
 /// `s` safe inside HTML text.
 pub fn escape_html(s: &str) -> String {
     html_escape(s)
@@ -170,11 +181,7 @@ fn html_escape(s: &str) -> String {
 
 /// The failure email: subject, plain text, HTML.
 pub fn failure_message(f: &Failure) -> (String, String, String) {
-    let machine = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|| "this computer".into());
+    let machine = hostname();
     let subject = format!("SchoolVault: {} backup of {} FAILED", f.kind, f.database);
     let last = f
         .last_success
@@ -296,11 +303,7 @@ fn size(bytes: u64) -> String {
 /// The weekly report: subject, plain text, HTML. The subject says at once whether anything
 /// failed.
 pub fn digest_message(d: &Digest) -> (String, String, String) {
-    let machine = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "this computer".into());
+    let machine = hostname();
     let verdict = match (d.succeeded, d.failed) {
         (0, _) => "NO successful backup".to_string(),
         (ok, 0) => format!("{ok} backup(s), all succeeded"),
