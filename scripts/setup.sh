@@ -12,6 +12,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
 [ -x /usr/bin/time ] || need+=(time)
+command -v openssl >/dev/null || need+=(openssl)   # the TLS test makes its own CA
 command -v node >/dev/null || need+=(nodejs npm)
 command -v npm >/dev/null || need+=(npm)
 # The desktop app (Tauri 2 on WebKitGTK) and its tests (a display, the WebDriver, Chromium).
@@ -33,6 +34,16 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     || python3 -m pip install -q --break-system-packages aiosmtpd 2>/dev/null \
     || { SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"; \
          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd; }
+fi
+
+# The standalone recovery script (recovery/schoolvault-recover.py) and its test need Python's
+# `cryptography` package.
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "setup: installing python3-cryptography"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-cryptography; } 2>/dev/null \
+    || python3 -m pip install -q cryptography 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages cryptography
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -209,13 +209,18 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         Some("2025-11-21")
     );
 
-    // The development-key file says so.
-    let out = env
-        .cmd()
-        .args(["verify", dev.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("development key"));
+    // The development-key file says so, and that it is not authenticated.
+    for cmd in ["verify", "inspect"] {
+        let out = env
+            .cmd()
+            .args([cmd, dev.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {stderr}");
+        assert!(stderr.contains("development key"), "{cmd}: {stderr}");
+        assert!(stderr.contains("NOT authenticated"), "{cmd}: {stderr}");
+    }
 
     // Delete and change rows of the 22 tables; add one the file does not have.
     db.sql(
@@ -290,8 +295,38 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         "a refused replace changed the database"
     );
 
-    // Without the blocker, --replace removes the rows the file does not hold.
+    // Without the blocker, --replace removes the rows the file does not hold. The file opens
+    // only with the public development key, so anyone could have written it: refused, and
+    // nothing changes, unless the person trusts it (--trust-dev-key).
     db.sql("DELETE FROM user_schools WHERE id = 'extra-link'");
+    let before = db.checksums();
+    let listed_before = env.json(&["list"]).as_array().unwrap().len();
+    let url = db.url();
+    for replace in [false, true] {
+        let mut args = vec![
+            "--db",
+            url.as_str(),
+            "restore",
+            dev.to_str().unwrap(),
+            "--yes",
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        let (code, msg) = env.fails(&args);
+        assert_eq!(code, "untrusted_file", "replace {replace}: {msg}");
+        assert!(msg.contains("development key"), "{msg}");
+    }
+    assert_eq!(
+        db.checksums(),
+        before,
+        "a refused dev-key restore changed the database"
+    );
+    assert_eq!(
+        env.json(&["list"]).as_array().unwrap().len(),
+        listed_before,
+        "refused before the safety backup"
+    );
     let r = env.json(&[
         "--db",
         &db.url(),
@@ -300,6 +335,7 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         "--yes",
         "--replace",
         "--no-safety-backup",
+        "--trust-dev-key",
     ]);
     let deleted: u64 = r["v1_tables"]
         .as_array()

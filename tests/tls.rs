@@ -133,7 +133,10 @@ impl TlsCluster {
         for f in ["server.crt", "server.key"] {
             std::fs::copy(d.join(f), data.join(format!("sv-{f}"))).unwrap();
             let ok = Command::new("chown")
-                .args(["postgres:postgres", data.join(format!("sv-{f}")).to_str().unwrap()])
+                .args([
+                    "postgres:postgres",
+                    data.join(format!("sv-{f}")).to_str().unwrap(),
+                ])
                 .status()
                 .unwrap()
                 .success();
@@ -167,8 +170,22 @@ impl TlsCluster {
 
     fn psql(&self, sql: &str) {
         let out = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql"])
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "/var/run/postgresql",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .args(["-c", sql])
             .output()
             .unwrap();
@@ -251,7 +268,14 @@ fn verify_full_checks_the_certificate_and_the_name() {
     );
     // A CA that did not sign the server's certificate: refused (someone else answering).
     assert_eq!(
-        backup_with(&env, "localhost", port, "verify-full", Some(&cluster.other_ca)).as_deref(),
+        backup_with(
+            &env,
+            "localhost",
+            port,
+            "verify-full",
+            Some(&cluster.other_ca)
+        )
+        .as_deref(),
         Some("db_unreachable")
     );
     // No CA file: the public roots, which did not sign it either.
@@ -272,7 +296,14 @@ fn verify_full_checks_the_certificate_and_the_name() {
         None
     );
     assert_eq!(
-        backup_with(&env, "localhost", port, "verify-ca", Some(&cluster.other_ca)).as_deref(),
+        backup_with(
+            &env,
+            "localhost",
+            port,
+            "verify-ca",
+            Some(&cluster.other_ca)
+        )
+        .as_deref(),
         Some("db_unreachable")
     );
     // require encrypts without checking anything: it connects whatever the certificate.
@@ -284,7 +315,16 @@ fn verify_full_checks_the_certificate_and_the_name() {
     let out = env
         .cmd()
         .env("SCHOOLVAULT_CONFIG", env.dir.path().join("config.toml"))
-        .args(["config", "set-db", "--host", "localhost", "--name", "x", "--user", "u"])
+        .args([
+            "config",
+            "set-db",
+            "--host",
+            "localhost",
+            "--name",
+            "x",
+            "--user",
+            "u",
+        ])
         .args(["--tls", "require", "--ca-file"])
         .arg(&cluster.ca)
         .output()

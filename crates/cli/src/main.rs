@@ -123,6 +123,11 @@ enum Command {
         /// hold (default: merge, as the old system did).
         #[arg(long)]
         replace: bool,
+        /// Old-system (.enc) files that open only with the old system's public development
+        /// key: restore anyway. Anyone could have written such a file; use this only for a
+        /// file whose origin you know.
+        #[arg(long)]
+        trust_dev_key: bool,
     },
     /// Delete a backup's file and its entry.
     Delete {
@@ -211,9 +216,13 @@ enum ConfigAction {
         /// User name.
         #[arg(long)]
         user: String,
-        /// TLS: disable, prefer or require.
+        /// TLS: disable, prefer, require (encrypted, server not checked), verify-ca or
+        /// verify-full (the server's certificate checked; verify-full also checks its name).
         #[arg(long, default_value = "prefer")]
         tls: String,
+        /// The CA certificate (PEM) that verify-ca / verify-full trust [default: public roots].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// Read the password from standard input (one line) and keep it in the keychain.
         #[arg(long)]
         password_stdin: bool,
@@ -513,6 +522,9 @@ fn main() -> ExitCode {
 /// The database: `--db` / `SCHOOLVAULT_DB`, else the settings file's (password from the keychain).
 fn target(url: Option<&str>, config: &Config, what: &str) -> Result<PgTarget> {
     if let Some(url) = url {
+        if PgTarget::url_has_password(url) {
+            eprintln!("warning: the database address holds a password, which other users of this computer can see (in `ps`, shell history); put it in PGPASSWORD or save it with `schoolvault config set-db --password-stdin` instead");
+        }
         return PgTarget::parse(url);
     }
     match &config.database {
@@ -814,6 +826,7 @@ async fn run(cli: Cli) -> Result<()> {
             no_safety_backup,
             replace,
             create_db,
+            trust_dev_key,
         } => {
             let url = target_db.or(cli.db);
             let target = target(url.as_deref(), &settings, "restore into")?;
@@ -834,6 +847,7 @@ async fn run(cli: Cli) -> Result<()> {
                     V1Mode::Merge
                 },
                 create_db,
+                trust_dev_key,
                 ..RestoreOptions::default()
             };
             let _lock = vault.lock()?;
@@ -1142,20 +1156,28 @@ fn config_command(
             name,
             user,
             tls,
+            ca_file,
             password_stdin,
         } => {
-            let tls = match tls.as_str() {
-                "disable" => schoolvault_engine::source::postgres::Tls::Disable,
-                "prefer" => schoolvault_engine::source::postgres::Tls::Prefer,
-                "require" => schoolvault_engine::source::postgres::Tls::Require,
-                other => {
+            let tls = schoolvault_engine::source::postgres::Tls::parse(tls)?;
+            let ca_file = match ca_file {
+                Some(path) if tls.verifies() => Some(std::path::absolute(path).map_err(|e| {
+                    Error::io(format_args!("reading the CA file {}", path.display()), &e)
+                })?),
+                Some(_) => {
                     return Err(Error::new(
                         ErrorKind::InvalidInput,
-                        format!("--tls {other:?} is not one of disable, prefer, require"),
-                        "Use --tls disable, prefer or require",
+                        "--ca-file is only used with --tls verify-ca or verify-full",
+                        "Add --tls verify-full (or verify-ca), or leave out --ca-file",
                     ))
                 }
+                None => None,
             };
+            if let Some(ca) = &ca_file {
+                std::fs::metadata(ca).map_err(|e| {
+                    Error::io(format_args!("reading the CA file {}", ca.display()), &e)
+                })?;
+            }
             if *password_stdin {
                 let mut line = zeroize::Zeroizing::new(String::new());
                 std::io::stdin()
@@ -1174,6 +1196,7 @@ fn config_command(
                 name: name.clone(),
                 user: user.clone(),
                 tls,
+                ca_file,
                 password_saved: *password_stdin,
             });
             settings.save(path)?;

@@ -97,7 +97,7 @@ impl Catalog {
     /// `Catalog` when the file cannot be opened or migrated.
     pub async fn open(path: &Path) -> Result<Catalog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            crate::storage::create_private_dir(dir).map_err(|e| {
                 Error::io(
                     format_args!("creating the catalog folder {}", dir.display()),
                     &e,
@@ -107,7 +107,7 @@ impl Catalog {
         // Two processes opening a new catalog at once (the app and a timer) must not both
         // create its tables: migrations run under a lock file beside it.
         let lock_path = path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
+        let lock = crate::storage::private_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -115,6 +115,15 @@ impl Catalog {
             .map_err(|e| Error::io(format_args!("opening {}", lock_path.display()), &e))?;
         lock.lock()
             .map_err(|e| Error::io(format_args!("locking {}", lock_path.display()), &e))?;
+        // Create the file private before SQLite does (its WAL and shared-memory files take
+        // the database file's mode), and make an older catalog private too.
+        crate::storage::private_options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .and_then(|_| crate::storage::make_private(path))
+            .map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| catalog_error(&e, path))?
             .filename(path)

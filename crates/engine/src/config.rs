@@ -73,9 +73,12 @@ pub struct DatabaseSettings {
     pub name: String,
     /// User name.
     pub user: String,
-    /// TLS: `disable`, `prefer` or `require`.
+    /// TLS: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
     #[serde(default)]
     pub tls: Tls,
+    /// The CA certificate (PEM) that `verify-ca` / `verify-full` trust; none: the public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// True when a password is saved in the keychain for this connection.
     #[serde(default)]
     pub password_saved: bool,
@@ -88,9 +91,13 @@ fn default_port() -> u16 {
 impl DatabaseSettings {
     /// The connection, with `password` (or none: trust, peer or `PGPASSWORD`).
     pub fn target(&self, password: Option<&str>) -> PgTarget {
-        PgTarget::from_parts(
+        let target = PgTarget::from_parts(
             &self.host, self.port, &self.name, &self.user, password, self.tls,
-        )
+        );
+        match &self.ca_file {
+            Some(ca) if self.tls.verifies() => target.with_ca_file(ca),
+            _ => target,
+        }
     }
 
     /// The connection, with the saved password read from `keychain` when there is one.
@@ -296,7 +303,8 @@ impl EmailSettings {
     /// How to send, with the saved password read from `keychain`; `None` when emails are off.
     ///
     /// # Errors
-    /// `InvalidInput` for an unknown security mode or no host; `Keychain` when the saved
+    /// `InvalidInput` for an unknown security mode, no host, or a login over `plain` to
+    /// another machine (the password would travel unencrypted); `Keychain` when the saved
     /// password cannot be read.
     pub fn smtp(&self, keychain: &dyn Keychain) -> Result<Option<crate::notify::SmtpSettings>> {
         use crate::notify::Security;
@@ -322,6 +330,20 @@ impl EmailSettings {
                 "Enter the SMTP server in the email settings",
             ));
         }
+        let user = self.user.clone().filter(|u| !u.trim().is_empty());
+        let host = self.host.trim().to_ascii_lowercase();
+        let this_machine = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(&host.as_str());
+        if security == Security::Plain && user.is_some() && !this_machine {
+            // Checked before the keychain is read: the password must not leave unencrypted.
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "The email settings log in to {} without encryption (security: plain), so the SMTP password would travel unencrypted over the network",
+                    self.host.trim()
+                ),
+                "Choose STARTTLS (port 587) or TLS (port 465) in the email settings; plain is only for a relay on this machine (localhost)",
+            ));
+        }
         let password = if self.password_saved {
             keychain.get(SMTP_PASSWORD_ACCOUNT)?
         } else {
@@ -331,7 +353,7 @@ impl EmailSettings {
             host: self.host.trim().to_string(),
             port: self.port,
             security,
-            user: self.user.clone().filter(|u| !u.is_empty()),
+            user,
             password,
             from: if self.from.trim().is_empty() {
                 "schoolvault@localhost".into()
@@ -429,14 +451,7 @@ impl Config {
                 "Nothing was changed; please report this",
             )
         })?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), &e))?;
-        let tmp = path.with_extension("toml.partial");
-        std::fs::write(&tmp, format!("{HEADER}{text}"))
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), &e))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), &e))
+        crate::storage::write_private(path, format!("{HEADER}{text}").as_bytes())
     }
 
     /// The backup folder: the configured one, else the default.
@@ -470,6 +485,7 @@ mod tests {
                 name: "erp".into(),
                 user: "backup".into(),
                 tls: Tls::Require,
+                ca_file: None,
                 password_saved: true,
             }),
             ..Config::default()

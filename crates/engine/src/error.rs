@@ -53,6 +53,9 @@ pub enum ErrorKind {
     Busy,
     /// A bad argument or setting.
     InvalidInput,
+    /// The file could have been written by anyone (an old-system file under the public
+    /// development key): restoring it needs the person's explicit trust.
+    Untrusted,
     /// A bug: something that should not happen did.
     Internal,
 }
@@ -81,6 +84,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Busy => "busy",
             ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Untrusted => "untrusted_file",
             ErrorKind::Internal => "internal",
         }
     }

@@ -130,6 +130,10 @@ pub struct RestoreOptions {
     pub v1_mode: V1Mode,
     /// Create this database on the target's server and restore into it.
     pub create_db: Option<String>,
+    /// Restore an old-system file that opened only with the old system's public development
+    /// key. Anyone could have written such a file, so it is refused unless the person said,
+    /// after a warning, that they trust where it came from.
+    pub trust_dev_key: bool,
 }
 
 impl Default for RestoreOptions {
@@ -139,6 +143,7 @@ impl Default for RestoreOptions {
             cancel: Cancel::default(),
             v1_mode: V1Mode::Merge,
             create_db: None,
+            trust_dev_key: false,
         }
     }
 }
@@ -268,7 +273,9 @@ impl Vault {
             .list()
             .await?
             .into_iter()
-            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety)
+            // An old-system file's time is what the file claims: never proof that SchoolVault
+            // backed up (a claimed future time would silence the schedule and the alerts).
+            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety && !is_v1_record(b))
             .map(|b| b.created_at)
             .max())
     }
@@ -278,6 +285,14 @@ impl Vault {
         let _ = self.catalog.add_run(&run).await;
     }
 }
+
+/// Whether a catalog entry is an old-system file found by [`rescan`].
+fn is_v1_record(b: &BackupRecord) -> bool {
+    b.engine == V1_ENGINE
+}
+
+/// The catalog's engine of old-system files.
+const V1_ENGINE: &str = "postgresql (old system, v1)";
 
 fn run_record<T>(
     operation: &str,
@@ -435,6 +450,8 @@ async fn backup_inner(
 ) -> Result<BackupOutcome> {
     let t0 = Instant::now();
     progress.report(&ProgressEvent::phase(Phase::Connect));
+    sweep_partials(vault);
+    sweep_created(vault, target).await;
     let snapshot = Snapshot::open(target).await?;
     progress.report(&ProgressEvent::phase(Phase::Snapshot));
     let write_key = match vault.keys.for_writing() {
@@ -981,6 +998,8 @@ pub async fn test_restore(
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyReport> {
     let started = Utc::now();
+    // A test restore creates and drops a database: one run at a time, as for a restore.
+    let _lock = vault.lock()?;
     let (path, record) = vault.resolve(what).await?;
     if !is_v2(&path)? {
         return Err(Error::new(
@@ -999,6 +1018,7 @@ pub async fn test_restore(
             .backup_id
         }
     };
+    sweep_created(vault, server).await;
     let name = scratch
         .map(str::to_string)
         .unwrap_or_else(|| format!("schoolvault_verify_{}", id.replace('-', "_")).to_lowercase());
@@ -1015,43 +1035,17 @@ pub async fn test_restore(
         ..RestoreOptions::default()
     };
     let result = async {
-        let restored = restore_inner(vault, &path.to_string_lossy(), server, &opts, progress).await?;
+        // On failure restore_inner has dropped what it created, and only that: a name that
+        // exists (made by someone else in the meantime) is an error, never a target.
+        let restored =
+            restore_inner(vault, &path.to_string_lossy(), server, &opts, progress).await?;
         let scratch_target = server.with_database(&name);
-        let mut worker = SnapshotWorker::join_plain(&scratch_target).await?;
-        let (mut rows, mut bytes) = (0, 0);
-        for (table, end) in &restored.checked {
-            let mut stream = worker.copy_out(table, &scratch_target).await?;
-            let mut h = Sha256::new();
-            let (mut r, mut b) = (0u64, 0u64);
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| postgres::db_error(&e, &scratch_target))?;
-                h.update(&chunk);
-                r += chunk.iter().filter(|&&c| c == b'\n').count() as u64;
-                b += chunk.len() as u64;
-            }
-            drop(stream);
-            if r != end.rows || hex::encode(h.finalize()) != end.sha256 {
-                return Err(inconsistent(
-                    table,
-                    &format!("after a restore it reads back as {r} rows with a different checksum (the backup holds {} rows)", end.rows),
-                ));
-            }
-            rows += r;
-            bytes += b;
-        }
-        worker.close().await;
-        Ok(VerifyReport {
-            backup_id: id.clone(),
-            path: path.clone(),
-            tables: restored.checked.len() as u64,
-            rows,
-            bytes,
-            format: archive::FORMAT_VERSION,
-            warnings: Vec::new(),
-        })
+        let compared = compare_scratch(&scratch_target, &restored, &id, &path).await;
+        postgres::drop_database(server, &name).await;
+        ledger_release(vault, server, &name);
+        compared
     }
     .await;
-    postgres::drop_database(server, &name).await;
     let (ok, msg) = match &result {
         Ok(r) => (
             true,
@@ -1079,6 +1073,161 @@ pub async fn test_restore(
         ))
         .await;
     result
+}
+
+/// A database this computer created for a restore or a test restore and has not finished
+/// with. Written down before `CREATE DATABASE` and removed when the job is done, so one left
+/// by a killed job is found (and dropped) by the next job on that server, and a database
+/// SchoolVault did not create is never dropped.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+struct CreatedDatabase {
+    /// `user@host:port`.
+    server: String,
+    /// The database.
+    name: String,
+    /// When it was created.
+    at: DateTime<Utc>,
+}
+
+fn ledger_path(vault: &Vault) -> PathBuf {
+    vault.lock_dir.join("created-databases.json")
+}
+
+fn ledger_read(vault: &Vault) -> Vec<CreatedDatabase> {
+    std::fs::read(ledger_path(vault))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn ledger_write(vault: &Vault, entries: &[CreatedDatabase]) -> Result<()> {
+    let json = serde_json::to_vec_pretty(entries).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("Internal error writing the list of created databases: {e}"),
+            "Nothing was changed; please report this",
+        )
+    })?;
+    crate::storage::write_private(&ledger_path(vault), &json)
+}
+
+/// Create database `name` on `server`, noting it first in the ledger.
+async fn create_owned_database(vault: &Vault, server: &PgTarget, name: &str) -> Result<PgTarget> {
+    let mut entries = ledger_read(vault);
+    entries.push(CreatedDatabase {
+        server: server.server(),
+        name: name.to_string(),
+        at: Utc::now(),
+    });
+    ledger_write(vault, &entries)?;
+    match postgres::create_database(server, name).await {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            // Not ours (it existed) or not made: forget it without touching it.
+            ledger_release(vault, server, name);
+            Err(e)
+        }
+    }
+}
+
+/// Forget `name` on `server`: the job is done with it (dropped, or handed to the person).
+fn ledger_release(vault: &Vault, server: &PgTarget, name: &str) {
+    let key = server.server();
+    let mut entries = ledger_read(vault);
+    let before = entries.len();
+    entries.retain(|e| !(e.server == key && e.name == name));
+    if entries.len() != before {
+        let _ = ledger_write(vault, &entries);
+    }
+}
+
+/// Drop the databases on `server` that a killed restore or test restore left behind (they
+/// are half made: nobody can use them), and record it. Runs under the run lock, so none of
+/// them belongs to a job still running.
+async fn sweep_created(vault: &Vault, server: &PgTarget) {
+    let key = server.server();
+    let left: Vec<CreatedDatabase> = ledger_read(vault)
+        .into_iter()
+        .filter(|e| e.server == key)
+        .collect();
+    for e in left {
+        let started = Utc::now();
+        let dropped = postgres::drop_database_checked(server, &e.name).await;
+        if dropped.is_ok() {
+            ledger_release(vault, server, &e.name);
+        }
+        let summary = format!(
+            "dropped database {} on {}, left unfinished by an interrupted restore or test restore at {}",
+            e.name,
+            e.server,
+            e.at.to_rfc3339()
+        );
+        vault
+            .record_run(run_record(
+                "cleanup",
+                None,
+                started,
+                &dropped,
+                None,
+                Some(summary),
+            ))
+            .await;
+    }
+}
+
+/// Remove `.partial` files a killed backup or export left in the backup folder. Callers hold
+/// the run lock, so no other job is writing one.
+fn sweep_partials(vault: &Vault) {
+    let Ok(dir) = std::fs::read_dir(&vault.dir) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "partial") && path.is_file() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Read every table of a scratch database back and compare it with what the backup recorded.
+async fn compare_scratch(
+    scratch_target: &PgTarget,
+    restored: &RestoreOutcome,
+    id: &str,
+    path: &Path,
+) -> Result<VerifyReport> {
+    let mut worker = SnapshotWorker::join_plain(scratch_target).await?;
+    let (mut rows, mut bytes) = (0, 0);
+    for (table, end) in &restored.checked {
+        let mut stream = worker.copy_out(table, scratch_target).await?;
+        let mut h = Sha256::new();
+        let (mut r, mut b) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| postgres::db_error(&e, scratch_target))?;
+            h.update(&chunk);
+            r += chunk.iter().filter(|&&c| c == b'\n').count() as u64;
+            b += chunk.len() as u64;
+        }
+        drop(stream);
+        if r != end.rows || hex::encode(h.finalize()) != end.sha256 {
+            return Err(inconsistent(
+                table,
+                &format!("after a restore it reads back as {r} rows with a different checksum (the backup holds {} rows)", end.rows),
+            ));
+        }
+        rows += r;
+        bytes += b;
+    }
+    worker.close().await;
+    Ok(VerifyReport {
+        backup_id: id.to_string(),
+        path: path.to_path_buf(),
+        tables: restored.checked.len() as u64,
+        rows,
+        bytes,
+        format: archive::FORMAT_VERSION,
+        warnings: Vec::new(),
+    })
 }
 
 /// The header, and the manifest when the key is at hand.
@@ -1149,6 +1298,15 @@ async fn open_v1(path: &Path, keys: Arc<Keys>) -> Result<V1Backup> {
     })
     .await
     .map_err(join_error)?
+}
+
+/// The refusal of an old-system file under the public development key.
+fn untrusted_v1() -> Error {
+    Error::new(
+        ErrorKind::Untrusted,
+        "This old-system file opened only with the old system's public development key, so anyone could have written it (for example adding an administrator account); nothing was changed",
+        "Restore it only if you know where it came from: confirm the second warning in the app, or pass --trust-dev-key to `schoolvault restore`",
+    )
 }
 
 fn v1_warnings(v1: &V1Backup) -> Vec<String> {
@@ -1235,6 +1393,10 @@ pub struct RestorePreview {
     pub live_rows: u64,
     /// Warnings (old development key, unknown tables…).
     pub warnings: Vec<String>,
+    /// An old-system file that opened only with the public development key: anyone could
+    /// have written it, so a restore needs the person's explicit trust
+    /// ([`RestoreOptions::trust_dev_key`]) after a second warning.
+    pub dev_key: bool,
 }
 
 /// Read `what` completely and count the rows it would replace in `target`.
@@ -1284,6 +1446,7 @@ pub async fn restore_preview(
             backup_rows: scan.rows,
             live_rows: 0,
             warnings: scan.manifest.unsupported.clone(),
+            dev_key: false,
         };
         (preview, names)
     } else {
@@ -1316,6 +1479,7 @@ pub async fn restore_preview(
             backup_rows: v1.records(),
             live_rows: 0,
             warnings: v1_warnings(&v1),
+            dev_key: v1.dev_key,
         };
         (preview, names)
     };
@@ -1407,12 +1571,14 @@ async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecord, RescanEn
         Ok(_) => ("complete".to_string(), None),
         Err(e) => (e.code().to_string(), Some(e.to_string())),
     };
+    // The file's claim, but never later than the file was written (nor than now).
     let created_at = opened
         .as_ref()
         .ok()
         .and_then(|v| DateTime::parse_from_rfc3339(&v.timestamp).ok())
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or(meta_time);
+        .map_or(meta_time, |t| t.min(meta_time))
+        .min(Utc::now());
     let record = BackupRecord {
         id,
         path: path.to_path_buf(),
@@ -1425,7 +1591,7 @@ async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecord, RescanEn
             .as_ref()
             .map(|v| v.key_fingerprint.clone())
             .unwrap_or_default(),
-        engine: "postgresql (old system, v1)".into(),
+        engine: V1_ENGINE.into(),
         server_version: String::new(),
         database: String::new(),
         tables: opened.as_ref().map(|v| v.tables.len() as u64).unwrap_or(0),
@@ -1591,6 +1757,9 @@ pub async fn restore(
 ) -> Result<RestoreOutcome> {
     let started = Utc::now();
     let result = restore_inner(vault, what, target, opts, progress).await;
+    if let (Ok(_), Some(name)) = (&result, &opts.create_db) {
+        ledger_release(vault, target, name);
+    }
     let id = result.as_ref().ok().map(|o| o.backup_id.clone());
     let summary = result
         .as_ref()
@@ -1636,12 +1805,16 @@ async fn restore_inner(
             if !manifest.schema {
                 return Err(no_schema());
             }
-            let created = postgres::create_database(target, name).await?;
+            sweep_created(vault, target).await;
+            let created = create_owned_database(vault, target, name).await?;
             let result =
                 restore_into(vault, &path, key, &created, true, manifest, opts, progress).await;
             if result.is_err() {
                 postgres::drop_database(target, name).await;
+                ledger_release(vault, target, name);
             }
+            // On success the ledger entry stays until the caller is done with the database:
+            // `restore` hands it to the person, `test_restore` drops it.
             result
         }
         None => {
@@ -1883,6 +2056,9 @@ async fn restore_v1(
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
     let v1 = open_v1(path, vault.keys.clone()).await?;
+    if v1.dev_key && !opts.trust_dev_key {
+        return Err(untrusted_v1());
+    }
     progress.report(&ProgressEvent::phase(Phase::Connect));
     let plan = legacy::prepare(target, &v1).await?;
     let safety_backup = safety_backup(vault, target, opts, &progress).await?;
@@ -2115,28 +2291,155 @@ async fn builder(
 /// Split SQL that SchoolVault wrote (no dollar quotes; literals as `'…'` with `''`) into
 /// statements.
 fn split_statements(sql: &str) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum In {
+        Code,
+        Single { escapes: bool },
+        Double,
+        LineComment,
+        BlockComment,
+    }
+    let chars: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut cur = String::new();
-    let mut quoted = false;
-    for c in sql.chars() {
-        if c == '\'' {
-            quoted = !quoted;
+    let mut state = In::Code;
+    let mut i = 0;
+    let push = |cur: &mut String, out: &mut Vec<String>| {
+        let stmt = cur.trim().to_string();
+        if !stmt.is_empty() {
+            out.push(stmt);
         }
-        if c == ';' && !quoted {
-            let stmt = cur.trim().to_string();
-            if !stmt.is_empty() {
-                out.push(stmt);
+        cur.clear();
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match state {
+            In::Code => match c {
+                ';' => {
+                    push(&mut cur, &mut out);
+                    i += 1;
+                    continue;
+                }
+                '\'' => {
+                    // E'…' strings take backslash escapes.
+                    let e = cur.ends_with(['E', 'e'])
+                        && !cur[..cur.len() - 1]
+                            .ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                    state = In::Single { escapes: e };
+                }
+                '"' => state = In::Double,
+                '-' if next == Some('-') => state = In::LineComment,
+                '/' if next == Some('*') => state = In::BlockComment,
+                '$' => {
+                    // A dollar quote: $tag$ … $tag$, copied whole.
+                    let tag_end = chars[i + 1..]
+                        .iter()
+                        .position(|&t| !(t.is_alphanumeric() || t == '_'))
+                        .map(|p| i + 1 + p);
+                    if let Some(j) = tag_end.filter(|&j| chars[j] == '$') {
+                        let starts_ident = chars.get(i + 1).is_some_and(|t| t.is_ascii_digit());
+                        let after_ident = cur.ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                        if !starts_ident && !after_ident {
+                            let tag: String = chars[i..=j].iter().collect();
+                            let body_start = j + 1;
+                            let rest: String = chars[body_start..].iter().collect();
+                            let close = rest.find(&tag).map_or(rest.len(), |p| p + tag.len());
+                            cur.push_str(&tag);
+                            cur.push_str(&rest[..close]);
+                            i = body_start + rest[..close].chars().count();
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            In::Single { escapes } => {
+                if escapes && c == '\\' {
+                    cur.push(c);
+                    if let Some(n) = next {
+                        cur.push(n);
+                    }
+                    i += 2;
+                    continue;
+                }
+                if c == '\'' {
+                    if next == Some('\'') {
+                        cur.push_str("''");
+                        i += 2;
+                        continue;
+                    }
+                    state = In::Code;
+                }
             }
-            cur.clear();
-        } else {
-            cur.push(c);
+            In::Double => {
+                if c == '"' {
+                    if next == Some('"') {
+                        cur.push_str("\"\"");
+                        i += 2;
+                        continue;
+                    }
+                    state = In::Code;
+                }
+            }
+            In::LineComment => {
+                if c == '\n' {
+                    state = In::Code;
+                }
+            }
+            In::BlockComment => {
+                if c == '*' && next == Some('/') {
+                    cur.push_str("*/");
+                    i += 2;
+                    state = In::Code;
+                    continue;
+                }
+            }
         }
+        cur.push(c);
+        i += 1;
     }
-    let stmt = cur.trim().to_string();
-    if !stmt.is_empty() {
-        out.push(stmt);
-    }
+    push(&mut cur, &mut out);
     out
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_statements;
+
+    #[test]
+    fn splits_only_on_semicolons_outside_quotes_and_comments() {
+        let sql = "CREATE INDEX \"a;b\" ON t (\"x;\"\"y\");\n\
+                   COMMENT ON TABLE t IS 'it''s; fine';\n\
+                   COMMENT ON COLUMN t.\"a'b\" IS E'back\\'slash; ok';\n\
+                   -- a comment; with a semicolon\n\
+                   /* block; comment */ ALTER TABLE t ADD CHECK (x <> ';');\n\
+                   CREATE FUNCTION f() RETURNS int AS $fn$ SELECT 1; $fn$ LANGUAGE sql;\n\
+                   SELECT $$a;b$$;";
+        let got = split_statements(sql);
+        assert_eq!(got.len(), 6, "{got:#?}");
+        assert_eq!(got[0], "CREATE INDEX \"a;b\" ON t (\"x;\"\"y\")");
+        assert_eq!(got[1], "COMMENT ON TABLE t IS 'it''s; fine'");
+        assert_eq!(got[2], "COMMENT ON COLUMN t.\"a'b\" IS E'back\\'slash; ok'");
+        assert!(
+            got[3].ends_with("ALTER TABLE t ADD CHECK (x <> ';')"),
+            "{}",
+            got[3]
+        );
+        assert!(got[4].contains("$fn$ SELECT 1; $fn$"), "{}", got[4]);
+        assert_eq!(got[5], "SELECT $$a;b$$");
+    }
+
+    #[test]
+    fn plain_list_and_empty_statements() {
+        assert_eq!(split_statements("A; ;B;"), vec!["A", "B"]);
+        assert!(split_statements("  ").is_empty());
+        // $1 is a parameter, not a dollar quote.
+        assert_eq!(
+            split_statements("SELECT $1; SELECT 2"),
+            vec!["SELECT $1", "SELECT 2"]
+        );
+    }
 }
 
 /// Run post-data on a database this restore created: indexes and keys on two connections at
@@ -2584,7 +2887,7 @@ pub async fn stale_alert(
             "tried_at": now.to_rfc3339(),
         }),
     };
-    let _ = std::fs::write(&marker, remember.to_string());
+    let _ = crate::storage::write_private(&marker, remember.to_string().as_bytes());
     Ok(Some(sent?))
 }
 
@@ -2623,9 +2926,11 @@ pub async fn weekly_digest(
     let marker = vault.lock_dir.join("digest.json");
     let remember = |slot: Option<DateTime<Utc>>| {
         if let Some(slot) = slot {
-            let _ = std::fs::write(
+            let _ = crate::storage::write_private(
                 &marker,
-                serde_json::json!({"week": slot.to_rfc3339()}).to_string(),
+                serde_json::json!({"week": slot.to_rfc3339()})
+                    .to_string()
+                    .as_bytes(),
             );
         }
     };

@@ -35,6 +35,11 @@ pub trait Keychain: Send + Sync {
     /// # Errors
     /// `Keychain` when the store cannot be used.
     fn set(&self, account: &str, secret: &str) -> Result<()>;
+    /// Forget the secret stored under `account`; nothing stored there is not an error.
+    ///
+    /// # Errors
+    /// `Keychain` when the store cannot be used.
+    fn delete(&self, account: &str) -> Result<()>;
 }
 
 /// The operating system's keychain.
@@ -75,6 +80,14 @@ impl Keychain for OsKeychain {
     fn set(&self, account: &str, secret: &str) -> Result<()> {
         let entry = keyring::Entry::new(SERVICE, account).map_err(|e| keychain_error(&e))?;
         entry.set_password(secret).map_err(|e| keychain_error(&e))
+    }
+
+    fn delete(&self, account: &str) -> Result<()> {
+        let entry = keyring::Entry::new(SERVICE, account).map_err(|e| keychain_error(&e))?;
+        match entry.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keychain_error(&e)),
+        }
     }
 }
 
@@ -140,6 +153,9 @@ impl Keys {
         } else {
             None
         };
+        if let Some((key, origin)) = &override_key {
+            refuse_public_key(key, origin)?;
+        }
         Ok(Keys {
             override_key,
             keychain,
@@ -160,6 +176,8 @@ impl Keys {
             });
         }
         if let Some(key) = self.keychain_current()? {
+            // Imported before SchoolVault refused it: never write a new backup with it.
+            refuse_public_key(&key, &KeyOrigin::Keychain)?;
             return Ok(WriteKey {
                 key,
                 origin: KeyOrigin::Keychain,
@@ -265,13 +283,39 @@ impl Keys {
     /// Store `key` in the keychain as the current key (earlier keys stay readable).
     ///
     /// # Errors
-    /// `Keychain` when the keychain cannot be used.
+    /// `InvalidInput` for the old system's public development key; `Keychain` when the
+    /// keychain cannot be used.
     pub fn store(&self, key: &Key) -> Result<()> {
+        refuse_public_key(key, &KeyOrigin::Keychain)?;
         let hex = key.to_hex();
         self.keychain
             .set(&format!("{CURRENT}-{}", key.fingerprint()), &hex)?;
         self.keychain.set(CURRENT, &hex)
     }
+}
+
+/// Refuse the old system's public development key as a SchoolVault key: every backup written
+/// with it could be read by anyone, and anyone could forge one that restores their own data.
+/// (Old files under it are still read: `legacy` tries it by itself, and says so.)
+///
+/// # Errors
+/// `InvalidInput` when `key` is that key.
+pub fn refuse_public_key(key: &Key, origin: &KeyOrigin) -> Result<()> {
+    if !crate::legacy::is_dev_key(key) {
+        return Ok(());
+    }
+    let what = match origin {
+        KeyOrigin::Keychain => "This key".to_string(),
+        other => format!("The key in {other}"),
+    };
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!("{what} is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone"),
+        match origin {
+            KeyOrigin::Keychain => "Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it",
+            _ => "Unset it (or point it at a key of your own, e.g. from `schoolvault key generate`); old-system files made with the development key are still read without it",
+        },
+    ))
 }
 
 /// Read a key file: 64 hex characters, readable by its owner only.
@@ -313,4 +357,24 @@ pub fn read_key_file(path: &Path) -> Result<Key> {
             "It must contain the 64 hexadecimal characters of the key",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_development_key_is_refused_from_every_origin() {
+        let dev = Key::from_hex(crate::legacy::DEV_KEY_HEX).expect("hex");
+        for origin in [
+            KeyOrigin::Env,
+            KeyOrigin::File("k.txt".into()),
+            KeyOrigin::Keychain,
+        ] {
+            let e = refuse_public_key(&dev, &origin).expect_err("refused");
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("public development key"), "{e}");
+        }
+        assert!(refuse_public_key(&Key::generate(), &KeyOrigin::Env).is_ok());
+    }
 }

@@ -30,7 +30,7 @@ use sqlx::Row;
 
 use crate::crypto::Key;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::postgres::{db_error, qualified, quote_ident, PgTarget};
+use crate::source::postgres::{col, db_error, qualified, quote_ident, PgTarget};
 
 /// The old system's built-in development key, used when none was configured.
 pub const DEV_KEY_HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -138,7 +138,13 @@ impl V1Backup {
 }
 
 /// The warning shown for a file that opened with the development key.
-pub const DEV_KEY_WARNING: &str = "This old-system backup was encrypted with the old system's built-in development key, which is public: the file was effectively unencrypted. Keep it somewhere safe, and make new backups with SchoolVault";
+pub const DEV_KEY_WARNING: &str = "This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from";
+
+/// Whether `key` is the old system's public development key, which must never protect a new
+/// backup: anyone could read it, and anyone could forge a backup that restores their data.
+pub fn is_dev_key(key: &Key) -> bool {
+    Key::from_hex(DEV_KEY_HEX).is_ok_and(|dev| dev.fingerprint() == key.fingerprint())
+}
 
 /// The 16-byte counter block GCM starts from for a 16-byte IV: inc32(GHASH_H(IV ‖ 0⁶⁴ ‖ 128)).
 fn ctr_start(key: &Key, iv: &[u8]) -> [u8; 16] {
@@ -356,11 +362,11 @@ async fn shape(
     let mut columns = HashMap::new();
     let mut pk = Vec::new();
     for r in rows {
-        let name: String = r.get(0);
+        let name: String = col(&r, 0)?;
         if r.get::<bool, _>(2) {
             pk.push(name.clone());
         }
-        columns.insert(name, r.get(1));
+        columns.insert(name, col(&r, 1)?);
     }
     Ok(Some(TableShape { columns, pk }))
 }
@@ -417,7 +423,7 @@ async fn load_order(
     let mut deps: BTreeMap<&String, HashSet<String>> =
         tables.iter().map(|t| (t, HashSet::new())).collect();
     for r in rows {
-        let (child, parent): (String, String) = (r.get(0), r.get(1));
+        let (child, parent): (String, String) = (col(&r, 0)?, col(&r, 1)?);
         if set.contains(&child) && set.contains(&parent) {
             if let Some(d) = deps.get_mut(&child) {
                 d.insert(parent);
@@ -445,14 +451,15 @@ async fn load_order(
     Ok(order)
 }
 
-/// Foreign keys that reference `table`: (referencing table, its columns, `table`'s columns).
+/// Foreign keys that reference `table`, from any schema: (referencing table's schema, its
+/// name, its columns, `table`'s columns).
 async fn references_to(
     conn: &mut PgConnection,
     target: &PgTarget,
     table: &str,
-) -> Result<Vec<(String, Vec<String>, Vec<String>)>> {
+) -> Result<Vec<(String, String, Vec<String>, Vec<String>)>> {
     let rows = sqlx::query(
-        "SELECT c.relname::text, \
+        "SELECT cn.nspname::text, c.relname::text, \
                 array(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o) \
                       JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o), \
                 array(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, o) \
@@ -460,16 +467,16 @@ async fn references_to(
          FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
          JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace n ON n.oid = p.relnamespace \
          JOIN pg_namespace cn ON cn.oid = c.relnamespace \
-         WHERE k.contype = 'f' AND n.nspname = 'public' AND cn.nspname = 'public' AND p.relname = $1",
+         WHERE k.contype = 'f' AND n.nspname = 'public' AND p.relname = $1",
     )
     .bind(table)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .collect::<sqlx::Result<Vec<_>>>()
+        .map_err(|e| db_error(&e, target))
 }
 
 async fn exec(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<()> {
@@ -698,7 +705,9 @@ async fn load(
                     .collect(),
             );
             let mut blocked = false;
-            for (child, child_cols, parent_cols) in references_to(conn, target, table).await? {
+            for (child_schema, child, child_cols, parent_cols) in
+                references_to(conn, target, table).await?
+            {
                 let join = child_cols
                     .iter()
                     .zip(&parent_cols)
@@ -707,10 +716,10 @@ async fn load(
                     .join(" AND ");
                 let mut sql = format!(
                     "SELECT count(*) FROM {} c JOIN {name} t ON {join} WHERE ({}) NOT IN ({in_file})",
-                    qualified("public", &child),
+                    qualified(&child_schema, &child),
                     pk_of("t")
                 );
-                if child == *table {
+                if child_schema == "public" && child == *table {
                     sql.push_str(&format!(" AND ({}) IN ({in_file})", pk_of("c")));
                 }
                 let n: i64 = sqlx::query_scalar(&sql)
@@ -720,8 +729,13 @@ async fn load(
                     .map_err(|e| db_error(&e, target))?;
                 if n > 0 {
                     blocked = true;
+                    let child = if child_schema == "public" {
+                        format!("{child:?}")
+                    } else {
+                        format!("{child_schema:?}.{child:?}")
+                    };
                     blockers.push(format!(
-                        "{child:?} ({n} rows refer to {table:?} rows not in the file)"
+                        "{child} ({n} rows refer to {table:?} rows not in the file)"
                     ));
                 }
             }
@@ -790,10 +804,11 @@ fn prisma_decimal(text: &str) -> String {
 /// Connection errors; `TargetMismatch` when the database lacks one of the 22 tables.
 pub async fn export(target: &PgTarget, key: &Key) -> Result<(Vec<u8>, u64)> {
     let mut conn = target.connect().await?;
+    // As for every export: refuse rather than silently lose rows a policy hides.
     exec(
         &mut conn,
         target,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        "SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     )
     .await?;
     let mut tables = serde_json::Map::new();
@@ -819,7 +834,10 @@ pub async fn export(target: &PgTarget, key: &Key) -> Result<(Vec<u8>, u64)> {
                 "Export from the school ERP's database",
             ));
         }
-        let types: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let types: Vec<(String, String)> = columns
+            .iter()
+            .map(|r| Ok((col(r, 0)?, col(r, 1)?)))
+            .collect::<Result<_>>()?;
         let pk = shape(&mut conn, target, table)
             .await?
             .map(|s| s.pk)

@@ -127,9 +127,18 @@ pub async fn send(settings: &SmtpSettings, subject: &str, text: &str, html: &str
     let mut sent = 0;
     let mut first_error = None;
     for to in &settings.to {
+        // A bad address (a typo in the school's user table) is reported, never a reason to
+        // leave the other administrators uninformed.
+        let recipient = match mailbox(to, "recipient") {
+            Ok(m) => m,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         let message = Message::builder()
             .from(from.clone())
-            .to(mailbox(to, "recipient")?)
+            .to(recipient)
             .subject(subject)
             .multipart(MultiPart::alternative_plain_html(
                 text.to_string(),
@@ -141,7 +150,14 @@ pub async fn send(settings: &SmtpSettings, subject: &str, text: &str, html: &str
                     format!("building the email: {e}"),
                     "",
                 )
-            })?;
+            });
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
         match mailer.send(message).await {
             Ok(_) => sent += 1,
             Err(e) => {
@@ -251,7 +267,7 @@ pub async fn school_admins(
     match read {
         Ok(list) => {
             if let Ok(json) = serde_json::to_vec(&list) {
-                let _ = std::fs::write(cache, json);
+                let _ = crate::storage::write_private(cache, &json);
             }
             (list, None)
         }

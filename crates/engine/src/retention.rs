@@ -2,7 +2,8 @@
 //!
 //! Default: keep every backup of the last 30 days. Optionally also the newest N, and the newest
 //! backup of each of the last N weeks and N months. Whatever the policy, never delete the
-//! newest backup that verified, nor a safety backup younger than 7 days.
+//! newest backup that verified, nor a safety backup younger than 7 days, nor anything that is
+//! not a complete backup (a damaged or unreadable file is left for a person to look at).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
@@ -86,6 +87,9 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
     let cutoff = now - Duration::days(i64::from(policy.keep_days));
     newest_first
         .into_iter()
+        // Only what is understood is pruned: a damaged, incomplete or unreadable file (a
+        // foreign file, another key's v1 file) stays until a person deletes it.
+        .filter(|b| b.status == "complete")
         .filter(|b| !keep.contains(b.id.as_str()))
         .filter(|b| b.created_at < cutoff)
         .filter(|b| !(b.kind == BackupKind::Safety && now - b.created_at < Duration::days(7)))
@@ -165,6 +169,28 @@ mod tests {
         };
         let pruned = plan(&list, &policy, now);
         assert_eq!(ids(&pruned), vec!["older-verified", "recent"]);
+    }
+
+    #[test]
+    fn only_complete_backups_are_ever_pruned() {
+        let now = Utc::now();
+        let mut damaged = backup("damaged", 90, BackupKind::Scheduled, Some(false), now);
+        damaged.status = "damaged".into();
+        let mut foreign = backup("foreign-enc", 90, BackupKind::Manual, Some(false), now);
+        foreign.status = "not_a_backup".into();
+        let mut cut = backup("cut", 120, BackupKind::Scheduled, None, now);
+        cut.status = "truncated".into();
+        let list = vec![
+            damaged,
+            foreign,
+            cut,
+            backup("old", 90, BackupKind::Scheduled, None, now),
+        ];
+        let policy = Retention {
+            keep_days: 1,
+            ..Retention::default()
+        };
+        assert_eq!(ids(&plan(&list, &policy, now)), vec!["old"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! wall-clock time that a daylight-saving change repeats (02:30 on the night clocks go back in
 //! Europe) runs once; one that the change skips runs at the next existing time, as cron does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -171,10 +171,10 @@ impl RunLock {
     /// # Errors
     /// `Busy` ("another backup is running") when it is held; I/O errors.
     pub fn try_acquire(dir: &Path) -> Result<RunLock> {
-        std::fs::create_dir_all(dir)
+        crate::storage::create_private_dir(dir)
             .map_err(|e| Error::io(format_args!("creating {}", dir.display()), &e))?;
         let path = dir.join("run.lock");
-        let file = OpenOptions::new()
+        let file = crate::storage::private_options()
             .create(true)
             .truncate(false)
             .read(true)

@@ -27,17 +27,64 @@ pub struct PgTarget {
     options: PgConnectOptions,
 }
 
-/// Whether the connection uses TLS.
+/// Whether the connection uses TLS, and what it checks (libpq's `sslmode`).
+///
+/// `Prefer` and `Require` encrypt but do not check who answers: they protect against someone
+/// who can only listen, not against someone who can redirect the connection (a rogue server
+/// would receive the password and the data). `VerifyCa` checks the server's certificate against
+/// a CA (the settings' CA file, else the public web roots); `VerifyFull` also checks that the
+/// certificate names the host connected to, and is the one mode safe on an untrusted network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Tls {
     /// Never.
     Disable,
-    /// When the server offers it (PostgreSQL's default).
+    /// When the server offers it (PostgreSQL's default); not checked.
     #[default]
     Prefer,
-    /// Always; fail when the server has no TLS.
+    /// Always; fail when the server has no TLS. The certificate is not checked.
     Require,
+    /// Always, and the server's certificate must be signed by the trusted CA.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate must name the host.
+    VerifyFull,
+}
+
+impl Tls {
+    /// The libpq name: `disable`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tls::Disable => "disable",
+            Tls::Prefer => "prefer",
+            Tls::Require => "require",
+            Tls::VerifyCa => "verify-ca",
+            Tls::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Parse a libpq `sslmode` name.
+    ///
+    /// # Errors
+    /// `InvalidInput` for anything else.
+    pub fn parse(text: &str) -> Result<Tls> {
+        match text {
+            "disable" => Ok(Tls::Disable),
+            "prefer" => Ok(Tls::Prefer),
+            "require" => Ok(Tls::Require),
+            "verify-ca" => Ok(Tls::VerifyCa),
+            "verify-full" => Ok(Tls::VerifyFull),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("The TLS mode {other:?} is unknown"),
+                "Choose disable, prefer, require, verify-ca or verify-full",
+            )),
+        }
+    }
+
+    /// Whether the server's certificate is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, Tls::VerifyCa | Tls::VerifyFull)
+    }
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -65,6 +112,12 @@ impl PgTarget {
         })
     }
 
+    /// Whether a `postgres://` URL carries a password (which then shows in `ps` and shell
+    /// history: the CLI warns).
+    pub fn url_has_password(url: &str) -> bool {
+        url::Url::parse(url).is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty()))
+    }
+
     /// A connection from its parts (the settings screen's fields); the password stays in memory.
     pub fn from_parts(
         host: &str,
@@ -83,6 +136,8 @@ impl PgTarget {
                 Tls::Disable => sqlx::postgres::PgSslMode::Disable,
                 Tls::Prefer => sqlx::postgres::PgSslMode::Prefer,
                 Tls::Require => sqlx::postgres::PgSslMode::Require,
+                Tls::VerifyCa => sqlx::postgres::PgSslMode::VerifyCa,
+                Tls::VerifyFull => sqlx::postgres::PgSslMode::VerifyFull,
             })
             .application_name("schoolvault");
         if let Some(p) = password {
@@ -93,6 +148,14 @@ impl PgTarget {
         PgTarget { options }
     }
 
+    /// Trust the CA certificate(s) in the PEM file `path` for `verify-ca` / `verify-full`.
+    #[must_use]
+    pub fn with_ca_file(self, path: &std::path::Path) -> PgTarget {
+        PgTarget {
+            options: self.options.ssl_root_cert(path),
+        }
+    }
+
     /// `user@host:port/database`, safe to show.
     pub fn describe(&self) -> String {
         format!(
@@ -101,6 +164,16 @@ impl PgTarget {
             self.options.get_host(),
             self.options.get_port(),
             self.database()
+        )
+    }
+
+    /// `user@host:port`: the server and login, without the database.
+    pub fn server(&self) -> String {
+        format!(
+            "{}@{}:{}",
+            self.options.get_username(),
+            self.options.get_host(),
+            self.options.get_port()
         )
     }
 
@@ -136,10 +209,34 @@ impl PgTarget {
     }
 }
 
+/// Column `i` of a catalog row, or an error (never a panic) when it is NULL where a value was
+/// expected or of another type: a server version or extension may answer differently.
+///
+/// # Errors
+/// `Database`, naming the column.
+pub fn col<'r, T>(row: &'r sqlx::postgres::PgRow, i: usize) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(i).map_err(|e| {
+        Error::new(
+            ErrorKind::Database,
+            format!("The database server answered a catalog query unexpectedly (column {i}: {e})"),
+            "Nothing was changed; please report this with the server's version",
+        )
+    })
+}
+
 /// Map a database error to an engine error that says what to do.
 pub fn db_error(err: &sqlx::Error, target: &PgTarget) -> Error {
     let at = target.describe();
     match err {
+        // rustls reports a refused certificate as invalid data on the socket.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Error::new(
+            ErrorKind::DbUnreachable,
+            format!("The secure connection to {at} failed: {io}"),
+            "Check the TLS settings: with verify-ca or verify-full, that the CA file is the one that signed the server's certificate and (verify-full) that the certificate names this host",
+        ),
         sqlx::Error::Io(io) => Error::new(
             ErrorKind::DbUnreachable,
             format!("Cannot reach the database server at {at} ({})", io.kind()),
@@ -148,7 +245,7 @@ pub fn db_error(err: &sqlx::Error, target: &PgTarget) -> Error {
         sqlx::Error::Tls(e) => Error::new(
             ErrorKind::DbUnreachable,
             format!("The secure connection to {at} failed: {e}"),
-            "Check the server's TLS settings, or the sslmode in the address",
+            "Check the server's TLS settings; with verify-ca or verify-full, that the CA file is the one that signed the server's certificate and (verify-full) that the certificate names this host",
         ),
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
@@ -265,6 +362,7 @@ impl Snapshot {
         exec(
             &mut conn,
             "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+             SET row_security = off; \
              BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
             target,
         )
@@ -275,10 +373,10 @@ impl Snapshot {
         .fetch_one(&mut conn)
         .await
         .map_err(|e| db_error(&e, target))?;
-        let id: String = row.get(0);
-        let taken_at: DateTime<Utc> = row.get(1);
-        let database: String = row.get(2);
-        let version: String = row.get(3);
+        let id: String = col(&row, 0)?;
+        let taken_at: DateTime<Utc> = col(&row, 1)?;
+        let database: String = col(&row, 2)?;
+        let version: String = col(&row, 3)?;
         let server_version = version
             .split_whitespace()
             .next()
@@ -299,10 +397,10 @@ impl Snapshot {
         .map_err(|e| db_error(&e, target))?;
         let mut tables = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            let schema: String = row.get(0);
-            let name: String = row.get(1);
-            let size: i64 = row.get(2);
-            let columns: Vec<String> = row.get(3);
+            let schema: String = col(row, 0)?;
+            let name: String = col(row, 1)?;
+            let size: i64 = col(row, 2)?;
+            let columns: Vec<String> = col(row, 3)?;
             tables.push(TableInfo {
                 manifest: TableManifest {
                     index: i as u32,
@@ -313,6 +411,7 @@ impl Snapshot {
                 estimated_bytes: size.max(0) as u64,
             });
         }
+        refuse_row_security(&mut conn, target).await?;
         for t in &tables {
             let sql = format!(
                 "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
@@ -333,8 +432,8 @@ impl Snapshot {
         .map_err(|e| db_error(&e, target))?;
         let mut sequences = Vec::with_capacity(seqs.len());
         for row in seqs {
-            let schema: String = row.get(0);
-            let name: String = row.get(1);
+            let schema: String = col(&row, 0)?;
+            let name: String = col(&row, 1)?;
             let sql = format!(
                 "SELECT last_value, is_called FROM {}",
                 qualified(&schema, &name)
@@ -349,8 +448,8 @@ impl Snapshot {
             sequences.push(SequenceValue {
                 schema,
                 name,
-                last_value: v.get(0),
-                is_called: v.get(1),
+                last_value: col(&v, 0)?,
+                is_called: col(&v, 1)?,
             });
         }
         let schema = crate::source::schema::capture(&mut conn, target).await?;
@@ -392,6 +491,34 @@ fn unreadable(err: Error, what: &str, name: &str) -> Error {
     }
 }
 
+/// Fail, naming the table, when row-level security would hide rows of a table from the backup
+/// user: a backup holding only the rows a policy shows looks complete and verifies, and a
+/// later replace restore would lose the hidden rows. (Every export session also runs with
+/// `row_security = off`, as `pg_dump` does, so PostgreSQL refuses rather than filters.)
+async fn refuse_row_security(conn: &mut PgConnection, target: &PgTarget) -> Result<()> {
+    let row = sqlx::query(&format!(
+        "SELECT n.nspname::text || '.' || c.relname::text, current_user::text \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND {USER_SCHEMAS} \
+           AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) \
+           AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) \
+         ORDER BY 1 LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let table: String = row.try_get(0).map_err(|e| db_error(&e, target))?;
+    let user: String = row.try_get(1).map_err(|e| db_error(&e, target))?;
+    Err(Error::new(
+        ErrorKind::TableUnreadable,
+        format!("Table {table} has row-level security: the backup user {user} would see only the rows its policies allow, so the backup cannot be complete; nothing was written"),
+        format!("Back up as the table's owner or a superuser, or give the backup user the BYPASSRLS privilege (ALTER ROLE {} BYPASSRLS)", quote_ident(&user)),
+    ))
+}
+
 /// A worker's connection inside the snapshot.
 pub struct SnapshotWorker {
     conn: PgConnection,
@@ -411,6 +538,7 @@ impl SnapshotWorker {
             &mut conn,
             &format!(
                 "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+                 SET row_security = off; \
                  BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
             ),
             target,
@@ -428,7 +556,7 @@ impl SnapshotWorker {
         let mut conn = target.connect().await?;
         exec(
             &mut conn,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            "SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
             target,
         )
         .await?;
@@ -697,6 +825,22 @@ pub async fn database_exists(target: &PgTarget, name: &str) -> Result<bool> {
 }
 
 /// Drop database `name` (a scratch or half-restored one), ending its sessions.
+///
+/// # Errors
+/// Connection and permission errors.
+pub async fn drop_database_checked(server: &PgTarget, name: &str) -> Result<()> {
+    let mut conn = server.connect().await?;
+    let dropped = exec(
+        &mut conn,
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+        server,
+    )
+    .await;
+    let _ = conn.close().await;
+    dropped
+}
+
+/// Drop database `name` on `server`, best effort (a failed job cleaning up after itself).
 pub async fn drop_database(server: &PgTarget, name: &str) {
     if let Ok(mut conn) = server.connect().await {
         let _ = sqlx::raw_sql(&format!(
@@ -731,8 +875,8 @@ pub async fn check_target(
     .map_err(|e| db_error(&e, target))?;
     let mut have = std::collections::HashMap::new();
     for row in rows {
-        let key: (String, String) = (row.get(0), row.get(1));
-        let cols: Vec<String> = row.get(2);
+        let key: (String, String) = (col(&row, 0)?, col(&row, 1)?);
+        let cols: Vec<String> = col(&row, 2)?;
         have.insert(key, cols);
     }
     for t in tables {

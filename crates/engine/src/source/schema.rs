@@ -20,7 +20,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
 use crate::error::Result;
-use crate::source::postgres::{db_error, qualified, quote_ident, PgTarget};
+use crate::source::postgres::{col, db_error, qualified, quote_ident, PgTarget};
 
 /// The captured DDL.
 #[derive(Debug, Clone, Default)]
@@ -66,8 +66,10 @@ async fn rows(
 /// Database errors.
 pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schema> {
     let mut pre =
-        String::from("SET check_function_bodies = false;\nSET client_min_messages = warning;\n\n");
-    let mut post = String::new();
+        // Strings in the captured SQL are written for standard_conforming_strings = on
+        // (backslashes literal); say so, whatever the restoring server's default.
+        String::from("SET standard_conforming_strings = on;\nSET check_function_bodies = false;\nSET client_min_messages = warning;\n\n");
+    let mut post = String::from("SET standard_conforming_strings = on;\n\n");
     let mut unsupported = Vec::new();
 
     // Schemas.
@@ -82,7 +84,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let name: String = r.get(0);
+        let name: String = col(&r, 0)?;
         pre.push_str(&format!(
             "CREATE SCHEMA IF NOT EXISTS {};\n",
             quote_ident(&name)
@@ -97,7 +99,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let (ext, ns): (String, String) = (r.get(0), r.get(1));
+        let (ext, ns): (String, String) = (col(&r, 0)?, col(&r, 1)?);
         pre.push_str(&format!(
             "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {};\n",
             quote_ident(&ext),
@@ -118,7 +120,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let (ns, name, labels): (String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2));
+        let (ns, name, labels): (String, String, Vec<String>) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
         let labels: Vec<String> = labels.iter().map(|l| lit(l)).collect();
         pre.push_str(&format!(
             "CREATE TYPE {} AS ENUM ({});\n",
@@ -143,7 +145,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let (ns, name, cols): (String, String, Vec<String>) = (r.get(0), r.get(1), r.get(2));
+        let (ns, name, cols): (String, String, Vec<String>) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
         pre.push_str(&format!(
             "CREATE TYPE {} AS ({});\n",
             qualified(&ns, &name),
@@ -171,10 +173,10 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     .await?
     {
         let (ns, name, base, notnull): (String, String, String, bool) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
-        let default: Option<String> = r.get(4);
-        let collation: Option<String> = r.get(5);
-        let checks: Vec<String> = r.get(6);
+            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
+        let default: Option<String> = col(&r, 4)?;
+        let collation: Option<String> = col(&r, 5)?;
+        let checks: Vec<String> = col(&r, 6)?;
         let mut ddl = format!("CREATE DOMAIN {} AS {base}", qualified(&ns, &name));
         if let Some(c) = collation {
             ddl.push_str(&format!(" COLLATE {c}"));
@@ -221,10 +223,10 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let (kind, ns, name): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let (kind, ns, name): (String, String, String) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
         let group = usize::try_from(r.get::<i32, _>(4)).unwrap_or(0).min(2);
         match r.get::<Option<String>, _>(3) {
-            Some(def) => found.push((group, r.get(5), r.get(6), def)),
+            Some(def) => found.push((group, col(&r, 5)?, col(&r, 6)?, def)),
             None => unsupported.push(format!(
                 "{} {ns}.{name}",
                 if kind == "a" { "aggregate" } else { "routine" }
@@ -270,9 +272,9 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let (ns, name, ty): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let (ns, name, ty): (String, String, String) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
         let (start, inc, min, max, cache, cycle): (i64, i64, i64, i64, i64, bool) =
-            (r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8));
+            (col(&r, 3)?, col(&r, 4)?, col(&r, 5)?, col(&r, 6)?, col(&r, 7)?, col(&r, 8)?);
         let unlogged = r.get::<String, _>(9) == "u";
         pre.push_str(&format!(
             "CREATE {}SEQUENCE {} AS {ty} START WITH {start} INCREMENT BY {inc} MINVALUE {min} MAXVALUE {max} CACHE {cache}{};\n",
@@ -303,10 +305,10 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     let mut attach = String::new();
     for t in &tables {
         let (oid, ns, name, kind, persistence): (i64, String, String, String, String) =
-            (t.get(0), t.get(1), t.get(2), t.get(3), t.get(4));
-        let partkey: Option<String> = t.get(5);
-        let parent: Option<String> = t.get(6);
-        let bound: Option<String> = t.get(7);
+            (col(t, 0)?, col(t, 1)?, col(t, 2)?, col(t, 3)?, col(t, 4)?);
+        let partkey: Option<String> = col(t, 5)?;
+        let parent: Option<String> = col(t, 6)?;
+        let bound: Option<String> = col(t, 7)?;
         let cols = rows(
             conn,
             target,
@@ -364,7 +366,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     .await?
     {
         let (ns, name, kind, def): (String, String, String, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
         let def = def.trim_end().trim_end_matches(';');
         if kind == "m" {
             pre.push_str(&format!(
@@ -403,7 +405,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     .await?
     {
         let (ns, table, name, def): (String, String, String, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3));
+            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?);
         let stmt = format!(
             "ALTER TABLE {} ADD CONSTRAINT {} {def};\n",
             qualified(&ns, &table),
@@ -436,7 +438,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let def: String = r.get(0);
+        let def: String = col(&r, 0)?;
         post.push_str(&def);
         post.push_str(";\n");
     }
@@ -456,7 +458,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let stmt: String = r.get(0);
+        let stmt: String = col(&r, 0)?;
         post.push_str(&stmt);
         post.push_str(";\n");
     }
@@ -471,7 +473,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let def: String = r.get(0);
+        let def: String = col(&r, 0)?;
         post.push_str(&def);
         post.push_str(";\n");
     }
@@ -492,7 +494,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     .await?
     {
         let (ns, seq, tns, table, col): (String, String, String, String, String) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?, col(&r, 4)?);
         post.push_str(&format!(
             "ALTER SEQUENCE {} OWNED BY {}.{};\n",
             qualified(&ns, &seq),
@@ -530,7 +532,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     )
     .await?
     {
-        let stmt: String = r.get(0);
+        let stmt: String = col(&r, 0)?;
         post.push_str(&stmt);
         post.push_str(";\n");
     }
