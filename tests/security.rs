@@ -790,3 +790,66 @@ fn a_password_in_the_database_address_is_warned_about_and_never_printed() {
     let listed = env.json(&["list"]).to_string();
     assert!(!listed.contains("secret"), "{listed}");
 }
+
+/// Peak resident memory (KiB) of `schoolvault --json ARGS` under GNU time, and its JSON error
+/// code.
+fn peak_kib_and_code(env: &Env, args: &[&str]) -> (u64, String) {
+    let stats = env.dir.path().join("time.txt");
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-o")
+        .arg(&stats)
+        .args(["-f", "%M"])
+        .arg(support::schoolvault_bin())
+        .arg("--json")
+        .args(args);
+    // The same isolated environment as env.cmd().
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env("SCHOOLVAULT_DIR", env.backups())
+        .env("SCHOOLVAULT_CATALOG", env.dir.path().join("catalog.sqlite"))
+        .env("BACKUP_ENCRYPTION_KEY", &env.key);
+    let out = cmd
+        .output()
+        .expect("/usr/bin/time is missing: apt-get install time (make test does)");
+    assert!(!out.status.success(), "a foreign file must be refused");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kib: u64 = std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (kib, doc["error"]["code"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_huge_foreign_file_picked_by_mistake_is_refused_in_bounded_memory() {
+    // 3 GiB that is neither a SchoolVault archive nor an old-system file (sparse: it costs no
+    // disk). Before, every command read an unrecognised file whole to try it as a v1 file.
+    let env = Env::new();
+    let big = env.dir.path().join("holiday-video.enc");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let db = small_db("bigfile");
+    let before = db.checksums();
+    let path = big.to_str().unwrap();
+    for args in [
+        vec!["inspect", path],
+        vec!["verify", path],
+        vec!["--db", &db.url(), "restore", path, "--yes", "--no-safety-backup"],
+    ] {
+        let (kib, code) = peak_kib_and_code(&env, &args);
+        assert_eq!(code, "not_a_backup", "{args:?}");
+        assert!(
+            kib < 256 * 1024,
+            "{args:?} used {} MiB of memory on a 3 GiB foreign file",
+            kib / 1024
+        );
+    }
+    assert_eq!(db.checksums(), before);
+}

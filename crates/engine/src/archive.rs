@@ -743,11 +743,32 @@ fn structure(detail: &str) -> Error {
     )
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(r: &mut impl Read, what: &str) -> Result<T> {
+/// The most a JSON entry (manifest, end record) may hold: far more than 100,000 tables need,
+/// and a bound on the memory a crafted archive can make a reader use.
+pub const MAX_JSON_ENTRY: u64 = 64 << 20;
+
+/// Read a JSON entry of at most [`MAX_JSON_ENTRY`] bytes.
+///
+/// # Errors
+/// `Damaged` for a larger entry or one that is not the expected JSON; read errors.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    r: &mut impl Read,
+    what: &str,
+) -> Result<T> {
     let mut buf = Vec::new();
-    r.take(64 << 20)
+    r.take(MAX_JSON_ENTRY + 1)
         .read_to_end(&mut buf)
         .map_err(|e| read_error(&e))?;
+    if buf.len() as u64 > MAX_JSON_ENTRY {
+        return Err(Error::new(
+            ErrorKind::Damaged,
+            format!(
+                "The backup's {what} is larger than {} MiB, more than SchoolVault ever writes",
+                MAX_JSON_ENTRY >> 20
+            ),
+            "The file was not written by SchoolVault or is damaged; use another copy",
+        ));
+    }
     serde_json::from_slice(&buf).map_err(|e| {
         Error::new(
             ErrorKind::Damaged,

@@ -1292,9 +1292,21 @@ fn is_v2(path: &Path) -> Result<bool> {
 async fn open_v1(path: &Path, keys: Arc<Keys>) -> Result<V1Backup> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Error::io(format_args!("reading {}", path.display()), &e))?;
-        legacy::open(&bytes, &keys.candidates())
+        let candidates = keys.candidates();
+        // Look at the first bytes before reading the whole file: a large foreign file
+        // is refused without being loaded.
+        let reading = |e: std::io::Error| Error::io(format_args!("reading {}", path.display()), &e);
+        let mut f = File::open(&path).map_err(reading)?;
+        let size = f.metadata().map_err(reading)?.len();
+        let mut head = Vec::with_capacity(legacy::SNIFF_LEN);
+        (&mut f)
+            .take(legacy::SNIFF_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(reading)?;
+        legacy::sniff(&head, size, &candidates)?;
+        drop(f);
+        let bytes = std::fs::read(&path).map_err(reading)?;
+        legacy::open(&bytes, &candidates)
     })
     .await
     .map_err(join_error)?
@@ -1343,17 +1355,7 @@ fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
             "Use another copy of this backup",
         ));
     }
-    let mut buf = Vec::new();
-    first
-        .read_to_end(&mut buf)
-        .map_err(|e| archive::read_error(&e))?;
-    serde_json::from_slice(&buf).map_err(|e| {
-        Error::new(
-            ErrorKind::Damaged,
-            format!("The backup's manifest cannot be read ({e})"),
-            "Use another copy of this backup",
-        )
-    })
+    archive::read_json(&mut first, "manifest")
 }
 
 /// One table in a [`RestorePreview`].

@@ -184,6 +184,49 @@ fn decrypt(key: &Key, file: &[u8]) -> Option<Vec<u8>> {
     Some(data)
 }
 
+/// How many bytes of a file [`sniff`] needs.
+pub const SNIFF_LEN: usize = IV_LEN + TAG_LEN + 3;
+
+/// The largest file the old service could have written: its JSON was at most [`MAX_JSON`]
+/// (a JavaScript string), and gzip never grows data by more than a few bytes per 16 KiB.
+pub const MAX_FILE: u64 = MAX_JSON + (MAX_JSON >> 10) + 1024;
+
+/// Decide from the first [`SNIFF_LEN`] bytes and the file's size whether it can be an
+/// old-system file for one of `keys` (or the development key), without reading the rest: AES-GCM
+/// is CTR mode underneath, so the right key turns the first ciphertext bytes into gzip's magic.
+/// A random or foreign file (a 10 GB video picked by mistake) is refused here, in bounded
+/// memory; only a file that passes is read whole and authenticated by [`open`].
+///
+/// # Errors
+/// `NotABackup` when no key turns it into gzip, or when it is larger than the old service
+/// could write.
+pub fn sniff(head: &[u8], size: u64, keys: &[Key]) -> Result<()> {
+    if head.len() < SNIFF_LEN {
+        return Err(not_a_backup());
+    }
+    if size > MAX_FILE {
+        return Err(Error::new(
+            ErrorKind::NotABackup,
+            format!(
+                "This file ({} MB) is not a SchoolVault backup, and it is larger than any old-system backup can be",
+                size / 1_000_000
+            ),
+            "Pick a .svb file made by SchoolVault or an .enc file of the old backup service",
+        ));
+    }
+    let dev = Key::from_hex(DEV_KEY_HEX)?;
+    let head = &head[..SNIFF_LEN];
+    let gzip = keys
+        .iter()
+        .chain(std::iter::once(&dev))
+        .any(|k| unauthenticated(k, head).starts_with(&GZIP_MAGIC));
+    if gzip {
+        Ok(())
+    } else {
+        Err(not_a_backup())
+    }
+}
+
 /// Open a v1 file with the first of `keys` (then the old development key) that authenticates it.
 ///
 /// # Errors
