@@ -17,6 +17,8 @@ const COMMANDS: &[&str] = &[
     "restore_preview",
     "restore",
     "pick_restore_file",
+    "pick_ca_file",
+    "pick_backup_dir",
     "delete_backup",
     "verify_backup",
     "test_restore_backup",

@@ -841,7 +841,14 @@ fn a_huge_foreign_file_picked_by_mistake_is_refused_in_bounded_memory() {
     for args in [
         vec!["inspect", path],
         vec!["verify", path],
-        vec!["--db", &db.url(), "restore", path, "--yes", "--no-safety-backup"],
+        vec![
+            "--db",
+            &db.url(),
+            "restore",
+            path,
+            "--yes",
+            "--no-safety-backup",
+        ],
     ] {
         let (kib, code) = peak_kib_and_code(&env, &args);
         assert_eq!(code, "not_a_backup", "{args:?}");

@@ -1,5 +1,11 @@
 //! The commands the window calls: each a few lines over the engine. Errors reach the UI as
 //! `{code, message}` ([`CommandError`]); nothing returned carries a key or a password.
+//!
+//! What the web view sends is not trusted further than it must be: a file it names is opened
+//! only when the user chose it in a native dialog or it is in the backup folder
+//! ([`AppState::allowed_file`]), the backup folder itself changes only to one the user chose in
+//! the native folder dialog ([`AppState::allowed_backup_dir`]), and a saved password goes only
+//! to the server it was saved for.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -7,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use schoolvault_engine::archive::BackupKind;
-use schoolvault_engine::config::DB_PASSWORD_ACCOUNT;
+use schoolvault_engine::config::{
+    DatabaseSettings, EmailSettings, DB_PASSWORD_ACCOUNT, SMTP_PASSWORD_ACCOUNT,
+};
 use schoolvault_engine::crypto::Key;
 use schoolvault_engine::jobs::{self, BackupOptions, RestoreOptions};
-use schoolvault_engine::keychain::{KeyOrigin, Keychain, OsKeychain};
+use schoolvault_engine::keychain::{KeyOrigin, Keychain};
 use schoolvault_engine::progress::{Progress, ProgressEvent, Silent, Watched};
 use schoolvault_engine::schedule::Schedule;
 use schoolvault_engine::source::postgres::{self, PgTarget, Tls};
@@ -121,20 +129,88 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
     })
 }
 
-fn form_target(form: &DbForm, password: Option<&str>) -> Res<PgTarget> {
-    let settings = form.to_settings(false)?;
-    let password = match password.filter(|p| !p.is_empty()) {
-        Some(p) => Some(zeroize::Zeroizing::new(p.to_string())),
-        None if form.password_saved => OsKeychain.get(DB_PASSWORD_ACCOUNT)?,
-        None => None,
-    };
-    Ok(settings.target(password.as_deref().map(String::as_str)))
+/// The form as settings, its CA file checked: the saved one, or one the web view may name.
+fn form_settings(state: &AppState, form: &DbForm) -> Res<DatabaseSettings> {
+    let mut settings = form.to_settings(false)?;
+    if let Some(ca) = settings.ca_file.take() {
+        let saved = state.config().database.and_then(|d| d.ca_file);
+        settings.ca_file = Some(if saved.as_ref() == Some(&ca) {
+            ca
+        } else {
+            state.allowed_file(&ca)?
+        });
+    }
+    Ok(settings)
 }
 
-/// Connect with the form's details and say what is there, or exactly what is wrong.
+/// How much a TLS mode checks, from nothing to the certificate and the name in it.
+fn tls_strength(tls: Tls) -> u8 {
+    match tls {
+        Tls::Disable => 0,
+        Tls::Prefer => 1,
+        Tls::Require => 2,
+        Tls::VerifyCa => 3,
+        Tls::VerifyFull => 4,
+    }
+}
+
+/// Whether the saved password may go where `form` points: only where the saved settings send
+/// it — the same host, port and user, over a connection checked at least as strictly (with
+/// the same CA file when the saved one checks the certificate). Otherwise whoever edits the
+/// form (a slip, or a script in the web view) could have it sent to a server of their choice.
+fn saved_password_applies(saved: &DatabaseSettings, form: &DatabaseSettings) -> bool {
+    saved.password_saved
+        && saved.host.eq_ignore_ascii_case(&form.host)
+        && saved.port == form.port
+        && saved.user == form.user
+        && tls_strength(form.tls) >= tls_strength(saved.tls)
+        && (!saved.tls.verifies() || saved.ca_file == form.ca_file)
+}
+
+/// `password_needed`: the form asks for the saved password where it may not go.
+fn password_needed(form: &DatabaseSettings) -> CommandError {
+    let why = schoolvault_engine::Error::new(
+        schoolvault_engine::ErrorKind::InvalidInput,
+        format!(
+            "The saved password is sent only to the connection it was saved for, and {}@{}:{} (TLS {}) is another server, port or user, or a less checked connection; nothing was sent",
+            form.user,
+            form.host,
+            form.port,
+            form.tls.as_str()
+        ),
+        format!(
+            "Type the password for {}@{}:{} in the Password field, then try again",
+            form.user, form.host, form.port
+        ),
+    );
+    CommandError::new("password_needed", why.to_string())
+}
+
+/// Connect with the form's details and say what is there, or exactly what is wrong. The saved
+/// password is used only for the saved connection ([`saved_password_applies`]), checked before
+/// the keychain is read.
 #[tauri::command]
-pub async fn test_connection(form: DbForm, password: Option<String>) -> Res<ConnectionReport> {
-    let target = form_target(&form, password.as_deref())?;
+pub async fn test_connection(
+    state: State<'_, AppState>,
+    form: DbForm,
+    password: Option<String>,
+) -> Res<ConnectionReport> {
+    let settings = form_settings(&state, &form)?;
+    let password = match password.filter(|p| !p.is_empty()) {
+        Some(p) => Some(zeroize::Zeroizing::new(p)),
+        None if form.password_saved => {
+            let saved = state.config().database;
+            if !saved
+                .as_ref()
+                .is_some_and(|s| saved_password_applies(s, &settings))
+            {
+                return Err(password_needed(&settings));
+            }
+            state.keychain().get(DB_PASSWORD_ACCOUNT)?
+        }
+        None => None,
+    };
+    let target = settings.target(password.as_deref().map(String::as_str));
     let probe = postgres::probe(&target).await?;
     Ok(ConnectionReport {
         target: target.describe(),
@@ -144,19 +220,30 @@ pub async fn test_connection(form: DbForm, password: Option<String>) -> Res<Conn
     })
 }
 
-/// Save the connection; a password typed here goes to the keychain, never to the file.
+/// Save the connection; a password typed here goes to the keychain, never to the file. The
+/// saved password stays in use only for the same connection ([`saved_password_applies`]):
+/// another server, port or user without a typed password is saved without one.
 #[tauri::command]
 pub async fn save_connection(
     state: State<'_, AppState>,
     form: DbForm,
     password: Option<String>,
 ) -> Res<AppStatus> {
-    let mut saved = form.password_saved;
-    if let Some(p) = password.as_deref().filter(|p| !p.is_empty()) {
-        OsKeychain.set(DB_PASSWORD_ACCOUNT, p)?;
-        saved = true;
-    }
-    let settings = form.to_settings(saved)?;
+    let mut settings = form_settings(&state, &form)?;
+    settings.password_saved = match password.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => {
+            state.keychain().set(DB_PASSWORD_ACCOUNT, p)?;
+            true
+        }
+        None => {
+            form.password_saved
+                && state
+                    .config()
+                    .database
+                    .as_ref()
+                    .is_some_and(|s| saved_password_applies(s, &settings))
+        }
+    };
     state.update_config(|c| c.database = Some(settings))?;
     state.schedule_changed.notify_one();
     status(state).await
@@ -168,7 +255,8 @@ fn demo_form() -> DbForm {
         port: 5432,
         name: DEMO_DB.into(),
         user: std::env::var("SCHOOLVAULT_DEMO_USER").unwrap_or_else(|_| "postgres".into()),
-        tls: "disable".into(),
+        tls: Tls::Disable.as_str().into(),
+        ca_file: None,
         password_saved: false,
     }
 }
@@ -248,7 +336,8 @@ pub async fn key_import(state: State<'_, AppState>, hex: String) -> Res<KeyInfo>
     Ok(key_info(&KeyOrigin::Keychain, &key))
 }
 
-/// Write the key's recovery copy where the user chooses (mode 0600); `null` if they cancel.
+/// Write the key's recovery copy where the user chooses (mode 0600, replacing any file there);
+/// `null` if they cancel.
 #[tauri::command]
 pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>> {
     let (key, _) = state.keys()?.current()?;
@@ -271,24 +360,10 @@ pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>
          `schoolvault key import`.\n",
         key.to_hex().as_str()
     ));
-    write_private(&path, sheet.as_bytes())?;
+    // Atomically (temporary file, fsync, rename) and mode 0600, even over an existing file
+    // that anyone could read.
+    schoolvault_engine::storage::write_private(&path, sheet.as_bytes())?;
     Ok(Some(path.display().to_string()))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Res<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let what = format!("writing {}", path.display());
-    let mut f = opts
-        .open(path)
-        .map_err(|e| schoolvault_engine::Error::io(&what, &e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| schoolvault_engine::Error::io(&what, &e))?;
-    Ok(())
 }
 
 /// Show the key's hex once, in a native dialog: it never enters the web view.
@@ -351,6 +426,7 @@ pub async fn run_backup(
         let target = state.target()?;
         let config = state.config();
         let (email, limit) = (config.email, config.schedule.watchdog());
+        let keychain = state.keychain_handle();
         detached(move || async move {
             let lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
@@ -359,8 +435,16 @@ pub async fn run_backup(
             drop(lock);
             match &out {
                 Err(e) => {
-                    let unsent =
-                        email_failure(&vault, &email, kind, &target, e, &opts.cancel).await;
+                    let unsent = email_failure(
+                        &vault,
+                        &email,
+                        keychain.as_ref(),
+                        kind,
+                        &target,
+                        e,
+                        &opts.cancel,
+                    )
+                    .await;
                     Ok(Err((CommandError::from(e), unsent)))
                 }
                 Ok(made) => {
@@ -397,7 +481,8 @@ pub async fn run_backup(
 /// beside the failure, and never hides the backup's own error.
 pub async fn email_failure(
     vault: &jobs::Vault,
-    email: &schoolvault_engine::config::EmailSettings,
+    email: &EmailSettings,
+    keychain: &dyn Keychain,
     kind: BackupKind,
     target: &PgTarget,
     error: &schoolvault_engine::Error,
@@ -407,7 +492,7 @@ pub async fn email_failure(
     if cancel.is_cancelled() || error.kind() == schoolvault_engine::ErrorKind::Busy {
         return None;
     }
-    let smtp = match email.smtp(&OsKeychain) {
+    let smtp = match email.smtp(keychain) {
         Ok(Some(smtp)) => smtp,
         Ok(None) => return None,
         Err(e) => return Some(e.to_string()),
@@ -463,12 +548,25 @@ pub async fn cancel_job(state: State<'_, AppState>) -> Res<bool> {
     Ok(state.cancel_job())
 }
 
+/// A backup the web view names: an id (looked up in the catalog), or a file it may name — one
+/// the user chose in a native dialog, or one in the backup folder ([`AppState::allowed_file`]).
+fn checked_what(state: &AppState, what: &str) -> Res<String> {
+    let path = Path::new(what);
+    if !(what.contains(std::path::is_separator) || path.is_absolute() || path.exists()) {
+        return Ok(what.to_string());
+    }
+    let real = state.allowed_file(path)?;
+    Ok(real
+        .to_str()
+        .map_or_else(|| what.to_string(), str::to_string))
+}
+
 /// Read a backup (an id or a file) completely and count what the restore would replace.
 #[tauri::command]
 pub async fn restore_preview(state: State<'_, AppState>, what: String) -> Res<RestorePreview> {
+    let w = checked_what(&state, &what)?;
     let vault = state.vault().await?;
     let target = state.target()?;
-    let w = what.clone();
     let p = detached(move || async move {
         Ok(jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?)
     })
@@ -498,19 +596,25 @@ pub async fn restore_preview(state: State<'_, AppState>, what: String) -> Res<Re
         backup_rows: p.backup_rows,
         live_rows: p.live_rows,
         warnings: p.warnings,
+        dev_key: p.dev_key,
     })
 }
 
 /// Restore `what` into the configured database, atomically; `confirm_name` must be the
-/// database's name (the modal's typed confirmation, checked here again).
+/// database's name (the modal's typed confirmation, checked here again). `trust_dev_key`
+/// (default false): the person ticked the second warning, for an old-system file that only
+/// the public development key opened; without it the engine refuses such a file
+/// (`untrusted_file`).
 #[tauri::command]
 pub async fn restore(
     state: State<'_, AppState>,
     what: String,
     confirm_name: String,
     safety_backup: bool,
+    trust_dev_key: Option<bool>,
     on_progress: Channel<dto::Progress>,
 ) -> Res<RestoreResult> {
+    let what = checked_what(&state, &what)?;
     let target = state.target()?;
     if confirm_name.trim() != target.database() {
         return Err(CommandError::new(
@@ -526,6 +630,7 @@ pub async fn restore(
     let opts = RestoreOptions {
         safety_backup,
         cancel: cancel.clone(),
+        trust_dev_key: trust_dev_key.unwrap_or(false),
         ..RestoreOptions::default()
     };
     let result: Res<RestoreResult> = async {
@@ -551,11 +656,38 @@ pub async fn restore(
     result
 }
 
-/// Pick a backup file (`.svb`, or the old system's `.enc`) with the native dialog.
+/// Pick a backup file (`.svb`, or the old system's `.enc`) with the native dialog; the web view
+/// may name it from then on.
 #[tauri::command]
 pub async fn pick_restore_file(state: State<'_, AppState>) -> Res<Option<String>> {
     let asked = state.shell().pick_backup_file();
-    Ok(asked.await.ok().flatten().map(|p| p.display().to_string()))
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked(&p);
+        p.display().to_string()
+    }))
+}
+
+/// Pick the CA certificate (PEM) for `verify-ca` / `verify-full` with the native dialog; the
+/// connection form may name it from then on.
+#[tauri::command]
+pub async fn pick_ca_file(state: State<'_, AppState>) -> Res<Option<String>> {
+    let asked = state.shell().pick_ca_file();
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked(&p);
+        p.display().to_string()
+    }))
+}
+
+/// Pick the backup folder with the native folder dialog; the settings may be saved with it
+/// from then on ([`AppState::allowed_backup_dir`]). `null` if the user cancels.
+#[tauri::command]
+pub async fn pick_backup_dir(state: State<'_, AppState>) -> Res<Option<String>> {
+    let current = state.config().backup_dir()?;
+    let asked = state.shell().pick_backup_dir(&current);
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked_dir(&p);
+        p.display().to_string()
+    }))
 }
 
 /// Delete a backup (its file and its entry).
@@ -569,6 +701,7 @@ pub async fn delete_backup(state: State<'_, AppState>, id: String) -> Res<()> {
 /// Read a backup completely and check every table's rows and checksum.
 #[tauri::command]
 pub async fn verify_backup(state: State<'_, AppState>, id: String) -> Res<CheckResult> {
+    let id = checked_what(&state, &id)?;
     let vault = state.vault().await?;
     let r = detached(move || async move { Ok(jobs::verify(&vault, &id, Arc::new(Silent)).await?) })
         .await?;
@@ -586,6 +719,7 @@ pub async fn verify_backup(state: State<'_, AppState>, id: String) -> Res<CheckR
 /// Restore a backup into a scratch database on the same server, compare, drop it.
 #[tauri::command]
 pub async fn test_restore_backup(state: State<'_, AppState>, id: String) -> Res<CheckResult> {
+    let id = checked_what(&state, &id)?;
     let (_slot, _cancel) = state.start_job("test restore")?;
     let vault = state.vault().await?;
     let target = state.target()?;
@@ -642,7 +776,8 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
     })
 }
 
-/// Check and save the settings screen's values.
+/// Check and save the settings screen's values. The backup folder is taken only when it is the
+/// current one, the default one, or one the user chose with [`pick_backup_dir`].
 #[tauri::command]
 pub async fn save_settings(
     state: State<'_, AppState>,
@@ -670,10 +805,19 @@ pub async fn save_settings(
             ));
         }
     }
-    let mut smtp_saved = settings.smtp_password_saved;
-    if let Some(p) = smtp_password.as_deref().filter(|p| !p.is_empty()) {
-        OsKeychain.set(schoolvault_engine::config::SMTP_PASSWORD_ACCOUNT, p)?;
-        smtp_saved = true;
+    let smtp_user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
+    if settings.email_enabled {
+        // The engine's own checks, e.g. no login over `plain` to another machine (the probe
+        // has no saved password: the keychain is not read).
+        EmailSettings {
+            enabled: true,
+            host: settings.smtp_host.trim().to_string(),
+            port: settings.smtp_port,
+            security: settings.smtp_security.clone(),
+            user: smtp_user.clone(),
+            ..EmailSettings::default()
+        }
+        .smtp(state.keychain())?;
     }
     Schedule::parse(&settings.cron, zone)?;
     if !(1..=1440).contains(&settings.watchdog_minutes) {
@@ -695,6 +839,9 @@ pub async fn save_settings(
             "The backup folder must be a full path (e.g. /srv/backups).",
         ));
     }
+    // Only the current folder, the default one, or one chosen in the folder dialog: the
+    // backup folder decides which files the web view may name.
+    let dir = state.allowed_backup_dir(Path::new(dir))?;
     if state.config().app.start_at_login != settings.start_at_login {
         state
             .shell()
@@ -703,6 +850,7 @@ pub async fn save_settings(
                 CommandError::new("io", format!("Start at login could not be changed: {e}."))
             })?;
     }
+    let smtp_saved = smtp_password_change(&state, &settings, smtp_password.as_deref())?;
     if settings.weekly_digest && !state.config().email.weekly_digest {
         // Turned on: the first report comes next Monday, not at once for an old week.
         if let Ok(vault) = state.vault().await {
@@ -711,7 +859,7 @@ pub async fn save_settings(
     }
     state.update_config(|c| {
         let default_dir = schoolvault_engine::config::default_backup_dir().ok();
-        c.backup.dir = Some(dir.into()).filter(|d| Some(d) != default_dir.as_ref());
+        c.backup.dir = Some(dir).filter(|d| Some(d) != default_dir.as_ref());
         c.app.start_at_login = settings.start_at_login;
         c.schedule.enabled = settings.schedule_enabled;
         c.schedule.cron = settings.cron.trim().to_string();
@@ -726,7 +874,7 @@ pub async fn save_settings(
         c.email.host = settings.smtp_host.trim().to_string();
         c.email.port = settings.smtp_port;
         c.email.security = settings.smtp_security.clone();
-        c.email.user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
+        c.email.user = smtp_user;
         c.email.password_saved = smtp_saved;
         c.email.from = settings.email_from.trim().to_string();
         c.email.to = settings
@@ -743,6 +891,29 @@ pub async fn save_settings(
     get_settings(state).await
 }
 
+/// Whether an SMTP password stays saved after `settings` are saved, changing the keychain to
+/// match: a typed password is saved; the saved one goes only to the server it was saved for,
+/// and never unencrypted, so a new SMTP server, or a switch to `plain`, forgets it.
+fn smtp_password_change(state: &AppState, settings: &Settings, typed: Option<&str>) -> Res<bool> {
+    let old = state.config().email;
+    if let Some(p) = typed.filter(|p| !p.is_empty()) {
+        state.keychain().set(SMTP_PASSWORD_ACCOUNT, p)?;
+        return Ok(true);
+    }
+    let new_host = !old
+        .host
+        .trim()
+        .eq_ignore_ascii_case(settings.smtp_host.trim());
+    let to_plain = settings.smtp_security == "plain" && old.security != "plain";
+    if new_host || to_plain {
+        if old.password_saved {
+            state.keychain().delete(SMTP_PASSWORD_ACCOUNT)?;
+        }
+        return Ok(false);
+    }
+    Ok(old.password_saved && settings.smtp_password_saved)
+}
+
 /// The next five runs of a cron expression (RFC 3339), or what is wrong with it.
 #[tauri::command]
 pub async fn schedule_preview(cron: String, timezone: Option<String>) -> Res<Vec<String>> {
@@ -757,12 +928,16 @@ pub async fn schedule_preview(cron: String, timezone: Option<String>) -> Res<Vec
 /// Send a test email with the saved email settings; the number of recipients.
 #[tauri::command]
 pub async fn send_test_email(state: State<'_, AppState>) -> Res<usize> {
-    let smtp = state.config().email.smtp(&OsKeychain)?.ok_or_else(|| {
-        CommandError::new(
-            "invalid_input",
-            "Emails are off. Turn them on and save the settings first.",
-        )
-    })?;
+    let smtp = state
+        .config()
+        .email
+        .smtp(state.keychain())?
+        .ok_or_else(|| {
+            CommandError::new(
+                "invalid_input",
+                "Emails are off. Turn them on and save the settings first.",
+            )
+        })?;
     detached(move || async move {
         Ok(schoolvault_engine::notify::send(
             &smtp,

@@ -1,7 +1,10 @@
 //! The desktop around the window: the tray icon and its menu, desktop notifications, native
-//! file and message dialogs (rfd, run on the GTK main thread), start at login.
+//! file and message dialogs (rfd, run on the GTK main thread), start at login. In debug builds
+//! only, `SCHOOLVAULT_PICK_FILE`, `SCHOOLVAULT_PICK_CA_FILE`, `SCHOOLVAULT_PICK_DIR` and
+//! `SCHOOLVAULT_SAVE_FILE` answer the file dialogs, for the end-to-end test
+//! ([`crate::state::injected`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use schoolvault_engine::archive::BackupKind;
@@ -169,6 +172,7 @@ impl Shell for Desktop {
     }
 
     fn pick_backup_file(&self) -> Picked {
+        // The end-to-end test answers the dialogs through the environment: debug builds only.
         if let Some(p) = injected("SCHOOLVAULT_PICK_FILE") {
             return picked(Some(p));
         }
@@ -185,6 +189,47 @@ impl Shell for Desktop {
                 d = d.set_parent(w);
             }
             d.pick_file()
+        });
+        flatten(rx)
+    }
+
+    fn pick_ca_file(&self) -> Picked {
+        if let Some(p) = injected("SCHOOLVAULT_PICK_CA_FILE") {
+            return picked(Some(p));
+        }
+        let window = self.app.get_webview_window("main");
+        let rx = self.on_main(move || {
+            let mut d = rfd::FileDialog::new()
+                .set_title("The CA certificate that signed the database server's certificate")
+                .add_filter("Certificates (PEM)", &["pem", "crt", "cer"])
+                .add_filter("All files", &["*"]);
+            if let Some(w) = &window {
+                d = d.set_parent(w);
+            }
+            d.pick_file()
+        });
+        flatten(rx)
+    }
+
+    fn pick_backup_dir(&self, current: &Path) -> Picked {
+        if let Some(p) = injected("SCHOOLVAULT_PICK_DIR") {
+            return picked(Some(p));
+        }
+        let window = self.app.get_webview_window("main");
+        // Open where the backups are now, or in the nearest folder above that exists.
+        let start = current
+            .ancestors()
+            .find(|d| d.is_dir())
+            .map(Path::to_path_buf);
+        let rx = self.on_main(move || {
+            let mut d = rfd::FileDialog::new().set_title("The folder to keep the backups in");
+            if let Some(dir) = &start {
+                d = d.set_directory(dir);
+            }
+            if let Some(w) = &window {
+                d = d.set_parent(w);
+            }
+            d.pick_folder()
         });
         flatten(rx)
     }

@@ -2,6 +2,8 @@
 //! ts-rs (`ui/src/bindings/`, written by `cargo test -p schoolvault-app`), never written twice.
 //! No type here carries a key or a password towards the UI.
 
+use std::path::PathBuf;
+
 use schoolvault_engine::catalog::{BackupRecord, RunRecord};
 use schoolvault_engine::config::DatabaseSettings;
 use schoolvault_engine::progress::ProgressEvent;
@@ -66,9 +68,12 @@ pub struct DbForm {
     pub name: String,
     /// User.
     pub user: String,
-    /// `disable`, `prefer` or `require`.
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
     pub tls: String,
-    /// A password is saved in the keychain.
+    /// The CA certificate (PEM) that `verify-ca` / `verify-full` trust, chosen with the native
+    /// dialog (`pick_ca_file`); `null`: the public web roots. Ignored by the other modes.
+    pub ca_file: Option<String>,
+    /// The saved password is to be used (the settings' own, never another server's).
     pub password_saved: bool,
 }
 
@@ -80,12 +85,8 @@ impl DbForm {
             port: d.port,
             name: d.name.clone(),
             user: d.user.clone(),
-            tls: match d.tls {
-                Tls::Disable => "disable",
-                Tls::Prefer => "prefer",
-                Tls::Require => "require",
-            }
-            .to_string(),
+            tls: d.tls.as_str().to_string(),
+            ca_file: d.ca_file.as_ref().map(|p| p.display().to_string()),
             password_saved: d.password_saved,
         }
     }
@@ -93,7 +94,9 @@ impl DbForm {
     /// To the settings file.
     ///
     /// # Errors
-    /// `invalid_input` for an empty field or an unknown TLS mode.
+    /// `invalid_input` for an empty field or an unknown TLS mode. The CA file is kept only
+    /// for the modes that check the server's certificate; whether the web view may name it
+    /// is for the command to check ([`crate::state::AppState::allowed_file`]).
     pub fn to_settings(&self, password_saved: bool) -> Result<DatabaseSettings, CommandError> {
         for (what, v) in [
             ("server", &self.host),
@@ -107,23 +110,20 @@ impl DbForm {
                 ));
             }
         }
-        let tls = match self.tls.as_str() {
-            "disable" => Tls::Disable,
-            "prefer" => Tls::Prefer,
-            "require" => Tls::Require,
-            other => {
-                return Err(CommandError::new(
-                    "invalid_input",
-                    format!("TLS mode {other:?} is unknown. Choose disable, prefer or require."),
-                ))
-            }
-        };
+        let tls = Tls::parse(self.tls.trim())?;
+        let ca_file = self
+            .ca_file
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| tls.verifies() && !p.is_empty())
+            .map(PathBuf::from);
         Ok(DatabaseSettings {
             host: self.host.trim().to_string(),
             port: self.port,
             name: self.name.trim().to_string(),
             user: self.user.trim().to_string(),
             tls,
+            ca_file,
             password_saved,
         })
     }
@@ -345,6 +345,10 @@ pub struct RestorePreview {
     pub live_rows: u64,
     /// Warnings.
     pub warnings: Vec<String>,
+    /// An old-system file that opened only with the old system's public development key: it
+    /// is not authenticated (anyone could have written it), so the modal shows a second
+    /// warning and `restore` needs `trust_dev_key`.
+    pub dev_key: bool,
 }
 
 /// What a restore did.

@@ -38,6 +38,8 @@ macro_rules! handler {
             $crate::commands::restore_preview,
             $crate::commands::restore,
             $crate::commands::pick_restore_file,
+            $crate::commands::pick_ca_file,
+            $crate::commands::pick_backup_dir,
             $crate::commands::delete_backup,
             $crate::commands::verify_backup,
             $crate::commands::test_restore_backup,

@@ -16,7 +16,7 @@ use schoolvault_engine::schedule::Schedule;
 use crate::commands::{detached, email_failure, finish};
 use crate::dto::CommandError;
 use crate::state::{AppState, Look, Shell};
-use schoolvault_engine::keychain::OsKeychain;
+use schoolvault_engine::keychain::Keychain;
 
 /// Run the schedule until the app exits.
 pub async fn run(state: &AppState) {
@@ -69,8 +69,9 @@ pub async fn tick(
             let email = config.email.clone();
             let job_cancel = cancel.clone();
             let tray = TrayProgress::new(state.shell_handle());
+            let keychain: Arc<dyn Keychain> = state.keychain_handle();
             detached(move || async move {
-                if let Ok(Some(smtp)) = email.smtp(&OsKeychain) {
+                if let Ok(Some(smtp)) = email.smtp(keychain.as_ref()) {
                     let smtp = if email.school_admins {
                         jobs::with_known_admins(&vault, &smtp)
                     } else {
@@ -120,6 +121,7 @@ pub async fn tick(
                         let unsent = email_failure(
                             &vault,
                             &email,
+                            keychain.as_ref(),
                             BackupKind::Scheduled,
                             &target,
                             &e,

@@ -1,16 +1,21 @@
 //! The app's state: the settings, the vault (opened on first use), the one job that may run at
-//! a time, the failure waiting to be acknowledged, and the [`Shell`] — what the desktop around
-//! the window can do (tray, notifications, file dialogs, autostart), injected so the commands
-//! run the same under Tauri's mock runtime, where there is no desktop.
+//! a time, the failure waiting to be acknowledged, the files the user picked in a native
+//! dialog (the only files outside the backup folder the web view may name), the folders the
+//! user picked as the backup folder (the only new backup folders it may save), the keychain, and
+//! the [`Shell`] — what the desktop around the window can do (tray, notifications, file
+//! dialogs, autostart), injected so the commands run the same under Tauri's mock runtime,
+//! where there is no desktop.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use schoolvault_engine::config::Config;
 use schoolvault_engine::jobs::{Cancel, Vault};
-use schoolvault_engine::keychain::{Keys, OsKeychain};
+use schoolvault_engine::keychain::{Keychain, Keys, OsKeychain};
 use schoolvault_engine::source::postgres::PgTarget;
+use zeroize::Zeroizing;
 
 use crate::dto::{CommandError, Failure};
 
@@ -35,6 +40,10 @@ pub trait Shell: Send + Sync {
     fn notify(&self, title: &str, body: &str);
     /// Ask for a backup file to restore (native dialog); the answer arrives on the receiver.
     fn pick_backup_file(&self) -> Picked;
+    /// Ask for the CA certificate (PEM) that checks the database server (native dialog).
+    fn pick_ca_file(&self) -> Picked;
+    /// Ask for the folder to keep backups in (native folder dialog, opened at `current`).
+    fn pick_backup_dir(&self, current: &Path) -> Picked;
     /// Ask where to save the key's recovery copy (native dialog).
     fn pick_recovery_file(&self, suggested: &str) -> Picked;
     /// Show the key's hex once, in a native dialog (never in the web view).
@@ -54,15 +63,23 @@ pub fn picked(answer: Option<PathBuf>) -> Picked {
 }
 
 /// A dialog is answered from `var` when it is set (for the end-to-end tests, which cannot
-/// click in a native dialog).
+/// click in a native dialog) — in debug builds only. The end-to-end test runs the debug build;
+/// the apps people install are release builds, where these variables do nothing: a file
+/// "picked" this way would count as chosen by the user (see [`AppState::allowed_file`]), a
+/// folder as the backup folder the user chose (see [`AppState::allowed_backup_dir`]), and the
+/// recovery copy of the key would be written wherever the variable says.
 pub fn injected(var: &str) -> Option<PathBuf> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
 }
 
 /// No desktop (tests under the mock runtime): every call does nothing; dialogs are answered
-/// from `SCHOOLVAULT_PICK_FILE` / `SCHOOLVAULT_SAVE_FILE`.
+/// from `SCHOOLVAULT_PICK_FILE` / `SCHOOLVAULT_PICK_CA_FILE` / `SCHOOLVAULT_PICK_DIR` /
+/// `SCHOOLVAULT_SAVE_FILE` (debug builds only, see [`injected`]).
 pub struct Headless;
 
 impl Shell for Headless {
@@ -71,6 +88,12 @@ impl Shell for Headless {
     fn notify(&self, _: &str, _: &str) {}
     fn pick_backup_file(&self) -> Picked {
         picked(injected("SCHOOLVAULT_PICK_FILE"))
+    }
+    fn pick_ca_file(&self) -> Picked {
+        picked(injected("SCHOOLVAULT_PICK_CA_FILE"))
+    }
+    fn pick_backup_dir(&self, _: &Path) -> Picked {
+        picked(injected("SCHOOLVAULT_PICK_DIR"))
     }
     fn pick_recovery_file(&self, _: &str) -> Picked {
         picked(injected("SCHOOLVAULT_SAVE_FILE"))
@@ -103,6 +126,27 @@ pub struct AppState {
     /// Wakes the scheduler when the settings change.
     pub schedule_changed: tokio::sync::Notify,
     shell: Arc<dyn Shell>,
+    keychain: Arc<dyn Keychain>,
+    /// Files the user chose in a native dialog during this session (canonical paths).
+    picked: Mutex<HashSet<PathBuf>>,
+    /// Folders the user chose as the backup folder in the native dialog during this session
+    /// (as the dialog answered them).
+    picked_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+/// The state's keychain, shared with the [`Keys`] (which want a box of their own).
+struct SharedKeychain(Arc<dyn Keychain>);
+
+impl Keychain for SharedKeychain {
+    fn get(&self, account: &str) -> schoolvault_engine::Result<Option<Zeroizing<String>>> {
+        self.0.get(account)
+    }
+    fn set(&self, account: &str, secret: &str) -> schoolvault_engine::Result<()> {
+        self.0.set(account, secret)
+    }
+    fn delete(&self, account: &str) -> schoolvault_engine::Result<()> {
+        self.0.delete(account)
+    }
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +183,98 @@ impl AppState {
             next_run: Mutex::new(None),
             schedule_changed: tokio::sync::Notify::new(),
             shell: Arc::from(shell),
+            keychain: Arc::new(OsKeychain),
+            picked: Mutex::new(HashSet::new()),
+            picked_dirs: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The same state with another keychain than the operating system's (tests).
+    #[must_use]
+    pub fn with_keychain(mut self, keychain: Arc<dyn Keychain>) -> AppState {
+        self.keychain = keychain;
+        self
+    }
+
+    /// The keychain (passwords, keys).
+    pub fn keychain(&self) -> &dyn Keychain {
+        self.keychain.as_ref()
+    }
+
+    /// The keychain, to hand to a job running on another thread.
+    pub fn keychain_handle(&self) -> Arc<dyn Keychain> {
+        self.keychain.clone()
+    }
+
+    /// Remember a file the user chose in a native dialog: the web view may name it from now on.
+    pub fn remember_picked(&self, path: &Path) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        locked(&self.picked).insert(path);
+    }
+
+    /// `path`, as the web view named it, if SchoolVault may open it: a file the user chose in a
+    /// native dialog during this session, or one inside the configured backup folder. Returns
+    /// the canonical path (symbolic links and `..` resolved), to be used from then on.
+    ///
+    /// # Errors
+    /// `invalid_input` for any other path (one that does not exist included).
+    pub fn allowed_file(&self, path: &Path) -> Result<PathBuf, CommandError> {
+        let dir = self.config().backup_dir()?;
+        let refused = || {
+            CommandError::from(schoolvault_engine::Error::new(
+                schoolvault_engine::ErrorKind::InvalidInput,
+                format!(
+                    "SchoolVault opens only files you chose in its file dialog or files in the backup folder {}, and {} is neither",
+                    dir.display(),
+                    path.display()
+                ),
+                "Choose it with the app's button (Restore from file…, or Choose… for a CA file), or copy it into the backup folder",
+            ))
+        };
+        let real = std::fs::canonicalize(path).map_err(|_| refused())?;
+        if !real.is_file() {
+            return Err(refused());
+        }
+        let in_folder = std::fs::canonicalize(&dir).is_ok_and(|d| real.starts_with(d));
+        if in_folder || locked(&self.picked).contains(&real) {
+            Ok(real)
+        } else {
+            Err(refused())
+        }
+    }
+
+    /// Remember a folder the user chose as the backup folder in the native dialog: the
+    /// settings may be saved with it from now on.
+    pub fn remember_picked_dir(&self, dir: &Path) {
+        locked(&self.picked_dirs).insert(dir.to_path_buf());
+    }
+
+    /// `dir`, as the web view sent it for the backup folder, if it may be saved: the current
+    /// backup folder, the default one, or a folder the user chose in the native folder dialog
+    /// during this session. Anything else is refused: the backup folder decides which files
+    /// the web view may name ([`AppState::allowed_file`]), so a script in the web view must
+    /// not be able to set it (to `/`, say).
+    ///
+    /// # Errors
+    /// `invalid_input` for any other folder.
+    pub fn allowed_backup_dir(&self, dir: &Path) -> Result<PathBuf, CommandError> {
+        let current = self.config().backup_dir()?;
+        let default = schoolvault_engine::config::default_backup_dir().ok();
+        if dir == current
+            || default.as_deref() == Some(dir)
+            || locked(&self.picked_dirs).contains(dir)
+        {
+            return Ok(dir.to_path_buf());
+        }
+        Err(CommandError::from(schoolvault_engine::Error::new(
+            schoolvault_engine::ErrorKind::InvalidInput,
+            format!(
+                "The backup folder is changed only with the Choose… button (SchoolVault's folder dialog), and {} was not chosen there; the backup folder stays {}",
+                dir.display(),
+                current.display()
+            ),
+            "Click Choose… next to the backup folder, pick the folder, then save the settings",
+        )))
     }
 
     /// The desktop.
@@ -175,7 +310,10 @@ impl AppState {
     /// # Errors
     /// An invalid override.
     pub fn keys(&self) -> Result<Keys, CommandError> {
-        Ok(Keys::new(None, Box::new(OsKeychain))?)
+        Ok(Keys::new(
+            None,
+            Box::new(SharedKeychain(self.keychain.clone())),
+        )?)
     }
 
     /// The vault, opened on first use and again when the backup folder changed.
@@ -207,7 +345,7 @@ impl AppState {
                 "No database is set up yet. Open Settings and enter the school database's connection.",
             )
         })?;
-        Ok(db.target_with(&OsKeychain)?)
+        Ok(db.target_with(self.keychain())?)
     }
 
     /// Take the job slot for `what`.

@@ -1,14 +1,21 @@
 //! The app's commands through Tauri's IPC under the mock runtime (no display): set-up,
 //! backup with a progress channel, the restore warning and its typed confirmation, settings
-//! validation, errors as `{code, message}` — against the real PostgreSQL.
+//! validation, errors as `{code, message}` — against the real PostgreSQL. The web view is not
+//! trusted with more than it needs: files it names must have been picked in a dialog (or be in
+//! the backup folder), saved passwords go only where they were saved for, and an old-system
+//! file anyone could have written is restored only with the person's explicit trust.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 #[path = "../../tests/support/smtp.rs"]
 mod smtp;
 
 use schoolvault_app::state::{AppState, Headless, Look, Picked, Shell};
+use schoolvault_engine::keychain::Keychain;
 use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, INVOKE_KEY};
@@ -148,9 +155,13 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
     let text = std::fs::read_to_string(&config_path).unwrap();
     assert!(text.contains(&db) && !text.contains("password ="), "{text}");
 
-    // Settings: a backup folder of our own; a bad cron is refused with the reason.
+    // Settings: a backup folder of our own (chosen in the folder dialog, its answer injected);
+    // a bad cron is refused with the reason.
+    std::env::set_var("SCHOOLVAULT_PICK_DIR", dir.path().join("backups"));
+    let chosen = call(&w, "pick_backup_dir", json!({})).unwrap();
+    assert_eq!(chosen, json!(dir.path().join("backups")));
     let mut settings = call(&w, "get_settings", json!({})).unwrap();
-    settings["backup_dir"] = json!(dir.path().join("backups"));
+    settings["backup_dir"] = chosen;
     settings["schedule_enabled"] = json!(false);
     call(&w, "save_settings", json!({"settings": settings})).unwrap();
     let mut bad = settings.clone();
@@ -231,7 +242,8 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
         .any(|b| b["verified"] == true));
     let runs = call(&w, "history", json!({"limit": 50})).unwrap();
     assert!(runs.as_array().unwrap().len() >= 4, "{runs}");
-    let junk = dir.path().join("junk.svb");
+    // (In the backup folder, so the web view may name it without a dialog.)
+    let junk = dir.path().join("backups").join("junk.svb");
     std::fs::write(&junk, b"not a backup at all").unwrap();
     let err = call(&w, "restore_preview", json!({"what": junk})).unwrap_err();
     assert!(
@@ -372,6 +384,12 @@ impl Shell for Recorded {
     fn pick_backup_file(&self) -> Picked {
         schoolvault_app::state::picked(None)
     }
+    fn pick_ca_file(&self) -> Picked {
+        schoolvault_app::state::picked(None)
+    }
+    fn pick_backup_dir(&self, _: &std::path::Path) -> Picked {
+        schoolvault_app::state::picked(None)
+    }
     fn pick_recovery_file(&self, _: &str) -> Picked {
         schoolvault_app::state::picked(None)
     }
@@ -501,4 +519,722 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
+}
+
+fn pg_host() -> String {
+    std::env::var("SCHOOLVAULT_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+fn pg_port() -> u16 {
+    std::env::var("SCHOOLVAULT_TEST_PG_PORT")
+        .unwrap_or_else(|_| "5432".into())
+        .parse()
+        .unwrap()
+}
+
+/// A keychain in memory that logs what it is asked (`get ACCOUNT`, `set …`, `delete …`).
+#[derive(Default)]
+struct MemoryKeychain {
+    secrets: Mutex<HashMap<String, String>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl MemoryKeychain {
+    fn with(account: &str, secret: &str) -> Arc<MemoryKeychain> {
+        let k = MemoryKeychain::default();
+        k.secrets
+            .lock()
+            .unwrap()
+            .insert(account.into(), secret.into());
+        Arc::new(k)
+    }
+    fn secret(&self, account: &str) -> Option<String> {
+        self.secrets.lock().unwrap().get(account).cloned()
+    }
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Keychain for MemoryKeychain {
+    fn get(&self, account: &str) -> schoolvault_engine::Result<Option<zeroize::Zeroizing<String>>> {
+        self.log.lock().unwrap().push(format!("get {account}"));
+        Ok(self.secret(account).map(zeroize::Zeroizing::new))
+    }
+    fn set(&self, account: &str, secret: &str) -> schoolvault_engine::Result<()> {
+        self.log.lock().unwrap().push(format!("set {account}"));
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(account.into(), secret.into());
+        Ok(())
+    }
+    fn delete(&self, account: &str) -> schoolvault_engine::Result<()> {
+        self.log.lock().unwrap().push(format!("delete {account}"));
+        self.secrets.lock().unwrap().remove(account);
+        Ok(())
+    }
+}
+
+/// A desktop whose file dialogs answer what the test says (`None`: cancelled).
+#[derive(Default, Clone)]
+struct Picking {
+    backup: Arc<Mutex<Option<PathBuf>>>,
+    ca: Arc<Mutex<Option<PathBuf>>>,
+    dir: Arc<Mutex<Option<PathBuf>>>,
+}
+
+impl Shell for Picking {
+    fn look(&self, _: Look) {}
+    fn status_lines(&self, _: &str, _: &str) {}
+    fn notify(&self, _: &str, _: &str) {}
+    fn pick_backup_file(&self) -> Picked {
+        schoolvault_app::state::picked(self.backup.lock().unwrap().clone())
+    }
+    fn pick_ca_file(&self) -> Picked {
+        schoolvault_app::state::picked(self.ca.lock().unwrap().clone())
+    }
+    fn pick_backup_dir(&self, _: &std::path::Path) -> Picked {
+        schoolvault_app::state::picked(self.dir.lock().unwrap().clone())
+    }
+    fn pick_recovery_file(&self, _: &str) -> Picked {
+        schoolvault_app::state::picked(None)
+    }
+    fn show_secret(&self, _: &str, _: &str) {}
+    fn autostart(&self, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The app with its own desktop and keychain.
+fn open_app_with(
+    config: PathBuf,
+    catalog: PathBuf,
+    shell: Box<dyn Shell>,
+    keychain: Arc<dyn Keychain>,
+) -> (MockApp, WebviewWindow<tauri::test::MockRuntime>) {
+    let state = AppState::new(config, catalog, shell)
+        .unwrap()
+        .with_keychain(keychain);
+    let app = schoolvault_app::builder(mock_builder())
+        .manage(state)
+        .build(tauri::generate_context!())
+        .unwrap();
+    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .unwrap();
+    (app, w)
+}
+
+fn message(err: &Value) -> &str {
+    err["message"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_needs_trust() {
+    use schoolvault_engine::crypto::Key;
+    use schoolvault_engine::legacy;
+    use schoolvault_engine::source::postgres::{PgTarget, Tls};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sv_files_{:08x}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    // The old system's 22 tables (as small as they can be), and its administrator.
+    let mut ddl: String = legacy::V1_TABLES
+        .iter()
+        .map(|(_, t)| format!("CREATE TABLE \"{t}\" (id text PRIMARY KEY, name text);"))
+        .collect();
+    ddl.push_str("INSERT INTO \"User\" VALUES ('u1', 'Head teacher');");
+    psql(&db, &ddl);
+    // An old-system file under the public development key: anyone could have written it.
+    let target = PgTarget::from_parts(&pg_host(), pg_port(), &db, "postgres", None, Tls::Disable);
+    let dev = Key::from_hex(legacy::DEV_KEY_HEX).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (bytes, _) = rt.block_on(legacy::export(&target, &dev)).unwrap();
+    let old = dir.path().join("old.enc");
+    std::fs::write(&old, bytes).unwrap();
+    psql(
+        &db,
+        "UPDATE \"User\" SET name = 'Changed since' WHERE id = 'u1'",
+    );
+    let name = || psql(&db, "SELECT name FROM \"User\" WHERE id = 'u1'");
+
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nhost = {host:?}\nport = {port}\nname = {db:?}\nuser = \"postgres\"\ntls = \"disable\"\n\n\
+             [backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n",
+            host = pg_host(),
+            port = pg_port(),
+            dir = backups.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let shell = Picking::default();
+    let (app, w) = open_app_with(
+        config,
+        dir.path().join("catalog.sqlite"),
+        Box::new(shell.clone()),
+        Arc::new(MemoryKeychain::default()),
+    );
+
+    // A path the user never picked, even one that passes through the backup folder: refused
+    // by every command that takes a backup, before anything is read.
+    let sneaky = backups.join("..").join("old.enc");
+    for what in [PathBuf::from("/etc/passwd"), old.clone(), sneaky] {
+        let err = call(&w, "restore_preview", json!({ "what": what })).unwrap_err();
+        assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
+        assert!(message(&err).contains("file dialog"), "{err}");
+        let err = call(&w, "verify_backup", json!({ "id": what })).unwrap_err();
+        assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
+        let err = call(&w, "test_restore_backup", json!({ "id": what })).unwrap_err();
+        assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
+    }
+    let err = call(
+        &w,
+        "restore",
+        json!({"what": old, "confirmName": db, "safetyBackup": false, "trustDevKey": true, "onProgress": "__CHANNEL__:7"}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert_eq!(name(), "Changed since");
+
+    // Picked in the dialog: now it may be read. It opened only with the public key: the
+    // preview says so, for the modal's second warning.
+    *shell.backup.lock().unwrap() = Some(old.clone());
+    let picked = call(&w, "pick_restore_file", json!({})).unwrap();
+    assert_eq!(picked, json!(old));
+    let p = call(&w, "restore_preview", json!({ "what": old })).unwrap();
+    assert_eq!(p["format"], 1, "{p}");
+    assert_eq!(p["dev_key"], true, "{p}");
+
+    // Without the person's trust (the argument left out, or false), nothing changes.
+    for trust in [None, Some(false)] {
+        let mut args = json!({"what": old, "confirmName": db, "safetyBackup": false, "onProgress": "__CHANNEL__:8"});
+        if let Some(t) = trust {
+            args["trustDevKey"] = json!(t);
+        }
+        let err = call(&w, "restore", args).unwrap_err();
+        assert_eq!(err["code"], "untrusted_file", "{err}");
+        assert!(
+            message(&err).contains("anyone could have written it"),
+            "{err}"
+        );
+        assert_eq!(name(), "Changed since");
+    }
+    // With it (the second warning's box ticked), the file is restored.
+    let r = call(
+        &w,
+        "restore",
+        json!({"what": old, "confirmName": db, "safetyBackup": false, "trustDevKey": true, "onProgress": "__CHANNEL__:9"}),
+    )
+    .unwrap();
+    assert_eq!(r["safety_backup_id"], Value::Null, "{r}");
+    assert_eq!(name(), "Head teacher");
+
+    // A file in the backup folder needs no dialog; a SchoolVault backup is no dev-key file.
+    let copy = backups.join("copy.enc");
+    std::fs::copy(&old, &copy).unwrap();
+    let p = call(&w, "restore_preview", json!({ "what": copy })).unwrap();
+    assert_eq!(p["dev_key"], true, "{p}");
+    let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:10"})).unwrap();
+    let p = call(&w, "restore_preview", json!({ "what": b["id"] })).unwrap();
+    assert_eq!(p["dev_key"], false, "{p}");
+    let p = call(&w, "restore_preview", json!({ "what": b["path"] })).unwrap();
+    assert_eq!(p["backup_id"], b["id"], "{p}");
+
+    drop(app);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}
+
+#[test]
+fn the_saved_database_password_goes_only_to_the_connection_it_was_saved_for() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let (host, port) = (pg_host(), pg_port());
+    // The same server under another name: without the check, the saved password would go.
+    let other = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        "localhost"
+    };
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nhost = {host:?}\nport = {port}\nname = \"postgres\"\nuser = \"postgres\"\ntls = \"prefer\"\npassword_saved = true\n\n\
+             [backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n",
+            dir = dir.path().join("backups").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let keychain = MemoryKeychain::with("database-password", "saved-secret");
+    let (app, w) = open_app_with(
+        config.clone(),
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+        keychain.clone(),
+    );
+    let form = |host: &str, port: u16, user: &str, tls: &str| json!({"host": host, "port": port, "name": "postgres", "user": user, "tls": tls, "password_saved": true});
+
+    // Another host, port or user, or a less checked connection: the keychain is not even read.
+    for (what, f) in [
+        ("another host", form(other, port, "postgres", "prefer")),
+        ("another port", form(&host, 1, "postgres", "prefer")),
+        ("another user", form(&host, port, "backup", "prefer")),
+        ("no TLS", form(&host, port, "postgres", "disable")),
+    ] {
+        let err = call(&w, "test_connection", json!({"form": f, "password": null})).unwrap_err();
+        assert_eq!(err["code"], "password_needed", "{what}: {err}");
+        assert!(
+            message(&err).contains("Type the password for"),
+            "{what}: {err}"
+        );
+        assert!(
+            keychain.log().is_empty(),
+            "{what}: the keychain was read: {:?}",
+            keychain.log()
+        );
+    }
+
+    // The saved connection itself uses it; another server uses the password typed for it.
+    let r = call(
+        &w,
+        "test_connection",
+        json!({"form": form(&host, port, "postgres", "prefer"), "password": null}),
+    )
+    .unwrap();
+    assert!(
+        r["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL"),
+        "{r}"
+    );
+    assert_eq!(keychain.log(), ["get database-password"]);
+    call(
+        &w,
+        "test_connection",
+        json!({"form": form(other, port, "postgres", "prefer"), "password": "typed-for-it"}),
+    )
+    .unwrap();
+    assert_eq!(keychain.log().len(), 1, "{:?}", keychain.log());
+
+    // Saved for another server without a typed password: saved without one, however the form
+    // insists.
+    for _ in 0..2 {
+        let s = call(
+            &w,
+            "save_connection",
+            json!({"form": form(other, port, "postgres", "prefer"), "password": null}),
+        )
+        .unwrap();
+        assert_eq!(s["database"]["host"], other, "{s}");
+        assert_eq!(s["database"]["password_saved"], false, "{s}");
+    }
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("password_saved = false"), "{text}");
+    assert_eq!(keychain.log().len(), 1, "{:?}", keychain.log());
+    // With a typed one, it is saved (in the keychain, not the file).
+    let s = call(
+        &w,
+        "save_connection",
+        json!({"form": form(other, port, "postgres", "prefer"), "password": "new-secret"}),
+    )
+    .unwrap();
+    assert_eq!(s["database"]["password_saved"], true, "{s}");
+    assert_eq!(
+        keychain.secret("database-password").as_deref(),
+        Some("new-secret")
+    );
+    assert!(!std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("new-secret"));
+    drop(app);
+}
+
+#[test]
+fn a_new_smtp_server_or_plain_forgets_the_smtp_password_and_plain_logs_in_only_locally() {
+    use schoolvault_engine::config::EmailSettings;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n\n\
+             [email]\nenabled = true\nhost = \"smtp.school.example\"\nport = 587\nsecurity = \"starttls\"\n\
+             user = \"backup\"\npassword_saved = true\nfrom = \"schoolvault@school.example\"\nto = [\"it@school.example\"]\n",
+            dir = dir.path().join("backups").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let keychain = MemoryKeychain::with("smtp-password", "smtp-secret");
+    let (app, w) = open_app_with(
+        config,
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+        keychain.clone(),
+    );
+    let save = |settings: &Value, password: Option<&str>| {
+        call(
+            &w,
+            "save_settings",
+            json!({"settings": settings, "smtpPassword": password}),
+        )
+    };
+
+    // Saved again unchanged: kept.
+    let settings = call(&w, "get_settings", json!({})).unwrap();
+    assert_eq!(settings["smtp_password_saved"], true, "{settings}");
+    let settings = save(&settings, None).unwrap();
+    assert_eq!(settings["smtp_password_saved"], true, "{settings}");
+    assert!(keychain.secret("smtp-password").is_some());
+
+    // Another server: the password is forgotten, in the file and in the keychain.
+    let mut elsewhere = settings.clone();
+    elsewhere["smtp_host"] = json!("mail.elsewhere.example");
+    let settings = save(&elsewhere, None).unwrap();
+    assert_eq!(settings["smtp_password_saved"], false, "{settings}");
+    assert_eq!(keychain.secret("smtp-password"), None);
+    assert!(keychain.log().contains(&"delete smtp-password".to_string()));
+    // The form cannot claim it back; a password typed for the new server is saved.
+    let mut claims = settings.clone();
+    claims["smtp_password_saved"] = json!(true);
+    assert_eq!(save(&claims, None).unwrap()["smtp_password_saved"], false);
+    let settings = save(&settings, Some("elsewhere-secret")).unwrap();
+    assert_eq!(settings["smtp_password_saved"], true, "{settings}");
+
+    // A login over plain SMTP to another machine: refused, nothing changed.
+    let mut plain = settings.clone();
+    plain["smtp_security"] = json!("plain");
+    let err = save(&plain, None).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert!(message(&err).contains("unencrypted"), "{err}");
+    assert_eq!(
+        call(&w, "get_settings", json!({})).unwrap()["smtp_security"],
+        "starttls"
+    );
+    assert_eq!(
+        keychain.secret("smtp-password").as_deref(),
+        Some("elsewhere-secret")
+    );
+
+    // A relay on this machine may take a login over plain, but switching to plain forgets
+    // the saved password (type it again if the relay needs one).
+    let mut local = settings.clone();
+    local["smtp_host"] = json!("localhost");
+    let settings = save(&local, Some("relay-secret")).unwrap();
+    assert_eq!(settings["smtp_password_saved"], true, "{settings}");
+    let mut plain = settings.clone();
+    plain["smtp_security"] = json!("plain");
+    let settings = save(&plain, None).unwrap();
+    assert_eq!(settings["smtp_security"], "plain", "{settings}");
+    assert_eq!(settings["smtp_password_saved"], false, "{settings}");
+    assert_eq!(keychain.secret("smtp-password"), None);
+    drop(app);
+
+    // The engine refuses such settings by itself too (a settings file edited by hand), before
+    // it reads the password.
+    let by_hand = EmailSettings {
+        enabled: true,
+        host: "smtp.school.example".into(),
+        security: "plain".into(),
+        user: Some("backup".into()),
+        password_saved: true,
+        to: vec!["it@school.example".into()],
+        ..EmailSettings::default()
+    };
+    let keychain = MemoryKeychain::with("smtp-password", "smtp-secret");
+    let err = by_hand.smtp(keychain.as_ref()).unwrap_err();
+    assert_eq!(err.code(), "invalid_input");
+    assert!(err.to_string().contains("unencrypted"), "{err}");
+    assert!(keychain.log().is_empty(), "{:?}", keychain.log());
+    for host in ["localhost", "127.0.0.1", "::1"] {
+        let local = EmailSettings {
+            host: host.into(),
+            ..by_hand.clone()
+        };
+        let smtp = local.smtp(keychain.as_ref()).unwrap().unwrap();
+        assert_eq!(
+            smtp.password.as_deref().map(String::as_str),
+            Some("smtp-secret")
+        );
+    }
+    let no_login = EmailSettings {
+        user: None,
+        password_saved: false,
+        ..by_hand
+    };
+    assert!(no_login.smtp(keychain.as_ref()).unwrap().is_some());
+}
+
+#[test]
+fn the_connection_takes_every_tls_mode_and_only_a_picked_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\ndir = {:?}\n\n[schedule]\nenabled = false\n",
+            dir.path().join("backups").display().to_string()
+        ),
+    )
+    .unwrap();
+    let ca = dir.path().join("school-ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let shell = Picking::default();
+    let (app, w) = open_app_with(
+        config.clone(),
+        dir.path().join("catalog.sqlite"),
+        Box::new(shell.clone()),
+        Arc::new(MemoryKeychain::default()),
+    );
+    let form = |tls: &str, ca: Value| json!({"host": "db.school.lan", "port": 5432, "name": "erp", "user": "backup", "tls": tls, "ca_file": ca, "password_saved": false});
+
+    // A CA file the user did not choose is refused (it would decide whom SchoolVault trusts).
+    let err = call(
+        &w,
+        "save_connection",
+        json!({"form": form("verify-full", json!(ca)), "password": null}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .find("[database]")
+        .is_none());
+
+    // Chosen in the dialog: every mode is taken; the CA file is kept for the checking ones.
+    *shell.ca.lock().unwrap() = Some(ca.clone());
+    assert_eq!(call(&w, "pick_ca_file", json!({})).unwrap(), json!(ca));
+    let real = std::fs::canonicalize(&ca).unwrap().display().to_string();
+    for tls in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+        let s = call(
+            &w,
+            "save_connection",
+            json!({"form": form(tls, json!(ca)), "password": null}),
+        )
+        .unwrap();
+        assert_eq!(s["database"]["tls"], tls, "{s}");
+        let kept = tls.starts_with("verify");
+        assert_eq!(
+            s["database"]["ca_file"],
+            if kept { json!(real) } else { Value::Null },
+            "{s}"
+        );
+    }
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("tls = \"verify-full\"") && text.contains("ca_file = "),
+        "{text}"
+    );
+    // No CA file: the public roots.
+    let s = call(
+        &w,
+        "save_connection",
+        json!({"form": form("verify-ca", Value::Null), "password": null}),
+    )
+    .unwrap();
+    assert_eq!(s["database"]["ca_file"], Value::Null, "{s}");
+    let err = call(
+        &w,
+        "test_connection",
+        json!({"form": form("verify", Value::Null), "password": null}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert!(message(&err).contains("verify-full"), "{err}");
+    call(
+        &w,
+        "save_connection",
+        json!({"form": form("verify-full", json!(real)), "password": null}),
+    )
+    .unwrap();
+    drop(app);
+
+    // After a restart, the saved CA file is still accepted; another unpicked file is not.
+    let (app, w) = open_app_with(
+        config,
+        dir.path().join("catalog.sqlite"),
+        Box::new(Picking::default()),
+        Arc::new(MemoryKeychain::default()),
+    );
+    let s = call(&w, "status", json!({})).unwrap();
+    assert_eq!(s["database"]["ca_file"], json!(real), "{s}");
+    call(
+        &w,
+        "save_connection",
+        json!({"form": form("verify-ca", json!(real)), "password": null}),
+    )
+    .unwrap();
+    let err = call(
+        &w,
+        "save_connection",
+        json!({"form": form("verify-ca", json!("/etc/hostname")), "password": null}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    drop(app);
+}
+
+#[test]
+fn the_backup_folder_changes_only_to_one_chosen_in_the_folder_dialog() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\ndir = {:?}\n\n[schedule]\nenabled = false\n",
+            backups.display().to_string()
+        ),
+    )
+    .unwrap();
+    let shell = Picking::default();
+    let (app, w) = open_app_with(
+        config.clone(),
+        dir.path().join("catalog.sqlite"),
+        Box::new(shell.clone()),
+        Arc::new(MemoryKeychain::default()),
+    );
+    let settings = call(&w, "get_settings", json!({})).unwrap();
+    assert_eq!(settings["backup_dir"], json!(backups), "{settings}");
+    let with_dir = |d: Value| {
+        let mut s = settings.clone();
+        s["backup_dir"] = d;
+        s
+    };
+    let saved_dir = || call(&w, "get_settings", json!({})).unwrap()["backup_dir"].clone();
+
+    // A folder typed into (or scripted in) the web view is refused, and nothing changes: with
+    // `/` as the backup folder, every file would count as one the web view may name.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for d in [json!("/"), json!(elsewhere), json!(dir.path())] {
+        let err = call(
+            &w,
+            "save_settings",
+            json!({"settings": with_dir(d.clone())}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "invalid_input", "{d}: {err}");
+        assert!(message(&err).contains("Choose…"), "{d}: {err}");
+        assert_eq!(saved_dir(), json!(backups), "{d}");
+    }
+    let err = call(&w, "restore_preview", json!({"what": "/etc/passwd"})).unwrap_err();
+    assert_eq!(err["code"], "invalid_input", "{err}");
+    assert!(message(&err).contains("file dialog"), "{err}");
+
+    // The current folder is kept (the rest of the settings saved as usual).
+    let mut unchanged = with_dir(json!(backups));
+    unchanged["keep_days"] = json!(9);
+    let s = call(&w, "save_settings", json!({"settings": unchanged})).unwrap();
+    assert_eq!(s["backup_dir"], json!(backups), "{s}");
+    assert_eq!(s["keep_days"], 9, "{s}");
+
+    // Cancelled in the dialog: nothing is chosen.
+    assert_eq!(call(&w, "pick_backup_dir", json!({})).unwrap(), Value::Null);
+
+    // Chosen in the dialog: taken.
+    *shell.dir.lock().unwrap() = Some(elsewhere.clone());
+    let chosen = call(&w, "pick_backup_dir", json!({})).unwrap();
+    assert_eq!(chosen, json!(elsewhere));
+    let s = call(&w, "save_settings", json!({"settings": with_dir(chosen)})).unwrap();
+    assert_eq!(s["backup_dir"], json!(elsewhere), "{s}");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains(&elsewhere.display().to_string()));
+    // …but not another folder because one was chosen, nor the old one once left.
+    for d in [json!("/"), json!(backups)] {
+        let err = call(
+            &w,
+            "save_settings",
+            json!({"settings": with_dir(d.clone())}),
+        )
+        .unwrap_err();
+        assert_eq!(err["code"], "invalid_input", "{d}: {err}");
+        assert_eq!(saved_dir(), json!(elsewhere), "{d}");
+    }
+
+    // The default folder is always allowed (it stays out of the file).
+    if let Ok(default) = schoolvault_engine::config::default_backup_dir() {
+        let s = call(
+            &w,
+            "save_settings",
+            json!({"settings": with_dir(json!(default))}),
+        )
+        .unwrap();
+        assert_eq!(s["backup_dir"], json!(default), "{s}");
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(!text.contains("elsewhere"), "{text}");
+    }
+    drop(app);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_recovery_copy_replaces_a_readable_file_with_a_private_one() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\ndir = {:?}\n\n[schedule]\nenabled = false\n",
+            dir.path().join("backups").display().to_string()
+        ),
+    )
+    .unwrap();
+    // The save dialog's answer (injected): a file already there, readable by everyone.
+    let sheet = dir.path().join("recovery-key.txt");
+    std::fs::write(
+        &sheet,
+        "an older, longer file that anyone may read ".repeat(20),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sheet, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::env::set_var("SCHOOLVAULT_SAVE_FILE", &sheet);
+    let (app, w) = open_app_with(
+        config,
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+        Arc::new(MemoryKeychain::default()),
+    );
+
+    let saved = call(&w, "key_save_recovery", json!({})).unwrap();
+    assert_eq!(saved, json!(sheet));
+    let mode = std::fs::metadata(&sheet).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the recovery copy is readable by others: {mode:o}"
+    );
+    let text = std::fs::read_to_string(&sheet).unwrap();
+    assert!(text.contains(&"11".repeat(32)), "{text}");
+    assert!(!text.contains("an older"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(app);
 }

@@ -52,14 +52,21 @@ export const api = {
     invoke<BackupRow>("backup_now", { onProgress: channel(onProgress) }),
   cancelJob: () => invoke<boolean>("cancel_job"),
   restorePreview: (what: string) => invoke<RestorePreview>("restore_preview", { what }),
-  restore: (what: string, confirmName: string, safetyBackup: boolean, onProgress: (p: Progress) => void) =>
+  /** `trustDevKey`: the person ticked the modal's second warning (an old-system file that only the
+   *  public development key opened); the backend refuses such a file without it. */
+  restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void) =>
     invoke<RestoreResult>("restore", {
       what,
       confirmName,
       safetyBackup,
+      trustDevKey,
       onProgress: channel(onProgress),
     }),
   pickRestoreFile: () => invoke<string | null>("pick_restore_file"),
+  pickCaFile: () => invoke<string | null>("pick_ca_file"),
+  /** The native folder dialog; the backend saves only a backup folder chosen this way (or the
+   *  current or default one). `null`: cancelled. */
+  pickBackupDir: () => invoke<string | null>("pick_backup_dir"),
   deleteBackup: (id: string) => invoke<void>("delete_backup", { id }),
   verifyBackup: (id: string) => invoke<CheckResult>("verify_backup", { id }),
   testRestoreBackup: (id: string) => invoke<CheckResult>("test_restore_backup", { id }),

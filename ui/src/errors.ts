@@ -28,6 +28,8 @@ const TITLES: Record<string, [string, Action]> = {
   cancelled: ["Cancelled", "none"],
   busy: ["Another job is running", "retry"],
   invalid_input: ["Please check what you entered", "none"],
+  password_needed: ["Type the password for this server", "none"],
+  untrusted_file: ["This file could have been written by anyone", "none"],
   io: ["A file could not be read or written", "retry"],
   internal: ["Something went wrong inside SchoolVault", "retry"],
 };

@@ -1,9 +1,10 @@
 // A fake backend for the browser tests and screenshots (`vite build --mode mock`): the real UI
 // over mockIPC with a small in-memory school. `?setup` starts on the first-run screens,
-// `?failure` with a failed scheduled backup, `?empty` with no backups.
+// `?failure` with a failed scheduled backup, `?empty` with no backups. The picked file is an
+// old-system file that only the public development key opens (the restore's second warning).
 
 import { mockIPC } from "@tauri-apps/api/mocks";
-import type { AppStatus, BackupRow, Progress, RestorePreview, RunRow, Settings } from "./api";
+import type { AppStatus, BackupRow, DbForm, Progress, RestorePreview, RunRow, Settings } from "./api";
 
 type Args = Record<string, unknown>;
 
@@ -35,8 +36,12 @@ export function installMock(): void {
     ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
     : null;
   if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
-  let settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
-  const db = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", password_saved: true };
+  const defaultDir = "/home/it/.local/share/schoolvault/backups";
+  const pickedDirs = new Set<string>();
+  let settings: Settings = { backup_dir: defaultDir, start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
+  let db: DbForm = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
+  const sameServer = (f: DbForm) => f.host === db.host && f.port === db.port && f.user === db.user;
+  const devKeyFile = (what: string) => what.endsWith(".enc");
   const status = (): AppStatus => ({
     configured: configured && key !== null,
     database: configured ? db : null,
@@ -80,16 +85,22 @@ export function installMock(): void {
     ],
     backup_rows: 329_090,
     live_rows: 330_540,
-    warnings: [],
+    warnings: devKeyFile(what) ? ["This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from."] : [],
+    dev_key: devKeyFile(what),
   });
   const handlers: Record<string, (a: Args) => unknown> = {
     status: () => status(),
     test_connection: (a) => {
-      const form = a.form as { name: string; host: string };
+      const form = a.form as DbForm;
+      if (form.password_saved && !a.password && !(configured && db.password_saved && sameServer(form)))
+        throw { code: "password_needed", message: `The saved password is sent only to the connection it was saved for, and ${form.user}@${form.host}:${form.port} (TLS ${form.tls}) is another server, port or user, or a less checked connection; nothing was sent. Type the password for ${form.user}@${form.host}:${form.port} in the Password field, then try again.` };
       if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null };
       return { target: `backup@${form.host}:5432/${form.name}`, server_version: "PostgreSQL 15.4", tables: 175, size: 692_000_000 };
     },
-    save_connection: () => {
+    save_connection: (a) => {
+      const form = a.form as DbForm;
+      const saved = a.password ? true : form.password_saved && configured && db.password_saved && sameServer(form);
+      db = { ...form, password_saved: saved };
       configured = true;
       return status();
     },
@@ -101,6 +112,8 @@ export function installMock(): void {
     key_generate: () => (key = { fingerprint: "9f3b2c1d0e8a7b6c", origin: "keychain" }),
     key_import: (a) => {
       if (!/^[0-9a-fA-F]{64}$/.test(String(a.hex).trim())) throw { code: "invalid_input", message: "The key must be 64 hexadecimal characters. Copy it again from the recovery sheet." };
+      if (String(a.hex).trim().toLowerCase() === "0123456789abcdef".repeat(4))
+        throw { code: "invalid_input", message: "This key is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone. Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it." };
       return (key = { fingerprint: "0123456789abcdef", origin: "keychain" });
     },
     key_save_recovery: () => "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt",
@@ -116,10 +129,17 @@ export function installMock(): void {
     restore_preview: (a) => preview(String(a.what)),
     restore: async (a) => {
       if (a.confirmName !== "school_erp") throw { code: "invalid_input", message: "Type the database's name (school_erp) to confirm the restore." };
+      if (devKeyFile(String(a.what)) && a.trustDevKey !== true)
+        throw { code: "untrusted_file", message: "This old-system file opened only with the old system's public development key, so anyone could have written it (for example adding an administrator account); nothing was changed. Restore it only if you know where it came from: confirm the second warning in the app, or pass --trust-dev-key to `schoolvault restore`." };
       await progress(a.onProgress, ["safety_backup", "restore", "commit"]);
       return { backup_id: a.what, target: "backup@erp.school.lan:5432/school_erp", tables: 175, rows: 1_254_000, duration_ms: 9_920, safety_backup_id: "safety-1", warnings: [] };
     },
     pick_restore_file: () => "/media/usb/backups/backup-2025-12-01T02-00-00-000Z.enc",
+    pick_ca_file: () => "/home/it/Documents/school-ca.pem",
+    pick_backup_dir: () => {
+      pickedDirs.add("/media/nas/schoolvault");
+      return "/media/nas/schoolvault";
+    },
     delete_backup: (a) => {
       backups = backups.filter((b) => b.id !== a.id);
       return null;
@@ -128,7 +148,13 @@ export function installMock(): void {
     test_restore_backup: (a) => ({ backup_id: a.id, tables: 175, rows: 1_254_000, message: "Restored into a scratch database: 175 tables and 1,254,000 rows identical" }),
     history: () => runs,
     get_settings: () => settings,
-    save_settings: (a) => (settings = a.settings as Settings),
+    save_settings: (a) => {
+      const next = a.settings as Settings;
+      // As the backend: the current, the default or a folder chosen with Choose….
+      if (next.backup_dir !== settings.backup_dir && next.backup_dir !== defaultDir && !pickedDirs.has(next.backup_dir))
+        throw { code: "invalid_input", message: `The backup folder is changed only with the Choose… button (SchoolVault's folder dialog), and ${next.backup_dir} was not chosen there; the backup folder stays ${settings.backup_dir}. Click Choose… next to the backup folder, pick the folder, then save the settings.` };
+      return (settings = next);
+    },
     schedule_preview: (a) => {
       if (String(a.cron).trim().split(/\s+/).length !== 5) throw { code: "invalid_input", message: `The schedule "${a.cron}" is not a valid cron expression. Write five fields: minute hour day month weekday.` };
       // Daily at the expression's minute and hour (enough for a mock).

@@ -1,8 +1,11 @@
 // The restore modal's safety rules, against mockIPC: the red button stays disabled until the
-// database's name is typed exactly; Esc and a click outside cancel; Tab stays inside.
+// database's name is typed exactly — and, for an old-system file anyone could have written (the
+// public development key), until the second warning's box is ticked too; Esc and a click
+// outside cancel; Tab stays inside.
 
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { explain } from "./errors";
 import { openRestore } from "./views/restore";
 import type { RestorePreview } from "./api";
 
@@ -22,16 +25,22 @@ const preview: RestorePreview = {
   backup_rows: 15,
   live_rows: 17,
   warnings: [],
+  dev_key: false,
 };
+
+// An old-system file that opened only with the public development key.
+const untrusted: RestorePreview = { ...preview, what: "/media/usb/old.enc", backup_id: "old", file_name: "old.enc", format: 1, dev_key: true };
+let current = preview;
 
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 
 beforeEach(() => {
   calls.length = 0;
+  current = preview;
   document.body.innerHTML = "";
   mockIPC((cmd, args) => {
     calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
-    if (cmd === "restore_preview") return preview;
+    if (cmd === "restore_preview") return current;
     if (cmd === "restore") return { backup_id: "b1", target: preview.target, tables: 2, rows: 15, duration_ms: 1200, safety_backup_id: "s1", warnings: [] };
     return null;
   });
@@ -97,8 +106,64 @@ describe("restore modal", () => {
     const call = calls.find((c) => c.cmd === "restore");
     expect(call?.args.confirmName).toBe("school");
     expect(call?.args.safetyBackup).toBe(true);
+    expect(call?.args.trustDevKey).toBe(false);
     expect(q("[data-testid=restore-result]")?.textContent).toContain("15 rows");
     expect(q("[data-testid=undo]")).not.toBeNull();
+  });
+
+  test("a file anyone could have written: a second warning, and the button waits for the name and its box", async () => {
+    current = untrusted;
+    await openRestore(untrusted.what, { onDone: () => {} });
+    await tick();
+    const warning = q<HTMLElement>("[data-testid=dev-key-warning]");
+    expect(warning?.textContent).toContain("not authenticated");
+    expect(warning?.textContent).toContain("anyone could have written");
+    expect(warning?.textContent).toContain("administrator account");
+    expect(warning?.textContent).toContain("know where it came from");
+    const button = q<HTMLButtonElement>("[data-testid=restore-confirm]")!;
+    const input = q<HTMLInputElement>("[data-testid=confirm-name]")!;
+    const trust = q<HTMLInputElement>("[data-testid=trust-dev-key]")!;
+    expect(trust.checked).toBe(false);
+    const setName = (v: string) => {
+      input.value = v;
+      input.dispatchEvent(new Event("input"));
+    };
+    const setTrust = (v: boolean) => {
+      trust.checked = v;
+      trust.dispatchEvent(new Event("change"));
+    };
+    expect(button.disabled).toBe(true);
+    setName("school");
+    expect(button.disabled).toBe(true); // the name alone is not enough
+    setTrust(true);
+    expect(button.disabled).toBe(false);
+    setName("schoo");
+    expect(button.disabled).toBe(true); // nor the box alone
+    setName("school");
+    setTrust(false);
+    expect(button.disabled).toBe(true);
+    setTrust(true);
+    expect(calls.map((c) => c.cmd)).not.toContain("restore"); // nothing changed before the click
+    button.click();
+    await tick();
+    await tick();
+    const call = calls.find((c) => c.cmd === "restore");
+    expect(call?.args.what).toBe(untrusted.what);
+    expect(call?.args.confirmName).toBe("school");
+    expect(call?.args.trustDevKey).toBe(true);
+    expect(q("[data-testid=restore-result]")).not.toBeNull();
+  });
+
+  test("a backup of SchoolVault's own has no second warning", async () => {
+    await openRestore("b1", { onDone: () => {} });
+    await tick();
+    expect(q("[data-testid=dev-key-warning]")).toBeNull();
+    expect(q("[data-testid=trust-dev-key]")).toBeNull();
+  });
+
+  test("the refusals of untrusted files and of redirected passwords have their own words", () => {
+    expect(explain({ code: "untrusted_file", message: "m" }).title).toBe("This file could have been written by anyone");
+    expect(explain({ code: "password_needed", message: "m" }).title).toBe("Type the password for this server");
   });
 
   test("an unreadable backup shows the mapped error instead of the warning", async () => {

@@ -1,7 +1,9 @@
 // The screens in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
 // against the mock build (`vite build --mode mock`): first run, the backup list, Back up now
 // with progress, the restore modal (disabled until the name is typed; Esc cancels), restore
-// from file, settings with the cron preview, activity, the failure banner. Screenshots go to
+// from file (an old-system file anyone could have written: a second warning to tick), settings
+// with the cron preview, the TLS modes and the backup folder chosen in its dialog, activity, the
+// failure banner, the refusal of the old system's public key. Screenshots go to
 // ../target/screenshots/ui-*.png.
 
 import { createServer } from "node:http";
@@ -125,12 +127,75 @@ await check("restore modal: disabled until the name is typed, Esc cancels, then 
   assert.equal(await page.getByTestId("undo").count(), 1);
 });
 
-await check("restore from file shows what the file contains", async (page) => {
+await check("restore from file shows what the file contains, and a second warning for an unauthenticated one", async (page) => {
   await page.goto(base);
   await page.getByTestId("restore-file").click();
   await page.getByTestId("preview-tables").waitFor();
   assert.match(await page.getByRole("dialog").innerText(), /old system/);
+  const warning = page.getByTestId("dev-key-warning");
+  assert.match(await warning.innerText(), /not authenticated.*anyone could have written/s);
+  const confirm = page.getByTestId("restore-confirm");
+  await page.getByTestId("confirm-name").fill("school_erp");
+  assert.equal(await confirm.isDisabled(), true, "the name alone does not enable it");
+  await page.getByTestId("trust-dev-key").check();
+  assert.equal(await confirm.isDisabled(), false);
+  await page.screenshot({ path: join(shots, "ui-restore-untrusted.png") });
+  await page.getByTestId("trust-dev-key").uncheck();
+  assert.equal(await confirm.isDisabled(), true, "nor without the box");
   await page.keyboard.press("Escape");
+  assert.equal(await page.getByRole("dialog").count(), 0);
+  // Ticked and confirmed: restored (the mock refuses it without the box, as the app does).
+  await page.getByTestId("restore-file").click();
+  await page.getByTestId("confirm-name").fill("school_erp");
+  await page.getByTestId("trust-dev-key").check();
+  await confirm.click();
+  await page.getByTestId("restore-result").waitFor();
+});
+
+await check("settings: the TLS modes say what they protect against; a CA file from the dialog; another server's password", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("nav-settings").click();
+  await page.getByTestId("db-tls").waitFor();
+  assert.match(await page.getByTestId("db-tls-help").innerText(), /does not check who answers/);
+  assert.equal(await page.getByTestId("db-ca").isVisible(), false, "no CA file for prefer");
+  await page.getByTestId("db-tls").selectOption("verify-full");
+  assert.match(await page.getByTestId("db-tls-help").innerText(), /safe choice/);
+  await page.getByTestId("db-ca-pick").click();
+  await page.getByText("/home/it/Documents/school-ca.pem").waitFor();
+  await page.screenshot({ path: join(shots, "ui-settings-tls.png") });
+  await page.getByTestId("db-host").fill("db2.school.lan");
+  await page.getByTestId("test-connection").first().click();
+  await page.getByText("Type the password for this server").waitFor();
+  await page.getByTestId("db-password").fill("secret");
+  await page.getByTestId("test-connection").first().click();
+  await page.getByText("Connected to").waitFor();
+});
+
+await check("settings: the backup folder is not typed but chosen in the folder dialog, then saved", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("nav-settings").click();
+  const dir = page.getByTestId("backup-dir");
+  await dir.waitFor();
+  assert.equal(await dir.getAttribute("readonly"), "", "the folder is read-only");
+  assert.equal(await dir.inputValue(), "/home/it/.local/share/schoolvault/backups");
+  await page.getByTestId("backup-dir-pick").click();
+  await page.waitForFunction(() => document.querySelector("[data-testid=backup-dir]")?.value === "/media/nas/schoolvault");
+  await page.getByTestId("save-settings").click();
+  await page.getByText("Settings saved.").waitFor();
+  await page.getByTestId("nav-backups").click();
+  await page.getByTestId("nav-settings").click();
+  await page.waitForFunction(() => document.querySelector("[data-testid=backup-dir]")?.value === "/media/nas/schoolvault");
+});
+
+await check("key import refuses the old system's public development key, in words", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("nav-settings").click();
+  const input = page.getByPlaceholder("64 hexadecimal characters");
+  await input.fill("0123456789abcdef".repeat(4));
+  await page.getByRole("button", { name: "Import", exact: true }).click();
+  const error = page.getByTestId("error");
+  await error.waitFor();
+  assert.match(await error.innerText(), /public development key.*forged by anyone/s);
 });
 
 await check("delete asks first, naming the backup", async (page) => {

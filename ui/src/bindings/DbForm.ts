@@ -21,10 +21,15 @@ name: string,
  */
 user: string, 
 /**
- * `disable`, `prefer` or `require`.
+ * `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
  */
 tls: string, 
 /**
- * A password is saved in the keychain.
+ * The CA certificate (PEM) that `verify-ca` / `verify-full` trust, chosen with the native
+ * dialog (`pick_ca_file`); `null`: the public web roots. Ignored by the other modes.
+ */
+ca_file: string | null, 
+/**
+ * The saved password is to be used (the settings' own, never another server's).
  */
 password_saved: boolean, };

@@ -52,4 +52,10 @@ live_rows: number,
 /**
  * Warnings.
  */
-warnings: Array<string>, };
+warnings: Array<string>, 
+/**
+ * An old-system file that opened only with the old system's public development key: it
+ * is not authenticated (anyone could have written it), so the modal shows a second
+ * warning and `restore` needs `trust_dev_key`.
+ */
+dev_key: boolean, };

@@ -5,17 +5,26 @@ import { h } from "../dom";
 import * as fmt from "../format";
 import type { Shell } from "../shell";
 
+// The operations the engine records (`run_record` in crates/engine/src/jobs.rs).
 const OPS: Record<string, string> = {
   backup: "Backup",
   restore: "Restore",
   verify: "Verify",
+  test_restore: "Test restore",
   "test-restore": "Test restore",
   alert: "Stale-backup alert",
   notify: "Email",
+  digest: "Weekly report",
   prune: "Clean-up",
+  cleanup: "Leftover database removed",
   "catch-up": "Catch-up",
   delete: "Delete",
 };
+
+/** What an operation of the history is called on the Activity screen. */
+export function operationLabel(op: string): string {
+  return OPS[op] ?? op;
+}
 
 export async function activityView(shell: Shell): Promise<HTMLElement> {
   let runs: Awaited<ReturnType<typeof api.history>> = [];
@@ -30,7 +39,7 @@ export async function activityView(shell: Shell): Promise<HTMLElement> {
       "tr",
       { "data-testid": "run-row", class: ok ? "" : "failed" },
       h("td", {}, fmt.when(r.started_at)),
-      h("td", {}, OPS[r.operation] ?? r.operation, r.kind ? h("span", { class: "muted" }, ` (${fmt.kind(r.kind).toLowerCase()})`) : null),
+      h("td", {}, operationLabel(r.operation), r.kind ? h("span", { class: "muted" }, ` (${fmt.kind(r.kind).toLowerCase()})`) : null),
       h("td", {}, h("span", { class: `badge ${ok ? "ok" : "bad"}` }, ok ? "OK" : "Failed")),
       h("td", { class: "message" }, r.message ?? ""),
     );

@@ -1,5 +1,7 @@
 // The database connection form, used by the first-run set-up and by Settings. The password
-// goes to the backend (and from there to the keychain); it is never read back.
+// goes to the backend (and from there to the keychain); it is never read back, and the saved one
+// is only used for the server it was saved for. The TLS mode comes with what it protects against;
+// the modes that check the server's certificate take a CA file, chosen in a native dialog.
 
 import { api, type DbForm } from "../api";
 import { h, put } from "../dom";
@@ -12,6 +14,17 @@ export interface ConnectionForm {
   /** Resolves true when the test succeeded. */
   test: () => Promise<boolean>;
 }
+
+/** The TLS modes, in order of strength: label and what each protects against (one line). */
+export const TLS_MODES: [string, string, string][] = [
+  ["disable", "No TLS", "Nothing is encrypted: the password and the data cross the network readable. Only for a server on this computer."],
+  ["prefer", "TLS when the server offers it", "Encrypts when the server offers it, but does not check who answers: it stops listeners, not someone posing as the server."],
+  ["require", "Always TLS", "Always encrypts, but does not check who answers: it stops listeners, not someone posing as the server."],
+  ["verify-ca", "TLS, certificate checked", "Encrypts and checks that the server's certificate is signed by the CA below (or a public one), but not the name in it."],
+  ["verify-full", "TLS, certificate and name checked", "Encrypts and checks the certificate and the server's name: the safe choice on a network you do not fully trust."],
+];
+
+const verifies = (tls: string) => tls === "verify-ca" || tls === "verify-full";
 
 export function connectionForm(initial: DbForm | null): ConnectionForm {
   const field = (label: string, input: HTMLElement, hint?: string) =>
@@ -27,12 +40,58 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
     placeholder: initial?.password_saved ? "saved in the keychain (type to change)" : "",
     "data-testid": "db-password",
   });
+  const result = h("div", { class: "test-result", "data-testid": "connection-result", role: "status" });
   const tls = h(
     "select",
     { name: "tls", "data-testid": "db-tls" },
-    ["prefer", "require", "disable"].map((v) => h("option", { value: v, selected: (initial?.tls ?? "prefer") === v }, v === "prefer" ? "Use TLS when offered" : v === "require" ? "Require TLS" : "No TLS")),
+    TLS_MODES.map(([v, label]) => h("option", { value: v, selected: (initial?.tls ?? "prefer") === v }, `${v} — ${label}`)),
   );
-  const result = h("div", { class: "test-result", "data-testid": "connection-result", role: "status" });
+  const tlsHelp = h("small", { class: "muted", "data-testid": "db-tls-help" });
+  let caFile: string | null = initial?.ca_file ?? null;
+  const caPath = h("code", { "data-testid": "db-ca-file" });
+  const caPick = h("button", { type: "button", class: "small", "data-testid": "db-ca-pick" }, "Choose…");
+  const caClear = h("button", { type: "button", class: "small", "data-testid": "db-ca-clear" }, "Clear");
+  const caField = h(
+    "div",
+    { class: "field", "data-testid": "db-ca" },
+    h("span", {}, "CA certificate"),
+    h("div", { class: "ca-file" }, caPath, caPick, caClear),
+    h("small", { class: "muted" }, "The certificate (PEM) of the authority that signed the server's; none: the public authorities."),
+  );
+  const showTls = () => {
+    tlsHelp.textContent = TLS_MODES.find(([v]) => v === tls.value)?.[2] ?? "";
+    caField.hidden = !verifies(tls.value);
+    caPath.textContent = caFile ?? "none (the public authorities)";
+    caClear.hidden = caFile === null;
+  };
+  tls.addEventListener("change", showTls);
+  caPick.addEventListener("click", async () => {
+    try {
+      const picked = await api.pickCaFile();
+      if (picked) caFile = picked;
+    } catch (e) {
+      const x = explain(e);
+      result.className = "test-result bad";
+      put(result, h("strong", {}, x.title), " ", x.detail);
+    }
+    showTls();
+    caField.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  caClear.addEventListener("click", () => {
+    caFile = null;
+    showTls();
+    caField.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+  // The saved password stays with the server it was saved for.
+  const serverChanged = () =>
+    initial !== null && (host.value.trim() !== initial.host || (Number(port.value) || 5432) !== initial.port || user.value.trim() !== initial.user);
+  const showPassword = () => {
+    if (!initial?.password_saved) return;
+    password.placeholder = serverChanged()
+      ? `type the password for this server (the saved one is only for ${initial.host})`
+      : "saved in the keychain (type to change)";
+  };
+  for (const input of [host, port, user]) input.addEventListener("input", showPassword);
   const values = () => ({
     form: {
       host: host.value.trim(),
@@ -40,6 +99,7 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
       name: name.value.trim(),
       user: user.value.trim(),
       tls: tls.value,
+      ca_file: verifies(tls.value) ? caFile : null,
       password_saved: initial?.password_saved === true && password.value === "",
     },
     password: password.value === "" ? null : password.value,
@@ -68,8 +128,10 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
     field("Database", name, "The school ERP's database"),
     field("User", user),
     field("Password", password, "Kept in this computer's keychain, never in a file"),
-    field("Encryption of the connection", tls),
+    h("label", { class: "field" }, h("span", {}, "Encryption of the connection"), tls, tlsHelp),
+    caField,
     result,
   );
+  showTls();
   return { el, values, test };
 }

@@ -1,6 +1,8 @@
 // The restore flow: a warning that names the database, shows what would be lost table by
-// table, and enables the red button only once the database's name is typed; then progress,
-// then the result with "undo" (restore the safety backup).
+// table, and enables the red button only once the database's name is typed — and, for an
+// old-system file that only the public development key opened (not authenticated: anyone could
+// have written it), only once a second warning's box is ticked too; then progress, then the
+// result with "undo" (restore the safety backup).
 
 import { api, type RestorePreview, type RestoreResult } from "../api";
 import { h, put } from "../dom";
@@ -50,9 +52,25 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
   });
   const safety = h("input", { type: "checkbox", id: "safety", checked: true, "data-testid": "safety" });
   const go = h("button", { class: "danger", disabled: true, "data-testid": "restore-confirm" }, "Replace the database");
-  confirm.addEventListener("input", () => {
-    go.disabled = confirm.value.trim() !== p.target_database;
-  });
+  const trust = h("input", { type: "checkbox", id: "trust-dev-key", "data-testid": "trust-dev-key" });
+  const update = () => {
+    go.disabled = confirm.value.trim() !== p.target_database || (p.dev_key && !trust.checked);
+  };
+  confirm.addEventListener("input", update);
+  trust.addEventListener("change", update);
+  const untrusted = p.dev_key
+    ? h(
+        "div",
+        { class: "untrusted", role: "alert", "data-testid": "dev-key-warning" },
+        h("strong", {}, "Second warning: this file is not authenticated."),
+        h(
+          "p",
+          {},
+          "It opened only with the old system's public development key, so anyone could have written or changed it — for example to add an administrator account with a password they know. Restore it only if you know where it came from.",
+        ),
+        h("label", { class: "check" }, trust, " I know where this file came from, and I trust it"),
+      )
+    : null;
   const rows = p.tables.map((t) =>
     h(
       "tr",
@@ -73,6 +91,7 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
       p.format === 1 ? " (a file of the old system)" : "",
       ". Changes made since then are lost.",
     ),
+    untrusted,
     h(
       "p",
       { class: "summary" },
@@ -94,16 +113,16 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
     confirm,
     h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => m.close() }, "Cancel"), go),
   );
-  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), hooks));
+  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), p.dev_key && trust.checked, hooks));
   confirm.focus();
 }
 
-async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, hooks: RestoreHooks) {
+async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks) {
   const view = progressView(`Restoring ${p.target_database}`, () => void api.cancelJob());
   put(m.body, view.el);
   let result: RestoreResult;
   try {
-    result = await api.restore(p.what, name, safety, view.update);
+    result = await api.restore(p.what, name, safety, trustDevKey, view.update);
   } catch (e) {
     showError(m, e);
     return;

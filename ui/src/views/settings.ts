@@ -60,8 +60,26 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
     }
   });
 
-  // Folder, schedule, retention, login
-  const dir = h("input", { type: "text", value: s.backup_dir, "data-testid": "backup-dir" });
+  // Folder, schedule, retention, login. The backup folder changes only through the native folder
+  // dialog (Choose…): the backend refuses any other folder, since the folder decides which files
+  // the window may name.
+  const dir = h("input", { type: "text", value: s.backup_dir, readonly: true, "aria-label": "Backup folder", "data-testid": "backup-dir" });
+  const chooseDir = h("button", { type: "button", class: "small", "data-testid": "backup-dir-pick" }, "Choose…");
+  chooseDir.addEventListener("click", async () => {
+    try {
+      const picked = await api.pickBackupDir();
+      if (picked) dir.value = picked;
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+  const dirField = h(
+    "div",
+    { class: "field" },
+    h("span", {}, "Backup folder"),
+    h("div", { class: "picked-path" }, dir, chooseDir),
+    h("small", { class: "muted" }, "Choose the folder, then save the settings."),
+  );
   const enabled = h("input", { type: "checkbox", checked: s.schedule_enabled, "data-testid": "schedule-enabled" });
   const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });
   const tz = h("input", { type: "text", value: s.timezone, placeholder: "this computer's time zone", "data-testid": "timezone" });
@@ -82,7 +100,16 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
     [["starttls", "STARTTLS (port 587)"], ["tls", "TLS (port 465)"], ["plain", "None (a relay on this machine only)"]].map(([v, label]) => h("option", { value: v, selected: s.smtp_security === v }, label)),
   );
   const smtpUser = h("input", { type: "text", value: s.smtp_user, autocomplete: "off" });
-  const smtpPassword = h("input", { type: "password", autocomplete: "off", placeholder: s.smtp_password_saved ? "saved in the keychain (type to change)" : "" });
+  const smtpPassword = h("input", { type: "password", autocomplete: "off", placeholder: s.smtp_password_saved ? "saved in the keychain (type to change)" : "", "data-testid": "smtp-password" });
+  // The saved SMTP password goes only to its own server, and never unencrypted: a new server or
+  // a switch to "None" forgets it when the settings are saved.
+  const smtpForgets = () =>
+    s.smtp_password_saved && (smtpHost.value.trim().toLowerCase() !== s.smtp_host.trim().toLowerCase() || (smtpSecurity.value === "plain" && s.smtp_security !== "plain"));
+  const showSmtpPassword = () => {
+    smtpPassword.placeholder = !s.smtp_password_saved ? "" : smtpForgets() ? "the saved password will be forgotten: type it again if needed" : "saved in the keychain (type to change)";
+  };
+  smtpHost.addEventListener("input", showSmtpPassword);
+  smtpSecurity.addEventListener("change", showSmtpPassword);
   const emailFrom = h("input", { type: "text", value: s.email_from, placeholder: "schoolvault@school.example", "data-testid": "email-from" });
   const emailTo = h("input", { type: "text", value: s.email_to.join(", "), placeholder: "head@school.example, it@school.example", "data-testid": "email-to" });
   const schoolAdmins = h("input", { type: "checkbox", checked: s.school_admins });
@@ -141,6 +168,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         weekly_digest: digest.checked,
       }, smtpPassword.value === "" ? null : smtpPassword.value);
       smtpPassword.value = "";
+      showSmtpPassword();
       shell.toast("Settings saved.");
       await shell.refreshStatus();
     } catch (e) {
@@ -185,7 +213,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         { class: "form-grid" },
         field("SMTP server", smtpHost),
         field("Port", smtpPort),
-        field("Security", smtpSecurity),
+        field("Security", smtpSecurity, "None sends everything readable: only for a relay on this computer"),
         field("Login (if needed)", smtpUser),
         field("Password", smtpPassword, "Kept in the keychain"),
         field("From", emailFrom),
@@ -196,7 +224,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       check(digest, "Also send a weekly report every Monday morning (backups made, failed and kept)"),
       h("div", { class: "actions left" }, testEmail, h("small", { class: "muted" }, "Save first: the test uses the saved settings.")),
     ),
-    h("section", { class: "card" }, h("h2", {}, "This computer"), field("Backup folder", dir), check(login, "Start SchoolVault in the tray when I log in")),
+    h("section", { class: "card" }, h("h2", {}, "This computer"), dirField, check(login, "Start SchoolVault in the tray when I log in")),
     h("div", { class: "actions sticky" }, save),
   );
 }

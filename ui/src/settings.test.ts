@@ -1,0 +1,70 @@
+// The backup folder in Settings is shown, not typed: it changes only through the native folder
+// dialog (Choose…, through the backend), and the chosen folder is what the settings save.
+
+import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import type { AppStatus, Settings } from "./api";
+import type { Shell } from "./shell";
+import { settingsView } from "./views/settings";
+
+const settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: false, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
+const status: AppStatus = { configured: true, database: null, target: null, key: null, key_error: null, backup_dir: settings.backup_dir, config_path: "/home/it/.config/schoolvault/config.toml", running: null, next_run: null, failure: null, version: "0.1.0" };
+
+const calls: { cmd: string; args: Record<string, unknown> }[] = [];
+let picked: string | null = null;
+const errors: unknown[] = [];
+const shell: Shell = {
+  error: (e) => void errors.push(e),
+  toast: () => {},
+  busy: () => {},
+  explain: (e) => String(e),
+  refreshStatus: async () => {},
+  go: () => {},
+};
+
+beforeEach(() => {
+  calls.length = 0;
+  errors.length = 0;
+  picked = null;
+  document.body.innerHTML = "";
+  mockIPC((cmd, args) => {
+    calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
+    if (cmd === "get_settings") return settings;
+    if (cmd === "pick_backup_dir") return picked;
+    if (cmd === "save_settings") return (args as { settings: Settings }).settings;
+    if (cmd === "schedule_preview") return [];
+    return null;
+  });
+});
+afterEach(() => clearMocks());
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+describe("settings: the backup folder", () => {
+  test("is read-only and changes only to the folder chosen in the dialog", async () => {
+    const view = await settingsView(shell, status);
+    document.body.append(view);
+    const dir = view.querySelector<HTMLInputElement>("[data-testid=backup-dir]")!;
+    const choose = view.querySelector<HTMLButtonElement>("[data-testid=backup-dir-pick]")!;
+    expect(dir.readOnly).toBe(true);
+    expect(dir.value).toBe(settings.backup_dir);
+    expect(choose.textContent).toBe("Choose…");
+
+    // Cancelled: unchanged.
+    choose.click();
+    await tick();
+    expect(calls.filter((c) => c.cmd === "pick_backup_dir")).toHaveLength(1);
+    expect(dir.value).toBe(settings.backup_dir);
+
+    // Chosen: shown, and saved with the settings.
+    picked = "/media/nas/schoolvault";
+    choose.click();
+    await tick();
+    expect(dir.value).toBe("/media/nas/schoolvault");
+    view.querySelector<HTMLButtonElement>("[data-testid=save-settings]")!.click();
+    await tick();
+    const save = calls.find((c) => c.cmd === "save_settings");
+    expect((save?.args.settings as Settings).backup_dir).toBe("/media/nas/schoolvault");
+    expect(errors).toEqual([]);
+  });
+});
