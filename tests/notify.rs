@@ -542,3 +542,52 @@ fn an_alert_that_cannot_be_sent_is_tried_again_hourly_not_at_every_look() {
         assert_eq!(failed, 2, "each attempt is in the history, and only those");
     });
 }
+
+#[test]
+fn a_failed_weekly_test_restore_is_emailed_and_shown_on_the_backup() {
+    // Data the scratch database refuses: a domain constraint added NOT VALID after the row,
+    // which the schema capture re-creates before the data is loaded.
+    let db = support::TestDb::new("badrestore");
+    db.sql(
+        "CREATE DOMAIN posint AS int; CREATE TABLE t (id int PRIMARY KEY, v posint); \
+         INSERT INTO t VALUES (1, -1); \
+         ALTER DOMAIN posint ADD CONSTRAINT pos CHECK (VALUE > 0) NOT VALID",
+    );
+    let env = Env::new();
+    let smtp = SmtpServer::start(env.dir.path());
+    let mut cmd = env.cmd();
+    with_smtp(&mut cmd, smtp.port);
+    let out = cmd
+        .args(["--json", "--db", &db.url(), "schedule", "run-due"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The backup itself succeeded; the test restore's failure is said and emailed.
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("weekly test restore failed"), "{stderr}");
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "one email to each administrator");
+    for m in &mails {
+        assert!(m.contains("weekly test restore"), "{m}");
+        assert!(m.contains("FAILED"), "{m}");
+        assert!(m.contains("posint") || m.contains("pos"), "{m}");
+    }
+    let list = env.json(&["list"]);
+    assert_eq!(list[0]["status"], "complete");
+    assert_eq!(list[0]["verify_ok"], false, "{list}");
+    assert!(
+        list[0]["verify_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("test restore failed"),
+        "{list}"
+    );
+    assert_eq!(
+        support::psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'schoolvault\\_verify\\_%'"
+        ),
+        "0",
+        "the scratch database is dropped after a failure too"
+    );
+}

@@ -302,3 +302,86 @@ fn a_failed_slot_is_retried_twice_half_an_hour_apart_then_waits_for_the_next() {
         assert_eq!(attempts().await, 4);
     });
 }
+
+/// Whether a scratch database of a test restore is left on the server.
+fn scratch_left() -> bool {
+    !support::psql(
+        "postgres",
+        "SELECT datname FROM pg_database WHERE datname LIKE 'schoolvault\\_verify\\_%'",
+    )
+    .is_empty()
+}
+
+#[test]
+fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
+    let db = school();
+    let env = Env::new();
+    let done = env.json(&["--db", &db.url(), "schedule", "run-due"]);
+    let id = done["backup"]["id"].as_str().unwrap().to_string();
+    // The new backup was restored into a scratch database, compared, and the database dropped.
+    let list = env.json(&["list"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["verify_ok"], true, "{list}");
+    assert!(
+        list[0]["verify_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("test restore"),
+        "{list}"
+    );
+    assert!(!scratch_left());
+    let history = env.json(&["history"]);
+    let tests = |h: &serde_json::Value| {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["operation"] == "test_restore")
+            .count()
+    };
+    assert_eq!(tests(&history), 1, "{history}");
+
+    // Not again within the week, with the engine's clock moved on; again after it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let vault = vault_of(&env).await;
+        let target = schoolvault_engine::source::postgres::PgTarget::parse(&db.url()).unwrap();
+        let mark = schoolvault_engine::jobs::last_test_restore(&vault).unwrap();
+        assert!(mark.ok && mark.backup_id == id, "{mark:?}");
+        let soon = mark.at + chrono::Duration::days(6);
+        let later = mark.at + chrono::Duration::days(8);
+        let not_due = schoolvault_engine::jobs::routine_test_restore(&vault, &target, soon)
+            .await
+            .unwrap();
+        assert!(not_due.is_none());
+        let due = schoolvault_engine::jobs::routine_test_restore(&vault, &target, later)
+            .await
+            .unwrap();
+        assert_eq!(due.unwrap().backup_id, id);
+        assert_eq!(
+            schoolvault_engine::jobs::last_test_restore(&vault)
+                .unwrap()
+                .at,
+            later
+        );
+    });
+    assert!(!scratch_left());
+
+    // Turned off in the settings file: a scheduled backup, no test restore.
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(&config, "[schedule]\ntest_restore = false\n").unwrap();
+    let off = Env::new();
+    let out = off
+        .cmd()
+        .env("SCHOOLVAULT_CONFIG", &config)
+        .args(["--json", "--db", &db.url(), "schedule", "run-due"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history = off.json(&["history"]);
+    assert_eq!(tests(&history), 0, "{history}");
+    assert!(off.json(&["list"])[0]["verify_ok"].is_null());
+}

@@ -469,7 +469,41 @@ async fn run_due_once(
     if let Err(e) = &done {
         notify_failure(vault, settings, BackupKind::Scheduled, target, e).await;
     }
+    if matches!(&done, Ok(d) if d.backup.is_some()) && settings.schedule.test_restore {
+        routine_test_restore(vault, settings, target).await;
+    }
     done
+}
+
+/// After a scheduled backup: the weekly test restore of the newest backup, when due. A failure
+/// is said on stderr and emailed like a failed backup; the backup itself succeeded.
+async fn routine_test_restore(vault: &Vault, config: &Config, target: &PgTarget) {
+    let Err(e) = jobs::routine_test_restore(vault, target, chrono::Utc::now()).await else {
+        return;
+    };
+    eprintln!("warning: the weekly test restore failed: {e}");
+    let backup_id = jobs::last_test_restore(vault)
+        .map(|m| m.backup_id)
+        .unwrap_or_default();
+    match smtp_settings(config) {
+        Ok(Some(settings)) => {
+            let query = admins_query(config);
+            if let Err(e) = jobs::notify_test_restore_failure(
+                vault,
+                &settings,
+                query.as_deref(),
+                target,
+                &backup_id,
+                &e,
+            )
+            .await
+            {
+                eprintln!("warning: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

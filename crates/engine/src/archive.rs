@@ -374,20 +374,9 @@ impl ArchiveWriter {
     ///
     /// # Errors
     /// I/O errors writing the file.
-    pub fn create(file: File, key: &Key, mut header: Header) -> Result<Self> {
+    pub fn create(file: File, key: &Key, header: Header) -> Result<Self> {
         let prefix = random_nonce_prefix();
-        header.cipher = "aes-256-gcm-stream".into();
-        header.compression = "gzip".into();
-        header.chunk_size = CHUNK_SIZE as u32;
-        header.nonce_prefix = hex::encode(prefix);
-        header.key_fingerprint = key.fingerprint().to_string();
-        let json = serde_json::to_vec(&header)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("encoding the header: {e}"), ""))?;
-        let mut preamble = Vec::with_capacity(14 + json.len());
-        preamble.extend_from_slice(MAGIC);
-        preamble.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        preamble.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        preamble.extend_from_slice(&json);
+        let preamble = preamble(key, &prefix, header)?;
         let mut out = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
@@ -430,6 +419,40 @@ impl ArchiveWriter {
             sha256,
         })
     }
+}
+
+/// The bytes from magic to the end of the header for `header`, whose cipher fields are filled
+/// in here.
+fn preamble(key: &Key, prefix: &[u8; NONCE_PREFIX_LEN], mut header: Header) -> Result<Vec<u8>> {
+    header.cipher = "aes-256-gcm-stream".into();
+    header.compression = "gzip".into();
+    header.chunk_size = CHUNK_SIZE as u32;
+    header.nonce_prefix = hex::encode(prefix);
+    header.key_fingerprint = key.fingerprint().to_string();
+    let json = serde_json::to_vec(&header)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("encoding the header: {e}"), ""))?;
+    let mut preamble = Vec::with_capacity(14 + json.len());
+    preamble.extend_from_slice(MAGIC);
+    preamble.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    preamble.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    preamble.extend_from_slice(&json);
+    Ok(preamble)
+}
+
+/// A whole archive in memory: the preamble for `header` (cipher fields filled in as
+/// [`ArchiveWriter::create`] does) and `gz`, the compressed plaintext (gzip members of a tar
+/// stream, or any bytes), encrypted with `key`. For tests and fuzzing, which need archives
+/// whose plaintext they choose; backups are written with [`ArchiveWriter`].
+///
+/// # Errors
+/// Only if the header cannot be encoded, which does not happen.
+pub fn seal_in_memory(key: &Key, header: Header, gz: &[u8]) -> Result<Vec<u8>> {
+    let prefix = random_nonce_prefix();
+    let preamble = preamble(key, &prefix, header)?;
+    let mut w = EncryptingWriter::new(preamble.clone(), key, &prefix, preamble, CHUNK_SIZE);
+    w.write_all(gz)
+        .and_then(|()| w.finish())
+        .map_err(|e| Error::io("encrypting in memory", &e))
 }
 
 /// The unencrypted start of an archive.
@@ -638,8 +661,13 @@ pub fn read_error(err: &io::Error) -> Error {
     if inner_error(err).is_some() {
         return Error::io("reading the backup", err);
     }
+    // `Other` is never an operating-system error (std does not use it): it is what the tar
+    // reader reports for a malformed tar stream ("archive header checksum mismatch", …).
     match err.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+        io::ErrorKind::InvalidData
+        | io::ErrorKind::InvalidInput
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::Other => {
             Error::new(
                 ErrorKind::Damaged,
                 format!("The backup's contents cannot be read ({err})"),

@@ -148,6 +148,11 @@ pub struct ScheduleSettings {
     /// Stop a backup that makes no progress for this many minutes (and count it failed).
     #[serde(default = "default_watchdog_minutes")]
     pub watchdog_minutes: u32,
+    /// Once a week, after the scheduled backup, restore the newest backup into a scratch
+    /// database, compare every table and drop it (skipped, and said so, when the backup user
+    /// may not create databases).
+    #[serde(default = "yes")]
+    pub test_restore: bool,
 }
 
 fn default_watchdog_minutes() -> u32 {
@@ -177,6 +182,7 @@ impl Default for ScheduleSettings {
             timezone: None,
             catch_up: true,
             watchdog_minutes: default_watchdog_minutes(),
+            test_restore: true,
         }
     }
 }

@@ -866,11 +866,44 @@ struct Scan {
 fn scan_file(path: &Path, keys: &Keys, progress: &dyn Progress) -> Result<Scan> {
     let (r, pre, key) = open_archive(path, keys)?;
     let total = std::fs::metadata(path).map(|m| m.len()).ok();
+    scan_stream(r, pre, &key, total, progress)
+}
+
+/// Read a whole v2 archive from `r` with `key` as [`verify`] reads a file (preamble, every
+/// chunk, the tar stream, each table's rows and checksum against `end.json`), without a vault,
+/// a catalog or a keychain: for fuzzing and tests. Returns the header, manifest and end record.
+///
+/// # Errors
+/// `WrongKey` when the header names another key; otherwise what [`verify`] reports.
+pub fn verify_reader(mut r: impl Read, key: &Key) -> Result<(Header, Manifest, End)> {
+    let pre = read_preamble(&mut r)?;
+    if pre.fingerprint() != key.fingerprint() {
+        return Err(Error::new(
+            ErrorKind::WrongKey,
+            format!(
+                "This backup was made with key {}; the key given is {}",
+                pre.fingerprint(),
+                key.fingerprint()
+            ),
+            "Use the key the backup was made with",
+        ));
+    }
+    let scan = scan_stream(r, pre, key, None, &crate::progress::Silent)?;
+    Ok((scan.header, scan.manifest, scan.end))
+}
+
+fn scan_stream(
+    r: impl Read,
+    pre: Preamble,
+    key: &Key,
+    total: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<Scan> {
     let count = Arc::new(AtomicU64::new(pre.aad.len() as u64));
     let reader = CountingReader::new(r, count.clone());
     let mut tally = TableTally::default();
     let mut last_report = 0u64;
-    let (manifest, end) = archive::walk(archive::plaintext(reader, &pre, &key), |item| {
+    let (manifest, end) = archive::walk(archive::plaintext(reader, &pre, key), |item| {
         if let Item::Part { table, part, data } = item {
             tally.start_part(table, part)?;
             let mut buf = vec![0u8; 256 << 10];
@@ -2610,6 +2643,158 @@ pub async fn prune(
     result.map(|()| done)
 }
 
+/// How often the routine test restore runs (after the scheduled backup).
+pub const TEST_RESTORE_EVERY: chrono::Duration = chrono::Duration::days(7);
+
+/// The newest routine test restore, remembered beside the catalog (`test-restore.json`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct TestRestoreMark {
+    /// When it ran.
+    pub at: DateTime<Utc>,
+    /// The backup it restored.
+    pub backup_id: String,
+    /// Whether every table came back equal.
+    pub ok: bool,
+    /// What it said (tables and rows, or the error).
+    pub message: String,
+    /// It could not run: the backup user may not create the scratch database.
+    #[serde(default)]
+    pub unavailable: bool,
+}
+
+fn test_restore_mark_path(vault: &Vault) -> PathBuf {
+    vault.lock_dir.join("test-restore.json")
+}
+
+/// The newest routine test restore, if any ran here.
+pub fn last_test_restore(vault: &Vault) -> Option<TestRestoreMark> {
+    std::fs::read(test_restore_mark_path(vault))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// The routine test restore: once every [`TEST_RESTORE_EVERY`], restore the newest successful
+/// backup into a scratch database on `server`, compare every table with what the backup
+/// recorded, and drop it ([`test_restore`]: run lock, recorded in the list and the history).
+/// Shells call it after a scheduled backup succeeded. `Ok(None)`: not due, nothing to test,
+/// another run holds the lock (tried at the next look), or the backup user may not create
+/// databases (recorded once a week in the history, so the person can see why).
+///
+/// # Errors
+/// The test restore's error: the newest backup did not restore. The caller emails it like a
+/// failed backup ([`notify_test_restore_failure`]).
+pub async fn routine_test_restore(
+    vault: &Vault,
+    server: &PgTarget,
+    now: DateTime<Utc>,
+) -> Result<Option<VerifyReport>> {
+    if last_test_restore(vault).is_some_and(|m| now - m.at < TEST_RESTORE_EVERY) {
+        return Ok(None);
+    }
+    let newest = vault
+        .catalog
+        .list()
+        .await?
+        .into_iter()
+        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety && !is_v1_record(b))
+        .max_by_key(|b| b.created_at);
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
+    let remember = |ok: bool, message: String, unavailable: bool| {
+        let mark = TestRestoreMark {
+            at: now,
+            backup_id: newest.id.clone(),
+            ok,
+            message,
+            unavailable,
+        };
+        if let Ok(json) = serde_json::to_vec_pretty(&mark) {
+            let _ = crate::storage::write_private(&test_restore_mark_path(vault), &json);
+        }
+    };
+    if !postgres::may_create_database(server).await? {
+        let note = format!(
+            "weekly test restore skipped: the backup user of {} may not create the scratch database it needs (grant it CREATEDB, or turn the weekly test restore off)",
+            server.server()
+        );
+        remember(false, note.clone(), true);
+        let skipped: Result<()> = Ok(());
+        vault
+            .record_run(run_record(
+                "test_restore",
+                None,
+                Utc::now(),
+                &skipped,
+                Some(newest.id.clone()),
+                Some(note),
+            ))
+            .await;
+        return Ok(None);
+    }
+    match test_restore(
+        vault,
+        &newest.id,
+        server,
+        None,
+        Arc::new(crate::progress::Silent),
+    )
+    .await
+    {
+        Err(e) if e.kind() == ErrorKind::Busy => Ok(None),
+        Ok(report) => {
+            remember(
+                true,
+                format!(
+                    "{} tables, {} rows restored and compared",
+                    report.tables, report.rows
+                ),
+                false,
+            );
+            Ok(Some(report))
+        }
+        Err(e) => {
+            remember(false, e.to_string(), false);
+            Err(e)
+        }
+    }
+}
+
+/// Email the administrators that the routine test restore of `backup_id` failed with `error`,
+/// and record the attempt in the history.
+///
+/// # Errors
+/// The sending error (also recorded in the history).
+pub async fn notify_test_restore_failure(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    admins_query: Option<&str>,
+    target: &PgTarget,
+    backup_id: &str,
+    error: &Error,
+) -> Result<usize> {
+    let started = Utc::now();
+    let settings = with_school_admins(vault, settings, admins_query, target).await;
+    let failure = crate::notify::Failure {
+        at: started,
+        kind: "test restore".into(),
+        database: target.describe(),
+        code: error.code().to_string(),
+        error: error.to_string(),
+        last_success: vault.last_success().await.ok().flatten(),
+    };
+    let (subject, text, html) = crate::notify::test_restore_failure_message(&failure, backup_id);
+    let sent = crate::notify::send(&settings, &subject, &text, &html).await;
+    let summary = sent
+        .as_ref()
+        .ok()
+        .map(|n| format!("test restore failure email sent to {n} administrator(s)"));
+    vault
+        .record_run(run_record("notify", None, started, &sent, None, summary))
+        .await;
+    sent
+}
+
 /// How long after a failed scheduled backup its slot is tried again.
 pub const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(30);
 /// How many times a slot is tried before waiting for the next one.
@@ -2762,6 +2947,26 @@ pub async fn run_due_with(
     })
 }
 
+/// `settings` with the school database's administrators (read with `admins_query`, or the
+/// list remembered when the database is down) added to its recipients.
+async fn with_school_admins(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    admins_query: Option<&str>,
+    target: &PgTarget,
+) -> crate::notify::SmtpSettings {
+    let mut settings = settings.clone();
+    if let Some(query) = admins_query {
+        let (admins, _) = refresh_admins(vault, target, query).await;
+        for a in admins {
+            if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(&a)) {
+                settings.to.push(a);
+            }
+        }
+    }
+    settings
+}
+
 /// Email the administrators that `error` made a `kind` backup of `target` fail, and record
 /// the attempt in the history. The caller still reports the backup's own error.
 ///
@@ -2776,16 +2981,7 @@ pub async fn notify_failure(
     error: &Error,
 ) -> Result<usize> {
     let started = Utc::now();
-    let mut settings = settings.clone();
-    if let Some(query) = admins_query {
-        let (admins, _) = refresh_admins(vault, target, query).await;
-        for a in admins {
-            if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(&a)) {
-                settings.to.push(a);
-            }
-        }
-    }
-    let settings = &settings;
+    let settings = &with_school_admins(vault, settings, admins_query, target).await;
     let last_success = vault.last_success().await.ok().flatten();
     let failure = crate::notify::Failure {
         at: started,
@@ -2990,6 +3186,9 @@ pub async fn weekly_digest(
             .count(),
         last_success,
         kept: (kept.len(), kept.iter().map(|b| b.size).sum()),
+        last_test_restore: last_test_restore(vault)
+            .filter(|t| !t.unavailable)
+            .map(|t| (t.at, t.ok, t.message)),
     };
     let (subject, text, html) = crate::notify::digest_message(&digest);
     let started = Utc::now();

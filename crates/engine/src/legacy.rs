@@ -946,7 +946,18 @@ pub async fn export(target: &PgTarget, key: &Key) -> Result<(Vec<u8>, u64)> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("writing JSON: {e}"), ""))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &json).map_err(|e| Error::io("compressing", &e))?;
-    let mut data = gz.finish().map_err(|e| Error::io("compressing", &e))?;
+    let data = gz.finish().map_err(|e| Error::io("compressing", &e))?;
+    Ok((encrypt(key, data)?, records))
+}
+
+/// Encrypt `plaintext` (gzip of the v1 JSON, or any bytes) as the old service did:
+/// `[IV 16][tag 16][AES-256-GCM ciphertext]` with a fresh random 16-byte IV. [`export`] uses
+/// it; tests and fuzzing use it to make v1 files whose plaintext they choose.
+///
+/// # Errors
+/// `Internal` if encryption fails, which it does not for a file the old service could write.
+pub fn encrypt(key: &Key, plaintext: Vec<u8>) -> Result<Vec<u8>> {
+    let mut data = plaintext;
     let mut iv = [0u8; IV_LEN];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut iv);
     let tag = Aes256Gcm16::new(key.bytes().into())
@@ -956,5 +967,5 @@ pub async fn export(target: &PgTarget, key: &Key) -> Result<(Vec<u8>, u64)> {
     file.extend_from_slice(&iv);
     file.extend_from_slice(&tag);
     file.extend_from_slice(&data);
-    Ok((file, records))
+    Ok(file)
 }

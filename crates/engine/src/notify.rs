@@ -239,6 +239,50 @@ pub fn failure_message(f: &Failure) -> (String, String, String) {
     (subject, text, html)
 }
 
+/// The email of a failed routine test restore: subject, plain text, HTML. The backup itself
+/// was made; what failed is the proof that it restores.
+pub fn test_restore_failure_message(f: &Failure, backup_id: &str) -> (String, String, String) {
+    let machine = hostname();
+    let subject = format!(
+        "SchoolVault: the weekly test restore of {} FAILED",
+        f.database
+    );
+    let actions = [
+        "Read the error below: it says what happened and what to do.",
+        "Run the test restore again by hand (Backups → Test restore, or `schoolvault verify ID --test-restore`).",
+        "Until it passes, do not rely on this backup: keep older backups (check the retention settings).",
+    ];
+    let text = format!(
+        "The weekly test restore of backup {backup_id} of {db} failed: the backup may not restore.\n\n\
+         Time: {at}\nBackup: {backup_id}\nError ({code}): {err}\n\nRecommended actions:\n{acts}\n\n\
+         Machine: {machine}\nSchoolVault {ver}\n",
+        db = f.database,
+        at = f.at.to_rfc3339(),
+        code = f.code,
+        err = f.error,
+        acts = actions.iter().map(|a| format!("- {a}")).collect::<Vec<_>>().join("\n"),
+        ver = env!("CARGO_PKG_VERSION"),
+    );
+    let html = format!(
+        "<html><body><h2>The weekly test restore of {db} failed</h2><table>\
+         <tr><td>Time</td><td>{at}</td></tr><tr><td>Backup</td><td>{id}</td></tr>\
+         <tr><td>Error</td><td><b>{err}</b> ({code})</td></tr>\
+         <tr><td>Machine</td><td>{machine}</td></tr></table>\
+         <h3>Recommended actions</h3><ul>{acts}</ul></body></html>",
+        db = html_escape(&f.database),
+        at = f.at.to_rfc3339(),
+        id = html_escape(backup_id),
+        code = html_escape(&f.code),
+        err = html_escape(&f.error),
+        machine = html_escape(&machine),
+        acts = actions
+            .iter()
+            .map(|a| format!("<li>{}</li>", html_escape(a)))
+            .collect::<String>(),
+    );
+    (subject, text, html)
+}
+
 /// The school ERP's active administrators (its `"User"` table), as the old system emailed them.
 pub const DEFAULT_ADMIN_QUERY: &str = "SELECT DISTINCT email::text FROM \"User\" \
      WHERE \"isActive\" AND role::text IN ('ADMIN', 'SUPER_ADMIN') \
@@ -302,6 +346,8 @@ pub struct Digest {
     pub last_success: Option<(DateTime<Utc>, String, u64)>,
     /// Backups kept now, and their total size in bytes.
     pub kept: (usize, u64),
+    /// The newest routine test restore: when, whether it passed, what it said.
+    pub last_test_restore: Option<(DateTime<Utc>, bool, String)>,
 }
 
 fn size(bytes: u64) -> String {
@@ -347,6 +393,17 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         kept = d.kept.0,
         kept_size = size(d.kept.1),
     );
+    let tested = d.last_test_restore.as_ref().map_or_else(
+        || "none yet".to_string(),
+        |(t, ok, msg)| {
+            format!(
+                "{} ({}: {msg})",
+                t.to_rfc3339(),
+                if *ok { "passed" } else { "FAILED" }
+            )
+        },
+    );
+    text.push_str(&format!("Last test restore: {tested}\n"));
     if d.email_problems > 0 {
         text.push_str(&format!(
             "Emails that could not be sent: {}\n",
@@ -371,7 +428,8 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
          <tr><td>Backups that succeeded</td><td>{ok}</td></tr>\
          <tr><td>Backups that failed</td><td>{bad}</td></tr>\
          <tr><td>Last successful backup</td><td>{last}</td></tr>\
-         <tr><td>Backups kept</td><td>{kept} ({kept_size})</td></tr>",
+         <tr><td>Backups kept</td><td>{kept} ({kept_size})</td></tr>\
+         <tr><td>Last test restore</td><td>{tested}</td></tr>",
         db = html_escape(&d.database),
         from = d.from.format("%Y-%m-%d"),
         to = d.to.format("%Y-%m-%d"),
@@ -384,6 +442,7 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         last = html_escape(&last),
         kept = d.kept.0,
         kept_size = size(d.kept.1),
+        tested = html_escape(&tested),
     );
     if d.email_problems > 0 {
         html.push_str(&format!(

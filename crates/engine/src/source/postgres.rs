@@ -824,6 +824,23 @@ pub async fn database_exists(target: &PgTarget, name: &str) -> Result<bool> {
     Ok(exists)
 }
 
+/// Whether the connecting user may create databases (superuser or CREATEDB), which a test
+/// restore needs for its scratch database.
+///
+/// # Errors
+/// Connection errors.
+pub async fn may_create_database(server: &PgTarget) -> Result<bool> {
+    let mut conn = server.connect().await?;
+    let may: Option<bool> = sqlx::query_scalar(
+        "SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| db_error(&e, server))?;
+    let _ = conn.close().await;
+    Ok(may.unwrap_or(false))
+}
+
 /// Drop database `name` (a scratch or half-restored one), ending its sessions.
 ///
 /// # Errors
