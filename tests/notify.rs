@@ -582,10 +582,15 @@ fn a_failed_weekly_test_restore_is_emailed_and_shown_on_the_backup() {
             .starts_with("test restore failed"),
         "{list}"
     );
+    let scratch = format!(
+        "schoolvault_verify_{}",
+        list[0]["id"].as_str().unwrap().replace('-', "_")
+    )
+    .to_lowercase();
     assert_eq!(
         support::psql(
             "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'schoolvault\\_verify\\_%'"
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{scratch}'")
         ),
         "0",
         "the scratch database is dropped after a failure too"

@@ -303,13 +303,14 @@ fn a_failed_slot_is_retried_twice_half_an_hour_apart_then_waits_for_the_next() {
     });
 }
 
-/// Whether a scratch database of a test restore is left on the server.
-fn scratch_left() -> bool {
-    !support::psql(
+/// Whether the scratch database of a test restore of backup `id` is left on the server (only
+/// this backup's: other tests' test restores run at the same time).
+fn scratch_left(id: &str) -> bool {
+    let name = format!("schoolvault_verify_{}", id.replace('-', "_")).to_lowercase();
+    support::psql(
         "postgres",
-        "SELECT datname FROM pg_database WHERE datname LIKE 'schoolvault\\_verify\\_%'",
-    )
-    .is_empty()
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) != "0"
 }
 
 #[test]
@@ -329,7 +330,7 @@ fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
             .starts_with("test restore"),
         "{list}"
     );
-    assert!(!scratch_left());
+    assert!(!scratch_left(&id));
     let history = env.json(&["history"]);
     let tests = |h: &serde_json::Value| {
         h.as_array()
@@ -364,7 +365,7 @@ fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
             later
         );
     });
-    assert!(!scratch_left());
+    assert!(!scratch_left(&id));
 
     // Turned off in the settings file: a scheduled backup, no test restore.
     let config = env.dir.path().join("config.toml");

@@ -758,6 +758,7 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
         timezone: c.schedule.timezone.clone().unwrap_or_default(),
         catch_up: c.schedule.catch_up,
         watchdog_minutes: c.schedule.watchdog_minutes,
+        test_restore: c.schedule.test_restore,
         keep_days: c.retention.keep_days,
         keep_last: c.retention.keep_last,
         keep_weekly: c.retention.keep_weekly,
@@ -866,6 +867,7 @@ pub async fn save_settings(
         c.schedule.timezone = zone.map(str::to_string);
         c.schedule.catch_up = settings.catch_up;
         c.schedule.watchdog_minutes = settings.watchdog_minutes;
+        c.schedule.test_restore = settings.test_restore;
         c.retention.keep_days = settings.keep_days;
         c.retention.keep_last = settings.keep_last;
         c.retention.keep_weekly = settings.keep_weekly;

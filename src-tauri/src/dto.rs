@@ -445,6 +445,9 @@ pub struct Settings {
     pub catch_up: bool,
     /// Stop a backup that makes no progress for this many minutes.
     pub watchdog_minutes: u32,
+    /// Once a week, after a scheduled backup, restore the newest backup into a scratch
+    /// database, compare every table and drop it.
+    pub test_restore: bool,
     /// Keep everything younger than this many days.
     pub keep_days: u32,
     /// Also keep the newest N.

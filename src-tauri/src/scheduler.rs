@@ -67,6 +67,7 @@ pub async fn tick(
             let zone = config.schedule.timezone.clone();
             let schedule = schedule.clone();
             let email = config.email.clone();
+            let test_restore_on = config.schedule.test_restore;
             let job_cancel = cancel.clone();
             let tray = TrayProgress::new(state.shell_handle());
             let keychain: Arc<dyn Keychain> = state.keychain_handle();
@@ -116,6 +117,26 @@ pub async fn tick(
                 )
                 .await;
                 Ok(match out {
+                    // The weekly test restore, after a scheduled backup: a failure is shown
+                    // and emailed like a failed backup (the newest backup may not restore).
+                    Ok(done) if done.backup.is_some() && test_restore_on => {
+                        match jobs::routine_test_restore(&vault, &target, Utc::now()).await {
+                            Ok(_) => Ok(done),
+                            Err(e) => {
+                                let unsent = email_test_restore_failure(
+                                    &vault,
+                                    &email,
+                                    keychain.as_ref(),
+                                    &target,
+                                    &e,
+                                )
+                                .await;
+                                let e = e
+                                    .context("The weekly test restore of the newest backup failed");
+                                Err(CommandError::from(&e).with_email_error(unsent))
+                            }
+                        }
+                    }
                     Ok(done) => Ok(done),
                     Err(e) => {
                         let unsent = email_failure(
@@ -161,12 +182,38 @@ pub async fn tick(
     Ok(until.min(Duration::from_secs(30)))
 }
 
+/// Email the administrators that the weekly test restore failed (when emails are on); the
+/// sending error, if any, to show beside the failure.
+async fn email_test_restore_failure(
+    vault: &jobs::Vault,
+    email: &schoolvault_engine::config::EmailSettings,
+    keychain: &dyn Keychain,
+    target: &schoolvault_engine::source::postgres::PgTarget,
+    error: &schoolvault_engine::Error,
+) -> Option<String> {
+    let smtp = match email.smtp(keychain) {
+        Ok(Some(smtp)) => smtp,
+        Ok(None) => return None,
+        Err(e) => return Some(e.to_string()),
+    };
+    let backup_id = jobs::last_test_restore(vault)
+        .map(|m| m.backup_id)
+        .unwrap_or_default();
+    let query = email.admins_query();
+    jobs::notify_test_restore_failure(vault, &smtp, query.as_deref(), target, &backup_id, error)
+        .await
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The tray's first status line: the last backup and, when the weekly test restore is on, how
+/// the last one went.
 async fn last_line(state: &AppState) -> String {
     let Ok(vault) = state.vault().await else {
         return "Last backup: unknown".into();
     };
     let runs = vault.catalog.runs(20).await.unwrap_or_default();
-    match runs.iter().find(|r| r.operation == "backup") {
+    let mut line = match runs.iter().find(|r| r.operation == "backup") {
         Some(r) => format!(
             "Last backup: {} — {}",
             r.started_at.with_timezone(&Local).format("%a %d %b %H:%M"),
@@ -177,6 +224,26 @@ async fn last_line(state: &AppState) -> String {
             }
         ),
         None => "Last backup: none yet".into(),
+    };
+    if state.config().schedule.test_restore {
+        if let Some(mark) = jobs::last_test_restore(&vault) {
+            line.push_str(" · ");
+            line.push_str(&test_restore_note(&mark));
+        }
+    }
+    line
+}
+
+/// The last routine test restore as the tray says it: `test restore: passed Mon 30 Nov`,
+/// `test restore FAILED Mon 30 Nov`, or `test restore: not possible (no CREATEDB)`.
+pub fn test_restore_note(mark: &jobs::TestRestoreMark) -> String {
+    let day = mark.at.with_timezone(&Local).format("%a %d %b");
+    if mark.unavailable {
+        "test restore: not possible (no CREATEDB)".into()
+    } else if mark.ok {
+        format!("test restore: passed {day}")
+    } else {
+        format!("test restore FAILED {day}")
     }
 }
 
@@ -201,5 +268,44 @@ impl Progress for TrayProgress {
         if !self.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.shell.look(Look::Running);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(ok: bool, unavailable: bool) -> jobs::TestRestoreMark {
+        jobs::TestRestoreMark {
+            // A fixed time, shown in this computer's time zone.
+            at: chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default(),
+            backup_id: "b1".into(),
+            ok,
+            message: "m".into(),
+            unavailable,
+        }
+    }
+
+    #[test]
+    fn the_tray_says_how_the_last_test_restore_went() {
+        let day = mark(true, false)
+            .at
+            .with_timezone(&Local)
+            .format("%a %d %b")
+            .to_string();
+        assert_eq!(
+            test_restore_note(&mark(true, false)),
+            format!("test restore: passed {day}")
+        );
+        assert_eq!(
+            test_restore_note(&mark(false, false)),
+            format!("test restore FAILED {day}")
+        );
+        assert_eq!(
+            test_restore_note(&mark(false, true)),
+            "test restore: not possible (no CREATEDB)"
+        );
     }
 }

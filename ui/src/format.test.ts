@@ -11,6 +11,12 @@ describe("format", () => {
     expect(fmt.duration(95_000)).toBe("1 min 35 s");
     expect(fmt.duration(3_900_000)).toBe("1 h 5 min");
   });
+  test("a day reads like the dates beside it, without the time", () => {
+    const iso = "2026-11-30T12:00:00Z";
+    expect(fmt.day(iso)).toMatch(/^(Sun|Mon|Tue),? \d\d Nov 2026$/);
+    expect(fmt.when(iso).startsWith(fmt.day(iso))).toBe(true);
+    expect(fmt.day(null)).toBe("—");
+  });
   test("ETA comes from the rate so far, and is unknown without a total", () => {
     expect(fmt.eta(50, 100, 10_000)).toBe(10);
     expect(fmt.eta(50, null, 10_000)).toBeNull();

@@ -39,6 +39,14 @@ export function when(iso: string | null | undefined): string {
   });
 }
 
+/** The day alone, written as `when` writes it (e.g. "Mon, 30 Nov 2026"). */
+export function day(iso: string | null | undefined): string {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toLocaleDateString("en-GB", { weekday: "short", day: "2-digit", month: "short", year: "numeric" });
+}
+
 /** Seconds left, from the work done so far and the time it took; null when unknown. */
 export function eta(done: number, total: number | null | undefined, elapsedMs: number): number | null {
   if (!total || done <= 0 || done >= total || elapsedMs < 1000) return null;

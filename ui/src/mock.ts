@@ -14,7 +14,8 @@ export function installMock(): void {
   const day = 86_400_000;
   let configured = !q.has("setup");
   let key: { fingerprint: string; origin: string } | null = configured ? { fingerprint: "4220efac447a6419", origin: "keychain" } : null;
-  const backup = (i: number, kind: string, verified: boolean | null): BackupRow => ({
+  // `verified`: the last check (the newest backup's weekly test restore, an older one's Verify).
+  const backup = (i: number, kind: string, verified: boolean | null, message = "175 tables, 1,254,000 rows checked"): BackupRow => ({
     id: `2026112${6 - i}T020000Z-${(1000 + i).toString(16)}`,
     created_at: new Date(now - i * day - 3_600_000 * 14).toISOString(),
     kind,
@@ -27,10 +28,10 @@ export function installMock(): void {
     path: `/home/it/.local/share/schoolvault/backups/backup-${i}.svb`,
     database: "school_erp",
     verified,
-    verify_message: verified ? "175 tables, 1,254,000 rows checked" : null,
-    verified_at: verified ? new Date(now - i * day).toISOString() : null,
+    verify_message: verified ? message : null,
+    verified_at: verified ? new Date(now - i * day - 3_600_000 * 14 + 60_000).toISOString() : null,
   });
-  let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
+  let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true, "test restore: 175 tables, 1,254,000 rows restored and compared"), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
   const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "success", error_code: null, message: null, backup_id: b.id }));
   let failure = q.has("failure")
     ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
@@ -38,7 +39,7 @@ export function installMock(): void {
   if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
   const defaultDir = "/home/it/.local/share/schoolvault/backups";
   const pickedDirs = new Set<string>();
-  let settings: Settings = { backup_dir: defaultDir, start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
+  let settings: Settings = { backup_dir: defaultDir, start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
   let db: DbForm = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
   const sameServer = (f: DbForm) => f.host === db.host && f.port === db.port && f.user === db.user;
   const devKeyFile = (what: string) => what.endsWith(".enc");
@@ -88,6 +89,10 @@ export function installMock(): void {
     warnings: devKeyFile(what) ? ["This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from."] : [],
     dev_key: devKeyFile(what),
   });
+  // A check passed: recorded on the backup, as the engine does.
+  const checked = (id: string, message: string) => {
+    backups = backups.map((b) => (b.id === id ? { ...b, verified: true, verify_message: message, verified_at: new Date().toISOString() } : b));
+  };
   const handlers: Record<string, (a: Args) => unknown> = {
     status: () => status(),
     test_connection: (a) => {
@@ -144,8 +149,14 @@ export function installMock(): void {
       backups = backups.filter((b) => b.id !== a.id);
       return null;
     },
-    verify_backup: (a) => ({ backup_id: a.id, tables: 175, rows: 1_254_000, message: "175 tables and 1,254,000 rows read back and checked" }),
-    test_restore_backup: (a) => ({ backup_id: a.id, tables: 175, rows: 1_254_000, message: "Restored into a scratch database: 175 tables and 1,254,000 rows identical" }),
+    verify_backup: (a) => {
+      checked(String(a.id), "175 tables, 1,254,000 rows checked");
+      return { backup_id: a.id, tables: 175, rows: 1_254_000, message: "175 tables and 1,254,000 rows read back and checked" };
+    },
+    test_restore_backup: (a) => {
+      checked(String(a.id), "test restore: 175 tables, 1,254,000 rows restored and compared");
+      return { backup_id: a.id, tables: 175, rows: 1_254_000, message: "Restored into a scratch database: 175 tables and 1,254,000 rows identical" };
+    },
     history: () => runs,
     get_settings: () => settings,
     save_settings: (a) => {

@@ -7,7 +7,7 @@ import type { AppStatus, Settings } from "./api";
 import type { Shell } from "./shell";
 import { settingsView } from "./views/settings";
 
-const settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: false, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
+const settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: false, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
 const status: AppStatus = { configured: true, database: null, target: null, key: null, key_error: null, backup_dir: settings.backup_dir, config_path: "/home/it/.config/schoolvault/config.toml", running: null, next_run: null, failure: null, version: "0.1.0" };
 
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
@@ -65,6 +65,22 @@ describe("settings: the backup folder", () => {
     await tick();
     const save = calls.find((c) => c.cmd === "save_settings");
     expect((save?.args.settings as Settings).backup_dir).toBe("/media/nas/schoolvault");
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("settings: the weekly test restore", () => {
+  test("shows the setting, and saves it turned off", async () => {
+    const view = await settingsView(shell, status);
+    document.body.append(view);
+    const box = view.querySelector<HTMLInputElement>("[data-testid=weekly-test-restore]")!;
+    expect(box.checked).toBe(true);
+    expect(box.closest("label")?.textContent).toContain("Test-restore the newest backup every week (into a scratch database, then dropped)");
+    box.checked = false;
+    view.querySelector<HTMLButtonElement>("[data-testid=save-settings]")!.click();
+    await tick();
+    const save = calls.find((c) => c.cmd === "save_settings");
+    expect((save?.args.settings as Settings).test_restore).toBe(false);
     expect(errors).toEqual([]);
   });
 });

@@ -1,10 +1,10 @@
 // The screens in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
-// against the mock build (`vite build --mode mock`): first run, the backup list, Back up now
-// with progress, the restore modal (disabled until the name is typed; Esc cancels), restore
-// from file (an old-system file anyone could have written: a second warning to tick), settings
-// with the cron preview, the TLS modes and the backup folder chosen in its dialog, activity, the
-// failure banner, the refusal of the old system's public key. Screenshots go to
-// ../target/screenshots/ui-*.png.
+// against the mock build (`vite build --mode mock`): first run, the backup list (and what each
+// backup's last check proved), Back up now with progress, the restore modal (disabled until the
+// name is typed; Esc cancels), restore from file (an old-system file anyone could have written:
+// a second warning to tick), settings with the cron preview, the weekly test restore, the TLS
+// modes and the backup folder chosen in its dialog, activity, the failure banner, the refusal
+// of the old system's public key. Screenshots go to ../target/screenshots/ui-*.png.
 
 import { createServer } from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
@@ -100,6 +100,24 @@ await check("backups: list, back up now with progress, empty state", async (page
   await page.getByTestId("backup-row").first().waitFor();
   assert.equal(await page.getByTestId("backup-row").count(), 4);
   await page.screenshot({ path: join(shots, "ui-backups.png") });
+});
+
+await check("backups: the weekly test restore shows on its backup, Test restore on another; Settings has it on", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("backup-row").first().waitFor();
+  const badge = (i) => page.getByTestId("backup-row").nth(i).getByTestId("check-badge");
+  assert.match(await badge(0).innerText(), /^✓ test-restored \w{3},? \d\d \w{3} \d{4}$/);
+  assert.match(await badge(0).getAttribute("title"), /^test restore: /);
+  assert.equal(await badge(3).innerText(), "✓ verified");
+  assert.equal(await badge(1).innerText(), "not yet");
+  await page.getByTestId("backup-row").nth(1).getByTestId("test-restore").click();
+  await page.getByText("Restored into a scratch database").waitFor();
+  assert.match(await badge(1).innerText(), /^✓ test-restored /);
+  await page.getByTestId("nav-settings").click();
+  const box = page.getByTestId("weekly-test-restore");
+  await box.waitFor();
+  assert.equal(await box.isChecked(), true);
+  assert.match(await page.locator("label.check", { has: box }).innerText(), /Test-restore the newest backup every week \(into a scratch database, then dropped\)/);
 });
 
 await check("restore modal: disabled until the name is typed, Esc cancels, then restores", async (page) => {

@@ -33,6 +33,11 @@ catch_up: boolean,
  */
 watchdog_minutes: number, 
 /**
+ * Once a week, after a scheduled backup, restore the newest backup into a scratch
+ * database, compare every table and drop it.
+ */
+test_restore: boolean, 
+/**
  * Keep everything younger than this many days.
  */
 keep_days: number, 

@@ -8,6 +8,20 @@ import { progressView } from "../progress";
 import type { Shell } from "../shell";
 import { openRestore } from "./restore";
 
+/** What the last check of a backup proved: restored into a scratch database and compared (the
+ * weekly routine test restore, or Test restore), only read back (Verify), or nothing yet. The
+ * engine's message says which: a test restore's starts with "test restore". */
+export function checkBadge(b: BackupRow): HTMLElement {
+  const title = b.verify_message ?? "";
+  const restored = title.startsWith("test restore");
+  if (b.verified === true)
+    return restored
+      ? h("span", { class: "badge ok", title, "data-testid": "check-badge" }, "✓ test-restored", b.verified_at ? [" ", h("span", { class: "nowrap" }, fmt.day(b.verified_at))] : null)
+      : h("span", { class: "badge ok", title, "data-testid": "check-badge" }, "✓ verified");
+  if (b.verified === false) return h("span", { class: "badge bad", title, "data-testid": "check-badge" }, restored ? "✗ test restore failed" : "✗ failed");
+  return h("span", { class: "badge", "data-testid": "check-badge" }, "not yet");
+}
+
 export async function backupsView(shell: Shell): Promise<HTMLElement> {
   const list = h("div", { "data-testid": "backup-list" });
   const progressSlot = h("div");
@@ -54,12 +68,7 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
 
   const row = (b: BackupRow) => {
     const outcome = outcomes.get(b.id);
-    const checked =
-      b.verified === true
-        ? h("span", { class: "badge ok", title: b.verify_message ?? "" }, "✓ verified")
-        : b.verified === false
-          ? h("span", { class: "badge bad", title: b.verify_message ?? "" }, "✗ failed")
-          : h("span", { class: "badge" }, "not yet");
+    const checked = checkBadge(b);
     return h(
       "tr",
       { "data-testid": "backup-row", "data-id": b.id, "data-kind": b.kind },

@@ -84,6 +84,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });
   const tz = h("input", { type: "text", value: s.timezone, placeholder: "this computer's time zone", "data-testid": "timezone" });
   const catchUp = h("input", { type: "checkbox", checked: s.catch_up });
+  const testRestore = h("input", { type: "checkbox", checked: s.test_restore, "data-testid": "weekly-test-restore" });
   const watchdog = h("input", { type: "number", min: 1, max: 1440, value: s.watchdog_minutes, "data-testid": "watchdog" });
   const next = h("ul", { class: "next-runs", "data-testid": "next-runs" });
   const keepDays = h("input", { type: "number", min: 1, value: s.keep_days });
@@ -151,6 +152,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         timezone: tz.value,
         catch_up: catchUp.checked,
         watchdog_minutes: Number(watchdog.value) || 0,
+        test_restore: testRestore.checked,
         keep_days: Number(keepDays.value) || 0,
         keep_last: optional(keepLast),
         keep_weekly: optional(keepWeekly),
@@ -194,6 +196,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       h("div", { class: "form-grid" }, field("When (cron: minute hour day month weekday)", cron, "0 2 * * * = every day at 02:00"), field("Time zone", tz)),
       h("div", {}, h("small", { class: "muted" }, "Next runs:"), next),
       check(catchUp, "Run a missed backup as soon as the computer is back on"),
+      check(testRestore, "Test-restore the newest backup every week (into a scratch database, then dropped)"),
       h("div", { class: "form-grid" }, field("Stop a backup that makes no progress for (minutes)", watchdog, "It is then counted as failed, and the administrators are emailed")),
     ),
     h(
