@@ -184,6 +184,10 @@ fn decrypt(key: &Key, file: &[u8]) -> Option<Vec<u8>> {
     Some(data)
 }
 
+/// Files up to this size are read whole and authenticated without sniffing (memory: a few
+/// times this); larger ones must look like gzip under one of the keys first.
+const READ_WHOLE: u64 = 32 << 20;
+
 /// How many bytes of a file [`sniff`] needs.
 pub const SNIFF_LEN: usize = IV_LEN + TAG_LEN + 3;
 
@@ -192,7 +196,8 @@ pub const SNIFF_LEN: usize = IV_LEN + TAG_LEN + 3;
 pub const MAX_FILE: u64 = MAX_JSON + (MAX_JSON >> 10) + 1024;
 
 /// Decide from the first [`SNIFF_LEN`] bytes and the file's size whether it can be an
-/// old-system file for one of `keys` (or the development key), without reading the rest: AES-GCM
+/// old-system file for one of `keys` (or the development key), without reading the rest (for
+/// files over 32 MiB; smaller ones always pass, to be authenticated whole): AES-GCM
 /// is CTR mode underneath, so the right key turns the first ciphertext bytes into gzip's magic.
 /// A random or foreign file (a 10 GB video picked by mistake) is refused here, in bounded
 /// memory; only a file that passes is read whole and authenticated by [`open`].
@@ -213,6 +218,11 @@ pub fn sniff(head: &[u8], size: u64, keys: &[Key]) -> Result<()> {
             ),
             "Pick a .svb file made by SchoolVault or an .enc file of the old backup service",
         ));
+    }
+    if size <= READ_WHOLE {
+        // Small enough to authenticate outright: `open` then tells a damaged file under the
+        // right key from a foreign one exactly.
+        return Ok(());
     }
     let dev = Key::from_hex(DEV_KEY_HEX)?;
     let head = &head[..SNIFF_LEN];
