@@ -63,6 +63,8 @@ pub const PART_SIZE: usize = 8 << 20;
 /// File name extension of archives.
 pub const EXTENSION: &str = "svb";
 const MAX_HEADER_LEN: u32 = 1 << 20;
+/// The largest chunk size a reader accepts (a bound on the memory a header can ask for).
+const MAX_CHUNK_SIZE: u32 = 64 << 20;
 
 /// Where a backup came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -376,7 +378,7 @@ impl ArchiveWriter {
     /// I/O errors writing the file.
     pub fn create(file: File, key: &Key, header: Header) -> Result<Self> {
         let prefix = random_nonce_prefix();
-        let preamble = preamble(key, &prefix, header)?;
+        let preamble = preamble(key, &prefix, CHUNK_SIZE, header)?;
         let mut out = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
@@ -423,10 +425,15 @@ impl ArchiveWriter {
 
 /// The bytes from magic to the end of the header for `header`, whose cipher fields are filled
 /// in here.
-fn preamble(key: &Key, prefix: &[u8; NONCE_PREFIX_LEN], mut header: Header) -> Result<Vec<u8>> {
+fn preamble(
+    key: &Key,
+    prefix: &[u8; NONCE_PREFIX_LEN],
+    chunk_size: usize,
+    mut header: Header,
+) -> Result<Vec<u8>> {
     header.cipher = "aes-256-gcm-stream".into();
     header.compression = "gzip".into();
-    header.chunk_size = CHUNK_SIZE as u32;
+    header.chunk_size = chunk_size as u32;
     header.nonce_prefix = hex::encode(prefix);
     header.key_fingerprint = key.fingerprint().to_string();
     let json = serde_json::to_vec(&header)
@@ -441,15 +448,24 @@ fn preamble(key: &Key, prefix: &[u8; NONCE_PREFIX_LEN], mut header: Header) -> R
 
 /// A whole archive in memory: the preamble for `header` (cipher fields filled in as
 /// [`ArchiveWriter::create`] does) and `gz`, the compressed plaintext (gzip members of a tar
-/// stream, or any bytes), encrypted with `key`. For tests and fuzzing, which need archives
+/// stream, or any bytes), encrypted with `key` in chunks of `chunk_size` plaintext bytes
+/// ([`CHUNK_SIZE`] as the writer uses; readers take any size up to 64 MiB, and a small one
+/// makes several chunks of a small plaintext). For tests and fuzzing, which need archives
 /// whose plaintext they choose; backups are written with [`ArchiveWriter`].
 ///
 /// # Errors
-/// Only if the header cannot be encoded, which does not happen.
-pub fn seal_in_memory(key: &Key, header: Header, gz: &[u8]) -> Result<Vec<u8>> {
+/// `InvalidInput` for a chunk size of 0 or above 64 MiB.
+pub fn seal_in_memory(key: &Key, header: Header, chunk_size: usize, gz: &[u8]) -> Result<Vec<u8>> {
+    if chunk_size == 0 || chunk_size > MAX_CHUNK_SIZE as usize {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("A chunk size of {chunk_size} bytes is impossible"),
+            "Use one from 1 byte to 64 MiB",
+        ));
+    }
     let prefix = random_nonce_prefix();
-    let preamble = preamble(key, &prefix, header)?;
-    let mut w = EncryptingWriter::new(preamble.clone(), key, &prefix, preamble, CHUNK_SIZE);
+    let preamble = preamble(key, &prefix, chunk_size, header)?;
+    let mut w = EncryptingWriter::new(preamble.clone(), key, &prefix, preamble, chunk_size);
     w.write_all(gz)
         .and_then(|()| w.finish())
         .map_err(|e| Error::io("encrypting in memory", &e))
@@ -542,7 +558,7 @@ pub fn read_preamble(r: &mut impl Read) -> Result<Preamble> {
             "Open it with a newer SchoolVault",
         ));
     }
-    if header.chunk_size == 0 || header.chunk_size > 64 << 20 {
+    if header.chunk_size == 0 || header.chunk_size > MAX_CHUNK_SIZE {
         return Err(damaged_header("its chunk size is impossible"));
     }
     let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
@@ -690,7 +706,7 @@ pub fn walk<R: Read>(
     tar_stream: MultiGzDecoder<DecryptingReader<R>>,
     mut visit: impl FnMut(Item<'_>) -> Result<()>,
 ) -> Result<(Manifest, End)> {
-    let mut archive = tar::Archive::new(tar_stream);
+    let mut archive = tar::Archive::new(crate::tar_guard::TarGuard::new(tar_stream));
     let mut manifest: Option<Manifest> = None;
     let mut end: Option<End> = None;
     {
@@ -751,7 +767,7 @@ pub fn walk<R: Read>(
         )
     })?;
     // Read to the end of the encrypted stream so its final chunk is authenticated.
-    let mut rest = archive.into_inner();
+    let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(&e))?;
     if !rest.get_ref().is_complete() {
         return Err(Error::new(

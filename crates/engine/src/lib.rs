@@ -20,5 +20,6 @@ pub mod retention;
 pub mod schedule;
 pub mod source;
 pub mod storage;
+pub mod tar_guard;
 
 pub use error::{Error, ErrorKind, Result};
