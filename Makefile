@@ -5,7 +5,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 # Node.js from the npm registry when the system's is too old for Vite (scripts/setup.sh).
 export PATH := $(CURDIR)/.tools/node/bin:$(PATH)
 
-.PHONY: run test setup ui app e2e bench
+.PHONY: run test setup ui app e2e bench faults fuzz
 
 setup:
 	@scripts/setup.sh
@@ -50,3 +50,25 @@ run: setup app
 bench: setup
 	cargo build --release --locked -p schoolvault-cli
 	scripts/bench.sh
+
+# Fault injection, the long form (tests/faults.rs): each operation killed with SIGKILL at 20
+# random moments, and its connection terminated from the server, each followed by the checks
+# that nothing is lost or half-done; one summary line per operation. (make test runs the short
+# form, 3 kills each, inside cargo test.)
+faults: setup
+	cargo build --locked -p schoolvault-cli
+	SCHOOLVAULT_FAULT_KILLS=20 cargo test --locked --test faults -- --nocapture --test-threads=1
+
+# Fuzz the archive readers (fuzz/, cargo-fuzz on nightly): each target for FUZZ_SECONDS, one
+# after another. New inputs go to fuzz/corpus, crashes to fuzz/artifacts; the seeds are
+# fuzz/seeds (see fuzz/src/lib.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := v2_archive v2_plaintext v1 v1_plaintext
+fuzz: setup
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t && \
+	  cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -timeout=10 || exit 1; \
+	done

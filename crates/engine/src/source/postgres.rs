@@ -752,6 +752,29 @@ pub async fn any_user_table(conn: &mut PgConnection, target: &PgTarget) -> Resul
     .map_err(|e| db_error(&e, target))
 }
 
+fn already_exists(target: &PgTarget, name: &str) -> Error {
+    Error::new(
+        ErrorKind::TargetMismatch,
+        format!(
+            "A database named {name:?} already exists on {}; nothing was changed",
+            target.with_database(name).describe()
+        ),
+        "Choose a new name for --create-db, or restore into that database with --target-db",
+    )
+}
+
+/// Refuse database `name` on `target`'s server if it exists, before a job notes it as one it
+/// creates (see `jobs::create_owned_database`).
+///
+/// # Errors
+/// `TargetMismatch` when it exists; connection errors.
+pub async fn refuse_existing(target: &PgTarget, name: &str) -> Result<()> {
+    if database_exists(target, name).await? {
+        return Err(already_exists(target, name));
+    }
+    Ok(())
+}
+
 /// Create database `name` on `target`'s server.
 ///
 /// # Errors
@@ -765,14 +788,7 @@ pub async fn create_database(target: &PgTarget, name: &str) -> Result<PgTarget> 
             .await
             .map_err(|e| db_error(&e, target))?;
     if exists {
-        return Err(Error::new(
-            ErrorKind::TargetMismatch,
-            format!(
-                "A database named {name:?} already exists on {}; nothing was changed",
-                target.with_database(name).describe()
-            ),
-            "Choose a new name for --create-db, or restore into that database with --target-db",
-        ));
+        return Err(already_exists(target, name));
     }
     exec(
         &mut conn,
