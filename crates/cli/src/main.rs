@@ -967,6 +967,8 @@ async fn run(cli: Cli) -> Result<()> {
             out,
         } => {
             let target = target(cli.db.as_deref(), &settings, "export")?;
+            // It writes a .partial file, which a backup starting meanwhile would sweep.
+            let _lock = vault.lock()?;
             let done = jobs::export_v1(&vault, &target, out.as_deref()).await?;
             if json {
                 print_json(&done)?;
