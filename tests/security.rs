@@ -159,18 +159,7 @@ fn key_import_refuses_the_development_key_and_stores_nothing_in_the_keychain() {
         sv = support::schoolvault_bin().display(),
         dev = DEV_KEY,
     );
-    let out = Command::new("dbus-run-session")
-        .args(["--", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env("SCHOOLVAULT_DIR", home.path().join("backups"))
-        .env("SCHOOLVAULT_CATALOG", home.path().join("catalog.sqlite"))
-        .output()
-        .unwrap();
+    let out = support::keychain_session(home.path(), &script);
     let read = |f: &str| std::fs::read_to_string(home.path().join(f)).unwrap_or_default();
     assert!(
         out.status.success(),

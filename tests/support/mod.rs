@@ -342,3 +342,23 @@ impl Drop for PasswordCluster {
             .output();
     }
 }
+
+/// Run `script` with `sh -c` in a private D-Bus session (where the script starts and unlocks a
+/// gnome-keyring of its own), with `home` as HOME, XDG folders and SchoolVault's backup
+/// folder and catalog.
+pub fn keychain_session(home: &Path, script: &str) -> std::process::Output {
+    Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_RUNTIME_DIR", home)
+        .env("SCHOOLVAULT_DIR", home.join("backups"))
+        .env("SCHOOLVAULT_CATALOG", home.join("catalog.sqlite"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run dbus-run-session ({e}): install dbus (make test does)")
+        })
+}

@@ -195,6 +195,23 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A plain-text list, one `- item` a line.
+fn text_items(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|a| format!("- {a}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An HTML list's items, escaped.
+fn html_items(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|a| format!("<li>{}</li>", html_escape(a)))
+        .collect()
+}
+
 /// The failure email: subject, plain text, HTML.
 pub fn failure_message(f: &Failure) -> (String, String, String) {
     let machine = hostname();
@@ -216,7 +233,7 @@ pub fn failure_message(f: &Failure) -> (String, String, String) {
         at = f.at.to_rfc3339(),
         code = f.code,
         err = f.error,
-        acts = actions.iter().map(|a| format!("- {a}")).collect::<Vec<_>>().join("\n"),
+        acts = text_items(&actions),
         ver = env!("CARGO_PKG_VERSION"),
     );
     let html = format!(
@@ -234,7 +251,7 @@ pub fn failure_message(f: &Failure) -> (String, String, String) {
         last = html_escape(&last),
         machine = html_escape(&machine),
         ver = env!("CARGO_PKG_VERSION"),
-        acts = actions.iter().map(|a| format!("<li>{}</li>", html_escape(a))).collect::<String>(),
+        acts = html_items(&actions),
     );
     (subject, text, html)
 }
@@ -260,7 +277,7 @@ pub fn test_restore_failure_message(f: &Failure, backup_id: &str) -> (String, St
         at = f.at.to_rfc3339(),
         code = f.code,
         err = f.error,
-        acts = actions.iter().map(|a| format!("- {a}")).collect::<Vec<_>>().join("\n"),
+        acts = text_items(&actions),
         ver = env!("CARGO_PKG_VERSION"),
     );
     let html = format!(
@@ -275,10 +292,7 @@ pub fn test_restore_failure_message(f: &Failure, backup_id: &str) -> (String, St
         code = html_escape(&f.code),
         err = html_escape(&f.error),
         machine = html_escape(&machine),
-        acts = actions
-            .iter()
-            .map(|a| format!("<li>{}</li>", html_escape(a)))
-            .collect::<String>(),
+        acts = html_items(&actions),
     );
     (subject, text, html)
 }
