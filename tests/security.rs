@@ -851,3 +851,31 @@ fn a_huge_foreign_file_picked_by_mistake_is_refused_in_bounded_memory() {
     }
     assert_eq!(db.checksums(), before);
 }
+
+#[test]
+fn an_old_style_gzip_bomb_under_the_public_key_is_refused_in_bounded_memory() {
+    // Anyone can write a file under the public development key. This one decompresses to
+    // 400 MiB that are not JSON from the first byte: before, all of it was decompressed into
+    // memory before the JSON parser looked at it; now it is parsed as it streams.
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"x").unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..400 {
+        gz.write_all(&spaces).unwrap();
+    }
+    let plain = gz.finish().unwrap();
+    let dev = schoolvault_engine::crypto::Key::from_hex(DEV_KEY).unwrap();
+    let file = schoolvault_engine::legacy::encrypt(&dev, plain).unwrap();
+    let env = Env::new();
+    let bomb = env.dir.path().join("bomb.enc");
+    std::fs::write(&bomb, file).unwrap();
+    let path = bomb.to_str().unwrap();
+    let (kib, code) = peak_kib_and_code(&env, &["verify", path]);
+    assert_eq!(code, "damaged");
+    assert!(
+        kib < 256 * 1024,
+        "verify used {} MiB of memory on a gzip bomb",
+        kib / 1024
+    );
+}

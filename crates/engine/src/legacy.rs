@@ -298,32 +298,57 @@ fn not_a_backup() -> Error {
 /// JavaScript string, which cannot be longer than about 1 GiB; anything larger is not its file.
 const MAX_JSON: u64 = 1 << 30;
 
+/// Counts what is read through it (to tell "too large" from "not JSON").
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 fn parse(gz: &[u8], dev_key: bool) -> Result<V1Backup> {
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .take(MAX_JSON + 1)
-        .read_to_end(&mut json)
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Damaged,
-                "This old-system backup decrypts, but what it holds is not gzip data",
-                "It was not written by the old backup service; use another backup",
-            )
-        })?;
-    if json.len() as u64 > MAX_JSON {
+    // Parsed as it is decompressed: no copy of the whole JSON is held, so a "gzip bomb" of
+    // white space or padding costs nothing, and past MAX_JSON it is refused.
+    let mut json = Counted {
+        inner: std::io::BufReader::with_capacity(
+            1 << 16,
+            flate2::read::GzDecoder::new(gz).take(MAX_JSON + 1),
+        ),
+        read: 0,
+    };
+    let parsed: std::result::Result<Value, serde_json::Error> = serde_json::from_reader(&mut json);
+    if json.read > MAX_JSON {
         return Err(Error::new(
             ErrorKind::Damaged,
             "This old-system backup decompresses to more than 1 GiB, more than the old service could ever write",
             "It was not written by the old backup service; use another backup",
         ));
     }
-    let doc: Value = serde_json::from_slice(&json).map_err(|e| {
-        Error::new(
-            ErrorKind::Damaged,
-            format!("This old-system backup decrypts and decompresses, but it is not JSON ({e})"),
-            "It was not written by the old backup service; use another backup",
-        )
-    })?;
+    let doc = match parsed {
+        Ok(doc) => doc,
+        Err(e) if e.is_io() => {
+            return Err(Error::new(
+                ErrorKind::Damaged,
+                "This old-system backup decrypts, but what it holds is not gzip data",
+                "It was not written by the old backup service; use another backup",
+            ))
+        }
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Damaged,
+                format!(
+                    "This old-system backup decrypts and decompresses, but it is not JSON ({e})"
+                ),
+                "It was not written by the old backup service; use another backup",
+            ))
+        }
+    };
     let missing = |what: &str| {
         Error::new(
             ErrorKind::Damaged,
