@@ -102,3 +102,27 @@ fn keychain_alone_backs_up_and_restores() {
     let v: serde_json::Value = serde_json::from_str(&read("verify_old.json")).unwrap();
     assert_eq!(v["backup_id"], b["id"]);
 }
+
+#[test]
+fn no_keychain_at_all_is_one_clear_error_and_nothing_is_written() {
+    // No Secret Service on this session bus (there is no bus at all) and no key elsewhere:
+    // a backup must say what to do, not panic or write anything.
+    let db = TestDb::new("nokeychain");
+    db.sql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)");
+    let env = support::Env::new();
+    let out = env
+        .cmd()
+        .env_remove("BACKUP_ENCRYPTION_KEY")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .args(["--json", "--db", &db.url(), "backup"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "keychain", "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(line.contains("BACKUP_ENCRYPTION_KEY"), "{line}");
+    assert!(env.files().is_empty(), "{:?}", env.files());
+}

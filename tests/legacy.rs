@@ -295,6 +295,32 @@ fn v1_fixtures_inspect_verify_and_merge_or_replace() {
         "a refused replace changed the database"
     );
 
+    // A table in another schema that uses the row blocks it too (the check once looked only
+    // at public).
+    db.sql(
+        "DELETE FROM user_schools WHERE id = 'extra-link'; CREATE SCHEMA extra; \
+         CREATE TABLE extra.badges (id int PRIMARY KEY, \"userId\" text REFERENCES \"User\"(id)); \
+         INSERT INTO extra.badges VALUES (1, 'extra-user');",
+    );
+    let before = db.checksums();
+    let (code, msg) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        enc.to_str().unwrap(),
+        "--yes",
+        "--replace",
+        "--no-safety-backup",
+    ]);
+    assert_eq!(code, "target_mismatch", "{msg}");
+    assert!(msg.contains("\"extra\".\"badges\""), "{msg}");
+    assert_eq!(
+        db.checksums(),
+        before,
+        "a refused replace changed the database"
+    );
+    db.sql("DROP SCHEMA extra CASCADE; INSERT INTO user_schools SELECT (jsonb_populate_record(NULL::user_schools, to_jsonb(s) || '{\"id\": \"extra-link\", \"userId\": \"extra-user\"}')).* FROM user_schools s LIMIT 1;");
+
     // Without the blocker, --replace removes the rows the file does not hold. The file opens
     // only with the public development key, so anyone could have written it: refused, and
     // nothing changes, unless the person trusts it (--trust-dev-key).

@@ -224,3 +224,58 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
     let listed = inspected["manifest"]["unsupported"].as_array().unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
 }
+
+#[test]
+fn backslashes_in_the_schema_survive_a_server_whose_strings_are_not_standard() {
+    // 'a\b' means a, backslash, b with standard_conforming_strings on (the default since
+    // PostgreSQL 9.1), and a, backspace with it off: the schema files must say which.
+    let db = TestDb::new("scs");
+    db.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, note text DEFAULT 'a\\b'); \
+         COMMENT ON TABLE t IS 'back\\slash'; INSERT INTO t (id) VALUES (1)",
+    );
+    let env = Env::new();
+    let b = env.json(&["--db", &db.url(), "backup"]);
+    let id = b["id"].as_str().unwrap();
+    // Both schema files say it themselves, for psql and other readers.
+    let plain = env.cmd().args(["decrypt", id]).output().unwrap();
+    assert!(plain.status.success());
+    let dir = env.dir.path().join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut tar = std::process::Command::new("tar")
+        .args(["-xz", "-C"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &plain.stdout).unwrap();
+    assert!(tar.wait().unwrap().success());
+    for f in ["schema/pre-data.sql", "schema/post-data.sql"] {
+        let sql = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(
+            sql.starts_with("SET standard_conforming_strings = on;"),
+            "{f}: {}",
+            &sql[..sql.len().min(200)]
+        );
+    }
+    // A database whose default is off gets the same schema back.
+    let empty = TestDb::new("scsoff");
+    support::psql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE {} SET standard_conforming_strings = off",
+            empty.name
+        ),
+    );
+    env.json(&["restore", id, "--yes", "--target-db", &empty.url()]);
+    for q in [
+        "SELECT obj_description('t'::regclass, 'pg_class')",
+        "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 't'::regclass",
+        "SELECT note FROM t",
+    ] {
+        // Read with the same setting on both sides (it changes how literals are shown).
+        let q = format!("SET standard_conforming_strings = on; {q}");
+        assert_eq!(empty.sql(&q), db.sql(&q), "{q}");
+    }
+    assert_eq!(db.sql("SELECT note FROM t"), "a\\b");
+}

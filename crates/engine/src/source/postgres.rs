@@ -87,6 +87,15 @@ impl Tls {
     }
 }
 
+/// What every session of ours sets at connection: its name (seen in `pg_stat_activity`), and
+/// `standard_conforming_strings = on`, which the captured schema's string literals are written
+/// for, whatever the server's or the database's default.
+fn session_options(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .application_name("schoolvault")
+        .options([("standard_conforming_strings", "on")])
+}
+
 impl std::fmt::Debug for PgTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PgTarget({})", self.describe())
@@ -108,7 +117,7 @@ impl PgTarget {
             )
         })?;
         Ok(PgTarget {
-            options: options.application_name("schoolvault"),
+            options: session_options(options),
         })
     }
 
@@ -127,7 +136,7 @@ impl PgTarget {
         password: Option<&str>,
         tls: Tls,
     ) -> PgTarget {
-        let mut options = PgConnectOptions::new_without_pgpass()
+        let options = PgConnectOptions::new_without_pgpass()
             .host(host)
             .port(port)
             .database(database)
@@ -138,8 +147,8 @@ impl PgTarget {
                 Tls::Require => sqlx::postgres::PgSslMode::Require,
                 Tls::VerifyCa => sqlx::postgres::PgSslMode::VerifyCa,
                 Tls::VerifyFull => sqlx::postgres::PgSslMode::VerifyFull,
-            })
-            .application_name("schoolvault");
+            });
+        let mut options = session_options(options);
         if let Some(p) = password {
             options = options.password(p);
         } else if let Ok(p) = std::env::var("PGPASSWORD") {
