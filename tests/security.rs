@@ -667,12 +667,34 @@ fn a_database_left_by_an_interrupted_restore_is_dropped_by_the_next_backup_and_n
     };
     psql("postgres", &format!("CREATE DATABASE {}", not_ours.name));
     not_ours.sql("CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)");
+    // Half-restored: tables, and the mark SchoolVault puts on a database it is filling.
+    let marked = TestDb {
+        name: format!("schoolvault_verify_marked_{suffix}"),
+    };
+    psql("postgres", &format!("CREATE DATABASE {}", marked.name));
+    marked.sql("CREATE TABLE half (id int)");
+    psql(
+        "postgres",
+        &format!(
+            "COMMENT ON DATABASE {} IS 'SchoolVault: restore in progress; dropped by SchoolVault if left unfinished'",
+            marked.name
+        ),
+    );
+    // In the ledger but finished (a restore killed after its commit, before the ledger was
+    // written), or someone else's under the same name: it has tables and no mark.
+    let finished = TestDb {
+        name: format!("schoolvault_verify_finished_{suffix}"),
+    };
+    psql("postgres", &format!("CREATE DATABASE {}", finished.name));
+    finished.sql("CREATE TABLE pupils (id int); INSERT INTO pupils VALUES (7)");
     let server = format!("postgres@{}:{}", pg_host(), pg_port());
     let ledger = env.dir.path().join("created-databases.json");
     std::fs::write(
         &ledger,
         serde_json::json!([
             {"server": server, "name": leftover.name, "at": "2026-01-01T00:00:00Z"},
+            {"server": server, "name": marked.name, "at": "2026-01-01T00:00:00Z"},
+            {"server": server, "name": finished.name, "at": "2026-01-01T00:00:00Z"},
             // Another server's entry is not this backup's to clean up.
             {"server": "postgres@192.0.2.1:5432", "name": leftover.name, "at": "2026-01-01T00:00:00Z"},
         ])
@@ -691,6 +713,15 @@ fn a_database_left_by_an_interrupted_restore_is_dropped_by_the_next_backup_and_n
         "a database not in the ledger was dropped"
     );
     assert_eq!(not_ours.sql("SELECT count(*) FROM kept"), "1");
+    assert!(
+        !database_exists(&marked.name),
+        "the marked half-restored database is still there"
+    );
+    assert!(
+        database_exists(&finished.name),
+        "a finished (unmarked, with tables) database was dropped"
+    );
+    assert_eq!(finished.sql("SELECT count(*) FROM pupils"), "1");
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(&ledger).unwrap()).unwrap();
     let entries = entries.as_array().unwrap();
     assert!(
@@ -703,20 +734,27 @@ fn a_database_left_by_an_interrupted_restore_is_dropped_by_the_next_backup_and_n
         "the other server's entry stays: {entries:?}"
     );
     let history = env.json(&["history"]);
-    let cleanup = history
+    let cleanups: Vec<&Value> = history
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["operation"] == "cleanup")
-        .unwrap_or_else(|| panic!("no cleanup run in the history: {history}"));
-    assert_eq!(cleanup["outcome"], "success", "{cleanup}");
-    assert!(
-        cleanup["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(&leftover.name),
-        "{cleanup}"
+        .filter(|r| r["operation"] == "cleanup")
+        .collect();
+    assert_eq!(
+        cleanups.len(),
+        2,
+        "one cleanup per dropped database: {history}"
     );
+    for name in [&leftover.name, &marked.name] {
+        assert!(
+            cleanups.iter().any(|c| c["outcome"] == "success"
+                && c["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(name.as_str())),
+            "no cleanup of {name}: {history}"
+        );
+    }
 }
 
 // 7. One bad administrator address does not stop the email to the others.
@@ -878,4 +916,38 @@ fn an_old_style_gzip_bomb_under_the_public_key_is_refused_in_bounded_memory() {
         "verify used {} MiB of memory on a gzip bomb",
         kib / 1024
     );
+}
+
+#[test]
+fn a_backup_that_names_the_public_development_key_is_refused_as_untrusted() {
+    // Anyone can make a SchoolVault-format file under the public key; SchoolVault never
+    // writes one, so it is refused before anything in it is used.
+    use schoolvault_engine::archive::{seal_in_memory, BackupKind, Header, SourceInfo};
+    let dev = schoolvault_engine::crypto::Key::from_hex(DEV_KEY).unwrap();
+    let header = Header {
+        cipher: String::new(),
+        chunk_size: 0,
+        nonce_prefix: String::new(),
+        key_fingerprint: String::new(),
+        compression: String::new(),
+        created_at: chrono::Utc::now(),
+        app_version: "0.1.0".into(),
+        backup_id: "20261203-000000-dead".into(),
+        kind: BackupKind::Manual,
+        source: SourceInfo {
+            engine: "postgresql".into(),
+            server_version: "15".into(),
+            database: "erp".into(),
+        },
+    };
+    let forged = seal_in_memory(&dev, header, 1 << 20, b"not even gzip").unwrap();
+    let env = Env::new();
+    let file = env.dir.path().join("forged.svb");
+    std::fs::write(&file, forged).unwrap();
+    let path = file.to_str().unwrap();
+    for cmd in ["verify", "decrypt"] {
+        let (code, line) = env.fails(&[cmd, path]);
+        assert_eq!(code, "untrusted_file", "{cmd}: {line}");
+        assert!(line.contains("public development key"), "{line}");
+    }
 }

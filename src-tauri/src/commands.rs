@@ -319,8 +319,12 @@ pub async fn create_demo(state: State<'_, AppState>) -> Res<AppStatus> {
 #[tauri::command]
 pub async fn key_generate(state: State<'_, AppState>) -> Res<KeyInfo> {
     let keys = state.keys()?;
+    // Never over an existing key, except the old system's public one (imported before
+    // SchoolVault refused it): that one is replaced, as the refusal's message says.
     if let Some(k) = keys.keychain_current()? {
-        return Ok(key_info(&KeyOrigin::Keychain, &k));
+        if !schoolvault_engine::legacy::is_dev_key(&k) {
+            return Ok(key_info(&KeyOrigin::Keychain, &k));
+        }
     }
     let key = Key::generate();
     keys.store(&key)?;

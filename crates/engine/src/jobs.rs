@@ -288,11 +288,8 @@ impl Vault {
 
 /// Whether a catalog entry is an old-system file found by [`rescan`].
 fn is_v1_record(b: &BackupRecord) -> bool {
-    b.engine == V1_ENGINE
+    b.engine == legacy::CATALOG_ENGINE
 }
-
-/// The catalog's engine of old-system files.
-const V1_ENGINE: &str = "postgresql (old system, v1)";
 
 fn run_record<T>(
     operation: &str,
@@ -1074,8 +1071,11 @@ pub async fn test_restore(
             restore_inner(vault, &path.to_string_lossy(), server, &opts, progress).await?;
         let scratch_target = server.with_database(&name);
         let compared = compare_scratch(&scratch_target, &restored, &id, &path).await;
-        postgres::drop_database(server, &name).await;
-        ledger_release(vault, server, &name);
+        // Forgotten only once it is gone: a scratch copy of the school's data must not stay
+        // on the server unnoticed (the next run drops it).
+        if postgres::drop_database_checked(server, &name).await.is_ok() {
+            ledger_release(vault, server, &name);
+        }
         compared
     }
     .await;
@@ -1159,7 +1159,16 @@ async fn create_owned_database(vault: &Vault, server: &PgTarget, name: &str) -> 
     });
     ledger_write(vault, &entries)?;
     match postgres::create_database(server, name).await {
-        Ok(t) => Ok(t),
+        Ok(t) => {
+            // Marked on the server itself: the sweep drops only a database that still bears
+            // this mark, never one that finished or that someone else made under the name.
+            if let Err(e) = postgres::set_unfinished_mark(server, name, true).await {
+                let _ = postgres::drop_database_checked(server, name).await;
+                ledger_release(vault, server, name);
+                return Err(e);
+            }
+            Ok(t)
+        }
         Err(e) => {
             // Not ours (it existed) or not made: forget it without touching it.
             ledger_release(vault, server, name);
@@ -1190,6 +1199,16 @@ async fn sweep_created(vault: &Vault, server: &PgTarget) {
         .collect();
     for e in left {
         let started = Utc::now();
+        match postgres::is_unfinished(server, &e.name).await {
+            // Gone, finished, or not ours: forget it, touch nothing.
+            Ok(false) => {
+                ledger_release(vault, server, &e.name);
+                continue;
+            }
+            Ok(true) => {}
+            // The server cannot say: leave it for a later run.
+            Err(_) => continue,
+        }
         let dropped = postgres::drop_database_checked(server, &e.name).await;
         if dropped.is_ok() {
             ledger_release(vault, server, &e.name);
@@ -1213,15 +1232,18 @@ async fn sweep_created(vault: &Vault, server: &PgTarget) {
     }
 }
 
-/// Remove `.partial` files a killed backup or export left in the backup folder. Callers hold
-/// the run lock, so no other job is writing one.
+/// Remove the `.svb.partial` / `.enc.partial` files a killed backup or export left in the
+/// backup folder (no other file). Callers hold the run lock, so no other job of this computer
+/// is writing one.
 fn sweep_partials(vault: &Vault) {
     let Ok(dir) = std::fs::read_dir(&vault.dir) else {
         return;
     };
     for entry in dir.flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "partial") && path.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.ends_with(".svb.partial") || name.ends_with(".enc.partial");
+        if ours && path.is_file() {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -1639,7 +1661,7 @@ async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecord, RescanEn
             .as_ref()
             .map(|v| v.key_fingerprint.clone())
             .unwrap_or_default(),
-        engine: V1_ENGINE.into(),
+        engine: legacy::CATALOG_ENGINE.into(),
         server_version: String::new(),
         database: String::new(),
         tables: opened.as_ref().map(|v| v.tables.len() as u64).unwrap_or(0),
@@ -1806,6 +1828,9 @@ pub async fn restore(
     let started = Utc::now();
     let result = restore_inner(vault, what, target, opts, progress).await;
     if let (Ok(_), Some(name)) = (&result, &opts.create_db) {
+        // Finished: the database is the person's now. Its mark goes first, so a run killed
+        // before the ledger is written cannot make the next run drop it.
+        let _ = postgres::set_unfinished_mark(target, name, false).await;
         ledger_release(vault, target, name);
     }
     let id = result.as_ref().ok().map(|o| o.backup_id.clone());
@@ -1857,8 +1882,7 @@ async fn restore_inner(
             let created = create_owned_database(vault, target, name).await?;
             let result =
                 restore_into(vault, &path, key, &created, true, manifest, opts, progress).await;
-            if result.is_err() {
-                postgres::drop_database(target, name).await;
+            if result.is_err() && postgres::drop_database_checked(target, name).await.is_ok() {
                 ledger_release(vault, target, name);
             }
             // On success the ledger entry stays until the caller is done with the database:
@@ -2593,7 +2617,8 @@ pub async fn export_v1(
     target: &PgTarget,
     out: Option<&Path>,
 ) -> Result<ExportOutcome> {
-    let (key, _) = vault.keys.current()?;
+    let (key, origin) = vault.keys.current()?;
+    crate::keychain::refuse_public_key(&key, &origin)?;
     let (bytes, records) = legacy::export(target, &key).await?;
     let (dir, name) = match out {
         Some(p) => (

@@ -198,6 +198,16 @@ impl Keys {
     /// # Errors
     /// `WrongKey`, naming the backup's fingerprint and the one this computer has.
     pub fn for_reading(&self, wanted: Fingerprint) -> Result<Key> {
+        // SchoolVault never writes with the public development key: a backup that names it
+        // was made by someone else, and anyone could have (an old keychain import would
+        // otherwise open it without a word).
+        if crate::legacy::dev_key_fingerprint() == Some(wanted) {
+            return Err(Error::new(
+                ErrorKind::Untrusted,
+                "This file claims to be a SchoolVault backup encrypted with the old system's public development key, which SchoolVault never uses: anyone could have made it",
+                "Do not restore it; use a backup made by SchoolVault with your own key",
+            ));
+        }
         if let Some((key, _)) = &self.override_key {
             if key.fingerprint() == wanted {
                 return Ok(key.clone());

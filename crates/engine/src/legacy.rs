@@ -140,6 +140,11 @@ impl V1Backup {
 /// The warning shown for a file that opened with the development key.
 pub const DEV_KEY_WARNING: &str = "This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from";
 
+/// The public development key's fingerprint.
+pub fn dev_key_fingerprint() -> Option<crate::crypto::Fingerprint> {
+    Key::from_hex(DEV_KEY_HEX).ok().map(|k| k.fingerprint())
+}
+
 /// Whether `key` is the old system's public development key, which must never protect a new
 /// backup: anyone could read it, and anyone could forge a backup that restores their data.
 pub fn is_dev_key(key: &Key) -> bool {
@@ -187,6 +192,9 @@ fn decrypt(key: &Key, file: &[u8]) -> Option<Vec<u8>> {
 /// Files up to this size are read whole and authenticated without sniffing (memory: a few
 /// times this); larger ones must look like gzip under one of the keys first.
 const READ_WHOLE: u64 = 32 << 20;
+
+/// The catalog's `engine` of an old-system file found by a rescan.
+pub const CATALOG_ENGINE: &str = "postgresql (old system, v1)";
 
 /// How many bytes of a file [`sniff`] needs.
 pub const SNIFF_LEN: usize = IV_LEN + TAG_LEN + 3;
@@ -250,7 +258,8 @@ pub fn open(file: &[u8], keys: &[Key]) -> Result<V1Backup> {
     }
     let candidates: Vec<(&Key, bool)> = keys
         .iter()
-        .map(|k| (k, false))
+        // The dev key is the dev key wherever it came from (an old keychain import).
+        .map(|k| (k, is_dev_key(k)))
         .chain(std::iter::once((&dev, true)))
         .collect();
     for (key, is_dev) in &candidates {

@@ -3,7 +3,8 @@
 //! Default: keep every backup of the last 30 days. Optionally also the newest N, and the newest
 //! backup of each of the last N weeks and N months. Whatever the policy, never delete the
 //! newest backup that verified, nor a safety backup younger than 7 days, nor anything that is
-//! not a complete backup (a damaged or unreadable file is left for a person to look at).
+//! not a complete backup (a damaged or unreadable file is left for a person to look at), nor
+//! an old-system file (the school's history from before SchoolVault).
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
@@ -90,6 +91,9 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
         // Only what is understood is pruned: a damaged, incomplete or unreadable file (a
         // foreign file, another key's v1 file) stays until a person deletes it.
         .filter(|b| b.status == "complete")
+        // The old system's files are the school's history from before SchoolVault: a person
+        // decides when they go.
+        .filter(|b| b.engine != crate::legacy::CATALOG_ENGINE)
         .filter(|b| !keep.contains(b.id.as_str()))
         .filter(|b| b.created_at < cutoff)
         .filter(|b| !(b.kind == BackupKind::Safety && now - b.created_at < Duration::days(7)))
@@ -180,10 +184,13 @@ mod tests {
         foreign.status = "not_a_backup".into();
         let mut cut = backup("cut", 120, BackupKind::Scheduled, None, now);
         cut.status = "truncated".into();
+        let mut old_system = backup("old-system", 400, BackupKind::Manual, Some(true), now);
+        old_system.engine = crate::legacy::CATALOG_ENGINE.into();
         let list = vec![
             damaged,
             foreign,
             cut,
+            old_system,
             backup("old", 90, BackupKind::Scheduled, None, now),
         ];
         let policy = Retention {

@@ -4,9 +4,10 @@
 //! The `tar` crate reads a GNU long-name (`L`, `K`) or pax (`x`, `g`) entry whole into memory
 //! before the entry it describes: an archive that claims a 1 GiB long name costs 1 GiB. A
 //! SchoolVault archive holds none of these (its paths are short ustar names), so the guard
-//! follows the tar stream's blocks as they pass and refuses such an entry larger than
-//! [`MAX_META`], and GNU sparse entries, before the tar reader buffers them. Every byte is
-//! passed through unchanged.
+//! follows the tar stream's blocks as they pass and refuses a long-name entry larger than
+//! [`MAX_META`], pax headers (which could change an entry's size behind the guard's back) and
+//! GNU sparse entries, before the tar reader buffers them. Every byte is passed through
+//! unchanged.
 
 use std::io::{self, Read};
 
@@ -54,7 +55,14 @@ impl<R: Read> TarGuard<R> {
         let size = entry_size(&h[124..136])
             .ok_or_else(|| Self::refused("a tar header has an unreadable size".into()))?;
         match h[156] {
-            b'L' | b'K' | b'x' | b'g' if size > MAX_META => {
+            // A pax record may override the next entry's size, which would put this guard
+            // out of step: SchoolVault never writes one, so none is let through.
+            b'x' | b'g' => {
+                return Err(Self::refused(
+                    "a pax header entry, which no backup holds".into(),
+                ))
+            }
+            b'L' | b'K' if size > MAX_META => {
                 return Err(Self::refused(format!(
                     "a tar metadata entry claims {size} bytes, more than any backup holds"
                 )))
@@ -107,7 +115,7 @@ fn entry_size(field: &[u8]) -> Option<u64> {
     let digits: Vec<u8> = field
         .iter()
         .copied()
-        .skip_while(|&b| b == b' ')
+        .skip_while(|&b| b == b' ' || b == b'\t')
         .take_while(|&b| (b'0'..=b'7').contains(&b))
         .collect();
     if digits.is_empty() {

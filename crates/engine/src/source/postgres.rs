@@ -849,6 +849,61 @@ pub async fn database_exists(target: &PgTarget, name: &str) -> Result<bool> {
     Ok(exists)
 }
 
+/// The comment a database bears while SchoolVault is restoring into it.
+const UNFINISHED_MARK: &str =
+    "SchoolVault: restore in progress; dropped by SchoolVault if left unfinished";
+
+/// Mark database `name` (one SchoolVault just created) as unfinished, or clear the mark.
+///
+/// # Errors
+/// Connection and permission errors.
+pub async fn set_unfinished_mark(server: &PgTarget, name: &str, unfinished: bool) -> Result<()> {
+    let mut conn = server.connect().await?;
+    let comment = if unfinished {
+        format!("'{}'", UNFINISHED_MARK.replace('\'', "''"))
+    } else {
+        "NULL".to_string()
+    };
+    let done = exec(
+        &mut conn,
+        &format!("COMMENT ON DATABASE {} IS {comment}", quote_ident(name)),
+        server,
+    )
+    .await;
+    let _ = conn.close().await;
+    done
+}
+
+/// Whether database `name` (noted as one SchoolVault was creating) is an unfinished one of
+/// ours: it bears the unfinished mark, or bears no comment and holds no table yet (a run
+/// killed between `CREATE DATABASE` and the mark). A database that finished (its mark
+/// cleared, its tables there) or that someone else made under the name is not.
+///
+/// # Errors
+/// Connection errors.
+pub async fn is_unfinished(server: &PgTarget, name: &str) -> Result<bool> {
+    let mut conn = server.connect().await?;
+    let comment: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(name)
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| db_error(&e, server))?;
+    let _ = conn.close().await;
+    match comment {
+        None => Ok(false),
+        Some(Some(c)) => Ok(c == UNFINISHED_MARK),
+        Some(None) => {
+            let inside = server.with_database(name);
+            let mut conn = inside.connect().await?;
+            let table = any_user_table(&mut conn, &inside).await?;
+            let _ = conn.close().await;
+            Ok(table.is_none())
+        }
+    }
+}
+
 /// Whether the connecting user may create databases (superuser or CREATEDB), which a test
 /// restore needs for its scratch database.
 ///
