@@ -196,11 +196,8 @@ async fn email_test_restore_failure(
         Ok(None) => return None,
         Err(e) => return Some(e.to_string()),
     };
-    let backup_id = jobs::last_test_restore(vault)
-        .map(|m| m.backup_id)
-        .unwrap_or_default();
     let query = email.admins_query();
-    jobs::notify_test_restore_failure(vault, &smtp, query.as_deref(), target, &backup_id, error)
+    jobs::notify_test_restore_failure(vault, &smtp, query.as_deref(), target, error)
         .await
         .err()
         .map(|e| e.to_string())

@@ -482,21 +482,12 @@ async fn routine_test_restore(vault: &Vault, config: &Config, target: &PgTarget)
         return;
     };
     eprintln!("warning: the weekly test restore failed: {e}");
-    let backup_id = jobs::last_test_restore(vault)
-        .map(|m| m.backup_id)
-        .unwrap_or_default();
     match smtp_settings(config) {
         Ok(Some(settings)) => {
             let query = admins_query(config);
-            if let Err(e) = jobs::notify_test_restore_failure(
-                vault,
-                &settings,
-                query.as_deref(),
-                target,
-                &backup_id,
-                &e,
-            )
-            .await
+            if let Err(e) =
+                jobs::notify_test_restore_failure(vault, &settings, query.as_deref(), target, &e)
+                    .await
             {
                 eprintln!("warning: {e}");
             }

@@ -2829,8 +2829,8 @@ pub async fn routine_test_restore(
     }
 }
 
-/// Email the administrators that the routine test restore of `backup_id` failed with `error`,
-/// and record the attempt in the history.
+/// Email the administrators that the routine test restore (of the backup it remembered) failed
+/// with `error`, and record the attempt in the history.
 ///
 /// # Errors
 /// The sending error (also recorded in the history).
@@ -2839,10 +2839,13 @@ pub async fn notify_test_restore_failure(
     settings: &crate::notify::SmtpSettings,
     admins_query: Option<&str>,
     target: &PgTarget,
-    backup_id: &str,
     error: &Error,
 ) -> Result<usize> {
     let started = Utc::now();
+    // The backup it tested is the one routine_test_restore remembered.
+    let backup_id = last_test_restore(vault)
+        .map(|m| m.backup_id)
+        .unwrap_or_default();
     let settings = with_school_admins(vault, settings, admins_query, target).await;
     let failure = crate::notify::Failure {
         at: started,
@@ -2852,7 +2855,7 @@ pub async fn notify_test_restore_failure(
         error: error.to_string(),
         last_success: vault.last_success().await.ok().flatten(),
     };
-    let (subject, text, html) = crate::notify::test_restore_failure_message(&failure, backup_id);
+    let (subject, text, html) = crate::notify::test_restore_failure_message(&failure, &backup_id);
     let sent = crate::notify::send(&settings, &subject, &text, &html).await;
     let summary = sent
         .as_ref()
