@@ -51,6 +51,7 @@ use crate::crypto::{
     random_nonce_prefix, DecryptingReader, EncryptingWriter, Fingerprint, Key, NONCE_PREFIX_LEN,
 };
 use crate::error::{inner_error, Error, ErrorKind, Result};
+pub use crate::source::model::{SequenceValue, SourceInfo, TableManifest};
 
 /// The first bytes of every v2 archive.
 pub const MAGIC: &[u8; 8] = b"SVBACKUP";
@@ -65,17 +66,6 @@ pub const EXTENSION: &str = "svb";
 const MAX_HEADER_LEN: u32 = 1 << 20;
 /// The largest chunk size a reader accepts (a bound on the memory a header can ask for).
 const MAX_CHUNK_SIZE: u32 = 64 << 20;
-
-/// Where a backup came from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SourceInfo {
-    /// `postgresql`.
-    pub engine: String,
-    /// The server's version, e.g. `15.19`.
-    pub server_version: String,
-    /// The database name.
-    pub database: String,
-}
 
 /// Why a backup was made.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -133,39 +123,6 @@ pub struct Header {
     pub kind: BackupKind,
     /// What was backed up.
     pub source: SourceInfo,
-}
-
-/// A table in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TableManifest {
-    /// The number under `data/`.
-    pub index: u32,
-    /// Schema name.
-    pub schema: String,
-    /// Table name.
-    pub name: String,
-    /// The columns in the COPY data, in order (generated columns are not stored).
-    pub columns: Vec<String>,
-}
-
-impl TableManifest {
-    /// `schema.name` for messages.
-    pub fn display_name(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-}
-
-/// A sequence's state in the snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SequenceValue {
-    /// Schema name.
-    pub schema: String,
-    /// Sequence name.
-    pub name: String,
-    /// `last_value`.
-    pub last_value: i64,
-    /// `is_called`.
-    pub is_called: bool,
 }
 
 /// `manifest.json`: the first entry.

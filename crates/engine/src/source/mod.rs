@@ -1,5 +1,7 @@
 //! Database adapters: one per engine, each able to take a consistent snapshot, export every
 //! table and restore into a transaction. PostgreSQL first; MariaDB and SQLite join later.
 
+pub mod model;
 pub mod postgres;
-pub mod schema;
+
+pub use model::{SequenceValue, SourceInfo, TableManifest};

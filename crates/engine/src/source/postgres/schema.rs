@@ -20,7 +20,8 @@ use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
 use crate::error::Result;
-use crate::source::postgres::{col, db_error, qualified, quote_ident, PgTarget};
+use crate::source::postgres::sql::{lit, not_extension, qualified, quote_ident, USER_NS};
+use crate::source::postgres::{col, db_error, PgTarget};
 
 /// The captured DDL.
 #[derive(Debug, Clone, Default)]
@@ -31,22 +32,6 @@ pub struct Schema {
     pub post_data: String,
     /// Objects that are not reproduced, described for a person.
     pub unsupported: Vec<String>,
-}
-
-/// Namespaces of the user: not system, not temporary, not toast.
-const USER_NS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
-
-/// Not a member of an extension (the extension recreates it).
-fn not_extension(class: &str, oid: &str) -> String {
-    format!(
-        "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{class}'::regclass \
-         AND d.objid = {oid} AND d.deptype = 'e')"
-    )
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 async fn rows(

@@ -1,0 +1,499 @@
+//! Making a backup: the snapshot coordinator, the export workers that stream each table's
+//! `COPY` output in 256 KiB batches into gzipped parts, and the encrypting writer they share.
+//! A worker holds at most a few batches and one part's compressed bytes, so memory does not
+//! grow with the database.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures_util::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{
+    self, gzip_tar_entry, gzip_tar_trailer, part_path, ArchiveWriter, BackupKind, End, Header,
+    Manifest, TableEnd, TableManifest, EXTENSION, PART_SIZE,
+};
+use crate::catalog::BackupRecord;
+use crate::error::{Error, Result};
+use crate::progress::{Phase, Progress, ProgressEvent};
+use crate::source::postgres::{PgTarget, Snapshot, SnapshotWorker, TableInfo};
+use crate::storage::PartialFile;
+
+use crate::jobs::scratch::{sweep_created, sweep_partials};
+use crate::jobs::{internal, join_error, run_record, Cancel, Vault, APP_VERSION};
+
+/// How to make a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// Manual, scheduled or safety.
+    pub kind: BackupKind,
+    /// Export workers (database connections), at least 1.
+    pub jobs: usize,
+    /// gzip level, 1-9.
+    pub compression_level: u32,
+    /// Stops the job.
+    pub cancel: Cancel,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions {
+            kind: BackupKind::Manual,
+            jobs: 2,
+            compression_level: 6,
+            cancel: Cancel::default(),
+        }
+    }
+}
+
+/// What a backup made.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupOutcome {
+    /// The new backup, as the catalog now lists it.
+    pub backup: BackupRecord,
+    /// True when no key existed and one was generated (save a recovery copy!).
+    pub key_generated: bool,
+    /// Database objects the backup does not reproduce (listed in its manifest).
+    pub unsupported: Vec<String>,
+}
+
+/// Make a backup of `target` into the vault.
+///
+/// # Errors
+/// Connection and permission errors (naming the table), key and disk errors. No file is left
+/// behind and nothing is listed when it fails.
+pub async fn backup(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
+    let started = Utc::now();
+    let result = backup_inner(vault, target, opts, progress, started).await;
+    let id = result.as_ref().ok().map(|o| o.backup.id.clone());
+    vault
+        .record_run(run_record(
+            "backup",
+            Some(opts.kind),
+            started,
+            &result,
+            id,
+            None,
+        ))
+        .await;
+    result
+}
+
+pub(super) fn backup_id(at: DateTime<Utc>) -> String {
+    format!(
+        "{}-{:04x}",
+        at.format("%Y%m%d-%H%M%S"),
+        rand::thread_rng().gen::<u16>()
+    )
+}
+
+pub(super) fn file_stem(database: &str) -> String {
+    let s: String = database
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    if s.is_empty() {
+        "backup".into()
+    } else {
+        s
+    }
+}
+
+pub(super) struct Counters {
+    rows: AtomicU64,
+    bytes: AtomicU64,
+    tables_done: AtomicU64,
+    tables_total: u64,
+    total_bytes: u64,
+}
+
+pub(super) struct ExportShared {
+    target: PgTarget,
+    snapshot_id: String,
+    queue: Mutex<VecDeque<TableInfo>>,
+    sink: Arc<Mutex<ArchiveWriter>>,
+    counters: Counters,
+    progress: Arc<dyn Progress>,
+    level: u32,
+    mtime: u64,
+    cancel: Cancel,
+    /// Row batches and compressed parts, reused so that memory stays what the first large
+    /// table made it, whatever comes after (fresh buffers fragment the allocator's arenas).
+    pool: BufferPool,
+}
+
+#[derive(Default)]
+pub(super) struct BufferPool {
+    batches: Mutex<Vec<Vec<u8>>>,
+    parts: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    fn take(list: &Mutex<Vec<Vec<u8>>>, capacity: usize) -> Vec<u8> {
+        list.lock()
+            .ok()
+            .and_then(|mut l| l.pop())
+            .unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+    fn give(list: &Mutex<Vec<Vec<u8>>>, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut l) = list.lock() {
+            if l.len() < 64 {
+                l.push(buf);
+            }
+        }
+    }
+}
+
+impl ExportShared {
+    fn report(&self, table: &str) {
+        let c = &self.counters;
+        self.progress.report(&ProgressEvent {
+            phase: Phase::Export,
+            table: Some(table.to_string()),
+            tables_done: c.tables_done.load(Ordering::Relaxed),
+            tables_total: c.tables_total,
+            rows: c.rows.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            total_bytes: Some(c.total_bytes),
+        });
+    }
+}
+
+pub(super) async fn backup_inner(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    started: DateTime<Utc>,
+) -> Result<BackupOutcome> {
+    let t0 = Instant::now();
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    sweep_partials(vault);
+    sweep_created(vault, target).await;
+    let snapshot = Snapshot::open(target).await?;
+    progress.report(&ProgressEvent::phase(Phase::Snapshot));
+    let write_key = match vault.keys.for_writing() {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = snapshot.close(target).await;
+            return Err(e);
+        }
+    };
+    let id = backup_id(started);
+    let name = format!("{}-{id}.{EXTENSION}", file_stem(&snapshot.source.database));
+    let (partial, file) = PartialFile::create(&vault.dir, &name)?;
+
+    let header = Header {
+        cipher: String::new(),
+        chunk_size: 0,
+        nonce_prefix: String::new(),
+        key_fingerprint: String::new(),
+        compression: String::new(),
+        created_at: started,
+        app_version: APP_VERSION.into(),
+        backup_id: id.clone(),
+        kind: opts.kind,
+        source: snapshot.source.clone(),
+    };
+    let mut writer = ArchiveWriter::create(file, &write_key.key, header)?;
+    let manifest = Manifest {
+        format: archive::FORMAT_VERSION,
+        backup_id: id.clone(),
+        kind: opts.kind,
+        snapshot_at: snapshot.taken_at,
+        source: snapshot.source.clone(),
+        tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
+        sequences: snapshot.sequences.clone(),
+        schema: true,
+        unsupported: snapshot.schema.unsupported.clone(),
+    };
+    let mtime = snapshot.taken_at.timestamp().max(0) as u64;
+    let level = opts.compression_level.clamp(1, 9);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| internal(&e.to_string()))?;
+    writer.write_member(
+        &gzip_tar_entry("manifest.json", &json, mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    writer.write_member(
+        &gzip_tar_entry(
+            archive::PRE_DATA,
+            snapshot.schema.pre_data.as_bytes(),
+            mtime,
+            level,
+        )
+        .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    let post_data = snapshot.schema.post_data.clone();
+
+    let shared = Arc::new(ExportShared {
+        target: target.clone(),
+        snapshot_id: snapshot.id.clone(),
+        queue: Mutex::new(snapshot.tables.iter().cloned().collect()),
+        sink: Arc::new(Mutex::new(writer)),
+        counters: Counters {
+            rows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            tables_done: AtomicU64::new(0),
+            tables_total: snapshot.tables.len() as u64,
+            total_bytes: snapshot.tables.iter().map(|t| t.estimated_bytes).sum(),
+        },
+        progress: progress.clone(),
+        level,
+        mtime,
+        cancel: opts.cancel.clone(),
+        pool: BufferPool::default(),
+    });
+    let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
+    let exported =
+        futures_util::future::try_join_all((0..workers).map(|_| export_worker(shared.clone())))
+            .await;
+    let exported = match exported {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = snapshot.close(target).await;
+            return Err(e);
+        }
+    };
+    snapshot.close(target).await?;
+
+    progress.report(&ProgressEvent::phase(Phase::Finish));
+    let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
+    tables.sort_by_key(|t| t.index);
+    let end = End {
+        total_rows: tables.iter().map(|t| t.rows).sum(),
+        total_bytes: tables.iter().map(|t| t.bytes).sum(),
+        tables,
+        finished_at: Utc::now(),
+    };
+    let shared = Arc::try_unwrap(shared).map_err(|_| internal("export still running"))?;
+    let mut writer = Arc::try_unwrap(shared.sink)
+        .map_err(|_| internal("export still running"))?
+        .into_inner()
+        .map_err(|_| internal("a worker panicked"))?;
+    writer.write_member(
+        &gzip_tar_entry(archive::POST_DATA, post_data.as_bytes(), mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
+    writer.write_member(
+        &gzip_tar_entry("end.json", &json, mtime, level)
+            .map_err(|e| Error::io("compressing", &e))?,
+    )?;
+    writer.write_member(&gzip_tar_trailer().map_err(|e| Error::io("compressing", &e))?)?;
+    opts.cancel.check()?;
+    let written = writer.finish()?;
+    let path = partial.commit(written.file)?;
+
+    let record = BackupRecord {
+        id,
+        path,
+        created_at: started,
+        kind: opts.kind,
+        status: "complete".into(),
+        size: written.size,
+        sha256: written.sha256,
+        key_fingerprint: write_key.key.fingerprint().to_string(),
+        engine: manifest.source.engine.clone(),
+        server_version: manifest.source.server_version.clone(),
+        database: manifest.source.database.clone(),
+        tables: manifest.tables.len() as u64,
+        rows: end.total_rows,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        verified_at: None,
+        verify_ok: None,
+        verify_message: None,
+    };
+    vault.catalog.put(&record).await?;
+    Ok(BackupOutcome {
+        backup: record,
+        key_generated: write_key.generated,
+        unsupported: manifest.unsupported.clone(),
+    })
+}
+
+pub(super) async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<TableEnd>> {
+    let mut worker = SnapshotWorker::join(&shared.target, &shared.snapshot_id).await?;
+    let mut done = Vec::new();
+    loop {
+        shared.cancel.check()?;
+        let next = shared
+            .queue
+            .lock()
+            .map_err(|_| internal("queue poisoned"))?
+            .pop_front();
+        let Some(table) = next else { break };
+        done.push(export_table(&mut worker, &table.manifest, &shared).await?);
+        shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
+        shared.report(&table.manifest.display_name());
+    }
+    worker.close().await;
+    Ok(done)
+}
+
+/// Rows travel from the COPY stream to a part's compressor in batches of this size.
+pub(super) const BATCH: usize = 256 << 10;
+
+/// A part being compressed on a blocking thread while its rows arrive. The compressed bytes
+/// are held until the part ends (its tar header needs the size), then written under the sink's
+/// lock: a worker holds one part's compressed bytes (about 2 MiB) and at most five batches of
+/// raw rows, whatever the size of its tables.
+pub(super) struct PartWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl PartWriter {
+    fn start(shared: &Arc<ExportShared>, index: u32, part: u32) -> PartWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let shared = shared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let compressing = |e: std::io::Error| Error::io("compressing", &e);
+            let out = BufferPool::take(&shared.pool.parts, PART_SIZE / 3);
+            let mut gz = GzEncoder::new(out, Compression::new(shared.level));
+            let mut size = 0u64;
+            while let Some(batch) = rx.blocking_recv() {
+                gz.write_all(&batch).map_err(compressing)?;
+                size += batch.len() as u64;
+                BufferPool::give(&shared.pool.batches, batch);
+            }
+            gz.write_all(archive::tar_padding(size))
+                .map_err(compressing)?;
+            let body = gz.finish().map_err(compressing)?;
+            let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
+                .map_err(compressing)?;
+            {
+                let mut sink = shared
+                    .sink
+                    .lock()
+                    .map_err(|_| internal("writer poisoned"))?;
+                sink.write_member(&head)?;
+                sink.write_member(&body)?;
+            }
+            BufferPool::give(&shared.pool.parts, body);
+            Ok(())
+        });
+        PartWriter { tx, task }
+    }
+
+    async fn finish(self) -> Result<()> {
+        drop(self.tx);
+        self.task.await.map_err(join_error)?
+    }
+}
+
+pub(super) async fn export_table(
+    worker: &mut SnapshotWorker,
+    table: &TableManifest,
+    shared: &Arc<ExportShared>,
+) -> Result<TableEnd> {
+    let name = table.display_name();
+    shared.report(&name);
+    let mut stream = worker.copy_out(table, &shared.target).await?;
+    let mut hasher = Sha256::new();
+    let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
+    let mut batch: Vec<u8> = BufferPool::take(&shared.pool.batches, BATCH);
+    let mut part: Option<PartWriter> = None;
+    let mut part_bytes = 0usize;
+    let mut at_row_end = true;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            crate::source::postgres::db_error(&e, &shared.target)
+                .context(format_args!("reading table {name}"))
+        })?;
+        hasher.update(&chunk);
+        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        rows += newlines;
+        bytes += chunk.len() as u64;
+        shared.counters.rows.fetch_add(newlines, Ordering::Relaxed);
+        shared
+            .counters
+            .bytes
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        // A part ends at a row end before it would pass PART_SIZE; one row larger than a
+        // part makes a larger part.
+        let used = part_bytes + batch.len();
+        if used > 0 && used + chunk.len() > PART_SIZE && at_row_end {
+            let p = match part.take() {
+                Some(p) => p,
+                None => PartWriter::start(shared, table.index, parts),
+            };
+            send_batch(p, &mut batch, shared).await?.finish().await?;
+            parts += 1;
+            part_bytes = 0;
+            shared.cancel.check()?;
+            shared.report(&name);
+        }
+        batch.extend_from_slice(&chunk);
+        at_row_end = chunk.last() == Some(&b'\n');
+        if batch.len() >= BATCH {
+            let p = match part.take() {
+                Some(p) => p,
+                None => PartWriter::start(shared, table.index, parts),
+            };
+            part_bytes += batch.len();
+            part = Some(send_batch(p, &mut batch, shared).await?);
+        }
+    }
+    drop(stream);
+    if part.is_some() || !batch.is_empty() {
+        let p = match part.take() {
+            Some(p) => p,
+            None => PartWriter::start(shared, table.index, parts),
+        };
+        send_batch(p, &mut batch, shared).await?.finish().await?;
+        parts += 1;
+    }
+    BufferPool::give(&shared.pool.batches, batch);
+    Ok(TableEnd {
+        index: table.index,
+        rows,
+        bytes,
+        parts,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Send the batch (if any) to the part, leaving `batch` empty; on failure, the part's own
+/// error (a full disk…) is returned rather than "the compressor stopped".
+pub(super) async fn send_batch(
+    part: PartWriter,
+    batch: &mut Vec<u8>,
+    shared: &ExportShared,
+) -> Result<PartWriter> {
+    if batch.is_empty() {
+        return Ok(part);
+    }
+    let full = std::mem::replace(batch, BufferPool::take(&shared.pool.batches, BATCH));
+    if part.tx.send(full).await.is_ok() {
+        return Ok(part);
+    }
+    // The compressor stopped early: its own error says why.
+    drop(part.tx);
+    Err(part
+        .task
+        .await
+        .map_err(join_error)?
+        .err()
+        .unwrap_or_else(|| internal("the compressor stopped")))
+}

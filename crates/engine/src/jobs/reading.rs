@@ -1,0 +1,301 @@
+//! Reading an archive: opening it with the right key, walking its parts, tallying every
+//! table's rows and checksum against `end.json`, and opening the old system's v1 files. Every
+//! operation that reads a backup (verify, inspect, preview, restore, rescan) goes through here.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::archive::{
+    self, read_preamble, CountingReader, End, Header, Item, Manifest, Preamble, TableEnd,
+    TableManifest,
+};
+use crate::crypto::Key;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keychain::Keys;
+use crate::legacy::{self, V1Backup};
+use crate::progress::{Phase, Progress, ProgressEvent};
+
+use crate::jobs::join_error;
+
+/// Open a backup file and read its preamble; find the key that opens it.
+pub(super) fn open_archive(path: &Path, keys: &Keys) -> Result<(BufReader<File>, Preamble, Key)> {
+    let file =
+        File::open(path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let pre = read_preamble(&mut r)?;
+    let key = match keys.for_reading(pre.fingerprint()) {
+        Ok(key) => key,
+        Err(e) if e.kind() == ErrorKind::WrongKey => {
+            if let Ok((ours, _)) = keys.current() {
+                if archive::fingerprint_was_damaged(path, &pre, &ours) {
+                    return Err(Error::new(
+                        ErrorKind::Damaged,
+                        "The backup file's header is damaged (its key fingerprint changed after it was written)",
+                        "Use another copy of this backup",
+                    ));
+                }
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((r, pre, key))
+}
+
+/// Checks each table's data against `end.json` while it streams past.
+#[derive(Default)]
+pub(super) struct TableTally {
+    seen: HashMap<u32, (Sha256, u64, u64, u32)>,
+}
+
+impl TableTally {
+    pub(super) fn start_part(&mut self, table: &TableManifest, part: u32) -> Result<()> {
+        let entry = self.seen.entry(table.index).or_default();
+        if entry.3 != part {
+            return Err(Error::new(
+                ErrorKind::Damaged,
+                format!("The backup's data for table {} is out of order (part {part} where {} was expected)", table.display_name(), entry.3),
+                "The file is damaged; use another copy of this backup",
+            ));
+        }
+        entry.3 += 1;
+        Ok(())
+    }
+
+    pub(super) fn update(&mut self, index: u32, data: &[u8]) {
+        let entry = self.seen.entry(index).or_default();
+        entry.0.update(data);
+        entry.1 += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        entry.2 += data.len() as u64;
+    }
+
+    /// Compare with the manifest and end record; return (tables, rows, bytes).
+    pub(super) fn check(mut self, manifest: &Manifest, end: &End) -> Result<(u64, u64, u64)> {
+        let ends: HashMap<u32, &TableEnd> = end.tables.iter().map(|t| (t.index, t)).collect();
+        let (mut rows, mut bytes) = (0, 0);
+        for t in &manifest.tables {
+            let Some(e) = ends.get(&t.index) else {
+                return Err(inconsistent(t, "it is missing from the end record"));
+            };
+            let (h, r, b, p) = self.seen.remove(&t.index).unwrap_or_default();
+            if r != e.rows {
+                return Err(inconsistent(
+                    t,
+                    &format!("{r} rows where the end record says {}", e.rows),
+                ));
+            }
+            if b != e.bytes || p != e.parts || hex::encode(h.finalize()) != e.sha256 {
+                return Err(inconsistent(t, "its data does not match its checksum"));
+            }
+            rows += r;
+            bytes += b;
+        }
+        if end.tables.len() != manifest.tables.len() {
+            return Err(Error::new(
+                ErrorKind::Inconsistent,
+                "The backup's end record lists tables its manifest does not",
+                "The file is damaged; use another copy of this backup",
+            ));
+        }
+        Ok((manifest.tables.len() as u64, rows, bytes))
+    }
+}
+
+pub(super) fn inconsistent(t: &TableManifest, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Inconsistent,
+        format!(
+            "Table {} in the backup is inconsistent: {what}",
+            t.display_name()
+        ),
+        "The file is damaged or was altered; use another copy of this backup",
+    )
+}
+
+pub(super) struct Scan {
+    pub(super) header: Header,
+    pub(super) manifest: Manifest,
+    pub(super) end: End,
+    pub(super) tables: u64,
+    pub(super) rows: u64,
+    pub(super) bytes: u64,
+}
+
+pub(super) fn scan_file(path: &Path, keys: &Keys, progress: &dyn Progress) -> Result<Scan> {
+    let (r, pre, key) = open_archive(path, keys)?;
+    let total = std::fs::metadata(path).map(|m| m.len()).ok();
+    scan_stream(r, pre, &key, total, progress)
+}
+
+/// Read a whole v2 archive from `r` with `key` as [`verify`] reads a file (preamble, every
+/// chunk, the tar stream, each table's rows and checksum against `end.json`), without a vault,
+/// a catalog or a keychain: for fuzzing and tests. Returns the header, manifest and end record.
+///
+/// # Errors
+/// `WrongKey` when the header names another key; otherwise what [`verify`] reports.
+pub fn verify_reader(mut r: impl Read, key: &Key) -> Result<(Header, Manifest, End)> {
+    let pre = read_preamble(&mut r)?;
+    if pre.fingerprint() != key.fingerprint() {
+        return Err(Error::new(
+            ErrorKind::WrongKey,
+            format!(
+                "This backup was made with key {}; the key given is {}",
+                pre.fingerprint(),
+                key.fingerprint()
+            ),
+            "Use the key the backup was made with",
+        ));
+    }
+    let scan = scan_stream(r, pre, key, None, &crate::progress::Silent)?;
+    Ok((scan.header, scan.manifest, scan.end))
+}
+
+pub(super) fn scan_stream(
+    r: impl Read,
+    pre: Preamble,
+    key: &Key,
+    total: Option<u64>,
+    progress: &dyn Progress,
+) -> Result<Scan> {
+    let count = Arc::new(AtomicU64::new(pre.aad.len() as u64));
+    let reader = CountingReader::new(r, count.clone());
+    let mut tally = TableTally::default();
+    let mut last_report = 0u64;
+    let (manifest, end) = archive::walk(archive::plaintext(reader, &pre, key), |item| {
+        if let Item::Part { table, part, data } = item {
+            tally.start_part(table, part)?;
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                if n == 0 {
+                    break;
+                }
+                tally.update(table.index, &buf[..n]);
+            }
+            let done = count.load(Ordering::Relaxed);
+            if done - last_report > (4 << 20) {
+                last_report = done;
+                progress.report(&ProgressEvent {
+                    phase: Phase::Verify,
+                    table: Some(table.display_name()),
+                    tables_done: 0,
+                    tables_total: 0,
+                    rows: 0,
+                    bytes: done,
+                    total_bytes: total,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    let (tables, rows, bytes) = tally.check(&manifest, &end)?;
+    Ok(Scan {
+        header: pre.header,
+        manifest,
+        end,
+        tables,
+        rows,
+        bytes,
+    })
+}
+
+pub(super) fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Whether the file starts like a SchoolVault archive (otherwise it may be an old-system file).
+pub(super) fn is_v2(path: &Path) -> Result<bool> {
+    let mut start = [0u8; 8];
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format_args!("opening {}", path.display()), &e))?;
+    let mut n = 0;
+    while n < start.len() {
+        match f.read(&mut start[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), &e)),
+        }
+    }
+    Ok(archive::looks_like_v2(&start[..n]))
+}
+
+/// Open an old-system file with every key at hand (and the old development key).
+pub(super) async fn open_v1(path: &Path, keys: Arc<Keys>) -> Result<V1Backup> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let candidates = keys.candidates();
+        // Look at the first bytes before reading the whole file: a large foreign file
+        // is refused without being loaded.
+        let reading = |e: std::io::Error| Error::io(format_args!("reading {}", path.display()), &e);
+        let mut f = File::open(&path).map_err(reading)?;
+        let size = f.metadata().map_err(reading)?.len();
+        let mut head = Vec::with_capacity(legacy::SNIFF_LEN);
+        (&mut f)
+            .take(legacy::SNIFF_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(reading)?;
+        legacy::sniff(&head, size, &candidates)?;
+        drop(f);
+        let bytes = std::fs::read(&path).map_err(reading)?;
+        legacy::open(&bytes, &candidates)
+    })
+    .await
+    .map_err(join_error)?
+}
+
+/// The refusal of an old-system file under the public development key.
+pub(super) fn untrusted_v1() -> Error {
+    Error::new(
+        ErrorKind::Untrusted,
+        "This old-system file opened only with the old system's public development key, so anyone could have written it (for example adding an administrator account); nothing was changed",
+        "Restore it only if you know where it came from: confirm the second warning in the app, or pass --trust-dev-key to `schoolvault restore`",
+    )
+}
+
+pub(super) fn v1_warnings(v1: &V1Backup) -> Vec<String> {
+    let mut w = Vec::new();
+    if v1.dev_key {
+        w.push(legacy::DEV_KEY_WARNING.to_string());
+    }
+    for (key, _) in &v1.tables {
+        if legacy::table_for(key).is_none() {
+            w.push(format!("The file holds records under {key:?}, which matches no table: it cannot be restored"));
+        }
+    }
+    w
+}
+
+pub(super) fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<Manifest> {
+    let mut tar = tar::Archive::new(crate::tar_guard::TarGuard::new(archive::plaintext(
+        r, pre, key,
+    )));
+    let mut entries = tar.entries().map_err(|e| archive::read_error(&e))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Truncated,
+                "The backup is empty",
+                "Use another backup",
+            )
+        })?
+        .map_err(|e| archive::read_error(&e))?;
+    let path = first.path().map_err(|e| archive::read_error(&e))?;
+    if path.to_string_lossy() != "manifest.json" {
+        return Err(Error::new(
+            ErrorKind::Damaged,
+            "The backup does not start with its manifest",
+            "Use another copy of this backup",
+        ));
+    }
+    archive::read_json(&mut first, "manifest")
+}

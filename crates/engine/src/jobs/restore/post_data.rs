@@ -1,0 +1,216 @@
+//! The post-data step of a restore: the schema's indexes, constraints and triggers, split into
+//! statements and built in parallel where they are independent.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::archive::{self};
+use crate::error::Result;
+use crate::progress::{Phase, Progress, ProgressEvent};
+use crate::source::postgres::{PgTarget, RestoreTxn};
+
+use crate::jobs::restore::load::builder;
+
+/// Split SQL that SchoolVault wrote (no dollar quotes; literals as `'…'` with `''`) into
+/// statements.
+pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum In {
+        Code,
+        Single { escapes: bool },
+        Double,
+        LineComment,
+        BlockComment,
+    }
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut state = In::Code;
+    let mut i = 0;
+    let push = |cur: &mut String, out: &mut Vec<String>| {
+        let stmt = cur.trim().to_string();
+        if !stmt.is_empty() {
+            out.push(stmt);
+        }
+        cur.clear();
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match state {
+            In::Code => match c {
+                ';' => {
+                    push(&mut cur, &mut out);
+                    i += 1;
+                    continue;
+                }
+                '\'' => {
+                    // E'…' strings take backslash escapes.
+                    let e = cur.ends_with(['E', 'e'])
+                        && !cur[..cur.len() - 1]
+                            .ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                    state = In::Single { escapes: e };
+                }
+                '"' => state = In::Double,
+                '-' if next == Some('-') => state = In::LineComment,
+                '/' if next == Some('*') => state = In::BlockComment,
+                '$' => {
+                    // A dollar quote: $tag$ … $tag$, copied whole.
+                    let tag_end = chars[i + 1..]
+                        .iter()
+                        .position(|&t| !(t.is_alphanumeric() || t == '_'))
+                        .map(|p| i + 1 + p);
+                    if let Some(j) = tag_end.filter(|&j| chars[j] == '$') {
+                        let starts_ident = chars.get(i + 1).is_some_and(|t| t.is_ascii_digit());
+                        let after_ident = cur.ends_with(|p: char| p.is_alphanumeric() || p == '_');
+                        if !starts_ident && !after_ident {
+                            let tag: String = chars[i..=j].iter().collect();
+                            let body_start = j + 1;
+                            let rest: String = chars[body_start..].iter().collect();
+                            let close = rest.find(&tag).map_or(rest.len(), |p| p + tag.len());
+                            cur.push_str(&tag);
+                            cur.push_str(&rest[..close]);
+                            i = body_start + rest[..close].chars().count();
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            In::Single { escapes } => {
+                if escapes && c == '\\' {
+                    cur.push(c);
+                    if let Some(n) = next {
+                        cur.push(n);
+                    }
+                    i += 2;
+                    continue;
+                }
+                if c == '\'' {
+                    if next == Some('\'') {
+                        cur.push_str("''");
+                        i += 2;
+                        continue;
+                    }
+                    state = In::Code;
+                }
+            }
+            In::Double => {
+                if c == '"' {
+                    if next == Some('"') {
+                        cur.push_str("\"\"");
+                        i += 2;
+                        continue;
+                    }
+                    state = In::Code;
+                }
+            }
+            In::LineComment => {
+                if c == '\n' {
+                    state = In::Code;
+                }
+            }
+            In::BlockComment => {
+                if c == '*' && next == Some('/') {
+                    cur.push_str("*/");
+                    i += 2;
+                    state = In::Code;
+                    continue;
+                }
+            }
+        }
+        cur.push(c);
+        i += 1;
+    }
+    push(&mut cur, &mut out);
+    out
+}
+
+
+/// Run post-data on a database this restore created: indexes and keys on two connections at
+/// once, then foreign keys and the rest in order on one. Partitioned tables' statements lock
+/// several tables at once, so a schema with any runs serially.
+pub(in crate::jobs) async fn run_post_data_parallel(
+    target: &PgTarget,
+    sql: &str,
+    progress: &Arc<dyn Progress>,
+) -> Result<()> {
+    let statements = split_statements(sql);
+    let is_fk = |s: &str| s.starts_with("ALTER TABLE") && s.contains(" FOREIGN KEY ");
+    let is_key_or_index = |s: &str| {
+        s.starts_with("CREATE INDEX")
+            || s.starts_with("CREATE UNIQUE INDEX")
+            || (s.starts_with("ALTER TABLE") && !is_fk(s))
+    };
+    // Keys and indexes first (a foreign key needs its referenced key), then foreign keys, each
+    // phase two statements at a time; the rest (attachments, triggers, ownership, comments,
+    // refreshes) in order.
+    let (keys, others): (Vec<String>, Vec<String>) =
+        statements.into_iter().partition(|s| is_key_or_index(s));
+    let (fks, rest): (Vec<String>, Vec<String>) = others.into_iter().partition(|s| is_fk(s));
+    for phase in [keys, fks] {
+        let queue = Mutex::new(phase.into_iter().collect::<VecDeque<String>>());
+        let mut builders = Vec::new();
+        for _ in 0..2 {
+            builders.push(RestoreTxn::autocommit(target.connect().await?, target).await?);
+        }
+        futures_util::future::try_join_all(
+            builders.into_iter().map(|t| builder(t, &queue, progress)),
+        )
+        .await?;
+    }
+    let conn = target.connect().await?;
+    let mut txn = RestoreTxn::autocommit(conn, target).await?;
+    for stmt in rest {
+        progress.report(&ProgressEvent {
+            table: Some(stmt.chars().take(80).collect()),
+            ..ProgressEvent::phase(Phase::Restore)
+        });
+        txn.run_sql(
+            &stmt,
+            &format!("running {} of the backup", archive::POST_DATA),
+        )
+        .await?;
+    }
+    txn.rollback().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::split_statements;
+
+    #[test]
+    fn splits_only_on_semicolons_outside_quotes_and_comments() {
+        let sql = "CREATE INDEX \"a;b\" ON t (\"x;\"\"y\");\n\
+                   COMMENT ON TABLE t IS 'it''s; fine';\n\
+                   COMMENT ON COLUMN t.\"a'b\" IS E'back\\'slash; ok';\n\
+                   -- a comment; with a semicolon\n\
+                   /* block; comment */ ALTER TABLE t ADD CHECK (x <> ';');\n\
+                   CREATE FUNCTION f() RETURNS int AS $fn$ SELECT 1; $fn$ LANGUAGE sql;\n\
+                   SELECT $$a;b$$;";
+        let got = split_statements(sql);
+        assert_eq!(got.len(), 6, "{got:#?}");
+        assert_eq!(got[0], "CREATE INDEX \"a;b\" ON t (\"x;\"\"y\")");
+        assert_eq!(got[1], "COMMENT ON TABLE t IS 'it''s; fine'");
+        assert_eq!(got[2], "COMMENT ON COLUMN t.\"a'b\" IS E'back\\'slash; ok'");
+        assert!(
+            got[3].ends_with("ALTER TABLE t ADD CHECK (x <> ';')"),
+            "{}",
+            got[3]
+        );
+        assert!(got[4].contains("$fn$ SELECT 1; $fn$"), "{}", got[4]);
+        assert_eq!(got[5], "SELECT $$a;b$$");
+    }
+
+    #[test]
+    fn plain_list_and_empty_statements() {
+        assert_eq!(split_statements("A; ;B;"), vec!["A", "B"]);
+        assert!(split_statements("  ").is_empty());
+        // $1 is a parameter, not a dollar quote.
+        assert_eq!(
+            split_statements("SELECT $1; SELECT 2"),
+            vec!["SELECT $1", "SELECT 2"]
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! PostgreSQL: one consistent snapshot of every table, `COPY` out, and the transactional
+//! replace-restore.
+//!
+//! The snapshot works as `pg_dump -j` does: a coordinator opens a `REPEATABLE READ, READ ONLY`
+//! transaction, exports its snapshot with `pg_export_snapshot()` and takes `ACCESS SHARE` locks
+//! on every table (so none can be dropped or rewritten under us); each export worker opens its
+//! own transaction and joins that snapshot with `SET TRANSACTION SNAPSHOT`, so every table comes
+//! from the same instant. Data travels in `COPY` text format, which represents every type
+//! exactly. Generated columns are left out (the server recomputes them on restore).
+//!
+//! | file | owns |
+//! |---|---|
+//! | `connection` | [`PgTarget`] (URL, TLS, password), sessions, error mapping |
+//! | `sql` | quoting and the one list of user schemas |
+//! | `snapshot` | the consistent snapshot and the export workers |
+//! | `schema` | capturing the DDL from the catalogs |
+//! | `restore` | the restore transaction and the target checks |
+//! | `admin` | creating, marking and dropping databases; probing the server |
+
+mod admin;
+mod connection;
+mod restore;
+pub mod schema;
+mod snapshot;
+mod sql;
+
+pub use admin::{
+    create_database, database_exists, drop_database, drop_database_checked, is_unfinished,
+    may_create_database, probe, refuse_existing, set_unfinished_mark, ServerProbe,
+};
+pub use connection::{col, db_error, PgTarget, Tls};
+pub use restore::{
+    any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
+    tables_present, RestoreTxn,
+};
+pub use snapshot::{Snapshot, SnapshotWorker, TableInfo};
+pub use sql::{qualified, quote_ident};

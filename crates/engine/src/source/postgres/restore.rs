@@ -1,0 +1,367 @@
+//! The restore side of PostgreSQL: the one transaction a restore runs in, the checks that the
+//! target has every table and column, and the row counts shown before a restore.
+
+use sqlx::postgres::PgConnection;
+use sqlx::Connection;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::{SequenceValue, TableManifest};
+
+use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
+use crate::source::postgres::sql::{column_list, qualified, USER_SCHEMAS};
+
+/// A replace-restore in progress: one transaction on the target in which the backup's tables
+/// were emptied; nothing is visible to others until [`RestoreTxn::commit`].
+pub struct RestoreTxn {
+    conn: PgConnection,
+    target: PgTarget,
+}
+
+/// How many of `tables` the target has.
+///
+/// # Errors
+/// Database errors.
+pub async fn tables_present(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableManifest],
+) -> Result<usize> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| qualified(&t.schema, &t.name))
+        .collect();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM unnest($1::text[]) t(name) WHERE to_regclass(t.name) IS NOT NULL",
+    )
+    .bind(&names)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    Ok(n as usize)
+}
+
+/// Run an SQL script (several statements) on `target`, in one transaction.
+///
+/// # Errors
+/// Connection errors and the first failing statement's error.
+pub async fn run_script(target: &PgTarget, sql: &str) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let mut tx = sqlx::Connection::begin(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    sqlx::Executor::execute(&mut *tx, sql)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    tx.commit().await.map_err(|e| db_error(&e, target))
+}
+
+/// The exact row count of each of `tables` (`schema`, `name`) in the target; `None` for a
+/// table that is not there. One snapshot, so the counts belong together.
+///
+/// # Errors
+/// Connection and permission errors.
+pub async fn live_row_counts(
+    target: &PgTarget,
+    tables: &[(String, String)],
+) -> Result<Vec<Option<u64>>> {
+    let mut conn = target.connect().await?;
+    let mut tx = sqlx::Connection::begin(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, name) in tables {
+        if name.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let q = qualified(schema, name);
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&q)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db_error(&e, target))?;
+        if exists.is_none() {
+            out.push(None);
+            continue;
+        }
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {q}"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| {
+                db_error(&e, target).context(format!("counting the rows of {schema}.{name}"))
+            })?;
+        out.push(Some(u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+/// A table of the user's in the target, if there is any (to tell an empty database).
+///
+/// # Errors
+/// Database errors.
+pub async fn any_user_table(conn: &mut PgConnection, target: &PgTarget) -> Result<Option<String>> {
+    sqlx::query_scalar(&format!(
+        "SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMAS} LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))
+}
+
+/// Check, without changing anything, that this session may turn off triggers and foreign-key
+/// checks (`session_replication_role = replica`), which a replace restore needs.
+///
+/// # Errors
+/// `DbAuth` saying what to grant.
+pub async fn check_may_disable_triggers(conn: &mut PgConnection, target: &PgTarget) -> Result<()> {
+    let probe = sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
+        .execute(&mut *conn)
+        .await;
+    if probe.is_ok() {
+        return Ok(());
+    }
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    Err(replica_refused(target))
+}
+
+pub(super) fn replica_refused(target: &PgTarget) -> Error {
+    let user = target.options.get_username().to_string();
+    Error::new(
+        ErrorKind::DbAuth,
+        format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
+        format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
+    )
+}
+
+/// Check that `target` has every table of the backup with every column, without changing
+/// anything.
+///
+/// # Errors
+/// `TargetMismatch` naming the first missing table or column.
+pub async fn check_target(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableManifest],
+) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT n.nspname::text, c.relname::text, \
+                coalesce((SELECT array_agg(a.attname::text) FROM pg_attribute a \
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                            AND a.attgenerated = ''), '{}') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let mut have = std::collections::HashMap::new();
+    for row in rows {
+        let key: (String, String) = (col(&row, 0)?, col(&row, 1)?);
+        let cols: Vec<String> = col(&row, 2)?;
+        have.insert(key, cols);
+    }
+    for t in tables {
+        let Some(cols) = have.get(&(t.schema.clone(), t.name.clone())) else {
+            return Err(Error::new(
+                ErrorKind::TargetMismatch,
+                format!(
+                    "The target database {} has no table {} that the backup holds; nothing was changed",
+                    target.describe(),
+                    t.display_name()
+                ),
+                "Restore into the database this backup was made from, or create the table first",
+            ));
+        };
+        if let Some(missing) = t.columns.iter().find(|c| !cols.contains(c)) {
+            return Err(Error::new(
+                ErrorKind::TargetMismatch,
+                format!(
+                    "The table {} in the target database {} has no column {missing:?} that the backup holds; nothing was changed",
+                    t.display_name(),
+                    target.describe()
+                ),
+                "The database's schema changed since the backup; restore into a database with the backup's schema",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl RestoreTxn {
+    /// Begin the restore on `conn`: one transaction, triggers and foreign-key checks off for
+    /// the session where permitted, and every table of the backup emptied.
+    ///
+    /// # Errors
+    /// `TargetMismatch` if tables are missing, database errors otherwise; the transaction is
+    /// rolled back.
+    pub async fn begin(
+        mut conn: PgConnection,
+        target: &PgTarget,
+        tables: &[TableManifest],
+    ) -> Result<RestoreTxn> {
+        check_target(&mut conn, target, tables).await?;
+        exec(&mut conn, "BEGIN", target).await?;
+        let mut txn = RestoreTxn {
+            conn,
+            target: target.clone(),
+        };
+        let replica = sqlx::raw_sql(
+            "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
+        )
+        .execute(&mut txn.conn)
+        .await;
+        if replica.is_err() {
+            // Without it, user triggers would fire during the load and foreign keys would be
+            // checked table by table in the archive's order: refuse before changing anything.
+            txn.rollback().await;
+            return Err(replica_refused(target));
+        }
+        if !tables.is_empty() {
+            let list = tables
+                .iter()
+                .map(|t| qualified(&t.schema, &t.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Err(e) = txn.exec(&format!("TRUNCATE TABLE ONLY {list}")).await {
+                txn.rollback().await;
+                return Err(e.context("emptying the tables before loading"));
+            }
+        }
+        Ok(txn)
+    }
+
+    /// Begin a restore into a database that has none of the backup's tables: one transaction
+    /// in which the schema files and the data are loaded.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn begin_empty(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
+        // Indexes and constraints are built after the data, in this one transaction: give
+        // their sorts memory and let the server build B-trees in parallel.
+        exec(
+            &mut conn,
+            "BEGIN; SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL max_parallel_maintenance_workers = 2",
+            target,
+        )
+        .await?;
+        Ok(RestoreTxn {
+            conn,
+            target: target.clone(),
+        })
+    }
+
+    /// A session without a transaction, for a database this restore created (it is dropped
+    /// again if anything fails, so parallel sessions may load it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn autocommit(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
+        exec(
+            &mut conn,
+            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 2",
+            target,
+        )
+        .await?;
+        Ok(RestoreTxn {
+            conn,
+            target: target.clone(),
+        })
+    }
+
+    /// Run SQL (a schema file) inside the restore's transaction.
+    ///
+    /// # Errors
+    /// Database errors, with the statement's context.
+    pub async fn run_sql(&mut self, sql: &str, what: &str) -> Result<()> {
+        self.exec(sql).await.map_err(|e| e.context(what))
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<()> {
+        exec(&mut self.conn, sql, &self.target).await
+    }
+
+    /// Start a `COPY FROM STDIN` into `table`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn copy_in(
+        &mut self,
+        table: &TableManifest,
+    ) -> Result<sqlx::postgres::PgCopyIn<&mut PgConnection>> {
+        let sql = format!(
+            "COPY {}{} FROM STDIN",
+            qualified(&table.schema, &table.name),
+            column_list(&table.columns)
+        );
+        let target = self.target.clone();
+        self.conn.copy_in_raw(&sql).await.map_err(|e| {
+            db_error(&e, &target).context(format_args!("loading table {}", table.display_name()))
+        })
+    }
+
+    /// Load one part (whole rows) with its own `COPY`; returns the rows the server loaded.
+    ///
+    /// # Errors
+    /// Database errors, naming the table.
+    pub async fn copy_part(&mut self, table: &TableManifest, data: Vec<Vec<u8>>) -> Result<u64> {
+        let target = self.target.clone();
+        let name = table.display_name();
+        let mut copy = self.copy_in(table).await?;
+        for buf in data {
+            if let Err(e) = copy.send(buf).await {
+                return Err(db_error(&e, &target).context(format_args!("loading table {name}")));
+            }
+        }
+        copy.finish()
+            .await
+            .map_err(|e| db_error(&e, &target).context(format_args!("loading table {name}")))
+    }
+
+    /// The target, for error messages.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
+
+    /// Set every sequence to its value in the backup.
+    ///
+    /// # Errors
+    /// Database errors (a sequence missing in the target among them).
+    pub async fn set_sequences(&mut self, sequences: &[SequenceValue]) -> Result<()> {
+        for s in sequences {
+            let name = qualified(&s.schema, &s.name);
+            let r = sqlx::query("SELECT setval($1::regclass, $2, $3)")
+                .bind(&name)
+                .bind(s.last_value)
+                .bind(s.is_called)
+                .execute(&mut self.conn)
+                .await;
+            if let Err(e) = r {
+                return Err(db_error(&e, &self.target)
+                    .context(format_args!("setting sequence {}.{}", s.schema, s.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the restore visible.
+    ///
+    /// # Errors
+    /// Database errors at commit (deferred constraints among them); the database is then as it
+    /// was before.
+    pub async fn commit(mut self) -> Result<()> {
+        let r = self.exec("COMMIT").await;
+        let _ = self.conn.close().await;
+        r
+    }
+
+    /// Undo everything.
+    pub async fn rollback(mut self) {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        let _ = self.conn.close().await;
+    }
+}

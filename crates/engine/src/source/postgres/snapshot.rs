@@ -1,0 +1,290 @@
+//! The consistent snapshot: the coordinator's `REPEATABLE READ` transaction, exported with
+//! `pg_export_snapshot()`, and the workers that join it to `COPY` every table out.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Row};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::{SequenceValue, SourceInfo, TableManifest};
+
+use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
+use crate::source::postgres::sql::{column_list, qualified, quote_ident, USER_SCHEMAS};
+
+/// A table to export, with its size estimate.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// What goes into the manifest.
+    pub manifest: TableManifest,
+    /// `pg_table_size`, for ordering and the progress estimate.
+    pub estimated_bytes: u64,
+}
+
+/// An open snapshot: the coordinator's connection, holding the locks, and what it saw.
+pub struct Snapshot {
+    conn: PgConnection,
+    /// The exported snapshot's id, for workers to join.
+    pub id: String,
+    /// Every table with data, largest first.
+    pub tables: Vec<TableInfo>,
+    /// Every sequence's value.
+    pub sequences: Vec<SequenceValue>,
+    /// The server and database.
+    pub source: SourceInfo,
+    /// The server's clock at the snapshot.
+    pub taken_at: DateTime<Utc>,
+    /// The schema's DDL, captured in the snapshot.
+    pub schema: crate::source::postgres::schema::Schema,
+}
+
+impl Snapshot {
+    /// Open the snapshot on `target`: every table of every non-system schema (leaf tables and
+    /// partitions; a partitioned parent holds no rows), locked `ACCESS SHARE`.
+    ///
+    /// # Errors
+    /// Connection errors; `TableUnreadable` naming the first table or sequence the user may not
+    /// read.
+    pub async fn open(target: &PgTarget) -> Result<Snapshot> {
+        let mut conn = target.connect().await?;
+        exec(
+            &mut conn,
+            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+             SET row_security = off; \
+             BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
+            target,
+        )
+        .await?;
+        let row = sqlx::query(
+            "SELECT pg_export_snapshot(), now(), current_database()::text, current_setting('server_version')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let id: String = col(&row, 0)?;
+        let taken_at: DateTime<Utc> = col(&row, 1)?;
+        let database: String = col(&row, 2)?;
+        let version: String = col(&row, 3)?;
+        let server_version = version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+
+        let rows = sqlx::query(&format!(
+            "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid), \
+                    coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
+                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                                AND a.attgenerated = ''), '{{}}') \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND {USER_SCHEMAS} \
+             ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let mut tables = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let schema: String = col(row, 0)?;
+            let name: String = col(row, 1)?;
+            let size: i64 = col(row, 2)?;
+            let columns: Vec<String> = col(row, 3)?;
+            tables.push(TableInfo {
+                manifest: TableManifest {
+                    index: i as u32,
+                    schema,
+                    name,
+                    columns,
+                },
+                estimated_bytes: size.max(0) as u64,
+            });
+        }
+        refuse_row_security(&mut conn, target).await?;
+        for t in &tables {
+            let sql = format!(
+                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+                qualified(&t.manifest.schema, &t.manifest.name)
+            );
+            exec(&mut conn, &sql, target)
+                .await
+                .map_err(|e| unreadable(e, "table", &t.manifest.display_name()))?;
+        }
+
+        let seqs = sqlx::query(&format!(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND {USER_SCHEMAS} ORDER BY 1, 2"
+        ))
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+        let mut sequences = Vec::with_capacity(seqs.len());
+        for row in seqs {
+            let schema: String = col(&row, 0)?;
+            let name: String = col(&row, 1)?;
+            let sql = format!(
+                "SELECT last_value, is_called FROM {}",
+                qualified(&schema, &name)
+            );
+            let v = sqlx::query(&sql).fetch_one(&mut conn).await.map_err(|e| {
+                unreadable(
+                    db_error(&e, target),
+                    "sequence",
+                    &format!("{schema}.{name}"),
+                )
+            })?;
+            sequences.push(SequenceValue {
+                schema,
+                name,
+                last_value: col(&v, 0)?,
+                is_called: col(&v, 1)?,
+            });
+        }
+        let schema = crate::source::postgres::schema::capture(&mut conn, target).await?;
+        Ok(Snapshot {
+            conn,
+            id,
+            tables,
+            sequences,
+            schema,
+            source: SourceInfo {
+                engine: "postgresql".into(),
+                server_version,
+                database,
+            },
+            taken_at,
+        })
+    }
+
+    /// End the snapshot's transaction (after every worker has finished).
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn close(mut self, target: &PgTarget) -> Result<()> {
+        exec(&mut self.conn, "COMMIT", target).await?;
+        let _ = self.conn.close().await;
+        Ok(())
+    }
+}
+
+pub(super) fn unreadable(err: Error, what: &str, name: &str) -> Error {
+    if err.kind() == ErrorKind::TableUnreadable {
+        Error::new(
+            ErrorKind::TableUnreadable,
+            format!("The backup user may not read {what} {name}, so the backup cannot be complete"),
+            err.guidance().to_string(),
+        )
+    } else {
+        err.context(format_args!("locking {what} {name}"))
+    }
+}
+
+/// Fail, naming the table, when row-level security would hide rows of a table from the backup
+/// user: a backup holding only the rows a policy shows looks complete and verifies, and a
+/// later replace restore would lose the hidden rows. (Every export session also runs with
+/// `row_security = off`, as `pg_dump` does, so PostgreSQL refuses rather than filters.)
+pub(super) async fn refuse_row_security(conn: &mut PgConnection, target: &PgTarget) -> Result<()> {
+    let row = sqlx::query(&format!(
+        "SELECT n.nspname::text || '.' || c.relname::text, current_user::text \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND {USER_SCHEMAS} \
+           AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) \
+           AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) \
+         ORDER BY 1 LIMIT 1"
+    ))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let table: String = row.try_get(0).map_err(|e| db_error(&e, target))?;
+    let user: String = row.try_get(1).map_err(|e| db_error(&e, target))?;
+    Err(Error::new(
+        ErrorKind::TableUnreadable,
+        format!("Table {table} has row-level security: the backup user {user} would see only the rows its policies allow, so the backup cannot be complete; nothing was written"),
+        format!("Back up as the table's owner or a superuser, or give the backup user the BYPASSRLS privilege (ALTER ROLE {} BYPASSRLS)", quote_ident(&user)),
+    ))
+}
+
+/// A worker's connection inside the snapshot.
+pub struct SnapshotWorker {
+    conn: PgConnection,
+}
+
+impl SnapshotWorker {
+    /// Connect and join snapshot `id`.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn join(target: &PgTarget, id: &str) -> Result<SnapshotWorker> {
+        let mut conn = target.connect().await?;
+        if id.contains('\'') {
+            return Err(Error::new(ErrorKind::Database, "bad snapshot id", ""));
+        }
+        exec(
+            &mut conn,
+            &format!(
+                "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+                 SET row_security = off; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+            ),
+            target,
+        )
+        .await?;
+        Ok(SnapshotWorker { conn })
+    }
+
+    /// Connect for reading in one `REPEATABLE READ, READ ONLY` transaction of its own (no
+    /// exported snapshot), e.g. to read a scratch database back.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn join_plain(target: &PgTarget) -> Result<SnapshotWorker> {
+        let mut conn = target.connect().await?;
+        exec(
+            &mut conn,
+            "SET row_security = off; BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            target,
+        )
+        .await?;
+        Ok(SnapshotWorker { conn })
+    }
+
+    /// Stream `table`'s rows in COPY text format.
+    ///
+    /// # Errors
+    /// `TableUnreadable` naming the table, or connection errors.
+    pub async fn copy_out<'c>(
+        &'c mut self,
+        table: &TableManifest,
+        target: &PgTarget,
+    ) -> Result<BoxStream<'c, sqlx::Result<Bytes>>> {
+        // The coordinator holds ACCESS SHARE already; if another session queued an exclusive
+        // lock behind it (a migration), waiting here would hang the backup for good, as
+        // pg_dump -j knows: fail instead, naming the table.
+        let lock = format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
+            qualified(&table.schema, &table.name)
+        );
+        exec(&mut self.conn, &lock, target)
+            .await
+            .map_err(|e| unreadable(e, "table", &table.display_name()))?;
+        let sql = format!(
+            "COPY {}{} TO STDOUT",
+            qualified(&table.schema, &table.name),
+            column_list(&table.columns)
+        );
+        self.conn
+            .copy_out_raw(&sql)
+            .await
+            .map_err(|e| unreadable(db_error(&e, target), "table", &table.display_name()))
+    }
+
+    /// End the worker's transaction.
+    pub async fn close(mut self) {
+        let _ = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await;
+        let _ = self.conn.close().await;
+    }
+}
