@@ -1,0 +1,92 @@
+//! The encryption key screen: generate or import the key, save its recovery copy, show it once
+//! in a native dialog. The key's hex never enters the web view.
+
+use schoolvault_engine::crypto::Key;
+use schoolvault_engine::keychain::KeyOrigin;
+use tauri::State;
+
+use super::Res;
+use crate::dto::KeyInfo;
+use crate::state::AppState;
+
+pub(super) fn key_info(origin: &KeyOrigin, key: &Key) -> KeyInfo {
+    KeyInfo {
+        fingerprint: key.fingerprint().to_string(),
+        origin: match origin {
+            KeyOrigin::Env => "env",
+            KeyOrigin::File(_) => "file",
+            KeyOrigin::Keychain => "keychain",
+        }
+        .into(),
+    }
+}
+
+/// Generate the encryption key and keep it in the keychain (never over an existing one).
+#[tauri::command]
+pub async fn key_generate(state: State<'_, AppState>) -> Res<KeyInfo> {
+    let keys = state.keys()?;
+    // Never over an existing key, except the old system's public one (imported before
+    // SchoolVault refused it): that one is replaced, as the refusal's message says.
+    if let Some(k) = keys.keychain_current()? {
+        if !schoolvault_engine::legacy::is_dev_key(&k) {
+            return Ok(key_info(&KeyOrigin::Keychain, &k));
+        }
+    }
+    let key = Key::generate();
+    keys.store(&key)?;
+    Ok(key_info(&KeyOrigin::Keychain, &key))
+}
+
+/// Import a key (64 hex characters, e.g. the old system's `BACKUP_ENCRYPTION_KEY`).
+#[tauri::command]
+pub async fn key_import(state: State<'_, AppState>, hex: String) -> Res<KeyInfo> {
+    let hex = zeroize::Zeroizing::new(hex);
+    let key = Key::from_hex(hex.trim())?;
+    state.keys()?.store(&key)?;
+    Ok(key_info(&KeyOrigin::Keychain, &key))
+}
+
+/// Write the key's recovery copy where the user chooses (mode 0600, replacing any file there);
+/// `null` if they cancel.
+#[tauri::command]
+pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>> {
+    let (key, _) = state.keys()?.current()?;
+    let fp = key.fingerprint().to_string();
+    let asked = state
+        .shell()
+        .pick_recovery_file(&format!("schoolvault-key-{fp}.txt"));
+    let Some(path) = asked.await.ok().flatten() else {
+        return Ok(None);
+    };
+    let sheet = zeroize::Zeroizing::new(format!(
+        "SchoolVault encryption key — recovery copy\n\
+         ==========================================\n\n\
+         Key fingerprint: {fp}\n\
+         Key (64 hex):    {}\n\n\
+         Every SchoolVault backup of this school is encrypted with this key. Without it, no\n\
+         backup can be restored. Print this sheet or keep this file somewhere safe and away\n\
+         from this computer (a locked drawer, a password manager). To use it on another\n\
+         computer: SchoolVault → Settings → Encryption key → Import, or\n\
+         `schoolvault key import`.\n",
+        key.to_hex().as_str()
+    ));
+    // Atomically (temporary file, fsync, rename) and mode 0600, even over an existing file
+    // that anyone could read.
+    schoolvault_engine::storage::write_private(&path, sheet.as_bytes())?;
+    Ok(Some(path.display().to_string()))
+}
+
+/// Show the key's hex once, in a native dialog: it never enters the web view.
+#[tauri::command]
+pub async fn key_show_once(state: State<'_, AppState>) -> Res<()> {
+    let (key, _) = state.keys()?.current()?;
+    let text = format!(
+        "Fingerprint {}\n\n{}\n\nWrite it down and keep it away from this computer.",
+        key.fingerprint(),
+        key.to_hex().as_str()
+    );
+    state
+        .shell()
+        .show_secret("SchoolVault encryption key", &text);
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The restore screen: which backups the web view may name (`checked_what`), the preview,
+//! the restore itself, and the native dialogs that pick a backup file, a CA certificate or the
+//! backup folder.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use schoolvault_engine::jobs::{self, RestoreOptions};
+use schoolvault_engine::progress::Silent;
+use tauri::ipc::Channel;
+use tauri::State;
+
+use super::{detached, finish, ChannelProgress, Res};
+use crate::dto::{self, CommandError, RestorePreview, RestoreResult};
+use crate::state::{AppState, Look};
+
+/// A backup the web view names: an id (looked up in the catalog), or a file it may name — one
+/// the user chose in a native dialog, or one in the backup folder ([`AppState::allowed_file`]).
+pub(super) fn checked_what(state: &AppState, what: &str) -> Res<String> {
+    let path = Path::new(what);
+    if !(what.contains(std::path::is_separator) || path.is_absolute() || path.exists()) {
+        return Ok(what.to_string());
+    }
+    let real = state.allowed_file(path)?;
+    Ok(real
+        .to_str()
+        .map_or_else(|| what.to_string(), str::to_string))
+}
+
+/// Read a backup (an id or a file) completely and count what the restore would replace.
+#[tauri::command]
+pub async fn restore_preview(state: State<'_, AppState>, what: String) -> Res<RestorePreview> {
+    let w = checked_what(&state, &what)?;
+    let vault = state.vault().await?;
+    let target = state.target()?;
+    let p = detached(move || async move {
+        Ok(jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?)
+    })
+    .await?;
+    Ok(RestorePreview {
+        what,
+        backup_id: p.backup_id,
+        file_name: p
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        format: p.format,
+        created_at: p.created_at.map(|t| t.to_rfc3339()),
+        source_database: p.source_database,
+        target: p.target,
+        target_database: p.target_database,
+        tables: p
+            .tables
+            .into_iter()
+            .map(|t| dto::PreviewTable {
+                name: t.name,
+                backup_rows: t.backup_rows,
+                live_rows: t.live_rows,
+            })
+            .collect(),
+        backup_rows: p.backup_rows,
+        live_rows: p.live_rows,
+        warnings: p.warnings,
+        dev_key: p.dev_key,
+    })
+}
+
+/// Restore `what` into the configured database, atomically; `confirm_name` must be the
+/// database's name (the modal's typed confirmation, checked here again). `trust_dev_key`
+/// (default false): the person ticked the second warning, for an old-system file that only
+/// the public development key opened; without it the engine refuses such a file
+/// (`untrusted_file`).
+#[tauri::command]
+pub async fn restore(
+    state: State<'_, AppState>,
+    what: String,
+    confirm_name: String,
+    safety_backup: bool,
+    trust_dev_key: Option<bool>,
+    on_progress: Channel<dto::Progress>,
+) -> Res<RestoreResult> {
+    let what = checked_what(&state, &what)?;
+    let target = state.target()?;
+    if confirm_name.trim() != target.database() {
+        return Err(CommandError::new(
+            "invalid_input",
+            format!(
+                "Type the database's name ({}) to confirm the restore.",
+                target.database()
+            ),
+        ));
+    }
+    let (_slot, cancel) = state.start_job("restore")?;
+    state.shell().look(Look::Running);
+    let opts = RestoreOptions {
+        safety_backup,
+        cancel: cancel.clone(),
+        trust_dev_key: trust_dev_key.unwrap_or(false),
+        ..RestoreOptions::default()
+    };
+    let result: Res<RestoreResult> = async {
+        let vault = state.vault().await?;
+        let out = detached(move || async move {
+            let _lock = vault.lock()?;
+            let progress = ChannelProgress::new(on_progress);
+            Ok(jobs::restore(&vault, &what, &target, &opts, progress).await?)
+        })
+        .await?;
+        Ok(RestoreResult {
+            backup_id: out.backup_id,
+            target: out.target,
+            tables: out.tables,
+            rows: out.rows,
+            duration_ms: out.duration_ms,
+            safety_backup_id: out.safety_backup.map(|b| b.id),
+            warnings: out.warnings,
+        })
+    }
+    .await;
+    finish(&state, "restore", &result, false, false, &cancel);
+    result
+}
+
+/// Pick a backup file (`.svb`, or the old system's `.enc`) with the native dialog; the web view
+/// may name it from then on.
+#[tauri::command]
+pub async fn pick_restore_file(state: State<'_, AppState>) -> Res<Option<String>> {
+    let asked = state.shell().pick_backup_file();
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked(&p);
+        p.display().to_string()
+    }))
+}
+
+/// Pick the CA certificate (PEM) for `verify-ca` / `verify-full` with the native dialog; the
+/// connection form may name it from then on.
+#[tauri::command]
+pub async fn pick_ca_file(state: State<'_, AppState>) -> Res<Option<String>> {
+    let asked = state.shell().pick_ca_file();
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked(&p);
+        p.display().to_string()
+    }))
+}
+
+/// Pick the backup folder with the native folder dialog; the settings may be saved with it
+/// from then on ([`AppState::allowed_backup_dir`]). `null` if the user cancels.
+#[tauri::command]
+pub async fn pick_backup_dir(state: State<'_, AppState>) -> Res<Option<String>> {
+    let current = state.config().backup_dir()?;
+    let asked = state.shell().pick_backup_dir(&current);
+    Ok(asked.await.ok().flatten().map(|p| {
+        state.remember_picked_dir(&p);
+        p.display().to_string()
+    }))
+}
