@@ -126,7 +126,6 @@ pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
     out
 }
 
-
 /// Run post-data on a database this restore created: indexes and keys on two connections at
 /// once, then foreign keys and the rest in order on one. Partitioned tables' statements lock
 /// several tables at once, so a schema with any runs serially.

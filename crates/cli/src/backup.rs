@@ -1,0 +1,137 @@
+//! Writing the database out: `backup` (a new encrypted archive, under the watchdog, with the
+//! failure email) and `export --format v1` (an old-system file, to go back to the old system).
+
+use std::path::Path;
+use std::time::Duration;
+
+use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::jobs::{self, BackupOptions, BackupOutcome, ExportOutcome};
+use schoolvault_engine::Result;
+use serde::{Serialize, Serializer};
+
+use crate::args::KindArg;
+use crate::email::{admins_query, notify_failure};
+use crate::output::{human_size, Report};
+use crate::session::Session;
+
+/// What `backup` made.
+pub(crate) struct Made(BackupOutcome);
+
+impl Serialize for Made {
+    /// The new backup's file, size, key and contents: a summary, not the catalog record.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let Made(out) = self;
+        let b = &out.backup;
+        serde_json::json!({
+            "id": b.id, "file": b.path, "size": b.size, "sha256": b.sha256,
+            "key_fingerprint": b.key_fingerprint, "tables": b.tables, "rows": b.rows,
+            "duration_ms": b.duration_ms, "key_generated": out.key_generated,
+        })
+        .serialize(s)
+    }
+}
+
+impl Report for Made {
+    fn text(&self) -> Result<Vec<String>> {
+        let b = &self.0.backup;
+        Ok(vec![
+            format!(
+                "Backup {} of {} written: {} tables, {} rows, {} in {:.1} s",
+                b.id,
+                b.database,
+                b.tables,
+                b.rows,
+                human_size(b.size),
+                b.duration_ms as f64 / 1000.0
+            ),
+            format!("File: {}", b.path.display()),
+        ])
+    }
+
+    fn notes(&self, _json: bool) -> Vec<String> {
+        let Made(out) = self;
+        let mut notes: Vec<String> = out
+            .unsupported
+            .iter()
+            .map(|u| format!("warning: not in the backup's schema (restore it by hand): {u}"))
+            .collect();
+        if out.key_generated {
+            notes.push(format!(
+                "A new encryption key was generated and stored in the OS keychain (fingerprint {}).\n\
+                 Save a recovery copy NOW with `schoolvault key export` and keep it somewhere safe:\n\
+                 without it, these backups cannot be opened if this computer is lost.",
+                out.backup.key_fingerprint
+            ));
+        }
+        notes
+    }
+}
+
+/// `backup`: back up the database under the watchdog; email the administrators if it fails.
+///
+/// # Errors
+/// No database, `Busy` when another backup runs, the backup's errors.
+pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Result<Made> {
+    let vault = &session.vault;
+    let target = session.target("back up")?;
+    let opts = BackupOptions {
+        kind: match kind {
+            KindArg::Manual => BackupKind::Manual,
+            KindArg::Scheduled => BackupKind::Scheduled,
+        },
+        jobs,
+        ..BackupOptions::default()
+    };
+    let _lock = vault.lock()?;
+    let out = jobs::with_watchdog(
+        vault,
+        "backup",
+        Some(opts.kind),
+        session.watchdog,
+        session.progress.clone(),
+        |p| jobs::backup(vault, &target, &opts, p),
+    )
+    .await;
+    if let Err(e) = &out {
+        notify_failure(vault, &session.settings, opts.kind, &target, e).await;
+    } else if let Some(query) = admins_query(&session.settings) {
+        // Keep the list of administrators fresh for a day the database is down
+        // (briefly: a locked table must not hold up the backup's end).
+        let _ = tokio::time::timeout(
+            Duration::from_secs(20),
+            jobs::refresh_admins(vault, &target, &query),
+        )
+        .await;
+    }
+    Ok(Made(out?))
+}
+
+impl Report for ExportOutcome {
+    fn text(&self) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "Wrote {} ({} records, {}) for the old system.",
+            self.path.display(),
+            self.records,
+            human_size(self.size)
+        )])
+    }
+
+    fn notes(&self, _json: bool) -> Vec<String> {
+        vec![format!(
+            "It is encrypted with key {}: give the old system that key as BACKUP_ENCRYPTION_KEY (`schoolvault key export` prints it).",
+            self.key_fingerprint
+        )]
+    }
+}
+
+/// `export --format v1`: write the database as an old-system file, to `out` or into the backup
+/// folder.
+///
+/// # Errors
+/// No database or key, `Busy`, the export's errors.
+pub(crate) async fn export_v1(session: &Session, out: Option<&Path>) -> Result<ExportOutcome> {
+    let target = session.target("export")?;
+    // It writes a .partial file, which a backup starting meanwhile would sweep.
+    let _lock = session.vault.lock()?;
+    jobs::export_v1(&session.vault, &target, out).await
+}

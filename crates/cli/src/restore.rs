@@ -1,0 +1,131 @@
+//! Putting a backup back: `restore` (after a typed confirmation, with a safety backup first),
+//! and the confirmation question that `restore` and `delete` ask on a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use schoolvault_engine::jobs::{self, RestoreOptions, RestoreOutcome};
+use schoolvault_engine::legacy::V1Mode;
+use schoolvault_engine::{Error, ErrorKind, Result};
+
+use crate::output::Report;
+use crate::session::{target, Session};
+
+/// How `restore` restores, as its flags say.
+pub(crate) struct RestoreArgs {
+    /// A backup id or a file.
+    pub(crate) backup: String,
+    /// Do not ask for confirmation.
+    pub(crate) yes: bool,
+    /// Restore into this database instead of --db.
+    pub(crate) target_db: Option<String>,
+    /// Skip the safety backup of the target.
+    pub(crate) no_safety_backup: bool,
+    /// Old-system files: replace instead of merge.
+    pub(crate) replace: bool,
+    /// Create this database and restore into it.
+    pub(crate) create_db: Option<String>,
+    /// Restore an old-system file under the public development key.
+    pub(crate) trust_dev_key: bool,
+}
+
+impl Report for RestoreOutcome {
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn text(&self) -> Result<Vec<String>> {
+        let mut text: Vec<String> = self
+            .v1_tables
+            .iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "  {:<20} {:>7} inserted {:>7} updated {:>7} removed",
+                    t.table, t.inserted, t.updated, t.deleted
+                )
+            })
+            .collect();
+        text.push(format!(
+            "Restored backup {} into {}: {} tables, {} rows in {:.1} s.",
+            self.backup_id,
+            self.target,
+            self.tables,
+            self.rows,
+            self.duration_ms as f64 / 1000.0
+        ));
+        if let Some(s) = &self.safety_backup {
+            text.push(format!(
+                "The data as it was before is in safety backup {} (undo with `schoolvault restore {} --yes`).",
+                s.id, s.id
+            ));
+        }
+        Ok(text)
+    }
+}
+
+/// `restore`: replace the target's data with the backup's, in one transaction.
+///
+/// # Errors
+/// No database, not confirmed, `Busy`, the restore's errors.
+pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<RestoreOutcome> {
+    let url = args.target_db.or_else(|| session.db.clone());
+    let target = target(url.as_deref(), &session.settings, "restore into")?;
+    if !args.yes && args.create_db.is_none() {
+        confirm(
+            &format!(
+                "This replaces ALL data in the backup's tables of {} with the backup's.",
+                target.describe()
+            ),
+            &target.database(),
+        )?;
+    }
+    let opts = RestoreOptions {
+        safety_backup: !args.no_safety_backup,
+        v1_mode: if args.replace {
+            V1Mode::Replace
+        } else {
+            V1Mode::Merge
+        },
+        create_db: args.create_db,
+        trust_dev_key: args.trust_dev_key,
+        ..RestoreOptions::default()
+    };
+    let _lock = session.vault.lock()?;
+    jobs::restore(
+        &session.vault,
+        &args.backup,
+        &target,
+        &opts,
+        session.progress.clone(),
+    )
+    .await
+}
+
+/// Ask on a terminal; refuse elsewhere.
+///
+/// # Errors
+/// `InvalidInput` when stdin is not a terminal, `Cancelled` for any other answer.
+pub(crate) fn confirm(question: &str, expected: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "Refusing to go on without confirmation",
+            "Add --yes to confirm when not running on a terminal",
+        ));
+    }
+    eprint!("{question} Type {expected:?} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("reading the answer", &e))?;
+    if answer.trim() == expected {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            "Not confirmed",
+            "Nothing was changed",
+        ))
+    }
+}

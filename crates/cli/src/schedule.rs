@@ -1,0 +1,259 @@
+//! The backup schedule from the command line: `schedule next`, `schedule run-due` (one look,
+//! for systemd timers, Task Scheduler, cron) and `schedule run` (in the foreground), and what
+//! each look does around the backup: the stale-backup alert, the weekly report, the failure
+//! email and the weekly test restore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::config::Config;
+use schoolvault_engine::jobs::{self, DueOutcome, Vault};
+use schoolvault_engine::progress::Progress;
+use schoolvault_engine::retention::Retention;
+use schoolvault_engine::schedule::Schedule;
+use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::{ErrorKind, Result};
+use serde::{Serialize, Serializer};
+
+use crate::args::{PolicyArgs, ScheduleAction};
+use crate::email::{admins_query, notify_failure, school_admins_too, smtp_settings};
+use crate::output::Report;
+use crate::session::{target, Session};
+
+/// What a `schedule` command did.
+pub(crate) enum Scheduled {
+    /// `schedule next`: the next runs.
+    Next(Vec<DateTime<Utc>>),
+    /// `schedule run-due`: what the look did.
+    RunDue {
+        /// The slot, the backup and what retention removed.
+        done: Box<DueOutcome>,
+        /// For the text: when the next run is, if nothing was due.
+        schedule: Box<Schedule>,
+    },
+}
+
+impl Serialize for Scheduled {
+    /// The next runs, or what the look did: each as its own document, not wrapped.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Scheduled::Next(next) => next.serialize(s),
+            Scheduled::RunDue { done, .. } => done.serialize(s),
+        }
+    }
+}
+
+impl Report for Scheduled {
+    fn text(&self) -> Result<Vec<String>> {
+        Ok(match self {
+            Scheduled::Next(next) => next
+                .iter()
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%a %Y-%m-%d %H:%M %Z")
+                        .to_string()
+                })
+                .collect(),
+            Scheduled::RunDue { done, schedule } => vec![match (&done.due, &done.backup) {
+                (Some(d), Some(b)) => format!(
+                    "Backup {} made for the slot of {}{}; {} old backup(s) pruned.",
+                    b.id,
+                    d.slot
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M"),
+                    if d.catch_up { " (catch-up)" } else { "" },
+                    done.pruned.len()
+                ),
+                _ => format!(
+                    "Nothing due; next run {}.",
+                    schedule
+                        .next_after(chrono::Utc::now())?
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M")
+                ),
+            }],
+        })
+    }
+}
+
+/// A `schedule` command, with `--cron`/`--tz` over the settings file's schedule. `schedule run`
+/// only returns on an error.
+///
+/// # Errors
+/// A bad cron expression or time zone, no database; `run-due`: the backup's error.
+pub(crate) async fn command(
+    session: &Session,
+    action: ScheduleAction,
+    cron: Option<String>,
+    tz: Option<String>,
+    policy: PolicyArgs,
+) -> Result<Scheduled> {
+    let vault = &session.vault;
+    let (watchdog, progress) = (session.watchdog, &session.progress);
+    let cron = cron.unwrap_or_else(|| session.settings.schedule.cron.clone());
+    let tz = tz.or_else(|| session.settings.schedule.timezone.clone());
+    let schedule = Schedule::parse(&cron, tz.as_deref())?;
+    // The weekly report follows the schedule's time zone too.
+    let mut settings = session.settings.clone();
+    settings.schedule.timezone.clone_from(&tz);
+    match action {
+        ScheduleAction::Next { count } => Ok(Scheduled::Next(
+            schedule.upcoming(chrono::Utc::now(), count)?,
+        )),
+        ScheduleAction::RunDue => {
+            let target = target(session.db.as_deref(), &settings, "back up")?;
+            let retention = policy.policy(&settings);
+            let done = run_due_once(
+                vault, &settings, &target, &schedule, &retention, watchdog, progress,
+            )
+            .await?;
+            Ok(Scheduled::RunDue {
+                done: Box::new(done),
+                schedule: Box::new(schedule),
+            })
+        }
+        ScheduleAction::Run => {
+            let target = target(session.db.as_deref(), &settings, "back up")?;
+            let retention = policy.policy(&settings);
+            let mut announced = None;
+            loop {
+                // Every minute: a due slot, a missed one (also after the machine slept),
+                // the retry of a failed one, the stale alert, the weekly report. Most
+                // looks find nothing to do.
+                match run_due_once(
+                    vault, &settings, &target, &schedule, &retention, watchdog, progress,
+                )
+                .await
+                {
+                    Ok(d) => {
+                        if let Some(b) = d.backup {
+                            eprintln!("backup {} made", b.id);
+                        }
+                    }
+                    // Another run holds the lock: it reports its own outcome.
+                    Err(e) if e.kind() == ErrorKind::Busy => {}
+                    Err(e) => eprintln!("error: {e}"),
+                }
+                let next = schedule.next_after(chrono::Utc::now())?;
+                if announced != Some(next) {
+                    announced = Some(next);
+                    eprintln!(
+                        "next run {}",
+                        next.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+                    );
+                }
+                let left = (next - chrono::Utc::now()).num_seconds().clamp(1, 60) as u64;
+                tokio::time::sleep(Duration::from_secs(left)).await;
+            }
+        }
+    }
+}
+
+/// Before a scheduled run: the stale-backup alert, once, if no backup succeeded for the
+/// configured time (email on). A failure to send is a warning, recorded in the history.
+async fn stale_alert(vault: &Vault, config: &Config, target: &PgTarget) {
+    if let Ok(Some(settings)) = smtp_settings(config) {
+        let settings = school_admins_too(vault, config, &settings);
+        let max_age = chrono::Duration::hours(i64::from(config.email.stale_hours.max(1)));
+        if let Err(e) = jobs::stale_alert(
+            vault,
+            &settings,
+            &target.describe(),
+            max_age,
+            chrono::Utc::now(),
+        )
+        .await
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// Before a scheduled run: the weekly report, when it is on and a Monday 07:00 has passed
+/// since the last one. A failure to send is a warning, recorded in the history.
+async fn weekly_digest(vault: &Vault, config: &Config, target: &PgTarget) {
+    if !config.email.weekly_digest {
+        return;
+    }
+    if let Ok(Some(settings)) = smtp_settings(config) {
+        let settings = school_admins_too(vault, config, &settings);
+        if let Err(e) = jobs::weekly_digest(
+            vault,
+            &settings,
+            &target.describe(),
+            config.schedule.timezone.as_deref(),
+            chrono::Utc::now(),
+            false,
+        )
+        .await
+        {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
+/// One look at the schedule (`schedule run-due`, and each wake of `schedule run`): the
+/// stale-backup alert and the weekly report first, then the due or missed slot under the
+/// watchdog, and a failure email if it fails.
+async fn run_due_once(
+    vault: &Vault,
+    settings: &Config,
+    target: &PgTarget,
+    schedule: &Schedule,
+    retention: &Retention,
+    watchdog: Duration,
+    progress: &Arc<dyn Progress>,
+) -> Result<jobs::DueOutcome> {
+    stale_alert(vault, settings, target).await;
+    weekly_digest(vault, settings, target).await;
+    let done = jobs::with_watchdog(
+        vault,
+        "backup",
+        Some(BackupKind::Scheduled),
+        watchdog,
+        progress.clone(),
+        |p| {
+            jobs::run_due(
+                vault,
+                target,
+                schedule,
+                retention,
+                chrono::Utc::now(),
+                settings.schedule.catch_up,
+                p,
+            )
+        },
+    )
+    .await;
+    if let Err(e) = &done {
+        notify_failure(vault, settings, BackupKind::Scheduled, target, e).await;
+    }
+    if matches!(&done, Ok(d) if d.backup.is_some()) && settings.schedule.test_restore {
+        routine_test_restore(vault, settings, target).await;
+    }
+    done
+}
+
+/// After a scheduled backup: the weekly test restore of the newest backup, when due. A failure
+/// is said on stderr and emailed like a failed backup; the backup itself succeeded.
+async fn routine_test_restore(vault: &Vault, config: &Config, target: &PgTarget) {
+    let Err(e) = jobs::routine_test_restore(vault, target, chrono::Utc::now()).await else {
+        return;
+    };
+    eprintln!("warning: the weekly test restore failed: {e}");
+    match smtp_settings(config) {
+        Ok(Some(settings)) => {
+            let query = admins_query(config);
+            if let Err(e) =
+                jobs::notify_test_restore_failure(vault, &settings, query.as_deref(), target, &e)
+                    .await
+            {
+                eprintln!("warning: {e}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e}"),
+    }
+}
