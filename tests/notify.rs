@@ -73,6 +73,7 @@ fn plain_smtp(port: u16, to: &[&str]) -> schoolvault_engine::notify::SmtpSetting
 #[test]
 fn a_failed_backup_emails_each_administrator_once() {
     let env = Env::new();
+    env.installed_before();
     let smtp = SmtpServer::start(env.dir.path());
     let mut cmd = env.cmd();
     with_smtp(&mut cmd, smtp.port);
@@ -459,6 +460,7 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
 fn a_wrong_database_password_is_emailed_with_the_error_and_the_backup_type() {
     let cluster = support::PasswordCluster::start();
     let env = Env::new();
+    env.installed_before();
     let smtp = SmtpServer::start(env.dir.path());
     let mut cmd = env.cmd();
     with_smtp(&mut cmd, smtp.port);
@@ -554,6 +556,7 @@ fn a_failed_weekly_test_restore_is_emailed_and_shown_on_the_backup() {
          ALTER DOMAIN posint ADD CONSTRAINT pos CHECK (VALUE > 0) NOT VALID",
     );
     let env = Env::new();
+    env.installed_before();
     let smtp = SmtpServer::start(env.dir.path());
     let mut cmd = env.cmd();
     with_smtp(&mut cmd, smtp.port);

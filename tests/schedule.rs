@@ -37,6 +37,7 @@ fn school() -> TestDb {
 fn a_due_slot_runs_once_and_racing_runners_make_one_backup() {
     let db = school();
     let env = Env::new();
+    env.installed_before();
     // Two runners at once (the app and a systemd timer): one backup.
     let spawn = || {
         std::process::Command::new(support::schoolvault_bin())
@@ -317,6 +318,7 @@ fn scratch_left(id: &str) -> bool {
 fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
     let db = school();
     let env = Env::new();
+    env.installed_before();
     let done = env.json(&["--db", &db.url(), "schedule", "run-due"]);
     let id = done["backup"]["id"].as_str().unwrap().to_string();
     // The new backup was restored into a scratch database, compared, and the database dropped.
@@ -371,6 +373,7 @@ fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
     let config = env.dir.path().join("config.toml");
     std::fs::write(&config, "[schedule]\ntest_restore = false\n").unwrap();
     let off = Env::new();
+    off.installed_before();
     let out = off
         .cmd()
         .env("SCHOOLVAULT_CONFIG", &config)
@@ -385,4 +388,40 @@ fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
     let history = off.json(&["history"]);
     assert_eq!(tests(&history), 0, "{history}");
     assert!(off.json(&["list"])[0]["verify_ok"].is_null());
+}
+
+#[test]
+fn a_new_installation_waits_for_its_first_slot() {
+    // Tried as a new user: every minute, on a fresh catalog. The old look ran a "catch-up" for
+    // a slot months before the catalog existed; the app waited. Both now count from their first
+    // look, remembered beside the catalog.
+    let db = school();
+    let env = Env::new();
+    let first = env.json(&[
+        "--db",
+        &db.url(),
+        "schedule",
+        "run-due",
+        "--cron",
+        "* * * * *",
+    ]);
+    assert!(first["backup"].is_null(), "{first}");
+    assert!(first["due"].is_null(), "{first}");
+    assert!(env.files().is_empty(), "{:?}", env.files());
+    let marker = env
+        .dir
+        .path()
+        .join(schoolvault_engine::jobs::FIRST_LOOK_FILE);
+    let remembered = std::fs::read_to_string(&marker).unwrap();
+    assert!(remembered.contains("first_look"), "{remembered}");
+    // A second look does not move the first one.
+    env.json(&[
+        "--db",
+        &db.url(),
+        "schedule",
+        "run-due",
+        "--cron",
+        "0 2 * * *",
+    ]);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), remembered);
 }

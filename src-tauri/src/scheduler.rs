@@ -8,21 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Local, Utc};
-use schoolvault_engine::archive::BackupKind;
-use schoolvault_engine::jobs::{self, BackupOptions};
-use schoolvault_engine::progress::{Progress, ProgressEvent, Watched};
+use schoolvault_engine::jobs::{self, LookEmail, ScheduleLook};
+use schoolvault_engine::progress::{Progress, ProgressEvent};
 use schoolvault_engine::schedule::Schedule;
 
-use crate::commands::{detached, email_failure, finish};
+use crate::commands::{detached, finish};
 use crate::dto::CommandError;
 use crate::state::{AppState, Look, Shell};
 use schoolvault_engine::keychain::Keychain;
 
 /// Run the schedule until the app exits.
 pub async fn run(state: &AppState) {
-    let started = Utc::now();
     loop {
-        let wait = match tick(state, started).await {
+        let wait = match tick(state).await {
             Ok(next) => next,
             Err(_) => Duration::from_secs(30),
         };
@@ -33,15 +31,12 @@ pub async fn run(state: &AppState) {
     }
 }
 
-/// One look at the schedule: run what is due, say when the next run is, and how long to sleep.
-/// `started`: when the app started (a fresh install counts missed slots from then).
+/// One look at the schedule (the engine's [`jobs::look`], the same `schoolvault schedule
+/// run-due` makes): run what is due, say when the next run is, and how long to sleep.
 ///
 /// # Errors
 /// A schedule that cannot be read; a backup's failure is shown (tray, banner), not returned.
-pub async fn tick(
-    state: &AppState,
-    started: chrono::DateTime<Utc>,
-) -> Result<Duration, CommandError> {
+pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
     let config = state.config();
     if !config.schedule.enabled || config.database.is_none() {
         state.set_next_run(None);
@@ -54,104 +49,35 @@ pub async fn tick(
     if state.running().is_none() {
         let (slot, cancel) = state.start_job("scheduled backup")?;
         let vault = state.vault().await?;
-        let policy = config.retention.policy();
         let result: Result<jobs::DueOutcome, CommandError> = async {
             let target = state.target()?;
-            let opts = BackupOptions {
-                kind: BackupKind::Scheduled,
-                cancel: cancel.clone(),
-                ..BackupOptions::default()
-            };
-            let catch_up = config.schedule.catch_up;
-            let limit = config.schedule.watchdog();
-            let zone = config.schedule.timezone.clone();
             let schedule = schedule.clone();
-            let email = config.email.clone();
-            let test_restore_on = config.schedule.test_restore;
-            let job_cancel = cancel.clone();
             let tray = TrayProgress::new(state.shell_handle());
             let keychain: Arc<dyn Keychain> = state.keychain_handle();
+            let job_cancel = cancel.clone();
             detached(move || async move {
-                if let Ok(Some(smtp)) = email.smtp(keychain.as_ref()) {
-                    let smtp = if email.school_admins {
-                        jobs::with_known_admins(&vault, &smtp)
-                    } else {
-                        smtp
-                    };
-                    let database = target.describe();
-                    // The stale-backup alert first: also after the computer was off, before
-                    // the catch-up run. Then the weekly report, when it is on.
-                    let max_age = chrono::Duration::hours(i64::from(email.stale_hours.max(1)));
-                    let _ = jobs::stale_alert(&vault, &smtp, &database, max_age, Utc::now()).await;
-                    if email.weekly_digest {
-                        let _ = jobs::weekly_digest(
-                            &vault,
-                            &smtp,
-                            &database,
-                            zone.as_deref(),
-                            Utc::now(),
-                            false,
-                        )
-                        .await;
-                    }
-                }
-                let watched = Arc::new(Watched::new(tray));
-                let job = jobs::run_due_with(
-                    &vault,
-                    &target,
-                    &schedule,
-                    &policy,
-                    Utc::now(),
-                    catch_up,
-                    Some(started),
-                    &opts,
-                    watched.clone(),
-                );
-                let out = jobs::watch(
-                    &vault,
-                    "backup",
-                    Some(BackupKind::Scheduled),
-                    limit,
-                    &watched,
-                    job,
-                )
-                .await;
-                Ok(match out {
-                    // The weekly test restore, after a scheduled backup: a failure is shown
-                    // and emailed like a failed backup (the newest backup may not restore).
-                    Ok(done) if done.backup.is_some() && test_restore_on => {
-                        match jobs::routine_test_restore(&vault, &target, Utc::now()).await {
-                            Ok(_) => Ok(done),
-                            Err(e) => {
-                                let unsent = email_test_restore_failure(
-                                    &vault,
-                                    &email,
-                                    keychain.as_ref(),
-                                    &target,
-                                    &e,
-                                )
-                                .await;
-                                let e = e
-                                    .context("The weekly test restore of the newest backup failed");
-                                Err(CommandError::from(&e).with_email_error(unsent))
-                            }
-                        }
-                    }
-                    Ok(done) => Ok(done),
-                    Err(e) => {
-                        let unsent = email_failure(
-                            &vault,
-                            &email,
-                            keychain.as_ref(),
-                            BackupKind::Scheduled,
-                            &target,
-                            &e,
-                            &job_cancel,
-                        )
-                        .await;
-                        Err(CommandError::from(&e).with_email_error(unsent))
-                    }
-                })
+                let email = LookEmail {
+                    smtp: config.email.smtp(keychain.as_ref()),
+                    admins_query: config.email.admins_query(),
+                    stale_after: chrono::Duration::hours(i64::from(
+                        config.email.stale_hours.max(1),
+                    )),
+                    weekly_digest: config.email.weekly_digest,
+                };
+                let retention = config.retention.policy();
+                let plan = ScheduleLook {
+                    target: &target,
+                    schedule: &schedule,
+                    retention: &retention,
+                    catch_up: config.schedule.catch_up,
+                    zone: config.schedule.timezone.as_deref(),
+                    watchdog: config.schedule.watchdog(),
+                    test_restore: config.schedule.test_restore,
+                    email: &email,
+                    cancel: job_cancel,
+                };
+                let done = jobs::look(&vault, &plan, Utc::now(), tray).await;
+                Ok(outcome_of(done))
             })
             .await?
         }
@@ -182,25 +108,17 @@ pub async fn tick(
     Ok(until.min(Duration::from_secs(30)))
 }
 
-/// Email the administrators that the weekly test restore failed (when emails are on); the
-/// sending error, if any, to show beside the failure.
-async fn email_test_restore_failure(
-    vault: &jobs::Vault,
-    email: &schoolvault_engine::config::EmailSettings,
-    keychain: &dyn Keychain,
-    target: &schoolvault_engine::source::postgres::PgTarget,
-    error: &schoolvault_engine::Error,
-) -> Option<String> {
-    let smtp = match email.smtp(keychain) {
-        Ok(Some(smtp)) => smtp,
-        Ok(None) => return None,
-        Err(e) => return Some(e.to_string()),
-    };
-    let query = email.admins_query();
-    jobs::notify_test_restore_failure(vault, &smtp, query.as_deref(), target, error)
-        .await
-        .err()
-        .map(|e| e.to_string())
+/// How the app shows a look: the backup's error, or the weekly test restore's (the newest
+/// backup may not restore), each with the reason its email could not be sent.
+fn outcome_of(done: jobs::LookOutcome) -> Result<jobs::DueOutcome, CommandError> {
+    match (done.run, done.test_restore_error) {
+        (Err(e), _) => Err(CommandError::from(&e).with_email_error(done.email_error)),
+        (Ok(_), Some(e)) => {
+            let e = e.context("The weekly test restore of the newest backup failed");
+            Err(CommandError::from(&e).with_email_error(done.email_error))
+        }
+        (Ok(d), None) => Ok(d),
+    }
 }
 
 /// The tray's first status line: the last backup and, when the weekly test restore is on, how

@@ -401,7 +401,7 @@ impl Shell for Recorded {
 
 #[test]
 fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure() {
-    use chrono::{Duration, Timelike, Utc};
+    use chrono::{Timelike, Utc};
 
     let dir = tempfile::tempdir().unwrap();
     let smtp = smtp::SmtpServer::start(&dir.path().join("smtp"));
@@ -430,8 +430,6 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
         .build()
         .unwrap();
 
-    // The app started two days ago (a fresh install counts from its start).
-    let started = Utc::now() - Duration::days(2);
     let shell = Recorded::default();
     std::fs::write(dir.path().join("good.toml"), config(&port, "backups")).unwrap();
     let state = AppState::new(
@@ -440,8 +438,7 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
         Box::new(shell.clone()),
     )
     .unwrap();
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     let seen = shell.take();
     let looks: Vec<&String> = seen.iter().filter(|s| s.starts_with("look")).collect();
     assert_eq!(
@@ -465,8 +462,7 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
         "{runs:?}"
     );
     // The next look: nothing due, so no second backup and no flicker in the tray.
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     assert_eq!(rt.block_on(vault.catalog.list()).unwrap().len(), 1);
     let seen = shell.take();
     assert!(!seen.iter().any(|s| s == "look Running"), "{seen:?}");
@@ -481,8 +477,7 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
         Box::new(shell.clone()),
     )
     .unwrap();
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     let seen = shell.take();
     let looks: Vec<&String> = seen.iter().filter(|s| s.starts_with("look")).collect();
     assert_eq!(
@@ -506,8 +501,7 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
     assert!(mails[0].contains("scheduled backup"), "{}", mails[0]);
     // It stays red on the next look (the retry waits half an hour): no second attempt, no
     // second email; only the user dismisses the failure.
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     assert!(state.failure().is_some());
     assert!(!shell
         .take()
@@ -1277,7 +1271,6 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
-    use chrono::{Duration, Utc};
     use schoolvault_engine::jobs;
     use tauri::Manager;
 
@@ -1288,8 +1281,6 @@ fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
     psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY, name text); INSERT INTO pupils SELECT g, 'Pupil ' || g FROM generate_series(1, 50) g;");
     std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
     let rt = runtime();
-    // The app started two days ago: the last minute's slot is due (a catch-up).
-    let started = Utc::now() - Duration::days(2);
 
     // On by default: the scheduled backup, then its test restore in a scratch database.
     let shell = Recorded::default();
@@ -1300,8 +1291,7 @@ fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
         Box::new(shell.clone()),
     )
     .unwrap();
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     let seen = shell.take();
     assert!(state.failure().is_none(), "{:?}", state.failure());
     let vault = rt.block_on(state.vault()).unwrap();
@@ -1335,8 +1325,7 @@ fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
 
     // The next look (maybe with another backup, a minute later): no second test restore
     // within the week.
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     assert_eq!(jobs::last_test_restore(&vault).unwrap().at, mark.at);
     let runs = rt.block_on(vault.catalog.runs(50)).unwrap();
     assert_eq!(
@@ -1366,8 +1355,7 @@ fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("test_restore = false"), "{text}");
     let state = app.state::<AppState>();
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     let vault = rt.block_on(state.vault()).unwrap();
     let list = rt.block_on(vault.catalog.list()).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
@@ -1392,7 +1380,6 @@ fn the_schedule_test_restores_the_new_backup_once_a_week_unless_turned_off() {
 
 #[test]
 fn a_failed_weekly_test_restore_turns_the_tray_red_and_emails_the_administrators() {
-    use chrono::{Duration, Utc};
     use schoolvault_engine::jobs;
 
     let dir = tempfile::tempdir().unwrap();
@@ -1410,7 +1397,6 @@ fn a_failed_weekly_test_restore_turns_the_tray_red_and_emails_the_administrators
     );
     std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
     let rt = runtime();
-    let started = Utc::now() - Duration::days(2);
     let shell = Recorded::default();
     let config = every_minute(
         dir.path(),
@@ -1427,8 +1413,7 @@ fn a_failed_weekly_test_restore_turns_the_tray_red_and_emails_the_administrators
         Box::new(shell.clone()),
     )
     .unwrap();
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     let seen = shell.take();
 
     // The backup was made; its test restore failed, and says so in the list.
@@ -1492,8 +1477,7 @@ fn a_failed_weekly_test_restore_turns_the_tray_red_and_emails_the_administrators
     );
 
     // Not tried (nor emailed) again within the week, even when the next minute's backup runs.
-    rt.block_on(schoolvault_app::scheduler::tick(&state, started))
-        .unwrap();
+    rt.block_on(look_installed_before(&state)).unwrap();
     assert_eq!(jobs::last_test_restore(&vault).unwrap().at, mark.at);
     assert_eq!(smtp.messages().len(), 1, "one email");
     drop(state);
@@ -1501,4 +1485,25 @@ fn a_failed_weekly_test_restore_turns_the_tray_red_and_emails_the_administrators
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
+}
+
+/// One look at the schedule, as if the app had first looked two days ago: a new installation
+/// waits for its first slot, and these tests want the last minute's slot due (a catch-up). The
+/// marker is the engine's own record beside the catalog.
+async fn look_installed_before(
+    state: &AppState,
+) -> Result<std::time::Duration, schoolvault_app::dto::CommandError> {
+    let vault = state.vault().await?;
+    let marker = vault
+        .lock_dir
+        .join(schoolvault_engine::jobs::FIRST_LOOK_FILE);
+    if !marker.exists() {
+        let at = chrono::Utc::now() - chrono::Duration::days(2);
+        std::fs::write(
+            &marker,
+            serde_json::json!({ "first_look": at.to_rfc3339() }).to_string(),
+        )
+        .unwrap();
+    }
+    schoolvault_app::scheduler::tick(state).await
 }

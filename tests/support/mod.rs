@@ -231,6 +231,20 @@ impl Env {
     pub fn backups(&self) -> PathBuf {
         self.dir.path().join("backups")
     }
+    /// As if SchoolVault first looked at the schedule two days ago (a new installation waits
+    /// for its first slot; these tests want one to be due now). The file is the engine's own
+    /// record beside the catalog.
+    pub fn installed_before(&self) -> &Env {
+        let at = chrono::Utc::now() - chrono::Duration::days(2);
+        std::fs::write(
+            self.dir
+                .path()
+                .join(schoolvault_engine::jobs::FIRST_LOOK_FILE),
+            serde_json::json!({ "first_look": at.to_rfc3339() }).to_string(),
+        )
+        .unwrap();
+        self
+    }
     /// The `schoolvault` binary with this environment.
     pub fn cmd(&self) -> assert_cmd::Command {
         let mut c = assert_cmd::Command::new(schoolvault_bin());

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::config::Config;
-use schoolvault_engine::jobs::{self, DueOutcome, Vault};
+use schoolvault_engine::jobs::{self, Cancel, DueOutcome, LookEmail, ScheduleLook, Vault};
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
@@ -18,7 +17,7 @@ use schoolvault_engine::{ErrorKind, Result};
 use serde::{Serialize, Serializer};
 
 use crate::args::{PolicyArgs, ScheduleAction};
-use crate::email::{admins_query, notify_failure, school_admins_too, smtp_settings};
+use crate::email::{admins_query, smtp_settings};
 use crate::output::Report;
 use crate::session::{target, Session};
 
@@ -151,52 +150,8 @@ pub(crate) async fn command(
     }
 }
 
-/// Before a scheduled run: the stale-backup alert, once, if no backup succeeded for the
-/// configured time (email on). A failure to send is a warning, recorded in the history.
-async fn stale_alert(vault: &Vault, config: &Config, target: &PgTarget) {
-    if let Ok(Some(settings)) = smtp_settings(config) {
-        let settings = school_admins_too(vault, config, &settings);
-        let max_age = chrono::Duration::hours(i64::from(config.email.stale_hours.max(1)));
-        if let Err(e) = jobs::stale_alert(
-            vault,
-            &settings,
-            &target.describe(),
-            max_age,
-            chrono::Utc::now(),
-        )
-        .await
-        {
-            eprintln!("warning: {e}");
-        }
-    }
-}
-
-/// Before a scheduled run: the weekly report, when it is on and a Monday 07:00 has passed
-/// since the last one. A failure to send is a warning, recorded in the history.
-async fn weekly_digest(vault: &Vault, config: &Config, target: &PgTarget) {
-    if !config.email.weekly_digest {
-        return;
-    }
-    if let Ok(Some(settings)) = smtp_settings(config) {
-        let settings = school_admins_too(vault, config, &settings);
-        if let Err(e) = jobs::weekly_digest(
-            vault,
-            &settings,
-            &target.describe(),
-            config.schedule.timezone.as_deref(),
-            chrono::Utc::now(),
-            false,
-        )
-        .await
-        {
-            eprintln!("warning: {e}");
-        }
-    }
-}
-
 /// One look at the schedule (`schedule run-due`, and each wake of `schedule run`): the
-/// stale-backup alert and the weekly report first, then the due or missed slot under the
-/// watchdog, and a failure email if it fails.
+/// engine's [`jobs::look`], the same the app makes; its warnings go to stderr.
 async fn run_due_once(
     vault: &Vault,
     settings: &Config,
@@ -206,54 +161,32 @@ async fn run_due_once(
     watchdog: Duration,
     progress: &Arc<dyn Progress>,
 ) -> Result<jobs::DueOutcome> {
-    stale_alert(vault, settings, target).await;
-    weekly_digest(vault, settings, target).await;
-    let done = jobs::with_watchdog(
-        vault,
-        "backup",
-        Some(BackupKind::Scheduled),
-        watchdog,
-        progress.clone(),
-        |p| {
-            jobs::run_due(
-                vault,
-                target,
-                schedule,
-                retention,
-                chrono::Utc::now(),
-                settings.schedule.catch_up,
-                p,
-            )
-        },
-    )
-    .await;
-    if let Err(e) = &done {
-        notify_failure(vault, settings, BackupKind::Scheduled, target, e).await;
-    }
-    if matches!(&done, Ok(d) if d.backup.is_some()) && settings.schedule.test_restore {
-        routine_test_restore(vault, settings, target).await;
-    }
-    done
-}
-
-/// After a scheduled backup: the weekly test restore of the newest backup, when due. A failure
-/// is said on stderr and emailed like a failed backup; the backup itself succeeded.
-async fn routine_test_restore(vault: &Vault, config: &Config, target: &PgTarget) {
-    let Err(e) = jobs::routine_test_restore(vault, target, chrono::Utc::now()).await else {
-        return;
+    let email = LookEmail {
+        smtp: smtp_settings(settings),
+        admins_query: admins_query(settings),
+        stale_after: chrono::Duration::hours(i64::from(settings.email.stale_hours.max(1))),
+        weekly_digest: settings.email.weekly_digest,
     };
-    eprintln!("warning: the weekly test restore failed: {e}");
-    match smtp_settings(config) {
-        Ok(Some(settings)) => {
-            let query = admins_query(config);
-            if let Err(e) =
-                jobs::notify_test_restore_failure(vault, &settings, query.as_deref(), target, &e)
-                    .await
-            {
-                eprintln!("warning: {e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("warning: {e}"),
+    let plan = ScheduleLook {
+        target,
+        schedule,
+        retention,
+        catch_up: settings.schedule.catch_up,
+        zone: settings.schedule.timezone.as_deref(),
+        watchdog,
+        test_restore: settings.schedule.test_restore,
+        email: &email,
+        cancel: Cancel::default(),
+    };
+    let done = jobs::look(vault, &plan, chrono::Utc::now(), progress.clone()).await;
+    for w in &done.warnings {
+        eprintln!("warning: {w}");
     }
+    if let Some(e) = &done.test_restore_error {
+        eprintln!("warning: the weekly test restore failed: {e}");
+    }
+    if let Some(e) = &done.email_error {
+        eprintln!("warning: {e}");
+    }
+    done.run
 }

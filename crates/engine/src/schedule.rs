@@ -112,39 +112,73 @@ impl Schedule {
     }
 
     /// The latest slot in `(since, now]`: what is due. Several missed slots make one run.
-    /// With no `since` (no backup ever succeeded), the latest slot before `now` is due.
+    /// With no `since` (no backup ever succeeded, and no look at the schedule before), the
+    /// latest slot of the last year is due; callers pass the time of their first look instead,
+    /// so a new installation waits for its first slot.
     ///
     /// # Errors
     /// As [`Schedule::next_after`].
     pub fn due(&self, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Option<Due>> {
-        // Walk back from now: the latest slot at or before now.
+        let floor = since.unwrap_or(now - Duration::days(366));
+        if floor >= now {
+            return Ok(None);
+        }
+        // The latest slot: walking forward from `floor` would take half a million steps for a
+        // schedule that runs every minute, so look in growing windows back from now; the first
+        // window that holds a slot holds the latest one.
         let mut latest = None;
-        let mut t = match since {
-            Some(s) => s,
-            // Without history, look back a year at most for the latest slot.
-            None => now - Duration::days(366),
-        };
-        let mut missed = 0u32;
-        loop {
-            let next = self.next_after(t)?;
-            if next > now {
-                break;
+        for window in [
+            Duration::hours(1),
+            Duration::days(1),
+            Duration::days(32),
+            Duration::days(367),
+        ] {
+            let start = (now - window).max(floor);
+            let mut t = start;
+            loop {
+                let next = self.next_after(t)?;
+                if next > now {
+                    break;
+                }
+                latest = Some(next);
+                t = next;
             }
-            latest = Some(next);
-            missed += 1;
-            t = next;
-            if missed > 100_000 {
+            if latest.is_some() || start == floor {
                 break;
             }
         }
-        Ok(latest.map(|slot| Due {
+        let Some(slot) = latest else {
+            return Ok(None);
+        };
+        // How many slots passed since `since`, counted up to a bound (a number for a person,
+        // not a loop over a year of minutes).
+        let missed = match since {
+            None => 1,
+            Some(since) => {
+                let mut n = 0u32;
+                let mut t = since;
+                while n < MISSED_COUNT_LIMIT {
+                    let next = self.next_after(t)?;
+                    if next > now {
+                        break;
+                    }
+                    n += 1;
+                    t = next;
+                }
+                n
+            }
+        };
+        Ok(Some(Due {
             slot,
             // Late by more than a few minutes: the machine was off or asleep at the slot.
             catch_up: now - slot > Duration::minutes(5),
-            missed_slots: if since.is_some() { missed } else { 1 },
+            missed_slots: missed,
         }))
     }
 }
+
+/// Missed slots are counted up to this many (a schedule every minute, off for a month).
+pub const MISSED_COUNT_LIMIT: u32 = 10_000;
 
 /// A slot that should run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -275,6 +309,43 @@ mod tests {
         // Never backed up: the latest slot is due.
         let due = s.due(None, now).expect("due").expect("due");
         assert_eq!(due.slot, utc("2026-11-23T02:00:00Z"));
+    }
+
+    #[test]
+    fn what_is_due_is_the_latest_slot_whatever_the_gap() {
+        // Every minute, never backed up: the minute just passed, not one from months ago (the
+        // old walk stopped after 100,000 steps and returned a slot ten months old).
+        let s = Schedule::parse("* * * * *", Some("UTC")).expect("parse");
+        let now = utc("2026-12-03T10:15:30Z");
+        let due = s.due(None, now).expect("due").expect("due");
+        assert_eq!(due.slot, utc("2026-12-03T10:15:00Z"));
+        assert!(!due.catch_up);
+        // Off for a year: one run for the latest slot, the count stops at its bound.
+        let due = s
+            .due(Some(utc("2025-12-01T00:00:00Z")), now)
+            .expect("due")
+            .expect("due");
+        assert_eq!(due.slot, utc("2026-12-03T10:15:00Z"));
+        assert_eq!(due.missed_slots, MISSED_COUNT_LIMIT);
+        // Monthly, last success two months ago: the latest first of the month.
+        let m = Schedule::parse("0 2 1 * *", Some("UTC")).expect("parse");
+        let due = m
+            .due(Some(utc("2026-10-01T02:00:10Z")), now)
+            .expect("due")
+            .expect("due");
+        assert_eq!(due.slot, utc("2026-12-01T02:00:00Z"));
+        assert_eq!(due.missed_slots, 2);
+        assert!(due.catch_up);
+        // Yearly, never backed up: last year's slot is still found.
+        let y = Schedule::parse("0 2 1 1 *", Some("UTC")).expect("parse");
+        let due = y.due(None, now).expect("due").expect("due");
+        assert_eq!(due.slot, utc("2026-01-01T02:00:00Z"));
+        // Counted from a first look after the slot: nothing is due yet.
+        assert_eq!(
+            s.due(Some(utc("2026-12-03T10:15:10Z")), now).expect("due"),
+            None
+        );
+        assert_eq!(s.due(Some(now), now).expect("due"), None);
     }
 
     #[test]

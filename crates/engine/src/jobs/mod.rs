@@ -40,7 +40,10 @@ pub use reading::verify_reader;
 pub use restore::{
     restore, restore_preview, PreviewTable, RestoreOptions, RestoreOutcome, RestorePreview,
 };
-pub use schedule_look::{run_due, run_due_with, DueOutcome, RETRY_AFTER, SLOT_ATTEMPTS};
+pub use schedule_look::{
+    first_look, look, run_due, run_due_with, DueOutcome, LookEmail, LookOutcome, ScheduleLook,
+    FIRST_LOOK_FILE, RETRY_AFTER, SLOT_ATTEMPTS,
+};
 pub use test_restore::{
     last_test_restore, notify_test_restore_failure, routine_test_restore, test_restore,
     TestRestoreMark, TEST_RESTORE_EVERY,

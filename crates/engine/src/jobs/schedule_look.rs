@@ -1,5 +1,7 @@
-//! What is due at a look at the schedule: the slot to run (or retry after a failure, or catch
-//! up after the computer was off), run under the run lock, then pruned.
+//! A look at the schedule, the one the app's scheduler and `schoolvault schedule` share: the
+//! stale alert and weekly report, the slot to run (or retry after a failure, or catch up after
+//! the computer was off) under the run lock and the watchdog, pruning, the failure email and
+//! the weekly test restore. The clock is passed in.
 
 use std::sync::Arc;
 
@@ -8,14 +10,20 @@ use serde::Serialize;
 
 use crate::archive::BackupKind;
 use crate::catalog::BackupRecord;
-use crate::error::Result;
-use crate::progress::Progress;
+use crate::error::{Error, ErrorKind, Result};
+use crate::notify::SmtpSettings;
+use crate::progress::{Progress, Watched};
 use crate::retention::{Prune, Retention};
 use crate::schedule::{Due, Schedule};
 use crate::source::postgres::PgTarget;
 
+use crate::jobs::alerts::{notify_failure, stale_alert, weekly_digest, with_known_admins};
 use crate::jobs::backup::{backup, BackupOptions};
 use crate::jobs::maintenance::prune;
+use crate::jobs::test_restore::{notify_test_restore_failure, routine_test_restore};
+use crate::jobs::verify::VerifyReport;
+use crate::jobs::watchdog::watch;
+use crate::jobs::Cancel;
 use crate::jobs::{run_record, Vault};
 
 /// How long after a failed scheduled backup its slot is tried again.
@@ -168,4 +176,194 @@ pub async fn run_due_with(
         backup: Some(made.backup),
         pruned,
     })
+}
+
+/// How a look at the schedule sends email.
+#[derive(Debug)]
+pub struct LookEmail {
+    /// Where to send: `Ok(None)` when email is off; an error (a password that is not saved…)
+    /// is reported when a failure email cannot go out because of it.
+    pub smtp: Result<Option<SmtpSettings>>,
+    /// The query for the school's administrators, when they are emailed too.
+    pub admins_query: Option<String>,
+    /// The stale-backup alert goes out when no backup succeeded for this long.
+    pub stale_after: chrono::Duration,
+    /// Send the weekly report (Monday 07:00 in the schedule's zone).
+    pub weekly_digest: bool,
+}
+
+/// What one look at the schedule works with: the same for the app and the CLI.
+#[derive(Debug)]
+pub struct ScheduleLook<'a> {
+    /// The school's database.
+    pub target: &'a PgTarget,
+    /// When backups run.
+    pub schedule: &'a Schedule,
+    /// What to keep after a scheduled backup.
+    pub retention: &'a Retention,
+    /// Run a slot missed while the computer was off.
+    pub catch_up: bool,
+    /// The schedule's time zone (for the weekly report), else local time.
+    pub zone: Option<&'a str>,
+    /// A backup that makes no progress for this long is stopped.
+    pub watchdog: std::time::Duration,
+    /// The weekly test restore after a scheduled backup.
+    pub test_restore: bool,
+    /// Emails.
+    pub email: &'a LookEmail,
+    /// Stops the backup.
+    pub cancel: Cancel,
+}
+
+/// What a look did. The shells differ only in how they show it.
+#[derive(Debug)]
+pub struct LookOutcome {
+    /// Nothing due, the backup made (and what was pruned), or the backup's error.
+    pub run: Result<DueOutcome>,
+    /// The weekly test restore after the backup, when it ran and passed.
+    pub test_restore: Option<VerifyReport>,
+    /// The weekly test restore's failure (the backup itself succeeded).
+    pub test_restore_error: Option<Error>,
+    /// Why the failure email (of the backup or the test restore) could not be sent.
+    pub email_error: Option<String>,
+    /// Things that did not fail the look but should be said (an alert or report not sent).
+    pub warnings: Vec<String>,
+}
+
+/// When the schedule was first looked at here, remembered beside the catalog: missed slots
+/// are counted from it until a backup succeeds, so a new installation waits for its first
+/// slot (the app and `schedule run-due` alike) instead of running one from months before it
+/// existed.
+pub fn first_look(vault: &Vault, now: DateTime<Utc>) -> DateTime<Utc> {
+    let path = vault.lock_dir.join(FIRST_LOOK_FILE);
+    let remembered = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["first_look"].as_str().map(str::to_string))
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if let Some(at) = remembered.filter(|at| *at <= now) {
+        return at;
+    }
+    let json = serde_json::json!({ "first_look": now.to_rfc3339() });
+    // Not remembered (a read-only folder): this look counts from now, as a fresh one would.
+    let _ = crate::storage::write_private(&path, json.to_string().as_bytes());
+    now
+}
+
+/// The file beside the catalog that remembers [`first_look`].
+pub const FIRST_LOOK_FILE: &str = "schedule-since.json";
+
+/// One look at the schedule, for the app's scheduler and `schoolvault schedule run-due`/`run`
+/// alike: the stale-backup alert and the weekly report (to the configured administrators and
+/// the school's, as last read), then the due slot (or the retry of a failed one, or the
+/// catch-up of a missed one) under the watchdog and the run lock, pruning after it; a failure
+/// email when it fails; the weekly test restore after a scheduled backup, emailed like a
+/// failure when the newest backup does not restore. Everything is recorded in the history.
+/// `now` is the clock.
+pub async fn look(
+    vault: &Vault,
+    plan: &ScheduleLook<'_>,
+    now: DateTime<Utc>,
+    progress: Arc<dyn Progress>,
+) -> LookOutcome {
+    let mut warnings = Vec::new();
+    let anchor = first_look(vault, now);
+    let database = plan.target.describe();
+    if let Ok(Some(smtp)) = &plan.email.smtp {
+        let smtp = if plan.email.admins_query.is_some() {
+            with_known_admins(vault, smtp)
+        } else {
+            smtp.clone()
+        };
+        // The stale-backup alert first: also after the computer was off, before the
+        // catch-up run. Then the weekly report, when it is on.
+        if let Err(e) = stale_alert(vault, &smtp, &database, plan.email.stale_after, now).await {
+            warnings.push(e.to_string());
+        }
+        if plan.email.weekly_digest {
+            if let Err(e) = weekly_digest(vault, &smtp, &database, plan.zone, now, false).await {
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    let watched = Arc::new(Watched::new(progress));
+    let opts = BackupOptions {
+        kind: BackupKind::Scheduled,
+        cancel: plan.cancel.clone(),
+        ..BackupOptions::default()
+    };
+    let job = run_due_with(
+        vault,
+        plan.target,
+        plan.schedule,
+        plan.retention,
+        now,
+        plan.catch_up,
+        Some(anchor),
+        &opts,
+        watched.clone(),
+    );
+    let run = watch(
+        vault,
+        "backup",
+        Some(BackupKind::Scheduled),
+        plan.watchdog,
+        &watched,
+        job,
+    )
+    .await;
+    let mut outcome = LookOutcome {
+        run,
+        test_restore: None,
+        test_restore_error: None,
+        email_error: None,
+        warnings,
+    };
+    match &outcome.run {
+        // Cancelled by the person, or another run holds the lock (it reports its own
+        // outcome): no email.
+        Err(e) if e.kind() == ErrorKind::Busy || plan.cancel.is_cancelled() => {}
+        Err(e) => {
+            outcome.email_error = match &plan.email.smtp {
+                Ok(Some(smtp)) => notify_failure(
+                    vault,
+                    smtp,
+                    plan.email.admins_query.as_deref(),
+                    BackupKind::Scheduled,
+                    plan.target,
+                    e,
+                )
+                .await
+                .err()
+                .map(|e| e.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(e.to_string()),
+            };
+        }
+        Ok(done) if done.backup.is_some() && plan.test_restore => {
+            match routine_test_restore(vault, plan.target, now).await {
+                Ok(report) => outcome.test_restore = report,
+                Err(e) => {
+                    outcome.email_error = match &plan.email.smtp {
+                        Ok(Some(smtp)) => notify_test_restore_failure(
+                            vault,
+                            smtp,
+                            plan.email.admins_query.as_deref(),
+                            plan.target,
+                            &e,
+                        )
+                        .await
+                        .err()
+                        .map(|e| e.to_string()),
+                        Ok(None) => None,
+                        Err(e) => Some(e.to_string()),
+                    };
+                    outcome.test_restore_error = Some(e);
+                }
+            }
+        }
+        Ok(_) => {}
+    }
+    outcome
 }
