@@ -369,9 +369,13 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
         let run = |at: DateTime<Utc>, outcome: &str, message: Option<&str>| RunRecord {
             started_at: at,
             finished_at: at,
-            operation: "backup".into(),
-            kind: Some("scheduled".into()),
-            outcome: outcome.into(),
+            operation: schoolvault_engine::catalog::Operation::Backup,
+            kind: Some(schoolvault_engine::archive::BackupKind::Scheduled),
+            outcome: if outcome == "success" {
+                schoolvault_engine::catalog::Outcome::Success
+            } else {
+                schoolvault_engine::catalog::Outcome::Failure
+            },
             error_code: message.map(|_| "db_unreachable".into()),
             message: message.map(str::to_string),
             backup_id: None,

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use schoolvault_engine::catalog::{BackupRecord, RunRecord};
+use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::catalog::{BackupRecord, Operation, Outcome, RunRecord};
 use schoolvault_engine::config::DatabaseSettings;
 use schoolvault_engine::progress::ProgressEvent;
 use schoolvault_engine::source::postgres::Tls;
@@ -14,7 +15,7 @@ use ts_rs::TS;
 /// Every command's error: a stable code the UI maps to text and actions, and the engine's
 /// one-line message (what happened, what to do).
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct CommandError {
     /// e.g. `db_auth`, `wrong_key`, `cancelled`.
     pub code: String,
@@ -58,7 +59,7 @@ impl CommandError {
 
 /// The database connection as the settings screen shows it (no password, ever).
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct DbForm {
     /// Server host.
     pub host: String,
@@ -131,7 +132,7 @@ impl DbForm {
 
 /// The encryption key, as far as the UI may know it.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct KeyInfo {
     /// 16 hex characters that identify the key (not the key).
     pub fingerprint: String,
@@ -141,7 +142,7 @@ pub struct KeyInfo {
 
 /// A failure the user has not acknowledged yet.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct Failure {
     /// When (RFC 3339).
     pub at: String,
@@ -157,7 +158,7 @@ pub struct Failure {
 
 /// Everything the window needs to decide what to show.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct AppStatus {
     /// A database is configured and a key exists: the app is set up.
     pub configured: bool,
@@ -185,7 +186,7 @@ pub struct AppStatus {
 
 /// What "Test connection" found.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct ConnectionReport {
     /// `user@host:port/db`.
     pub target: String,
@@ -201,14 +202,14 @@ pub struct ConnectionReport {
 
 /// One backup in the list.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct BackupRow {
     /// Id.
     pub id: String,
     /// When (RFC 3339).
     pub created_at: String,
-    /// `manual`, `scheduled` or `safety`.
-    pub kind: String,
+    /// Manual, scheduled or safety.
+    pub kind: BackupKind,
     /// `complete`…
     pub status: String,
     /// File size in bytes.
@@ -242,7 +243,7 @@ impl From<&BackupRecord> for BackupRow {
         BackupRow {
             id: b.id.clone(),
             created_at: b.created_at.to_rfc3339(),
-            kind: b.kind.as_str().to_string(),
+            kind: b.kind,
             status: b.status.clone(),
             size: b.size,
             duration_ms: b.duration_ms,
@@ -260,7 +261,7 @@ impl From<&BackupRecord> for BackupRow {
 
 /// A progress report on the job's channel.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct Progress {
     /// `connect`, `snapshot`, `export`, `finish`, `safety_backup`, `restore`, `verify`, `commit`.
     pub phase: String,
@@ -303,7 +304,7 @@ impl From<&ProgressEvent> for Progress {
 
 /// One table in the restore warning.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct PreviewTable {
     /// `schema.table`.
     pub name: String,
@@ -317,7 +318,7 @@ pub struct PreviewTable {
 
 /// What the restore warning shows.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct RestorePreview {
     /// The backup's id, or the file's path for a picked file (what `restore` takes).
     pub what: String,
@@ -353,7 +354,7 @@ pub struct RestorePreview {
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct RestoreResult {
     /// The backup restored.
     pub backup_id: String,
@@ -376,7 +377,7 @@ pub struct RestoreResult {
 
 /// The outcome of Verify or Test restore.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct CheckResult {
     /// The backup.
     pub backup_id: String,
@@ -392,18 +393,18 @@ pub struct CheckResult {
 
 /// One run in Activity.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct RunRow {
     /// Started (RFC 3339).
     pub started_at: String,
     /// Finished (RFC 3339).
     pub finished_at: String,
-    /// `backup`, `restore`, `verify`, `notify`, `prune`, `catch-up`…
-    pub operation: String,
-    /// `manual`, `scheduled`, `safety`.
-    pub kind: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: String,
+    /// What it did.
+    pub operation: Operation,
+    /// For backups: manual, scheduled, safety.
+    pub kind: Option<BackupKind>,
+    /// Success or failure.
+    pub outcome: Outcome,
     /// The error's code.
     pub error_code: Option<String>,
     /// The error, or a summary.
@@ -417,9 +418,9 @@ impl From<&RunRecord> for RunRow {
         RunRow {
             started_at: r.started_at.to_rfc3339(),
             finished_at: r.finished_at.to_rfc3339(),
-            operation: r.operation.clone(),
-            kind: r.kind.clone(),
-            outcome: r.outcome.clone(),
+            operation: r.operation,
+            kind: r.kind,
+            outcome: r.outcome,
             error_code: r.error_code.clone(),
             message: r.message.clone(),
             backup_id: r.backup_id.clone(),
@@ -429,7 +430,7 @@ impl From<&RunRecord> for RunRow {
 
 /// The settings screen (the database connection has its own commands).
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct Settings {
     /// The backup folder.
     pub backup_dir: String,
@@ -482,7 +483,7 @@ pub struct Settings {
 
 /// The demo database offered on first run.
 #[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../ui/src/bindings/")]
+#[ts(export)]
 pub struct DemoOffer {
     /// A PostgreSQL answers on 127.0.0.1:5432 and lets us create a database.
     pub available: bool,
@@ -490,4 +491,26 @@ pub struct DemoOffer {
     pub database: DbForm,
     /// Why not, when not available.
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod activity_labels {
+    use schoolvault_engine::catalog::Operation;
+
+    #[test]
+    fn the_activity_screen_labels_every_operation_the_engine_records() {
+        let view = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../ui/src/views/activity.ts"
+        ))
+        .expect("ui/src/views/activity.ts");
+        for op in Operation::ALL {
+            let key = op.as_str();
+            assert!(
+                view.contains(&format!("\n  {key}: \""))
+                    || view.contains(&format!("\n  \"{key}\": \"")),
+                "Activity has no label for {key}"
+            );
+        }
+    }
 }

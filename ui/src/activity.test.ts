@@ -3,11 +3,12 @@
 
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import type { Operation } from "./bindings/Operation";
 import type { RunRow } from "./api";
 import type { Shell } from "./shell";
-import { activityView, operationLabel } from "./views/activity";
+import { activityView, operationLabel, OPERATIONS } from "./views/activity";
 
-const run = (operation: string, message: string | null = null): RunRow => ({
+const run = (operation: Operation, message: string | null = null): RunRow => ({
   started_at: "2026-11-25T02:00:00Z",
   finished_at: "2026-11-25T02:00:01Z",
   operation,
@@ -52,6 +53,11 @@ describe("activity", () => {
     for (const op of ["backup", "restore", "verify", "test_restore", "alert", "notify", "digest", "prune", "cleanup", "catch-up"]) {
       expect(operationLabel(op), op).not.toBe(op);
     }
+    // The table is typed by the engine's union (a missing value does not compile); each label is
+    // its own words, and no two operations share one.
+    expect(OPERATIONS.length).toBe(11);
+    for (const op of OPERATIONS) expect(operationLabel(op), op).not.toBe(op);
+    expect(new Set(OPERATIONS.map(operationLabel)).size).toBe(OPERATIONS.length);
     expect(operationLabel("cleanup")).not.toBe(operationLabel("prune"));
     // An operation of a newer engine still shows something.
     expect(operationLabel("something-new")).toBe("something-new");

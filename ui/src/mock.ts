@@ -4,6 +4,7 @@
 // old-system file that only the public development key opens (the restore's second warning).
 
 import { mockIPC } from "@tauri-apps/api/mocks";
+import type { BackupKind } from "./bindings/BackupKind";
 import type { AppStatus, BackupRow, DbForm, Progress, RestorePreview, RunRow, Settings } from "./api";
 
 type Args = Record<string, unknown>;
@@ -15,7 +16,7 @@ export function installMock(): void {
   let configured = !q.has("setup");
   let key: { fingerprint: string; origin: string } | null = configured ? { fingerprint: "4220efac447a6419", origin: "keychain" } : null;
   // `verified`: the last check (the newest backup's weekly test restore, an older one's Verify).
-  const backup = (i: number, kind: string, verified: boolean | null, message = "175 tables, 1,254,000 rows checked"): BackupRow => ({
+  const backup = (i: number, kind: BackupKind, verified: boolean | null, message = "175 tables, 1,254,000 rows checked"): BackupRow => ({
     id: `2026112${6 - i}T020000Z-${(1000 + i).toString(16)}`,
     created_at: new Date(now - i * day - 3_600_000 * 14).toISOString(),
     kind,

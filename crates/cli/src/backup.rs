@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::catalog::Operation;
 use schoolvault_engine::jobs::{self, BackupOptions, BackupOutcome, ExportOutcome};
 use schoolvault_engine::Result;
 use serde::{Serialize, Serializer};
@@ -85,7 +86,7 @@ pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Res
     let _lock = vault.lock()?;
     let out = jobs::with_watchdog(
         vault,
-        "backup",
+        Operation::Backup,
         Some(opts.kind),
         session.watchdog,
         session.progress.clone(),

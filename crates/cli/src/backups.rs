@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::catalog::{BackupRecord, RunRecord};
 use schoolvault_engine::jobs::{self, InspectReport, RescanEntry, Vault, VerifyReport};
 use schoolvault_engine::retention::Prune;
@@ -354,9 +355,9 @@ impl Report for History {
                 format!(
                     "{}  {:<12} {:<9} {:<8} {}",
                     r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                    r.operation,
-                    r.kind.as_deref().unwrap_or("-"),
-                    r.outcome,
+                    r.operation.as_str(),
+                    r.kind.map_or("-", BackupKind::as_str),
+                    r.outcome.as_str(),
                     r.message.as_deref().unwrap_or("")
                 )
             })

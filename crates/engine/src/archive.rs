@@ -70,6 +70,8 @@ const MAX_CHUNK_SIZE: u32 = 64 << 20;
 /// Why a backup was made.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
 pub enum BackupKind {
     /// Started by a person.
     Manual,

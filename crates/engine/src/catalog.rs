@@ -54,6 +54,142 @@ pub struct BackupRecord {
     pub verify_message: Option<String>,
 }
 
+/// What a run in the history did. Stored and serialised under the names below (the app's
+/// Activity screen gets them as a TypeScript union, so its label table must name each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
+pub enum Operation {
+    /// A backup (manual, scheduled or safety).
+    #[serde(rename = "backup")]
+    Backup,
+    /// The note that a scheduled backup ran late for a missed slot.
+    #[serde(rename = "catch-up")]
+    CatchUp,
+    /// A restore.
+    #[serde(rename = "restore")]
+    Restore,
+    /// A verification.
+    #[serde(rename = "verify")]
+    Verify,
+    /// A test restore into a scratch database.
+    #[serde(rename = "test_restore")]
+    TestRestore,
+    /// Retention removing old backups.
+    #[serde(rename = "prune")]
+    Prune,
+    /// A failure email.
+    #[serde(rename = "notify")]
+    Notify,
+    /// The stale-backup alert.
+    #[serde(rename = "alert")]
+    Alert,
+    /// The weekly report.
+    #[serde(rename = "digest")]
+    Digest,
+    /// A database a killed run left behind, dropped.
+    #[serde(rename = "cleanup")]
+    Cleanup,
+    /// An entry this version does not know (written by a newer SchoolVault).
+    #[serde(rename = "other")]
+    Other,
+}
+
+impl Operation {
+    /// Every operation, for tests and label tables.
+    pub const ALL: [Operation; 11] = [
+        Operation::Backup,
+        Operation::CatchUp,
+        Operation::Restore,
+        Operation::Verify,
+        Operation::TestRestore,
+        Operation::Prune,
+        Operation::Notify,
+        Operation::Alert,
+        Operation::Digest,
+        Operation::Cleanup,
+        Operation::Other,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Backup => "backup",
+            Operation::CatchUp => "catch-up",
+            Operation::Restore => "restore",
+            Operation::Verify => "verify",
+            Operation::TestRestore => "test_restore",
+            Operation::Prune => "prune",
+            Operation::Notify => "notify",
+            Operation::Alert => "alert",
+            Operation::Digest => "digest",
+            Operation::Cleanup => "cleanup",
+            Operation::Other => "other",
+        }
+    }
+
+    /// A stored name; one this version does not know is [`Operation::Other`].
+    pub fn parse(s: &str) -> Operation {
+        Operation::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .unwrap_or(Operation::Other)
+    }
+
+    /// An email (failure email, alert, weekly report).
+    pub fn is_email(self) -> bool {
+        matches!(
+            self,
+            Operation::Notify | Operation::Alert | Operation::Digest
+        )
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Operation {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
+pub enum Outcome {
+    /// It did what it was asked.
+    Success,
+    /// It failed; the run's error code and message say why.
+    Failure,
+}
+
+impl Outcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    /// Whether it succeeded.
+    pub fn is_success(self) -> bool {
+        self == Outcome::Success
+    }
+}
+
+impl PartialEq<&str> for Outcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One entry of the run history.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -61,12 +197,12 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
-    /// `backup`, `restore`, `verify`…
-    pub operation: String,
+    /// What it did.
+    pub operation: Operation,
     /// For backups: manual, scheduled, safety.
-    pub kind: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: String,
+    pub kind: Option<BackupKind>,
+    /// Success or failure.
+    pub outcome: Outcome,
     /// The error's code on failure.
     pub error_code: Option<String>,
     /// The error's text on failure, or a summary.
@@ -246,9 +382,9 @@ impl Catalog {
         )
         .bind(r.started_at.to_rfc3339())
         .bind(r.finished_at.to_rfc3339())
-        .bind(&r.operation)
-        .bind(&r.kind)
-        .bind(&r.outcome)
+        .bind(r.operation.as_str())
+        .bind(r.kind.map(BackupKind::as_str))
+        .bind(r.outcome.as_str())
         .bind(&r.error_code)
         .bind(&r.message)
         .bind(&r.backup_id)
@@ -276,12 +412,17 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn runs_of(&self, operation: &str, kind: &str, limit: u32) -> Result<Vec<RunRecord>> {
+    pub async fn runs_of(
+        &self,
+        operation: Operation,
+        kind: BackupKind,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE operation = ? AND kind = ? ORDER BY id DESC LIMIT ?",
         )
-        .bind(operation)
-        .bind(kind)
+        .bind(operation.as_str())
+        .bind(kind.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await
@@ -290,16 +431,37 @@ impl Catalog {
     }
 }
 
+/// A column of a catalog row, read with a check: a damaged or foreign catalog gives the
+/// catalog error, never a panic.
+fn get<'r, T>(row: &'r sqlx::sqlite::SqliteRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).map_err(|e| {
+        Error::new(
+            ErrorKind::Catalog,
+            format!("The catalog's column {column} cannot be read ({e})"),
+            "Run `schoolvault rescan` to rebuild the list from the backup files",
+        )
+    })
+}
+
 fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord> {
+    let kind: Option<String> = get(row, "kind")?;
+    let outcome: String = get(row, "outcome")?;
     Ok(RunRecord {
-        started_at: time(row.get("started_at"))?,
-        finished_at: time(row.get("finished_at"))?,
-        operation: row.get("operation"),
-        kind: row.get("kind"),
-        outcome: row.get("outcome"),
-        error_code: row.get("error_code"),
-        message: row.get("message"),
-        backup_id: row.get("backup_id"),
+        started_at: time(get(row, "started_at")?)?,
+        finished_at: time(get(row, "finished_at")?)?,
+        operation: Operation::parse(&get::<String>(row, "operation")?),
+        kind: kind.as_deref().and_then(BackupKind::parse),
+        outcome: if outcome == "success" {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+        error_code: get(row, "error_code")?,
+        message: get(row, "message")?,
+        backup_id: get(row, "backup_id")?,
     })
 }
 
@@ -316,26 +478,27 @@ fn time(s: String) -> Result<DateTime<Utc>> {
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRecord> {
-    let kind: String = row.get("kind");
-    let verified_at: Option<String> = row.get("verified_at");
+    let kind: String = get(row, "kind")?;
+    let verified_at: Option<String> = get(row, "verified_at")?;
+    let count = |column: &str| get::<i64>(row, column).map(|n| n.max(0) as u64);
     Ok(BackupRecord {
-        id: row.get("id"),
-        path: PathBuf::from(row.get::<String, _>("path")),
-        created_at: time(row.get("created_at"))?,
+        id: get(row, "id")?,
+        path: PathBuf::from(get::<String>(row, "path")?),
+        created_at: time(get(row, "created_at")?)?,
         kind: BackupKind::parse(&kind).unwrap_or(BackupKind::Manual),
-        status: row.get("status"),
-        size: row.get::<i64, _>("size") as u64,
-        sha256: row.get("sha256"),
-        key_fingerprint: row.get("key_fingerprint"),
-        engine: row.get("engine"),
-        server_version: row.get("server_version"),
-        database: row.get("database"),
-        tables: row.get::<i64, _>("tables") as u64,
-        rows: row.get::<i64, _>("rows") as u64,
-        duration_ms: row.get::<i64, _>("duration_ms") as u64,
+        status: get(row, "status")?,
+        size: count("size")?,
+        sha256: get(row, "sha256")?,
+        key_fingerprint: get(row, "key_fingerprint")?,
+        engine: get(row, "engine")?,
+        server_version: get(row, "server_version")?,
+        database: get(row, "database")?,
+        tables: count("tables")?,
+        rows: count("rows")?,
+        duration_ms: count("duration_ms")?,
         verified_at: verified_at.map(time).transpose()?,
-        verify_ok: row.get("verify_ok"),
-        verify_message: row.get("verify_message"),
+        verify_ok: get(row, "verify_ok")?,
+        verify_message: get(row, "verify_message")?,
     })
 }
 

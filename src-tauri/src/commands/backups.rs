@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schoolvault_engine::archive::BackupKind;
+use schoolvault_engine::catalog::Operation;
 use schoolvault_engine::config::EmailSettings;
 use schoolvault_engine::jobs::{self, BackupOptions};
 use schoolvault_engine::keychain::Keychain;
@@ -69,7 +70,8 @@ pub async fn run_backup(
             let lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
             let job = jobs::backup(&vault, &target, &opts, watched.clone());
-            let out = jobs::watch(&vault, "backup", Some(kind), limit, &watched, job).await;
+            let out =
+                jobs::watch(&vault, Operation::Backup, Some(kind), limit, &watched, job).await;
             drop(lock);
             match &out {
                 Err(e) => {

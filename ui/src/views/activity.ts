@@ -3,27 +3,31 @@
 import { api } from "../api";
 import { h } from "../dom";
 import * as fmt from "../format";
+import type { Operation } from "../bindings/Operation";
 import type { Shell } from "../shell";
 
-// The operations the engine records (`run_record` in crates/engine/src/jobs.rs).
-const OPS: Record<string, string> = {
+// The operations the engine records (`catalog::Operation`, exported by ts-rs): a value
+// missing here does not compile.
+const OPS: Record<Operation, string> = {
   backup: "Backup",
   restore: "Restore",
   verify: "Verify",
   test_restore: "Test restore",
-  "test-restore": "Test restore",
   alert: "Stale-backup alert",
   notify: "Email",
   digest: "Weekly report",
   prune: "Clean-up",
   cleanup: "Leftover database removed",
   "catch-up": "Catch-up",
-  delete: "Delete",
+  other: "Other",
 };
 
+/** Every operation the engine records, for tests. */
+export const OPERATIONS = Object.keys(OPS) as Operation[];
+
 /** What an operation of the history is called on the Activity screen. */
-export function operationLabel(op: string): string {
-  return OPS[op] ?? op;
+export function operationLabel(op: Operation | string): string {
+  return OPS[op as Operation] ?? op;
 }
 
 export async function activityView(shell: Shell): Promise<HTMLElement> {

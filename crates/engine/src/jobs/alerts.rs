@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::archive::BackupKind;
+use crate::catalog::Operation;
 use crate::catalog::{BackupRecord, RunRecord};
 use crate::error::{Error, Result};
 use crate::source::postgres::PgTarget;
@@ -64,7 +65,7 @@ pub async fn notify_failure(
         .map(|n| format!("failure email sent to {n} administrator(s)"));
     vault
         .record_run(run_record(
-            "notify",
+            Operation::Notify,
             Some(kind),
             started,
             &sent,
@@ -140,7 +141,14 @@ pub async fn stale_alert(
         format!("stale-backup alert sent to {n} administrator(s): no backup for {hours} hours")
     });
     vault
-        .record_run(run_record("alert", None, started, &sent, None, summary))
+        .record_run(run_record(
+            Operation::Alert,
+            None,
+            started,
+            &sent,
+            None,
+            summary,
+        ))
         .await;
     let remember = match &sent {
         Ok(_) => serde_json::json!({"last_success": last.to_rfc3339()}),
@@ -222,10 +230,10 @@ pub async fn weekly_digest(
         .into_iter()
         .filter(|r| r.started_at >= from && r.started_at <= now)
         .collect();
-    let backups = runs.iter().filter(|r| r.operation == "backup");
+    let backups = runs.iter().filter(|r| r.operation == Operation::Backup);
     let failures: Vec<(DateTime<Utc>, String)> = backups
         .clone()
-        .filter(|r| r.outcome != "success")
+        .filter(|r| !r.outcome.is_success())
         .map(|r| (r.started_at, r.message.clone().unwrap_or_default()))
         .collect();
     let all = vault.catalog.list().await?;
@@ -239,15 +247,12 @@ pub async fn weekly_digest(
         database: database.to_string(),
         from,
         to: now,
-        succeeded: backups.clone().filter(|r| r.outcome == "success").count(),
+        succeeded: backups.clone().filter(|r| r.outcome.is_success()).count(),
         failed: failures.len(),
         failures: failures.into_iter().take(5).collect(),
         email_problems: runs
             .iter()
-            .filter(|r| {
-                matches!(r.operation.as_str(), "notify" | "alert" | "digest")
-                    && r.outcome != "success"
-            })
+            .filter(|r| r.operation.is_email() && !r.outcome.is_success())
             .count(),
         last_success,
         kept: (kept.len(), kept.iter().map(|b| b.size).sum()),
@@ -265,7 +270,14 @@ pub async fn weekly_digest(
         )
     });
     vault
-        .record_run(run_record("digest", None, started, &sent, None, summary))
+        .record_run(run_record(
+            Operation::Digest,
+            None,
+            started,
+            &sent,
+            None,
+            summary,
+        ))
         .await;
     // Tried once a week: a report that could not be sent is in the history (and the next
     // one covers the week again), never resent at every look.

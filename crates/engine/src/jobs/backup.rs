@@ -22,6 +22,7 @@ use crate::archive::{
     Manifest, TableEnd, TableManifest, EXTENSION, PART_SIZE,
 };
 use crate::catalog::BackupRecord;
+use crate::catalog::Operation;
 use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{PgTarget, Snapshot, SnapshotWorker, TableInfo};
@@ -81,7 +82,7 @@ pub async fn backup(
     let id = result.as_ref().ok().map(|o| o.backup.id.clone());
     vault
         .record_run(run_record(
-            "backup",
+            Operation::Backup,
             Some(opts.kind),
             started,
             &result,

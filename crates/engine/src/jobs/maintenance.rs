@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::archive::{self, read_preamble, BackupKind, EXTENSION};
 use crate::catalog::BackupRecord;
+use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self};
 use crate::progress::Progress;
@@ -289,7 +290,7 @@ pub async fn prune(
     );
     vault
         .record_run(run_record(
-            "prune",
+            Operation::Prune,
             None,
             started,
             &result,

@@ -58,7 +58,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::archive::BackupKind;
-use crate::catalog::{BackupRecord, Catalog, RunRecord};
+use crate::catalog::{BackupRecord, Catalog, Operation, Outcome, RunRecord};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keys;
 use crate::legacy::{self};
@@ -187,7 +187,7 @@ pub(crate) fn is_v1_record(b: &BackupRecord) -> bool {
 }
 
 pub(crate) fn run_record<T>(
-    operation: &str,
+    operation: Operation,
     kind: Option<BackupKind>,
     started: DateTime<Utc>,
     result: &Result<T>,
@@ -197,9 +197,13 @@ pub(crate) fn run_record<T>(
     RunRecord {
         started_at: started,
         finished_at: Utc::now(),
-        operation: operation.into(),
-        kind: kind.map(|k| k.as_str().to_string()),
-        outcome: if result.is_ok() { "success" } else { "failure" }.into(),
+        operation,
+        kind,
+        outcome: if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
         error_code: result.as_ref().err().map(|e| e.code().to_string()),
         message: result.as_ref().err().map(|e| e.to_string()).or(summary),
         backup_id,

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::archive::BackupKind;
 use crate::catalog::BackupRecord;
+use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::notify::SmtpSettings;
 use crate::progress::{Progress, Watched};
@@ -72,10 +73,10 @@ pub(super) async fn what_is_due(
     };
     let failed: Vec<DateTime<Utc>> = vault
         .catalog
-        .runs_of("backup", BackupKind::Scheduled.as_str(), 50)
+        .runs_of(Operation::Backup, BackupKind::Scheduled, 50)
         .await?
         .into_iter()
-        .filter(|r| r.outcome != "success" && r.started_at >= due.slot)
+        .filter(|r| !r.outcome.is_success() && r.started_at >= due.slot)
         .map(|r| r.started_at)
         .collect();
     let Some(last_failure) = failed.iter().max() else {
@@ -160,7 +161,7 @@ pub async fn run_due_with(
         );
         vault
             .record_run(run_record(
-                "catch-up",
+                Operation::CatchUp,
                 Some(BackupKind::Scheduled),
                 Utc::now(),
                 &made,
@@ -306,7 +307,7 @@ pub async fn look(
     );
     let run = watch(
         vault,
-        "backup",
+        Operation::Backup,
         Some(BackupKind::Scheduled),
         plan.watchdog,
         &watched,

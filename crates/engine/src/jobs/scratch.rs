@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::postgres::{self, PgTarget};
 
@@ -129,7 +130,7 @@ pub(super) async fn sweep_created(vault: &Vault, server: &PgTarget) {
         );
         vault
             .record_run(run_record(
-                "cleanup",
+                Operation::Cleanup,
                 None,
                 started,
                 &dropped,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, read_preamble, BackupKind};
+use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::source::postgres::{self, PgTarget, SnapshotWorker};
@@ -109,7 +110,7 @@ pub async fn test_restore(
     }
     vault
         .record_run(run_record(
-            "test_restore",
+            Operation::TestRestore,
             None,
             started,
             &result,
@@ -240,7 +241,7 @@ pub async fn routine_test_restore(
         let skipped: Result<()> = Ok(());
         vault
             .record_run(run_record(
-                "test_restore",
+                Operation::TestRestore,
                 None,
                 Utc::now(),
                 &skipped,
@@ -311,7 +312,14 @@ pub async fn notify_test_restore_failure(
         .ok()
         .map(|n| format!("test restore failure email sent to {n} administrator(s)"));
     vault
-        .record_run(run_record("notify", None, started, &sent, None, summary))
+        .record_run(run_record(
+            Operation::Notify,
+            None,
+            started,
+            &sent,
+            None,
+            summary,
+        ))
         .await;
     sent
 }

@@ -10,6 +10,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::archive::{self, read_preamble, Header, Manifest};
+use crate::catalog::Operation;
 use crate::error::{Error, Result};
 use crate::legacy::{self};
 use crate::progress::Progress;
@@ -84,7 +85,14 @@ pub async fn verify(
                 warnings: v1_warnings(&v1),
             });
         vault
-            .record_run(run_record("verify", None, started, &report, None, None))
+            .record_run(run_record(
+                Operation::Verify,
+                None,
+                started,
+                &report,
+                None,
+                None,
+            ))
             .await;
         return report;
     }
@@ -124,7 +132,14 @@ pub async fn verify(
         warnings: Vec::new(),
     });
     vault
-        .record_run(run_record("verify", None, started, &report, id, None))
+        .record_run(run_record(
+            Operation::Verify,
+            None,
+            started,
+            &report,
+            id,
+            None,
+        ))
         .await;
     report
 }

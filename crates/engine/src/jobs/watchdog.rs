@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::archive::BackupKind;
+use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 
@@ -19,7 +20,7 @@ use crate::jobs::{run_record, Vault};
 /// The job's own error, or `Cancelled` from the watchdog.
 pub async fn with_watchdog<T, F, Fut>(
     vault: &Vault,
-    operation: &str,
+    operation: Operation,
     kind: Option<BackupKind>,
     limit: std::time::Duration,
     progress: Arc<dyn Progress>,
@@ -41,7 +42,7 @@ where
 /// The job's own error, or `Cancelled` from the watchdog.
 pub async fn watch<T>(
     vault: &Vault,
-    operation: &str,
+    operation: Operation,
     kind: Option<BackupKind>,
     limit: std::time::Duration,
     watched: &crate::progress::Watched,

@@ -22,6 +22,7 @@ use crate::archive::{
     self, read_preamble, BackupKind, CountingReader, End, Item, Manifest, TableEnd, TableManifest,
 };
 use crate::catalog::BackupRecord;
+use crate::catalog::Operation;
 use crate::crypto::Key;
 use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self, V1Mode};
@@ -125,7 +126,14 @@ pub async fn restore(
         .ok()
         .map(|o| format!("{} tables, {} rows into {}", o.tables, o.rows, o.target));
     vault
-        .record_run(run_record("restore", None, started, &result, id, summary))
+        .record_run(run_record(
+            Operation::Restore,
+            None,
+            started,
+            &result,
+            id,
+            summary,
+        ))
         .await;
     result
 }
