@@ -21,23 +21,17 @@ pub(crate) fn smtp_settings(config: &Config) -> Result<Option<SmtpSettings>> {
     let Ok(host) = std::env::var("SCHOOLVAULT_SMTP_HOST") else {
         return config.email.smtp(&OsKeychain);
     };
-    let security = match std::env::var("SCHOOLVAULT_SMTP_SECURITY").as_deref() {
-        Ok("tls") => Security::Tls,
-        Ok("plain") => Security::Plain,
-        Ok("starttls") | Err(_) => Security::StartTls,
-        Ok(other) => {
-            return Err(Error::new(
+    let security = match std::env::var("SCHOOLVAULT_SMTP_SECURITY") {
+        Ok(s) => Security::parse(&s).map_err(|_| {
+            Error::new(
                 ErrorKind::InvalidInput,
-                format!("SCHOOLVAULT_SMTP_SECURITY is {other:?}"),
+                format!("SCHOOLVAULT_SMTP_SECURITY is {s:?}"),
                 "Use starttls (port 587), tls (port 465) or plain (a local relay only)",
-            ))
-        }
+            )
+        })?,
+        Err(_) => Security::StartTls,
     };
-    let default_port = match security {
-        Security::StartTls => 587,
-        Security::Tls => 465,
-        Security::Plain => 25,
-    };
+    let default_port = security.default_port();
     let port = match std::env::var("SCHOOLVAULT_SMTP_PORT") {
         Ok(p) => p.parse().map_err(|_| {
             Error::new(

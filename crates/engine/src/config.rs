@@ -317,18 +317,7 @@ impl EmailSettings {
         if !self.enabled {
             return Ok(None);
         }
-        let security = match self.security.as_str() {
-            "starttls" => Security::StartTls,
-            "tls" => Security::Tls,
-            "plain" => Security::Plain,
-            other => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!("The email security {other:?} is unknown"),
-                    "Choose starttls (port 587), tls (port 465) or plain (a relay on this machine) in the email settings",
-                ))
-            }
-        };
+        let security = Security::parse(&self.security)?;
         if self.host.trim().is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -428,7 +417,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
         };
-        toml::from_str(&text).map_err(|e| {
+        let config: Config = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
@@ -442,7 +431,58 @@ impl Config {
                 ),
                 "Fix or delete that line (SchoolVault then uses its defaults), or change the setting in the app",
             )
-        })
+        })?;
+        config.validate().map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("The settings file {}: {}", path.display(), e.message()),
+                format!("{}; or change the setting in the app", e.guidance()),
+            )
+        })?;
+        Ok(config)
+    }
+
+    /// The rules every settings file obeys, checked when it is loaded, saved (by the app or
+    /// `schoolvault config`) and before a change is applied: a schedule that parses, a watchdog
+    /// of 1 to 1440 minutes, a retention that keeps something, and emails that can be sent.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the setting and what to do.
+    pub fn validate(&self) -> Result<()> {
+        crate::schedule::Schedule::parse(&self.schedule.cron, self.schedule.timezone.as_deref())?;
+        if !(1..=1440).contains(&self.schedule.watchdog_minutes) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("The watchdog is {} minutes", self.schedule.watchdog_minutes),
+                "Stop a stalled backup after 1 to 1440 minutes (10 is a good choice)",
+            ));
+        }
+        self.retention.policy().validate()?;
+        if self.email.enabled {
+            if self.email.to.iter().all(|a| a.trim().is_empty()) && !self.email.school_admins {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "Emails are on but nobody would get them",
+                    "Enter at least one administrator's address, or turn emails off",
+                ));
+            }
+            if let Some(bad) = self.email.to.iter().find(|a| !a.contains('@')) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{bad:?} is not an email address"),
+                    "Write addresses as name@school.example",
+                ));
+            }
+            crate::notify::Security::parse(&self.email.security)?;
+            if self.email.host.trim().is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "Emails are on but no SMTP server is set",
+                    "Enter the SMTP server in the email settings, or turn emails off",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Write to `path` atomically (a temporary file renamed over it), creating its folder.
@@ -450,6 +490,7 @@ impl Config {
     /// # Errors
     /// `Io` / `DiskFull`.
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.validate()?;
         let text = toml::to_string_pretty(self).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -513,5 +554,43 @@ mod tests {
         let err = Config::load(&path).expect_err("invalid");
         assert_eq!(err.code(), "invalid_input");
         assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_hand_edited_file_obeys_the_same_rules_as_the_app() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        for (text, says) in [
+            ("[retention]\nkeep_days = 0\n", "0 days"),
+            ("[schedule]\ncron = \"at two\"\n", "not a cron expression"),
+            ("[schedule]\nwatchdog_minutes = 0\n", "watchdog"),
+            (
+                "[email]\nenabled = true\nhost = \"smtp.example\"\nto = [\"nobody\"]\n",
+                "not an email address",
+            ),
+            (
+                "[email]\nenabled = true\nhost = \"smtp.example\"\n",
+                "nobody would get them",
+            ),
+            (
+                "[email]\nenabled = true\nhost = \"smtp.example\"\nsecurity = \"ssl\"\nto = [\"a@b.example\"]\n",
+                "security",
+            ),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = Config::load(&path).expect_err(text);
+            assert_eq!(err.code(), "invalid_input");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+            assert!(err.to_string().contains("config.toml"), "{err}");
+        }
+        // Keeping the newest 3 makes 0 days possible; saving checks the same rules.
+        std::fs::write(&path, "[retention]\nkeep_days = 0\nkeep_last = 3\n").expect("write");
+        let mut ok = Config::load(&path).expect("keeps the newest 3");
+        ok.retention.keep_last = None;
+        assert!(
+            ok.save(&path).is_err(),
+            "an impossible retention is not saved"
+        );
+        assert!(Config::load(&path).is_ok(), "the file is unchanged");
     }
 }

@@ -27,6 +27,43 @@ pub enum Security {
     Plain,
 }
 
+impl Security {
+    /// The settings' name: `starttls`, `tls` or `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::StartTls => "starttls",
+            Security::Tls => "tls",
+            Security::Plain => "plain",
+        }
+    }
+
+    /// The usual port: 587, 465 or 25.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Security::StartTls => 587,
+            Security::Tls => 465,
+            Security::Plain => 25,
+        }
+    }
+
+    /// A settings name.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the three choices.
+    pub fn parse(s: &str) -> crate::Result<Security> {
+        [Security::StartTls, Security::Tls, Security::Plain]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::new(
+                    crate::ErrorKind::InvalidInput,
+                    format!("The email security {s:?} is unknown"),
+                    "Choose starttls (port 587), tls (port 465) or plain (a relay on this machine) in the email settings",
+                )
+            })
+    }
+}
+
 /// Where and how to send.
 #[derive(Clone)]
 pub struct SmtpSettings {

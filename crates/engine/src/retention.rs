@@ -2,7 +2,7 @@
 //!
 //! Default: keep every backup of the last 30 days. Optionally also the newest N, and the newest
 //! backup of each of the last N weeks and N months. Whatever the policy, never delete the
-//! newest backup that verified, nor a safety backup younger than 7 days, nor anything that is
+//! newest backup that verified (or, before any verified, the newest complete one), nor a safety backup younger than 7 days, nor anything that is
 //! not a complete backup (a damaged or unreadable file is left for a person to look at), nor
 //! an old-system file (the school's history from before SchoolVault).
 
@@ -23,6 +23,29 @@ pub struct Retention {
     pub keep_weekly: Option<u32>,
     /// Keep the newest complete backup of each of the last N months.
     pub keep_monthly: Option<u32>,
+}
+
+impl Retention {
+    /// Refuse a policy that keeps nothing: 0 days with no newest-N, weekly or monthly backups
+    /// kept would remove every backup but the newest verified one at each prune.
+    ///
+    /// # Errors
+    /// `InvalidInput` saying what to change.
+    pub fn validate(&self) -> crate::Result<()> {
+        let some = |n: Option<u32>| n.is_some_and(|n| n > 0);
+        if self.keep_days == 0
+            && !some(self.keep_last)
+            && !some(self.keep_weekly)
+            && !some(self.keep_monthly)
+        {
+            return Err(crate::Error::new(
+                crate::ErrorKind::InvalidInput,
+                "Keeping backups for 0 days, with no newest, weekly or monthly backups kept, would remove every backup",
+                "Keep backups for at least 1 day (30 is a good choice), or also keep the newest N (--keep-last)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Retention {
@@ -56,8 +79,17 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
         .filter(|b| b.status == "complete")
         .collect();
     let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    if let Some(b) = newest_first.iter().find(|b| b.verify_ok == Some(true)) {
-        keep.insert(&b.id);
+    // Never every backup: the newest one that verified stays, or, when none has been
+    // verified yet, the newest complete one (`prune --keep-days 0` on a new installation).
+    match newest_first.iter().find(|b| b.verify_ok == Some(true)) {
+        Some(b) => {
+            keep.insert(&b.id);
+        }
+        None => {
+            if let Some(b) = complete.first() {
+                keep.insert(&b.id);
+            }
+        }
     }
     if let Some(n) = policy.keep_last {
         for b in complete.iter().take(n as usize) {
@@ -108,6 +140,49 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_that_keeps_nothing_is_refused() {
+        let none = Retention {
+            keep_days: 0,
+            keep_last: Some(0),
+            keep_weekly: None,
+            keep_monthly: None,
+        };
+        let e = none.validate().expect_err("keeps nothing");
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.message().contains("0 days"), "{e}");
+        Retention::default().validate().expect("30 days");
+        // Even so, a plan never removes every backup: with none verified, the newest stays.
+        let now = Utc::now();
+        let old = |id: &str, days: i64| backup(id, days, BackupKind::Scheduled, None, now);
+        let backups = [old("a", 3), old("b", 2), old("c", 1)];
+        let gone: Vec<String> = plan(&backups, &none, now)
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(gone, ["b", "a"]);
+        for ok in [
+            Retention {
+                keep_last: Some(3),
+                ..none
+            },
+            Retention {
+                keep_weekly: Some(4),
+                ..none
+            },
+            Retention {
+                keep_monthly: Some(12),
+                ..none
+            },
+            Retention {
+                keep_days: 1,
+                ..none
+            },
+        ] {
+            ok.validate().expect("keeps something");
+        }
+    }
     use std::path::PathBuf;
 
     fn backup(

@@ -55,25 +55,11 @@ pub async fn save_settings(
     smtp_password: Option<String>,
 ) -> Res<Settings> {
     let zone = Some(settings.timezone.trim()).filter(|z| !z.is_empty());
-    if settings.email_enabled {
-        if settings.smtp_host.trim().is_empty() {
-            return Err(CommandError::new(
-                "invalid_input",
-                "Emails are on but the SMTP server is empty. Enter it, or turn emails off.",
-            ));
-        }
-        if settings.email_to.iter().all(|a| a.trim().is_empty()) && !settings.school_admins {
-            return Err(CommandError::new(
-                "invalid_input",
-                "Emails are on but nobody would get them. Enter at least one address.",
-            ));
-        }
-        if let Some(bad) = settings.email_to.iter().find(|a| !a.contains('@')) {
-            return Err(CommandError::new(
-                "invalid_input",
-                format!("{bad:?} is not an email address."),
-            ));
-        }
+    if settings.email_enabled && settings.smtp_host.trim().is_empty() {
+        return Err(CommandError::new(
+            "invalid_input",
+            "Emails are on but the SMTP server is empty. Enter it, or turn emails off.",
+        ));
     }
     let smtp_user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
     if settings.email_enabled {
@@ -89,19 +75,6 @@ pub async fn save_settings(
         }
         .smtp(state.keychain())?;
     }
-    Schedule::parse(&settings.cron, zone)?;
-    if !(1..=1440).contains(&settings.watchdog_minutes) {
-        return Err(CommandError::new(
-            "invalid_input",
-            "Stop a stalled backup after 1 to 1440 minutes (10 is a good choice).",
-        ));
-    }
-    if settings.keep_days == 0 {
-        return Err(CommandError::new(
-            "invalid_input",
-            "Keep backups for at least 1 day.",
-        ));
-    }
     let dir = settings.backup_dir.trim();
     if dir.is_empty() || !Path::new(dir).is_absolute() {
         return Err(CommandError::new(
@@ -112,6 +85,41 @@ pub async fn save_settings(
     // Only the current folder, the default one, or one chosen in the folder dialog: the
     // backup folder decides which files the web view may name.
     let dir = state.allowed_backup_dir(Path::new(dir))?;
+    // The settings as they would be saved, checked by the engine's rules (the same as for a
+    // hand-edited file and the CLI) before anything is changed.
+    let apply = |c: &mut schoolvault_engine::config::Config| {
+        let default_dir = schoolvault_engine::config::default_backup_dir().ok();
+        c.backup.dir = Some(dir.clone()).filter(|d| Some(d) != default_dir.as_ref());
+        c.app.start_at_login = settings.start_at_login;
+        c.schedule.enabled = settings.schedule_enabled;
+        c.schedule.cron = settings.cron.trim().to_string();
+        c.schedule.timezone = zone.map(str::to_string);
+        c.schedule.catch_up = settings.catch_up;
+        c.schedule.watchdog_minutes = settings.watchdog_minutes;
+        c.schedule.test_restore = settings.test_restore;
+        c.retention.keep_days = settings.keep_days;
+        c.retention.keep_last = settings.keep_last;
+        c.retention.keep_weekly = settings.keep_weekly;
+        c.retention.keep_monthly = settings.keep_monthly;
+        c.email.enabled = settings.email_enabled;
+        c.email.host = settings.smtp_host.trim().to_string();
+        c.email.port = settings.smtp_port;
+        c.email.security = settings.smtp_security.clone();
+        c.email.user.clone_from(&smtp_user);
+        c.email.from = settings.email_from.trim().to_string();
+        c.email.to = settings
+            .email_to
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        c.email.school_admins = settings.school_admins;
+        c.email.stale_hours = settings.stale_hours.max(1);
+        c.email.weekly_digest = settings.weekly_digest;
+    };
+    let mut candidate = state.config();
+    apply(&mut candidate);
+    candidate.validate()?;
     if state.config().app.start_at_login != settings.start_at_login {
         state
             .shell()
@@ -128,35 +136,8 @@ pub async fn save_settings(
         }
     }
     state.update_config(|c| {
-        let default_dir = schoolvault_engine::config::default_backup_dir().ok();
-        c.backup.dir = Some(dir).filter(|d| Some(d) != default_dir.as_ref());
-        c.app.start_at_login = settings.start_at_login;
-        c.schedule.enabled = settings.schedule_enabled;
-        c.schedule.cron = settings.cron.trim().to_string();
-        c.schedule.timezone = zone.map(str::to_string);
-        c.schedule.catch_up = settings.catch_up;
-        c.schedule.watchdog_minutes = settings.watchdog_minutes;
-        c.schedule.test_restore = settings.test_restore;
-        c.retention.keep_days = settings.keep_days;
-        c.retention.keep_last = settings.keep_last;
-        c.retention.keep_weekly = settings.keep_weekly;
-        c.retention.keep_monthly = settings.keep_monthly;
-        c.email.enabled = settings.email_enabled;
-        c.email.host = settings.smtp_host.trim().to_string();
-        c.email.port = settings.smtp_port;
-        c.email.security = settings.smtp_security.clone();
-        c.email.user = smtp_user;
+        apply(c);
         c.email.password_saved = smtp_saved;
-        c.email.from = settings.email_from.trim().to_string();
-        c.email.to = settings
-            .email_to
-            .iter()
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect();
-        c.email.school_admins = settings.school_admins;
-        c.email.stale_hours = settings.stale_hours.max(1);
-        c.email.weekly_digest = settings.weekly_digest;
     })?;
     state.schedule_changed.notify_one();
     get_settings(state).await
