@@ -5,8 +5,16 @@ import { actionLabel, explain } from "./errors";
 describe("format", () => {
   test("sizes and durations read like a person wrote them", () => {
     expect(fmt.bytes(512)).toBe("512 B");
-    expect(fmt.bytes(17_080_000)).toBe("16 MB");
-    expect(fmt.bytes(1_500_000)).toBe("1.4 MB");
+    // The same cases as the engine's size::human test.
+    expect(fmt.bytes(999)).toBe("999 B");
+    expect(fmt.bytes(1000)).toBe("1.0 kB");
+    expect(fmt.bytes(17_080_000)).toBe("17.1 MB");
+    expect(fmt.bytes(1_500_000)).toBe("1.5 MB");
+    expect(fmt.bytes(12_500_000)).toBe("12.5 MB");
+    expect(fmt.bytes(99_960_000)).toBe("100 MB");
+    expect(fmt.bytes(250_400_000)).toBe("250 MB");
+    expect(fmt.bytes(999_960)).toBe("1.0 MB");
+    expect(fmt.bytes(1_234_000_000)).toBe("1.2 GB");
     expect(fmt.duration(400)).toBe("<1 s");
     expect(fmt.duration(95_000)).toBe("1 min 35 s");
     expect(fmt.duration(3_900_000)).toBe("1 h 5 min");

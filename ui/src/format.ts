@@ -1,15 +1,18 @@
 // Numbers, sizes, dates and durations as people read them.
 
+// The engine's rule (crates/engine/src/size.rs), so the app, the CLI and the emails write one
+// backup's size the same way: decimal units, one decimal below 100 of a unit, none above.
 export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KB", "MB", "GB", "TB"];
-  let v = n / 1024;
+  if (n < 1000) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB", "PB"];
+  const rounded = (v: number) => (v < 99.95 ? Math.round(v * 10) / 10 : Math.round(v));
+  let v = n / 1000;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
+  while (i < units.length - 1 && rounded(v) >= 1000) {
+    v /= 1000;
     i++;
   }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+  return rounded(v) < 100 ? `${v.toFixed(1)} ${units[i]}` : `${v.toFixed(0)} ${units[i]}`;
 }
 
 export function count(n: number): string {

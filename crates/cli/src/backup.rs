@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 
 use crate::args::KindArg;
 use crate::email::{admins_query, notify_failure};
-use crate::output::{human_size, Report};
+use crate::output::Report;
 use crate::session::Session;
 
 /// What `backup` made.
@@ -42,7 +42,7 @@ impl Report for Made {
                 b.database,
                 b.tables,
                 b.rows,
-                human_size(b.size),
+                schoolvault_engine::size::human(b.size),
                 b.duration_ms as f64 / 1000.0
             ),
             format!("File: {}", b.path.display()),
@@ -113,7 +113,7 @@ impl Report for ExportOutcome {
             "Wrote {} ({} records, {}) for the old system.",
             self.path.display(),
             self.records,
-            human_size(self.size)
+            schoolvault_engine::size::human(self.size)
         )])
     }
 

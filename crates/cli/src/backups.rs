@@ -13,7 +13,7 @@ use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::args::PolicyArgs;
-use crate::output::{human_size, Report};
+use crate::output::Report;
 use crate::restore::confirm;
 use crate::session::Session;
 
@@ -54,7 +54,7 @@ impl Report for Listing {
                 b.id,
                 b.created_at.format("%Y-%m-%d %H:%M:%S"),
                 b.kind.as_str(),
-                human_size(b.size),
+                schoolvault_engine::size::human(b.size),
                 b.tables,
                 b.rows,
                 b.duration_ms as f64 / 1000.0,
@@ -159,7 +159,7 @@ impl Report for VerifyReport {
                 self.backup_id,
                 self.tables,
                 self.rows,
-                human_size(self.bytes)
+                schoolvault_engine::size::human(self.bytes)
             )
         }])
     }

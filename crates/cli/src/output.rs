@@ -70,17 +70,3 @@ pub(crate) fn error(e: &Error, json: bool) {
     }
     eprintln!("error: {e}");
 }
-
-/// A size for people: `12.5 MB`.
-pub(crate) fn human_size(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.2} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}

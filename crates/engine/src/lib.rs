@@ -18,6 +18,7 @@ pub mod notify;
 pub mod progress;
 pub mod retention;
 pub mod schedule;
+pub mod size;
 pub mod source;
 pub mod storage;
 pub mod tar_guard;

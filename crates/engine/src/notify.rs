@@ -401,18 +401,6 @@ pub struct Digest {
     pub last_test_restore: Option<(DateTime<Utc>, bool, String)>,
 }
 
-fn size(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.0} kB", b / 1e3)
-    }
-}
-
 /// The weekly report: subject, plain text, HTML. The subject says at once whether anything
 /// failed.
 pub fn digest_message(d: &Digest) -> (String, String, String) {
@@ -425,7 +413,7 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
     let subject = format!("SchoolVault weekly report for {}: {verdict}", d.database);
     let last = d.last_success.as_ref().map_or_else(
         || "none".to_string(),
-        |(t, id, bytes)| format!("{} ({id}, {})", t.to_rfc3339(), size(*bytes)),
+        |(t, id, bytes)| format!("{} ({id}, {})", t.to_rfc3339(), crate::size::human(*bytes)),
     );
     let failures: Vec<String> = d
         .failures
@@ -442,7 +430,7 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         ok = d.succeeded,
         bad = d.failed,
         kept = d.kept.0,
-        kept_size = size(d.kept.1),
+        kept_size = crate::size::human(d.kept.1),
     );
     let tested = d.last_test_restore.as_ref().map_or_else(
         || "none yet".to_string(),
@@ -492,7 +480,7 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         },
         last = html_escape(&last),
         kept = d.kept.0,
-        kept_size = size(d.kept.1),
+        kept_size = crate::size::human(d.kept.1),
         tested = html_escape(&tested),
     );
     if d.email_problems > 0 {
