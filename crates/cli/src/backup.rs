@@ -83,7 +83,6 @@ pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Res
         jobs,
         ..BackupOptions::default()
     };
-    let _lock = vault.lock()?;
     let out = jobs::with_watchdog(
         vault,
         Operation::Backup,
@@ -132,7 +131,5 @@ impl Report for ExportOutcome {
 /// No database or key, `Busy`, the export's errors.
 pub(crate) async fn export_v1(session: &Session, out: Option<&Path>) -> Result<ExportOutcome> {
     let target = session.target("export")?;
-    // It writes a .partial file, which a backup starting meanwhile would sweep.
-    let _lock = session.vault.lock()?;
     jobs::export_v1(&session.vault, &target, out).await
 }

@@ -330,7 +330,6 @@ impl Report for Pruned {
 /// # Errors
 /// `Busy`, I/O and `Catalog` errors.
 pub(crate) async fn prune(session: &Session, dry_run: bool, policy: PolicyArgs) -> Result<Pruned> {
-    let _lock = session.vault.lock()?;
     let pruned = jobs::prune(
         &session.vault,
         &policy.policy(&session.settings),

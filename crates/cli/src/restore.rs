@@ -90,7 +90,6 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
         trust_dev_key: args.trust_dev_key,
         ..RestoreOptions::default()
     };
-    let _lock = session.vault.lock()?;
     jobs::restore(
         &session.vault,
         &args.backup,

@@ -67,12 +67,10 @@ pub async fn run_backup(
         let (email, limit) = (config.email, config.schedule.watchdog());
         let keychain = state.keychain_handle();
         detached(move || async move {
-            let lock = vault.lock()?;
             let watched = Arc::new(Watched::new(progress));
             let job = jobs::backup(&vault, &target, &opts, watched.clone());
             let out =
                 jobs::watch(&vault, Operation::Backup, Some(kind), limit, &watched, job).await;
-            drop(lock);
             match &out {
                 Err(e) => {
                     let unsent = email_failure(

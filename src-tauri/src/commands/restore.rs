@@ -102,7 +102,6 @@ pub async fn restore(
     let result: Res<RestoreResult> = async {
         let vault = state.vault().await?;
         let out = detached(move || async move {
-            let _lock = vault.lock()?;
             let progress = ChannelProgress::new(on_progress);
             Ok(jobs::restore(&vault, &what, &target, &opts, progress).await?)
         })

@@ -29,7 +29,7 @@ use crate::source::postgres::{PgTarget, Snapshot, SnapshotWorker, TableInfo};
 use crate::storage::PartialFile;
 
 use crate::jobs::scratch::{sweep_created, sweep_partials};
-use crate::jobs::{internal, join_error, run_record, Cancel, Vault, APP_VERSION};
+use crate::jobs::{internal, join_error, run_record, Cancel, Locked, Vault, APP_VERSION};
 
 /// How to make a backup.
 #[derive(Debug, Clone)]
@@ -73,6 +73,18 @@ pub struct BackupOutcome {
 /// behind and nothing is listed when it fails.
 pub async fn backup(
     vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
+    let vault = vault.lock()?;
+    backup_locked(&vault, target, opts, progress).await
+}
+
+/// [`backup`] for a run that already holds the lock (a scheduled slot, a restore's safety
+/// backup).
+pub(super) async fn backup_locked(
+    vault: &Locked<'_>,
     target: &PgTarget,
     opts: &BackupOptions,
     progress: Arc<dyn Progress>,

@@ -38,6 +38,8 @@ pub async fn export_v1(
     target: &PgTarget,
     out: Option<&Path>,
 ) -> Result<ExportOutcome> {
+    // It writes into the backup folder by default: one run at a time there.
+    let vault = &vault.lock()?;
     let (key, origin) = vault.keys.current()?;
     crate::keychain::refuse_public_key(&key, &origin)?;
     let (bytes, records) = legacy::export(target, &key).await?;

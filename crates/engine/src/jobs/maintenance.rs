@@ -19,13 +19,18 @@ use crate::progress::Progress;
 use crate::retention::{self, Prune, Retention};
 
 use crate::jobs::reading::{open_v1, scan_file};
-use crate::jobs::{join_error, run_record, Vault};
+use crate::jobs::{join_error, run_record, Locked, Vault};
 
 /// Delete a listed backup: its file and its catalog entry.
 ///
 /// # Errors
 /// `NotFound` for an unknown id; I/O errors removing the file.
 pub async fn delete(vault: &Vault, id: &str) -> Result<BackupRecord> {
+    delete_locked(&vault.lock()?, id).await
+}
+
+/// [`delete`] under the run lock the caller holds (prune).
+pub(super) async fn delete_locked(vault: &Locked<'_>, id: &str) -> Result<BackupRecord> {
     let Some(rec) = vault.catalog.get(id).await? else {
         return Err(Error::new(
             ErrorKind::NotFound,
@@ -128,6 +133,8 @@ pub(super) async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecor
 /// # Errors
 /// I/O errors listing the folder; `Catalog`.
 pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<RescanEntry>> {
+    // It replaces the whole list: never while a backup is adding to it.
+    let vault = &vault.lock()?;
     // One listing: SchoolVault archives and the old system's files.
     let listed: Vec<PathBuf> = match std::fs::read_dir(&vault.dir) {
         Ok(rd) => rd
@@ -257,6 +264,16 @@ pub async fn prune(
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<Prune>> {
+    prune_locked(&vault.lock()?, policy, dry_run, now).await
+}
+
+/// [`prune`] under the run lock the caller holds (after a scheduled backup).
+pub(super) async fn prune_locked(
+    vault: &Locked<'_>,
+    policy: &Retention,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<Prune>> {
     let started = Utc::now();
     let plan = retention::plan(&vault.catalog.list().await?, policy, now);
     if dry_run {
@@ -265,7 +282,7 @@ pub async fn prune(
     let mut done = Vec::new();
     let mut result = Ok(());
     for p in plan {
-        match delete(vault, &p.id).await {
+        match delete_locked(vault, &p.id).await {
             Ok(_) => done.push(p),
             Err(e) => {
                 result = Err(e);

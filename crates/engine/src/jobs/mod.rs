@@ -153,12 +153,18 @@ impl Vault {
         ))
     }
 
-    /// Take the run lock: one backup or restore at a time on this computer.
+    /// Take the run lock: one backup, restore, prune, delete, rescan or test restore at a
+    /// time on this computer (the app and every `schoolvault` share it). The operations take it
+    /// themselves; what they do under it takes the [`Locked`] this returns, so nothing that
+    /// changes the backup folder or the catalog can run without it.
     ///
     /// # Errors
-    /// `InvalidInput` when another run holds it.
-    pub fn lock(&self) -> Result<RunLock> {
-        RunLock::try_acquire(&self.lock_dir)
+    /// `Busy` when another run holds it.
+    pub fn lock(&self) -> Result<Locked<'_>> {
+        Ok(Locked {
+            vault: self,
+            _lock: RunLock::try_acquire(&self.lock_dir)?,
+        })
     }
 
     /// When the newest complete backup of the school (not a safety backup) was made.
@@ -178,6 +184,20 @@ impl Vault {
     async fn record_run(&self, run: RunRecord) {
         // The history is a convenience: failing to write it must not hide the job's outcome.
         let _ = self.catalog.add_run(&run).await;
+    }
+}
+
+/// The vault while this run holds the run lock (made only by [`Vault::lock`], released when
+/// dropped): what changes the backup folder or the catalog takes one.
+pub struct Locked<'a> {
+    vault: &'a Vault,
+    _lock: RunLock,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Vault;
+    fn deref(&self) -> &Vault {
+        self.vault
     }
 }
 

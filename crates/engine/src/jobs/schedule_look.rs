@@ -19,8 +19,8 @@ use crate::schedule::{Due, Schedule};
 use crate::source::postgres::PgTarget;
 
 use crate::jobs::alerts::{notify_failure, stale_alert, weekly_digest, with_known_admins};
-use crate::jobs::backup::{backup, BackupOptions};
-use crate::jobs::maintenance::prune;
+use crate::jobs::backup::{backup_locked, BackupOptions};
+use crate::jobs::maintenance::prune_locked;
 use crate::jobs::test_restore::{notify_test_restore_failure, routine_test_restore};
 use crate::jobs::verify::VerifyReport;
 use crate::jobs::watchdog::watch;
@@ -148,11 +148,11 @@ pub async fn run_due_with(
     {
         return Ok(DueOutcome::nothing());
     }
-    let _lock = vault.lock()?;
+    let vault = &vault.lock()?;
     let Some((due, retry)) = what_is_due(vault, schedule, now, catch_up, anchor).await? else {
         return Ok(DueOutcome::nothing());
     };
-    let made = backup(vault, target, opts, progress).await;
+    let made = backup_locked(vault, target, opts, progress).await;
     if due.catch_up && !retry {
         let note = format!(
             "catch-up for the slot of {} ({} missed)",
@@ -171,7 +171,7 @@ pub async fn run_due_with(
             .await;
     }
     let made = made?;
-    let pruned = prune(vault, policy, false, now).await?;
+    let pruned = prune_locked(vault, policy, false, now).await?;
     Ok(DueOutcome {
         due: Some(due),
         backup: Some(made.backup),

@@ -42,7 +42,7 @@ pub async fn test_restore(
 ) -> Result<VerifyReport> {
     let started = Utc::now();
     // A test restore creates and drops a database: one run at a time, as for a restore.
-    let _lock = vault.lock()?;
+    let vault = &vault.lock()?;
     let (path, record) = vault.resolve(what).await?;
     if !is_v2(&path)? {
         return Err(Error::new(

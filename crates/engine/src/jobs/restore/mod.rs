@@ -29,13 +29,13 @@ use crate::legacy::{self, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{self, PgTarget, RestoreTxn};
 
-use crate::jobs::backup::{backup, BackupOptions};
+use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::reading::{
     is_v2, open_archive, open_v1, read_manifest, untrusted_v1, v1_warnings, TableTally,
 };
 use crate::jobs::restore::load::load_parts;
 use crate::jobs::scratch::{create_owned_database, ledger_release, sweep_created};
-use crate::jobs::{join_error, run_record, Cancel, Vault};
+use crate::jobs::{join_error, run_record, Cancel, Locked, Vault};
 
 /// How to restore.
 #[derive(Debug, Clone)]
@@ -112,6 +112,7 @@ pub async fn restore(
     opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
+    let vault = &vault.lock()?;
     let started = Utc::now();
     let result = restore_inner(vault, what, target, opts, progress).await;
     if let (Ok(_), Some(name)) = (&result, &opts.create_db) {
@@ -139,7 +140,7 @@ pub async fn restore(
 }
 
 pub(super) async fn restore_inner(
-    vault: &Vault,
+    vault: &Locked<'_>,
     what: &str,
     target: &PgTarget,
     opts: &RestoreOptions,
@@ -218,7 +219,7 @@ pub(super) async fn restore_inner(
 /// a database without them (the schema files run in the same transaction).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn restore_into(
-    vault: &Vault,
+    vault: &Locked<'_>,
     path: &Path,
     key: Key,
     target: &PgTarget,
@@ -389,7 +390,7 @@ pub(super) async fn restore_into(
 }
 
 pub(super) async fn safety_backup(
-    vault: &Vault,
+    vault: &Locked<'_>,
     target: &PgTarget,
     opts: &RestoreOptions,
     progress: &Arc<dyn Progress>,
@@ -398,7 +399,7 @@ pub(super) async fn safety_backup(
         return Ok(None);
     }
     progress.report(&ProgressEvent::phase(Phase::SafetyBackup));
-    let b = backup(
+    let b = backup_locked(
         vault,
         target,
         &BackupOptions {
@@ -415,7 +416,7 @@ pub(super) async fn safety_backup(
 
 /// Restore an old-system file: merge (or replace) its 22 tables' records in one transaction.
 pub(super) async fn restore_v1(
-    vault: &Vault,
+    vault: &Locked<'_>,
     path: &Path,
     target: &PgTarget,
     opts: &RestoreOptions,
