@@ -52,35 +52,34 @@ pub fn make_private(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Write `data` to `path` atomically and privately: a temporary file beside it (mode 0600),
-/// fsync, rename. A crash leaves the old file or the new one, never half of either.
+/// Write `data` to `path` atomically and privately, the same way a backup file is written
+/// ([`PartialFile`]: a temporary file beside it, mode 0600, fsync, rename, fsync of the
+/// folder). A crash leaves the old file or the new one, never half of either. For the settings
+/// file and the markers beside the catalog.
 ///
 /// # Errors
 /// `Io` / `DiskFull`, naming `path`; the old file is then untouched.
 pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let what = || format!("writing {}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_private_dir(dir).map_err(|e| Error::io(what(), &e))?;
-    }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    let tmp = path.with_file_name(name);
-    let written = (|| {
-        let mut f = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        make_private(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(what(), &e));
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Err(Error::new(
+            crate::error::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a file name SchoolVault can write",
+                path.display()
+            ),
+            "Choose a path whose last part is a plain file name",
+        ));
+    };
+    // A temporary file left by a crash is replaced, not a reason to fail.
+    let _ = fs::remove_file(dir.join(format!("{name}.partial")));
+    let (partial, mut file) = PartialFile::create(dir, name)?;
+    file.write_all(data)
+        .map_err(|e| Error::io(format_args!("writing {}", path.display()), &e))?;
+    partial.commit(file)?;
     Ok(())
 }
 
@@ -97,12 +96,8 @@ impl PartialFile {
     /// # Errors
     /// I/O errors (the folder cannot be created, the name exists…).
     pub fn create(dir: &Path, name: &str) -> Result<(PartialFile, File)> {
-        create_private_dir(dir).map_err(|e| {
-            Error::io(
-                format_args!("creating the backup folder {}", dir.display()),
-                &e,
-            )
-        })?;
+        create_private_dir(dir)
+            .map_err(|e| Error::io(format_args!("creating the folder {}", dir.display()), &e))?;
         let fin = dir.join(name);
         let partial = dir.join(format!("{name}.partial"));
         let file = private_options()
