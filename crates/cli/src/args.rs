@@ -267,7 +267,12 @@ pub(crate) enum KeyAction {
     /// Import a key: 64 hex characters on stdin (e.g. the old system's BACKUP_ENCRYPTION_KEY).
     Import,
     /// Print the current key (for the recovery copy). Keep it secret.
-    Export,
+    Export {
+        /// Write the recovery sheet (fingerprint, key, what to do with it) to this file,
+        /// readable only by you, instead of printing the key: the same sheet the app saves.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the current key's fingerprint.
     Fingerprint,
 }

@@ -117,7 +117,17 @@ pub(crate) fn command(action: &KeyAction, keys: &Keys) -> Result<KeyReport> {
             keys.store(&key)?;
             Ok(shown(&key, &KeyOrigin::Keychain, "Imported key", None))
         }
-        KeyAction::Export => {
+        KeyAction::Export { out: Some(path) } => {
+            let (key, origin) = keys.current()?;
+            schoolvault_engine::keychain::save_recovery_sheet(&key, path)?;
+            Ok(shown(
+                &key,
+                &origin,
+                "Recovery sheet written for key",
+                Some("Print it or keep it away from this computer, then delete the file here"),
+            ))
+        }
+        KeyAction::Export { out: None } => {
             let (key, origin) = keys.current()?;
             Ok(KeyReport::Exported {
                 hex: key.to_hex(),

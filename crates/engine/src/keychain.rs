@@ -369,9 +369,55 @@ pub fn read_key_file(path: &Path) -> Result<Key> {
     })
 }
 
+/// The recovery sheet for `key`: what the person prints or keeps away from this computer.
+/// The app's "Save a recovery copy" and `schoolvault key export --out FILE` write this same
+/// text.
+pub fn recovery_sheet(key: &Key) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "SchoolVault encryption key — recovery copy\n\
+         ==========================================\n\n\
+         Key fingerprint: {fp}\n\
+         Key (64 hex):    {hex}\n\n\
+         Every SchoolVault backup of this school is encrypted with this key. Without it, no\n\
+         backup can be restored. Print this sheet or keep this file somewhere safe and away\n\
+         from this computer (a locked drawer, a password manager). To use it on another\n\
+         computer: SchoolVault → Settings → Encryption key → Import, or\n\
+         `schoolvault key import`.\n",
+        fp = key.fingerprint(),
+        hex = key.to_hex().as_str()
+    ))
+}
+
+/// Write the [`recovery_sheet`] of `key` to `path`: atomically and readable only by this
+/// user, even over an existing file that anyone could read.
+///
+/// # Errors
+/// `Io` / `DiskFull`, naming the file.
+pub fn save_recovery_sheet(key: &Key, path: &Path) -> Result<()> {
+    crate::storage::write_private(path, recovery_sheet(key).as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_recovery_sheet_is_private_and_names_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = Key::generate();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sheet.txt");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        save_recovery_sheet(&key, &path).expect("saved");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(key.to_hex().as_str()));
+        assert!(text.contains(&key.fingerprint().to_string()));
+        assert_eq!(text, recovery_sheet(&key).as_str());
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn the_public_development_key_is_refused_from_every_origin() {

@@ -58,21 +58,7 @@ pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>
     let Some(path) = asked.await.ok().flatten() else {
         return Ok(None);
     };
-    let sheet = zeroize::Zeroizing::new(format!(
-        "SchoolVault encryption key — recovery copy\n\
-         ==========================================\n\n\
-         Key fingerprint: {fp}\n\
-         Key (64 hex):    {}\n\n\
-         Every SchoolVault backup of this school is encrypted with this key. Without it, no\n\
-         backup can be restored. Print this sheet or keep this file somewhere safe and away\n\
-         from this computer (a locked drawer, a password manager). To use it on another\n\
-         computer: SchoolVault → Settings → Encryption key → Import, or\n\
-         `schoolvault key import`.\n",
-        key.to_hex().as_str()
-    ));
-    // Atomically (temporary file, fsync, rename) and mode 0600, even over an existing file
-    // that anyone could read.
-    schoolvault_engine::storage::write_private(&path, sheet.as_bytes())?;
+    schoolvault_engine::keychain::save_recovery_sheet(&key, &path)?;
     Ok(Some(path.display().to_string()))
 }
 
