@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Local, Utc};
-use schoolvault_engine::jobs::{self, LookEmail, ScheduleLook};
+use schoolvault_engine::jobs::{self, EmailPlan, ScheduleLook};
 use schoolvault_engine::progress::{Progress, ProgressEvent};
 use schoolvault_engine::schedule::Schedule;
 
@@ -56,14 +56,7 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
             let keychain: Arc<dyn Keychain> = state.keychain_handle();
             let job_cancel = cancel.clone();
             detached(move || async move {
-                let email = LookEmail {
-                    smtp: config.email.smtp(keychain.as_ref()),
-                    admins_query: config.email.admins_query(),
-                    stale_after: chrono::Duration::hours(i64::from(
-                        config.email.stale_hours.max(1),
-                    )),
-                    weekly_digest: config.email.weekly_digest,
-                };
+                let email = email_plan(&config.email, keychain.as_ref());
                 let retention = config.retention.policy();
                 let plan = ScheduleLook {
                     target: &target,
@@ -106,6 +99,20 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
     );
     let until = (next - Utc::now()).to_std().unwrap_or_default();
     Ok(until.min(Duration::from_secs(30)))
+}
+
+/// The app's email settings as the engine's jobs use them (the SMTP password from the
+/// keychain).
+pub fn email_plan(
+    email: &schoolvault_engine::config::EmailSettings,
+    keychain: &dyn Keychain,
+) -> EmailPlan {
+    EmailPlan {
+        smtp: email.smtp(keychain),
+        admins_query: email.admins_query(),
+        stale_after: chrono::Duration::hours(i64::from(email.stale_hours.max(1))),
+        weekly_digest: email.weekly_digest,
+    }
 }
 
 /// How the app shows a look: the backup's error, or the weekly test restore's (the newest

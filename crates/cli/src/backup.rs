@@ -2,16 +2,14 @@
 //! failure email) and `export --format v1` (an old-system file, to go back to the old system).
 
 use std::path::Path;
-use std::time::Duration;
 
 use schoolvault_engine::archive::BackupKind;
-use schoolvault_engine::catalog::Operation;
 use schoolvault_engine::jobs::{self, BackupOptions, BackupOutcome, ExportOutcome};
 use schoolvault_engine::Result;
 use serde::{Serialize, Serializer};
 
 use crate::args::KindArg;
-use crate::email::{admins_query, notify_failure};
+use crate::email::email_plan;
 use crate::output::Report;
 use crate::session::Session;
 
@@ -83,27 +81,20 @@ pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Res
         jobs,
         ..BackupOptions::default()
     };
-    let out = jobs::with_watchdog(
+    let email = email_plan(&session.settings);
+    let done = jobs::backup_attended(
         vault,
-        Operation::Backup,
-        Some(opts.kind),
+        &target,
+        &opts,
         session.watchdog,
+        &email,
         session.progress.clone(),
-        |p| jobs::backup(vault, &target, &opts, p),
     )
     .await;
-    if let Err(e) = &out {
-        notify_failure(vault, &session.settings, opts.kind, &target, e).await;
-    } else if let Some(query) = admins_query(&session.settings) {
-        // Keep the list of administrators fresh for a day the database is down
-        // (briefly: a locked table must not hold up the backup's end).
-        let _ = tokio::time::timeout(
-            Duration::from_secs(20),
-            jobs::refresh_admins(vault, &target, &query),
-        )
-        .await;
+    if let Some(e) = &done.email_error {
+        eprintln!("warning: {e}");
     }
-    Ok(Made(out?))
+    Ok(Made(done.backup?))
 }
 
 impl Report for ExportOutcome {

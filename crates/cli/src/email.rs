@@ -2,12 +2,10 @@
 //! file), who receives it, the failure notice after a failed backup, and the `notify` commands
 //! (a test email, the weekly report on demand).
 
-use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::config::Config;
-use schoolvault_engine::jobs::{self, Vault};
+use schoolvault_engine::jobs::{self, EmailPlan, Vault};
 use schoolvault_engine::keychain::OsKeychain;
 use schoolvault_engine::notify::{Security, SmtpSettings};
-use schoolvault_engine::source::postgres::PgTarget;
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
@@ -62,6 +60,16 @@ pub(crate) fn smtp_settings(config: &Config) -> Result<Option<SmtpSettings>> {
     }))
 }
 
+/// The email settings as the engine's jobs use them: the environment's or the file's.
+pub(crate) fn email_plan(config: &Config) -> EmailPlan {
+    EmailPlan {
+        smtp: smtp_settings(config),
+        admins_query: admins_query(config),
+        stale_after: chrono::Duration::hours(i64::from(config.email.stale_hours.max(1))),
+        weekly_digest: config.email.weekly_digest,
+    }
+}
+
 /// The query for the school's administrators, when their addresses are to be read from the
 /// school database (SCHOOLVAULT_NOTIFY_DB_ADMINS=1; SCHOOLVAULT_NOTIFY_QUERY overrides the ERP's).
 pub(crate) fn admins_query(config: &Config) -> Option<String> {
@@ -85,33 +93,6 @@ pub(crate) fn school_admins_too(
         jobs::with_known_admins(vault, settings)
     } else {
         settings.clone()
-    }
-}
-
-/// After a failed backup: email the administrators if email is set up. A failure to send is
-/// reported as a warning and recorded; it never replaces the backup's error.
-pub(crate) async fn notify_failure(
-    vault: &Vault,
-    config: &Config,
-    kind: BackupKind,
-    target: &PgTarget,
-    error: &Error,
-) {
-    // Another run holds the lock: that run reports its own outcome.
-    if error.kind() == ErrorKind::Busy {
-        return;
-    }
-    match smtp_settings(config) {
-        Ok(Some(settings)) => {
-            let query = admins_query(config);
-            if let Err(e) =
-                jobs::notify_failure(vault, &settings, query.as_deref(), kind, target, error).await
-            {
-                eprintln!("warning: {e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("warning: {e}"),
     }
 }
 

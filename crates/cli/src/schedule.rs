@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use schoolvault_engine::config::Config;
-use schoolvault_engine::jobs::{self, Cancel, DueOutcome, LookEmail, ScheduleLook, Vault};
+use schoolvault_engine::jobs::{self, Cancel, DueOutcome, ScheduleLook, Vault};
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
@@ -17,7 +17,7 @@ use schoolvault_engine::{ErrorKind, Result};
 use serde::{Serialize, Serializer};
 
 use crate::args::{PolicyArgs, ScheduleAction};
-use crate::email::{admins_query, smtp_settings};
+use crate::email::email_plan;
 use crate::output::Report;
 use crate::session::{target, Session};
 
@@ -161,12 +161,7 @@ async fn run_due_once(
     watchdog: Duration,
     progress: &Arc<dyn Progress>,
 ) -> Result<jobs::DueOutcome> {
-    let email = LookEmail {
-        smtp: smtp_settings(settings),
-        admins_query: admins_query(settings),
-        stale_after: chrono::Duration::hours(i64::from(settings.email.stale_hours.max(1))),
-        weekly_digest: settings.email.weekly_digest,
-    };
+    let email = email_plan(settings);
     let plan = ScheduleLook {
         target,
         schedule,

@@ -3,15 +3,10 @@
 //! test-restoring a backup, and the history of runs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use schoolvault_engine::archive::BackupKind;
-use schoolvault_engine::catalog::Operation;
-use schoolvault_engine::config::EmailSettings;
 use schoolvault_engine::jobs::{self, BackupOptions};
-use schoolvault_engine::keychain::Keychain;
-use schoolvault_engine::progress::{Progress, Silent, Watched};
-use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::progress::{Progress, Silent};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -64,40 +59,15 @@ pub async fn run_backup(
         let vault = state.vault().await?;
         let target = state.target()?;
         let config = state.config();
-        let (email, limit) = (config.email, config.schedule.watchdog());
+        let limit = config.schedule.watchdog();
         let keychain = state.keychain_handle();
         detached(move || async move {
-            let watched = Arc::new(Watched::new(progress));
-            let job = jobs::backup(&vault, &target, &opts, watched.clone());
-            let out =
-                jobs::watch(&vault, Operation::Backup, Some(kind), limit, &watched, job).await;
-            match &out {
-                Err(e) => {
-                    let unsent = email_failure(
-                        &vault,
-                        &email,
-                        keychain.as_ref(),
-                        kind,
-                        &target,
-                        e,
-                        &opts.cancel,
-                    )
-                    .await;
-                    Ok(Err((CommandError::from(e), unsent)))
-                }
-                Ok(made) => {
-                    if let Some(query) = email.enabled.then(|| email.admins_query()).flatten() {
-                        // Keep the administrators' list fresh for a day the database is down
-                        // (briefly: a locked table must not hold up the reply).
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(20),
-                            jobs::refresh_admins(&vault, &target, &query),
-                        )
-                        .await;
-                    }
-                    Ok(Ok(BackupRow::from(&made.backup)))
-                }
-            }
+            let email = crate::scheduler::email_plan(&config.email, keychain.as_ref());
+            let done = jobs::backup_attended(&vault, &target, &opts, limit, &email, progress).await;
+            Ok(match done.backup {
+                Err(e) => Err((CommandError::from(&e), done.email_error)),
+                Ok(made) => Ok(BackupRow::from(&made.backup)),
+            })
         })
         .await
     }
@@ -112,34 +82,6 @@ pub async fn run_backup(
         &cancel,
     );
     result
-}
-
-/// Email the administrators about a failed backup (not one the user cancelled), when emails
-/// are on. A failure to send is recorded in the history (Activity), returned to be shown
-/// beside the failure, and never hides the backup's own error.
-pub async fn email_failure(
-    vault: &jobs::Vault,
-    email: &EmailSettings,
-    keychain: &dyn Keychain,
-    kind: BackupKind,
-    target: &PgTarget,
-    error: &schoolvault_engine::Error,
-    cancel: &jobs::Cancel,
-) -> Option<String> {
-    // Cancelled by the user, or another run holds the lock (it reports its own outcome).
-    if cancel.is_cancelled() || error.kind() == schoolvault_engine::ErrorKind::Busy {
-        return None;
-    }
-    let smtp = match email.smtp(keychain) {
-        Ok(Some(smtp)) => smtp,
-        Ok(None) => return None,
-        Err(e) => return Some(e.to_string()),
-    };
-    let query = email.admins_query();
-    jobs::notify_failure(vault, &smtp, query.as_deref(), kind, target, error)
-        .await
-        .err()
-        .map(|e| e.to_string())
 }
 
 /// Stop the running job (it leaves nothing behind); false when nothing runs.

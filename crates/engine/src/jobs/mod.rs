@@ -6,6 +6,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `backup` | the backup pipeline (snapshot, export workers, parts, encryption) |
+//! | `attended` | a backup a person starts: watchdog, failure email, administrators |
 //! | `reading` | opening and walking an archive, tallies against `end.json`, v1 files |
 //! | `verify` | verify, inspect, decrypt |
 //! | `test_restore` | test restores, the weekly routine one |
@@ -18,6 +19,7 @@
 //! | `watchdog` | stopping a job that makes no progress |
 
 mod alerts;
+mod attended;
 mod backup;
 mod export_v1;
 mod maintenance;
@@ -33,6 +35,7 @@ pub use alerts::{
     forget_digest, notify_failure, refresh_admins, stale_alert, weekly_digest, with_known_admins,
     DIGEST_CRON, RETRY_ALERT,
 };
+pub use attended::{backup_attended, Attended};
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
 pub use maintenance::{delete, prune, rescan, RescanEntry};
@@ -41,7 +44,7 @@ pub use restore::{
     restore, restore_preview, PreviewTable, RestoreOptions, RestoreOutcome, RestorePreview,
 };
 pub use schedule_look::{
-    first_look, look, run_due, run_due_with, DueOutcome, LookEmail, LookOutcome, ScheduleLook,
+    first_look, look, run_due, run_due_with, DueOutcome, EmailPlan, LookOutcome, ScheduleLook,
     FIRST_LOOK_FILE, RETRY_AFTER, SLOT_ATTEMPTS,
 };
 pub use test_restore::{

@@ -181,7 +181,7 @@ pub async fn run_due_with(
 
 /// How a look at the schedule sends email.
 #[derive(Debug)]
-pub struct LookEmail {
+pub struct EmailPlan {
     /// Where to send: `Ok(None)` when email is off; an error (a password that is not saved…)
     /// is reported when a failure email cannot go out because of it.
     pub smtp: Result<Option<SmtpSettings>>,
@@ -211,7 +211,7 @@ pub struct ScheduleLook<'a> {
     /// The weekly test restore after a scheduled backup.
     pub test_restore: bool,
     /// Emails.
-    pub email: &'a LookEmail,
+    pub email: &'a EmailPlan,
     /// Stops the backup.
     pub cancel: Cancel,
 }

@@ -1,0 +1,88 @@
+//! A backup as a person or a shell starts it (the app's "Back up now" and tray, `schoolvault
+//! backup`): the backup under the watchdog, a failure email to the administrators, and, after
+//! a success, the school's administrators read again so the next failure email reaches them
+//! on a day the database is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::Operation;
+use crate::error::{ErrorKind, Result};
+use crate::progress::{Progress, Watched};
+use crate::source::postgres::PgTarget;
+
+use crate::jobs::alerts::{notify_failure, refresh_admins};
+use crate::jobs::backup::{backup, BackupOptions, BackupOutcome};
+use crate::jobs::schedule_look::EmailPlan;
+use crate::jobs::watchdog::watch;
+use crate::jobs::Vault;
+
+/// What [`backup_attended`] did.
+#[derive(Debug)]
+pub struct Attended {
+    /// The backup, or its error.
+    pub backup: Result<BackupOutcome>,
+    /// Why the failure email could not be sent, if it could not.
+    pub email_error: Option<String>,
+}
+
+/// How long reading the administrators may hold up the end of a backup.
+const ADMINS_READ_LIMIT: Duration = Duration::from_secs(20);
+
+/// Back up `target` under the watchdog (`limit` without progress stops it); email the
+/// administrators if it fails (not when the person cancelled it, nor when another run holds
+/// the lock: that run reports its own outcome); refresh the administrators' list after a
+/// success.
+pub async fn backup_attended(
+    vault: &Vault,
+    target: &PgTarget,
+    opts: &BackupOptions,
+    limit: Duration,
+    email: &EmailPlan,
+    progress: Arc<dyn Progress>,
+) -> Attended {
+    let watched = Arc::new(Watched::new(progress));
+    let job = backup(vault, target, opts, watched.clone());
+    let made = watch(
+        vault,
+        Operation::Backup,
+        Some(opts.kind),
+        limit,
+        &watched,
+        job,
+    )
+    .await;
+    let mut email_error = None;
+    match &made {
+        Err(e) if e.kind() == ErrorKind::Busy || opts.cancel.is_cancelled() => {}
+        Err(e) => {
+            email_error = match &email.smtp {
+                Ok(Some(smtp)) => notify_failure(
+                    vault,
+                    smtp,
+                    email.admins_query.as_deref(),
+                    opts.kind,
+                    target,
+                    e,
+                )
+                .await
+                .err()
+                .map(|e| e.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(e.to_string()),
+            };
+        }
+        Ok(_) => {
+            if let Some(query) = &email.admins_query {
+                // Briefly: a locked table must not hold up the backup's end.
+                let _ =
+                    tokio::time::timeout(ADMINS_READ_LIMIT, refresh_admins(vault, target, query))
+                        .await;
+            }
+        }
+    }
+    Attended {
+        backup: made,
+        email_error,
+    }
+}
