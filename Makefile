@@ -21,20 +21,22 @@ app: ui
 # Format, lint, then every test: the UI (vitest; the screens in headless Chromium), the app's
 # commands (Tauri's mock runtime; also regenerates ui/src/bindings, which must be committed),
 # the engine and CLI against the real PostgreSQL, SMTP and gnome-keyring, and the desktop app
-# end to end under Xvfb. The last line sums up every suite.
+# end to end under Xvfb. The last line sums up every suite; tests skipped for a missing
+# fixture (outside CI) are listed after it, from target/skipped.txt.
 test: setup
 	cargo fmt --all -- --check
 	$(MAKE) ui
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-	@mkdir -p target; : > target/test.log
+	@mkdir -p target; : > target/test.log; rm -f target/skipped.txt
 	cd ui && NO_COLOR=1 npx vitest run 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
 	cd ui && npm run -s build:mock && node tests/browser.mjs 2>&1 | tee -a ../target/test.log; test $${PIPESTATUS[0]} -eq 0
-	cargo build --locked -p schoolvault-cli -p schoolvault-app   # the binaries the end-to-end tests run
+	cargo build --locked -p schoolvault-app   # the app the desktop test runs (cargo builds the CLI for its tests)
 	cargo test --locked -p schoolvault-app 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
 	@git diff --quiet -- ui/src/bindings || { echo "ui/src/bindings is stale: commit what cargo test -p schoolvault-app wrote"; git --no-pager diff --stat -- ui/src/bindings; exit 1; }
 	cargo test --locked 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
 	$(MAKE) e2e
 	@awk '/^test result:/ {p += $$4; f += $$6} /^browser tests:/ {p += $$3; f += $$5} /Tests +[0-9]+ passed/ {for (i = 1; i <= NF; i++) if ($$i == "passed") p += $$(i-1); for (i = 1; i <= NF; i++) if ($$i == "failed") f += $$(i-1)} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
+	@if [ -s target/skipped.txt ]; then sort -u target/skipped.txt | sed 's/^/note: /'; fi
 
 # The desktop app end to end (tests/desktop.rs): a virtual display, a private D-Bus session
 # with an unlocked gnome-keyring, tauri-driver + WebKitWebDriver. Screenshots: target/screenshots.
@@ -51,13 +53,12 @@ bench: setup
 	cargo build --release --locked -p schoolvault-cli
 	scripts/bench.sh
 
-# Fault injection, the long form (tests/faults.rs): each operation killed with SIGKILL at 20
-# random moments, and its connection terminated from the server, each followed by the checks
-# that nothing is lost or half-done; one summary line per operation. (make test runs the short
-# form, 3 kills each, inside cargo test.)
+# Fault injection, the long form (crates/cli/tests/faults.rs): each operation killed with
+# SIGKILL at 20 random moments, and its connection terminated from the server, each followed by
+# the checks that nothing is lost or half-done; one summary line per operation. (make test runs
+# the short form, 3 kills each, inside cargo test.)
 faults: setup
-	cargo build --locked -p schoolvault-cli
-	SCHOOLVAULT_FAULT_KILLS=20 cargo test --locked --test faults -- --nocapture --test-threads=1
+	SCHOOLVAULT_FAULT_KILLS=20 cargo test --locked -p schoolvault-cli --test faults -- --nocapture --test-threads=1
 
 # Fuzz the archive readers (fuzz/, cargo-fuzz on nightly): each target for FUZZ_SECONDS, one
 # after another. New inputs go to fuzz/corpus, crashes to fuzz/artifacts; the seeds are

@@ -1,1 +1,2 @@
-//! End-to-end tests of SchoolVault live in `tests/`; this library is empty.
+//! The desktop app's end-to-end test lives in `tests/desktop.rs` (the CLI's in
+//! `crates/cli/tests`); this library is empty.

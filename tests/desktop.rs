@@ -11,6 +11,8 @@
 //! WebKitWebDriver (Debian's webkit2gtk-driver). Built only with `--features desktop-e2e`.
 #![allow(clippy::unwrap_used)]
 
+// The PostgreSQL helpers the CLI's end-to-end tests use (not their binary-bound part).
+#[path = "../crates/cli/tests/support/db.rs"]
 mod support;
 
 use std::os::unix::process::CommandExt as _;
@@ -25,8 +27,14 @@ fn app_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SCHOOLVAULT_APP_BIN") {
         return p.into();
     }
-    let bin = support::schoolvault_bin();
-    let app = bin.with_file_name("schoolvault-app");
+    // Cargo names only its own package's binaries to a test; `make test` builds the app first
+    // (`make app`), into target/<profile>/, beside this test's deps/ folder.
+    let exe = std::env::current_exe().unwrap();
+    let app = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(format!("schoolvault-app{}", std::env::consts::EXE_SUFFIX)))
+        .unwrap();
     assert!(
         app.exists(),
         "{} is missing: build it with `make app` (npm run build in ui/, then cargo build -p schoolvault-app)",
@@ -126,6 +134,22 @@ async fn wait_count(c: &Client, css: &str, at_least: usize, secs: u64) {
             panic!("fewer than {at_least} of {css} after {secs} s");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Wait until nothing matches `css`; fail saying `what` after `secs` seconds.
+async fn wait_none(c: &Client, css: &str, what: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let n = count(c, css).await;
+        if n == 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            shot(c, "timeout").await;
+            panic!("{what}: {n} of {css} still there after {secs} s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -259,12 +283,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     shot(&c, "7-restore-from-file").await;
     // Cancel (Esc is covered by the browser tests).
     click(&c, ".modal button.secondary").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        count(&c, "[role=dialog]").await,
-        0,
-        "Cancel closes the modal"
-    );
+    wait_none(&c, "[role=dialog]", "Cancel closes the modal", 10).await;
 
     // 5. A schedule that is due now: the app runs it and lists a "scheduled" backup.
     click(&c, "[data-testid=nav-settings]").await;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-#[path = "../../tests/support/smtp.rs"]
+#[path = "../../crates/cli/tests/support/smtp.rs"]
 mod smtp;
 
 use schoolvault_app::state::{AppState, Headless, Look, Picked, Shell};

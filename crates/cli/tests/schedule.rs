@@ -207,7 +207,25 @@ fn the_watchdog_fails_a_stalled_backup_and_leaves_nothing() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Start the backup only once the lock is held (granted, in the database under test).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held = db.sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' \
+             AND relation = 'attendance'::regclass AND mode = 'AccessExclusiveLock' AND granted",
+        );
+        if held == "1" {
+            break;
+        }
+        if let Some(status) = holder.try_wait().unwrap() {
+            panic!("the psql holding the lock on attendance ended early ({status})");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other session did not get its lock on attendance within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let started = std::time::Instant::now();
     let (code, msg) = env.fails(&["--watchdog", "2", "--db", &db.url(), "backup"]);
     let _ = holder.kill();

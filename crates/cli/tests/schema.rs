@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use support::{erp_db, fixtures, Env, TestDb};
@@ -101,10 +100,7 @@ fn erp_backup_restores_into_a_new_database_that_pg_dump_cannot_tell_apart() {
 #[test]
 fn every_object_kind_round_trips_into_a_new_database() {
     let db = TestDb::new("objects");
-    db.load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
-        &[],
-    );
+    db.load(&support::test_data("objects.sql"), &[]);
     // The audit trigger fired for the three pupils of the source; the copy's audit table must
     // equal the source's (checksums), so it did not fire again while the data was loaded.
     assert_eq!(db.sql("SELECT count(*) FROM audit"), "3");
@@ -114,10 +110,7 @@ fn every_object_kind_round_trips_into_a_new_database() {
 #[test]
 fn an_empty_target_is_filled_and_a_foreign_one_refused() {
     let db = TestDb::new("objsrc");
-    db.load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
-        &[],
-    );
+    db.load(&support::test_data("objects.sql"), &[]);
     let env = Env::new();
     let b = env.json(&["--db", &db.url(), "backup"]);
     let id = b["id"].as_str().unwrap();
@@ -141,10 +134,7 @@ fn database_exists(name: &str) -> bool {
 #[test]
 fn a_test_restore_passes_on_a_good_backup_and_names_the_table_of_a_bad_one() {
     let db = TestDb::new("testrestore");
-    db.load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
-        &[],
-    );
+    db.load(&support::test_data("objects.sql"), &[]);
     let env = Env::new();
     let b = env.json(&["--db", &db.url(), "backup"]);
     let id = b["id"].as_str().unwrap().to_string();

@@ -1,6 +1,8 @@
-//! Shared helpers of the end-to-end tests: a fresh PostgreSQL database per test (as
-//! `#[sqlx::test]` does), the real `schoolvault` binary in an isolated environment, and table
-//! checksums to compare databases.
+//! The PostgreSQL side of the end-to-end tests, with no tie to a binary: a fresh database per
+//! test (as `#[sqlx::test]` does), table checksums to compare databases, a password-protected
+//! cluster, and the workspace's test data (`tests/data` at the workspace root, which the app
+//! also embeds). The CLI's tests use it through `support`; the desktop test (`tests/desktop.rs`,
+//! root package) includes this file alone with `#[path]`.
 //!
 //! Every test talks to the real PostgreSQL at `SCHOOLVAULT_TEST_PG_HOST`:`SCHOOLVAULT_TEST_PG_PORT`
 //! (default 127.0.0.1:5432, user postgres). When it cannot be reached the test fails and says
@@ -10,6 +12,29 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The workspace's root folder: the nearest folder above the including package's own whose
+/// `Cargo.toml` has a `[workspace]` table (the root package, or two levels up from crates/cli).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml"))
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"))
+        })
+        .unwrap_or_else(|| panic!("no workspace Cargo.toml above {}", here.display()))
+        .to_path_buf()
+}
+
+/// A file of the workspace's test data (`tests/data/<name>`).
+pub fn test_data(name: &str) -> PathBuf {
+    workspace_root().join("tests/data").join(name)
+}
+
+/// The project's own small school schema with data (also the app's demo database).
+pub fn school_sql() -> PathBuf {
+    test_data("school.sql")
+}
 
 pub fn pg_host() -> String {
     std::env::var("SCHOOLVAULT_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
@@ -155,148 +180,6 @@ impl Drop for TestDb {
     }
 }
 
-/// The project's own small school schema with data.
-pub fn school_sql() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/school.sql")
-}
-
-/// The shared fixtures, or None (skipped, with a message) outside CI when they are missing.
-pub fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var("SCHOOLVAULT_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    if dir.join("erp-schema.sql").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "the shared fixtures are missing at {} (set SCHOOLVAULT_FIXTURES); CI must have them",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: the ERP fixtures are not at {} (set SCHOOLVAULT_FIXTURES to the folder holding erp-schema.sql)",
-        dir.display()
-    );
-    None
-}
-
-/// A database with the real ERP schema and the small generated school (54 MB).
-pub fn erp_db(fixtures: &Path) -> TestDb {
-    let db = TestDb::new("erp");
-    db.load(&fixtures.join("erp-schema.sql"), &[]);
-    db.load(
-        &fixtures.join("gen-erp-data.sql"),
-        &["sf=1", "students=40", "teachers=90", "seed=7"],
-    );
-    db
-}
-
-/// The `schoolvault` binary: `SCHOOLVAULT_BIN`, else the one beside this test's target folder.
-/// Cargo builds a package's binary only for that package's own tests, and these tests live in
-/// the workspace root, so `make test` builds it first (`cargo build -p schoolvault-cli`).
-pub fn schoolvault_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("SCHOOLVAULT_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> -> target/<profile>/schoolvault
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(format!("schoolvault{}", std::env::consts::EXE_SUFFIX)))
-        .unwrap();
-    assert!(
-        bin.is_file(),
-        "the schoolvault binary is not at {}: run `cargo build -p schoolvault-cli` first (make test does)",
-        bin.display()
-    );
-    bin
-}
-
-/// An isolated environment for the CLI: its own backup folder, catalog, HOME and key.
-pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub key: String,
-}
-
-impl Env {
-    pub fn new() -> Env {
-        let key: [u8; 32] = rand::random();
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-            key: hex::encode(key),
-        }
-    }
-    pub fn backups(&self) -> PathBuf {
-        self.dir.path().join("backups")
-    }
-    /// As if SchoolVault first looked at the schedule two days ago (a new installation waits
-    /// for its first slot; these tests want one to be due now). The file is the engine's own
-    /// record beside the catalog.
-    pub fn installed_before(&self) -> &Env {
-        let at = chrono::Utc::now() - chrono::Duration::days(2);
-        std::fs::write(
-            self.dir
-                .path()
-                .join(schoolvault_engine::jobs::FIRST_LOOK_FILE),
-            serde_json::json!({ "first_look": at.to_rfc3339() }).to_string(),
-        )
-        .unwrap();
-        self
-    }
-    /// The `schoolvault` binary with this environment.
-    pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::new(schoolvault_bin());
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("SCHOOLVAULT_DIR", self.backups())
-            .env(
-                "SCHOOLVAULT_CATALOG",
-                self.dir.path().join("catalog.sqlite"),
-            )
-            .env("BACKUP_ENCRYPTION_KEY", &self.key);
-        c
-    }
-    /// Run and parse `--json` output; panics unless it succeeds.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "schoolvault {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-    /// Run expecting failure; return (code from --json, stderr).
-    pub fn fails(&self, args: &[&str]) -> (String, String) {
-        let out = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(!out.status.success(), "schoolvault {args:?} should fail");
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("no JSON error: {}", String::from_utf8_lossy(&out.stdout)));
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!stderr.contains("panicked"), "panic: {stderr}");
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        assert_eq!(lines.len(), 1, "one error line expected: {stderr}");
-        (
-            doc["error"]["code"].as_str().unwrap().to_string(),
-            lines[0].to_string(),
-        )
-    }
-    /// Files in the backup folder (any name).
-    pub fn files(&self) -> Vec<PathBuf> {
-        match std::fs::read_dir(self.backups()) {
-            Ok(rd) => {
-                let mut v: Vec<PathBuf> = rd.map(|e| e.unwrap().path()).collect();
-                v.sort();
-                v
-            }
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
 /// A PostgreSQL cluster of its own with password authentication (the shared server trusts
 /// 127.0.0.1), made with Debian's pg_createcluster and dropped at the end.
 pub struct PasswordCluster {
@@ -355,24 +238,4 @@ impl Drop for PasswordCluster {
             .args([&self.version, &self.name, "--stop"])
             .output();
     }
-}
-
-/// Run `script` with `sh -c` in a private D-Bus session (where the script starts and unlocks a
-/// gnome-keyring of its own), with `home` as HOME, XDG folders and SchoolVault's backup
-/// folder and catalog.
-pub fn keychain_session(home: &Path, script: &str) -> std::process::Output {
-    Command::new("dbus-run-session")
-        .args(["--", "sh", "-c", script])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_RUNTIME_DIR", home)
-        .env("SCHOOLVAULT_DIR", home.join("backups"))
-        .env("SCHOOLVAULT_CATALOG", home.join("catalog.sqlite"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run dbus-run-session ({e}): install dbus (make test does)")
-        })
 }

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use support::{pg_host, pg_port, Env, TestDb};
@@ -16,7 +16,7 @@ const BULK: &str = "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS a, \
                     md5((g * 7)::text) AS b FROM generate_series(1, 150000) g";
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("recovery/schoolvault-recover.py")
+    support::workspace_root().join("recovery/schoolvault-recover.py")
 }
 
 /// Run the recovery script with the key in a key file; (success, stderr).
@@ -45,10 +45,7 @@ fn recover(env: &Env, args: &[&str]) -> (bool, String) {
 #[test]
 fn a_backup_is_read_and_restored_with_python_and_psql_alone() {
     let db = TestDb::new("recsrc");
-    db.load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/objects.sql"),
-        &[],
-    );
+    db.load(&support::test_data("objects.sql"), &[]);
     // Enough rows for several 8 MiB parts and several 1 MiB encrypted chunks.
     db.sql(BULK);
     let env = Env::new();

@@ -180,7 +180,18 @@ fn rows_committed_during_a_backup_are_wholly_in_it_or_wholly_absent() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Back up once the writer is under way: its first order and lines are committed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.sql("SELECT count(*) FROM orders WHERE id > 1000000") == "0" {
+        if let Some(status) = writer.try_wait().unwrap() {
+            panic!("the writer ended before its first commit ({status})");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer committed nothing within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let b = backup(&env, &db);
     // Killing psql does not stop its server-side loop: end the session itself.
     support::psql(
