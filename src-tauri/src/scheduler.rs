@@ -84,7 +84,7 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
                 }
             }
             // Another run (the CLI) holds the lock: it will report its own outcome.
-            Err(e) if e.code == "busy" => {}
+            Err(e) if e.code == schoolvault_engine::ErrorKind::Busy.code() => {}
             _ => finish(state, "scheduled backup", &result, false, true, &cancel),
         }
     }

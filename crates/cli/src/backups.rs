@@ -285,7 +285,7 @@ pub(crate) async fn decrypt(vault: &Vault, backup: &str) -> Result<()> {
     let mut lock = stdout.lock();
     match jobs::decrypt(vault, backup, &mut lock).await {
         // The reader stopped early (`| tar t | head`): not an error of ours.
-        Err(e) if e.message().contains("Broken pipe") => Ok(()),
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::BrokenPipe) => Ok(()),
         other => other.map(|_| ()),
     }
 }

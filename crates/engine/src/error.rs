@@ -96,6 +96,17 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     guidance: String,
+    cause: Option<Cause>,
+}
+
+/// What lower layer an error came from, for programs that react to it (retry a deadlock,
+/// ignore a closed pipe): never matched from the message's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The database server's SQLSTATE, e.g. `40P01` (deadlock).
+    SqlState(String),
+    /// A file-system or pipe error of this kind.
+    Io(io::ErrorKind),
 }
 
 /// The engine's result type.
@@ -108,6 +119,30 @@ impl Error {
             kind,
             message: message.into(),
             guidance: guidance.into(),
+            cause: None,
+        }
+    }
+
+    /// This error, remembering the lower-layer `cause`.
+    #[must_use]
+    pub fn with_cause(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    /// The database server's SQLSTATE, when the server reported the error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match &self.cause {
+            Some(Cause::SqlState(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The I/O error's kind, when a file or pipe failed.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match &self.cause {
+            Some(Cause::Io(k)) => Some(*k),
+            _ => None,
         }
     }
 
@@ -144,6 +179,10 @@ impl Error {
         if let Some(inner) = inner_error(err) {
             return inner.clone();
         }
+        Error::io_inner(what, err).with_cause(Cause::Io(err.kind()))
+    }
+
+    fn io_inner(what: impl fmt::Display, err: &io::Error) -> Self {
         // ENOSPC (28) and EDQUOT (122) on Linux; StorageFull on every platform.
         if err.kind() == io::ErrorKind::StorageFull || matches!(err.raw_os_error(), Some(28 | 122))
         {
@@ -216,6 +255,18 @@ impl From<sqlx::migrate::MigrateError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cause_is_kept_for_programs_not_read_from_the_text() {
+        let e = Error::io("writing the output", &io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::BrokenPipe));
+        assert_eq!(e.sqlstate(), None);
+        let e = Error::new(ErrorKind::Database, "deadlock", "try again")
+            .with_cause(Cause::SqlState("40P01".into()))
+            .context("building the indexes");
+        assert_eq!(e.sqlstate(), Some("40P01"));
+        assert!(e.message().starts_with("building the indexes"));
+    }
 
     #[test]
     fn display_is_one_line_with_guidance() {

@@ -22,7 +22,7 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
     let config = state.config();
     let (key, key_error) = match state.keys()?.current() {
         Ok((k, origin)) => (Some(key_info(&origin, &k)), None),
-        Err(e) if e.code() == "no_key" => (None, None),
+        Err(e) if e.kind() == schoolvault_engine::ErrorKind::NoKey => (None, None),
         Err(e) => (None, Some(e.to_string())),
     };
     Ok(AppStatus {

@@ -41,7 +41,7 @@ pub(super) async fn delete_locked(vault: &Locked<'_>, id: &str) -> Result<Backup
     // The entry goes first, then the file: a run killed in between leaves a complete file
     // that is not listed (rescan lists it again), never a listed backup whose file is gone.
     // File first, a killed prune left entries that `list` showed as complete and that could
-    // not be restored (found by tests/faults.rs).
+    // not be restored (found by crates/cli/tests/faults.rs).
     vault.catalog.remove(id).await?;
     match std::fs::remove_file(&rec.path) {
         Ok(()) => {}

@@ -112,7 +112,7 @@ pub(in crate::jobs) async fn load_parallel(
     // loading parts of one table at once interleave its rows on disk, and a test restore
     // (which reads each table back in its physical order and compares the SHA-256 with
     // end.json) then reported a good backup as damaged: every time for a table of two parts
-    // (found by tests/faults.rs, whose school database has one).
+    // (found by crates/cli/tests/faults.rs, whose school database has one).
     let mut senders = Vec::new();
     let mut loaders = Vec::new();
     for _ in 0..2 {
@@ -239,7 +239,7 @@ pub(in crate::jobs) async fn builder(
         let mut tries = 0;
         loop {
             match txn.run_sql(&stmt, "building the indexes and keys").await {
-                Err(e) if e.message().contains("SQLSTATE 40P01") && tries < 10 => {
+                Err(e) if e.sqlstate() == Some("40P01") && tries < 10 => {
                     tries += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
                 }

@@ -228,6 +228,17 @@ where
 
 /// Map a database error to an engine error that says what to do.
 pub fn db_error(err: &sqlx::Error, target: &PgTarget) -> Error {
+    let error = db_error_inner(err, target);
+    match err {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => error.with_cause(crate::error::Cause::SqlState(code.into_owned())),
+            None => error,
+        },
+        _ => error,
+    }
+}
+
+fn db_error_inner(err: &sqlx::Error, target: &PgTarget) -> Error {
     let at = target.describe();
     match err {
         // rustls reports a refused certificate as invalid data on the socket.
