@@ -50,7 +50,7 @@ const LONG_FORM: usize = 10;
 
 /// The demo school's volume (about 300,000 rows), loaded after `school.sql`.
 fn demo_volume() -> PathBuf {
-    support::workspace_root().join("src-tauri/src/demo-volume.sql")
+    support::workspace_root().join("crates/engine/src/demo/volume.sql")
 }
 
 /// The school database with the demo school's volume for 700 students instead of 1,200

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod catalog;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod jobs;
 pub mod keychain;

@@ -12,9 +12,7 @@ use crate::dto::{AppStatus, CommandError, ConnectionReport, DbForm, DemoOffer};
 use crate::state::AppState;
 
 /// The demo school database offered on first run.
-pub const DEMO_DB: &str = "schoolvault_demo";
-const DEMO_SQL: &str = include_str!("../../../tests/data/school.sql");
-const DEMO_VOLUME_SQL: &str = include_str!("../demo-volume.sql");
+pub use schoolvault_engine::demo::DEMO_DB;
 
 /// What the window needs to decide what to show.
 #[tauri::command]
@@ -204,23 +202,7 @@ pub async fn create_demo(state: State<'_, AppState>) -> Res<AppStatus> {
         None,
         Tls::Disable,
     );
-    detached(move || async move {
-        if postgres::database_exists(&server, DEMO_DB).await? {
-            return Ok(());
-        }
-        let demo = postgres::create_database(&server, DEMO_DB).await?;
-        let loaded = async {
-            postgres::run_script(&demo, DEMO_SQL).await?;
-            postgres::run_script(&demo, DEMO_VOLUME_SQL).await
-        }
-        .await;
-        if let Err(e) = loaded {
-            postgres::drop_database(&server, DEMO_DB).await;
-            return Err(e.into());
-        }
-        Ok(())
-    })
-    .await?;
+    detached(move || async move { Ok(schoolvault_engine::demo::create(&server).await?) }).await?;
     let settings = form.to_settings(false)?;
     state.update_config(|c| c.database = Some(settings))?;
     status(state).await

@@ -33,7 +33,7 @@ pub fn test_data(name: &str) -> PathBuf {
 
 /// The project's own small school schema with data (also the app's demo database).
 pub fn school_sql() -> PathBuf {
-    test_data("school.sql")
+    workspace_root().join("crates/engine/src/demo/school.sql")
 }
 
 pub fn pg_host() -> String {
