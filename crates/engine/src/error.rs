@@ -258,7 +258,10 @@ mod tests {
 
     #[test]
     fn the_cause_is_kept_for_programs_not_read_from_the_text() {
-        let e = Error::io("writing the output", &io::Error::from(io::ErrorKind::BrokenPipe));
+        let e = Error::io(
+            "writing the output",
+            &io::Error::from(io::ErrorKind::BrokenPipe),
+        );
         assert_eq!(e.io_kind(), Some(io::ErrorKind::BrokenPipe));
         assert_eq!(e.sqlstate(), None);
         let e = Error::new(ErrorKind::Database, "deadlock", "try again")
