@@ -109,7 +109,8 @@ pub fn email_plan(
 ) -> EmailPlan {
     EmailPlan {
         smtp: email.smtp(keychain),
-        admins_query: email.admins_query(),
+        // Only when emails are on: the school database is not read for nothing.
+        admins_query: email.enabled.then(|| email.admins_query()).flatten(),
         stale_after: chrono::Duration::hours(i64::from(email.stale_hours.max(1))),
         weekly_digest: email.weekly_digest,
     }

@@ -173,6 +173,10 @@ impl AppState {
         shell: Box<dyn Shell>,
     ) -> Result<AppState, CommandError> {
         let config = Config::load(&config_path)?;
+        if let Err(e) = config.validate() {
+            // The app still starts (backups go on); Settings refuses to save until it is fixed.
+            eprintln!("warning: the settings file {}: {e}", config_path.display());
+        }
         Ok(AppState {
             config_path,
             catalog_path,

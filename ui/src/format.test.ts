@@ -15,6 +15,8 @@ describe("format", () => {
     expect(fmt.bytes(250_400_000)).toBe("250 MB");
     expect(fmt.bytes(999_960)).toBe("1.0 MB");
     expect(fmt.bytes(1_234_000_000)).toBe("1.2 GB");
+    expect(fmt.bytes(100_500)).toBe("101 kB");
+    expect(fmt.bytes(250_500_000)).toBe("251 MB");
     expect(fmt.duration(400)).toBe("<1 s");
     expect(fmt.duration(95_000)).toBe("1 min 35 s");
     expect(fmt.duration(3_900_000)).toBe("1 h 5 min");

@@ -12,7 +12,8 @@ export function bytes(n: number): string {
     v /= 1000;
     i++;
   }
-  return rounded(v) < 100 ? `${v.toFixed(1)} ${units[i]}` : `${v.toFixed(0)} ${units[i]}`;
+  const r = rounded(v);
+  return r < 100 ? `${r.toFixed(1)} ${units[i]}` : `${r} ${units[i]}`;
 }
 
 export function count(n: number): string {

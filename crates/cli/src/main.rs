@@ -65,6 +65,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
     let config_path = config::config_path()?;
     let settings = Config::load(&config_path)?;
+    if let Err(e) = settings.validate() {
+        // Said, never fatal: a backup or a restore must not wait for a settings fix.
+        eprintln!("warning: the settings file {}: {e}", config_path.display());
+    }
     if let Command::Config { action } = &cli.command {
         return emit(&settings::command(action, &config_path, settings)?, json);
     }

@@ -81,15 +81,18 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
     let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
     // Never every backup: the newest one that verified stays, or, when none has been
     // verified yet, the newest complete one (`prune --keep-days 0` on a new installation).
-    match newest_first.iter().find(|b| b.verify_ok == Some(true)) {
-        Some(b) => {
-            keep.insert(&b.id);
-        }
-        None => {
-            if let Some(b) = complete.first() {
-                keep.insert(&b.id);
-            }
-        }
+    // Only the school's own backups count (a safety backup, or an old-system file that a rescan
+    // read, is no backup of the school by SchoolVault).
+    let own: Vec<&&&BackupRecord> = complete
+        .iter()
+        .filter(|b| b.kind != BackupKind::Safety && b.engine != crate::legacy::CATALOG_ENGINE)
+        .collect();
+    if let Some(b) = own
+        .iter()
+        .find(|b| b.verify_ok == Some(true))
+        .or_else(|| own.first())
+    {
+        keep.insert(&b.id);
     }
     if let Some(n) = policy.keep_last {
         for b in complete.iter().take(n as usize) {
@@ -267,6 +270,9 @@ mod tests {
             cut,
             old_system,
             backup("old", 90, BackupKind::Scheduled, None, now),
+            // The school's newest backup, which the policy keeps anyway (an old-system file
+            // never stands in for it).
+            backup("new", 0, BackupKind::Scheduled, None, now),
         ];
         let policy = Retention {
             keep_days: 1,

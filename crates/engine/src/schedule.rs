@@ -127,11 +127,13 @@ impl Schedule {
         // schedule that runs every minute, so look in growing windows back from now; the first
         // window that holds a slot holds the latest one.
         let mut latest = None;
+        // The last window starts at `floor` itself (a slot rarer than yearly: 29 February).
         for window in [
             Duration::hours(1),
             Duration::days(1),
             Duration::days(32),
             Duration::days(367),
+            now - floor,
         ] {
             let start = (now - window).max(floor);
             let mut t = start;
@@ -336,6 +338,13 @@ mod tests {
         assert_eq!(due.slot, utc("2026-12-01T02:00:00Z"));
         assert_eq!(due.missed_slots, 2);
         assert!(due.catch_up);
+        // Every 29 February, last success six years ago: the 2024 slot.
+        let leap = Schedule::parse("0 2 29 2 *", Some("UTC")).expect("parse");
+        let due = leap
+            .due(Some(utc("2020-03-01T00:00:00Z")), now)
+            .expect("due")
+            .expect("due");
+        assert_eq!(due.slot, utc("2024-02-29T02:00:00Z"));
         // Yearly, never backed up: last year's slot is still found.
         let y = Schedule::parse("0 2 1 1 *", Some("UTC")).expect("parse");
         let due = y.due(None, now).expect("due").expect("due");

@@ -16,10 +16,13 @@ pub fn human(bytes: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if rounded(v) < 100.0 {
-        format!("{:.1} {}", v, UNITS[unit])
+    // Print the rounded value (halves up, as the app's JavaScript rounds), not `{:.0}`'s
+    // halves-to-even.
+    let r = rounded(v);
+    if r < 100.0 {
+        format!("{r:.1} {}", UNITS[unit])
     } else {
-        format!("{:.0} {}", v, UNITS[unit])
+        format!("{r:.0} {}", UNITS[unit])
     }
 }
 
@@ -49,5 +52,8 @@ mod tests {
         assert_eq!(human(999_960), "1.0 MB");
         assert_eq!(human(1_234_000_000), "1.2 GB");
         assert_eq!(human(u64::MAX), "18447 PB");
+        // Halves round up, as in the app.
+        assert_eq!(human(100_500), "101 kB");
+        assert_eq!(human(250_500_000), "251 MB");
     }
 }

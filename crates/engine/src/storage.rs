@@ -74,9 +74,12 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
             "Choose a path whose last part is a plain file name",
         ));
     };
-    // A temporary file left by a crash is replaced, not a reason to fail.
-    let _ = fs::remove_file(dir.join(format!("{name}.partial")));
-    let (partial, mut file) = PartialFile::create(dir, name)?;
+    // A temporary name of its own: two writers of one file never share (nor remove) one.
+    let (partial, mut file) = PartialFile::create_as(
+        dir,
+        name,
+        &format!("{name}.{:08x}.partial", rand::random::<u32>()),
+    )?;
     file.write_all(data)
         .map_err(|e| Error::io(format_args!("writing {}", path.display()), &e))?;
     partial.commit(file)?;
@@ -96,10 +99,18 @@ impl PartialFile {
     /// # Errors
     /// I/O errors (the folder cannot be created, the name exists…).
     pub fn create(dir: &Path, name: &str) -> Result<(PartialFile, File)> {
+        PartialFile::create_as(dir, name, &format!("{name}.partial"))
+    }
+
+    /// Create `<dir>/<partial>` for a file that will be `<dir>/<name>`.
+    ///
+    /// # Errors
+    /// As [`PartialFile::create`].
+    pub fn create_as(dir: &Path, name: &str, partial: &str) -> Result<(PartialFile, File)> {
         create_private_dir(dir)
             .map_err(|e| Error::io(format_args!("creating the folder {}", dir.display()), &e))?;
         let fin = dir.join(name);
-        let partial = dir.join(format!("{name}.partial"));
+        let partial = dir.join(partial);
         let file = private_options()
             .write(true)
             .create_new(true)

@@ -247,9 +247,13 @@ pub fn first_look(vault: &Vault, now: DateTime<Utc>) -> DateTime<Utc> {
         return at;
     }
     let json = serde_json::json!({ "first_look": now.to_rfc3339() });
-    // Not remembered (a read-only folder): this look counts from now, as a fresh one would.
-    let _ = crate::storage::write_private(&path, json.to_string().as_bytes());
-    now
+    if crate::storage::write_private(&path, json.to_string().as_bytes()).is_ok() {
+        return now;
+    }
+    // Not remembered (a read-only folder): count from this process's first look, so the
+    // schedule still runs from its next slot on.
+    static FIRST_IN_PROCESS: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *FIRST_IN_PROCESS.get_or_init(|| now)
 }
 
 /// The file beside the catalog that remembers [`first_look`].
