@@ -110,7 +110,18 @@ async fn wait_text(c: &Client, css: &str, needle: &str, secs: u64) -> String {
 }
 
 async fn click(c: &Client, css: &str) {
-    wait_for(c, css, 30).await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match wait_for(c, css, 30).await.click().await {
+            Ok(()) => return,
+            // The window redrew the element between finding and clicking it (a status refresh
+            // after saving settings): find it again.
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{css} could not be clicked within 30 s: {e}"),
+        }
+    }
 }
 
 async fn fill(c: &Client, css: &str, text: &str) {
@@ -192,8 +203,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     let c = loop {
         match ClientBuilder::native().capabilities(caps.clone()).connect(&url).await {
             Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => panic!("no WebDriver session through tauri-driver at {url}: {e} (is WebKitWebDriver installed? Debian's webkit2gtk-driver)"),

@@ -299,3 +299,122 @@ pub(super) fn read_manifest<R: Read>(r: R, pre: &Preamble, key: &Key) -> Result<
     }
     archive::read_json(&mut first, "manifest")
 }
+
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+    use crate::archive::BackupKind;
+    use crate::source::SourceInfo;
+    use chrono::Utc;
+
+    fn table(index: u32) -> TableManifest {
+        TableManifest {
+            index,
+            schema: "public".into(),
+            name: format!("t{index}"),
+            columns: vec!["id".into()],
+        }
+    }
+
+    fn manifest(tables: Vec<TableManifest>) -> Manifest {
+        Manifest {
+            format: 2,
+            backup_id: "b".into(),
+            kind: BackupKind::Manual,
+            snapshot_at: Utc::now(),
+            source: SourceInfo {
+                engine: "postgresql".into(),
+                server_version: "15".into(),
+                database: "school".into(),
+            },
+            tables,
+            sequences: Vec::new(),
+            schema: true,
+            unsupported: Vec::new(),
+        }
+    }
+
+    fn end_of(index: u32, data: &[&[u8]]) -> TableEnd {
+        let mut h = Sha256::new();
+        for d in data {
+            h.update(d);
+        }
+        let all: Vec<u8> = data.concat();
+        TableEnd {
+            index,
+            rows: all.iter().filter(|&&b| b == b'\n').count() as u64,
+            bytes: all.len() as u64,
+            parts: data.len() as u32,
+            sha256: hex::encode(h.finalize()),
+        }
+    }
+
+    fn end(tables: Vec<TableEnd>) -> End {
+        End {
+            total_rows: tables.iter().map(|t| t.rows).sum(),
+            total_bytes: tables.iter().map(|t| t.bytes).sum(),
+            tables,
+            finished_at: Utc::now(),
+        }
+    }
+
+    /// Feed `parts` of table 0 (and an empty table 1) through a tally.
+    fn tally(parts: &[&[u8]]) -> Result<TableTally> {
+        let mut t = TableTally::default();
+        for (i, p) in parts.iter().enumerate() {
+            t.start_part(&table(0), i as u32)?;
+            t.update(0, p);
+        }
+        Ok(t)
+    }
+
+    #[test]
+    fn a_table_that_matches_its_end_record_passes_and_counts() {
+        let parts: [&[u8]; 2] = [b"1\n2\n", b"3\n"];
+        let m = manifest(vec![table(0), table(1)]);
+        let e = end(vec![end_of(0, &parts), end_of(1, &[])]);
+        let (tables, rows, bytes) = tally(&parts).expect("in order").check(&m, &e).expect("ok");
+        assert_eq!((tables, rows, bytes), (2, 3, 6));
+    }
+
+    #[test]
+    fn a_changed_byte_a_lost_part_or_a_missing_table_is_named() {
+        let parts: [&[u8]; 2] = [b"1\n2\n", b"3\n"];
+        let m = manifest(vec![table(0)]);
+        let good = end(vec![end_of(0, &parts)]);
+        // One byte changed: same rows, other checksum.
+        let e = tally(&[b"1\n2\n", b"4\n"])
+            .expect("tally")
+            .check(&m, &good)
+            .expect_err("changed");
+        assert_eq!(e.kind(), ErrorKind::Inconsistent);
+        assert!(e.message().contains("public.t0"), "{e}");
+        // The second part lost: a row short.
+        let e = tally(&parts[..1])
+            .expect("tally")
+            .check(&m, &good)
+            .expect_err("short");
+        assert!(
+            e.message().contains("2 rows where the end record says 3"),
+            "{e}"
+        );
+        // Parts out of order are refused as they arrive.
+        let mut t = TableTally::default();
+        let e = t.start_part(&table(0), 1).expect_err("out of order");
+        assert_eq!(e.kind(), ErrorKind::Damaged);
+        // A table of the manifest that the end record does not list.
+        let two = manifest(vec![table(0), table(1)]);
+        let e = tally(&parts)
+            .expect("tally")
+            .check(&two, &good)
+            .expect_err("missing");
+        assert!(e.message().contains("missing from the end record"), "{e}");
+        // An end record with a table the manifest does not have.
+        let extra = end(vec![end_of(0, &parts), end_of(7, &[])]);
+        let e = tally(&parts)
+            .expect("tally")
+            .check(&m, &extra)
+            .expect_err("extra");
+        assert_eq!(e.kind(), ErrorKind::Inconsistent);
+    }
+}
