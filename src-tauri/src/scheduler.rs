@@ -1,5 +1,5 @@
 //! The schedule while the app runs: at start (catching up a slot missed while the computer was
-//! off), then at every slot, it calls the engine's `run_due` — which holds the run lock shared
+//! off), then at every slot, it makes the engine's one look at the schedule (`jobs::look`, as `schedule run-due` does), which holds the run lock shared
 //! with the CLI and looks at the history again, so a slot never runs twice. It wakes at least
 //! every 30 s, so a computer that slept catches up soon after it wakes, and at once when the
 //! settings change. The tray shows the last and the next run.
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Local, Utc};
+use schoolvault_engine::catalog::Operation;
 use schoolvault_engine::jobs::{self, EmailPlan, ScheduleLook};
 use schoolvault_engine::progress::{Progress, ProgressEvent};
 use schoolvault_engine::schedule::Schedule;
@@ -136,11 +137,11 @@ async fn last_line(state: &AppState) -> String {
         return "Last backup: unknown".into();
     };
     let runs = vault.catalog.runs(20).await.unwrap_or_default();
-    let mut line = match runs.iter().find(|r| r.operation == "backup") {
+    let mut line = match runs.iter().find(|r| r.operation == Operation::Backup) {
         Some(r) => format!(
             "Last backup: {} — {}",
             r.started_at.with_timezone(&Local).format("%a %d %b %H:%M"),
-            if r.outcome == "success" {
+            if r.outcome.is_success() {
                 "succeeded"
             } else {
                 "FAILED"

@@ -44,7 +44,7 @@ pub use restore::{
     restore, restore_preview, PreviewTable, RestoreOptions, RestoreOutcome, RestorePreview,
 };
 pub use schedule_look::{
-    first_look, look, run_due, run_due_with, DueOutcome, EmailPlan, LookOutcome, ScheduleLook,
+    first_look, look, run_due_with, DueOutcome, EmailPlan, LookOutcome, ScheduleLook,
     FIRST_LOOK_FILE, RETRY_AFTER, SLOT_ATTEMPTS,
 };
 pub use test_restore::{
@@ -52,7 +52,7 @@ pub use test_restore::{
     TestRestoreMark, TEST_RESTORE_EVERY,
 };
 pub use verify::{decrypt, inspect, verify, InspectReport, VerifyReport};
-pub use watchdog::{watch, with_watchdog};
+pub use watchdog::watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -133,12 +133,12 @@ pub(super) fn scan_file(path: &Path, keys: &Keys, progress: &dyn Progress) -> Re
     scan_stream(r, pre, &key, total, progress)
 }
 
-/// Read a whole v2 archive from `r` with `key` as [`verify`] reads a file (preamble, every
+/// Read a whole v2 archive from `r` with `key` as [`verify`](crate::jobs::verify) reads a file (preamble, every
 /// chunk, the tar stream, each table's rows and checksum against `end.json`), without a vault,
 /// a catalog or a keychain: for fuzzing and tests. Returns the header, manifest and end record.
 ///
 /// # Errors
-/// `WrongKey` when the header names another key; otherwise what [`verify`] reports.
+/// `WrongKey` when the header names another key; otherwise what [`verify`](crate::jobs::verify) reports.
 pub fn verify_reader(mut r: impl Read, key: &Key) -> Result<(Header, Manifest, End)> {
     let pre = read_preamble(&mut r)?;
     if pre.fingerprint() != key.fingerprint() {

@@ -32,7 +32,7 @@ pub const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(30);
 /// How many times a slot is tried before waiting for the next one.
 pub const SLOT_ATTEMPTS: usize = 3;
 
-/// What [`run_due`] did.
+/// What [`run_due_with`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DueOutcome {
     /// The slot that was due, if any.
@@ -93,40 +93,11 @@ pub(super) async fn what_is_due(
 /// `catch_up` off, a slot found late is skipped (the next one runs on time). A slot whose
 /// backup failed is tried again [`RETRY_AFTER`] later, [`SLOT_ATTEMPTS`] times in all.
 ///
-/// # Errors
-/// `InvalidInput` when another run holds the lock; everything [`backup`] reports.
-pub async fn run_due(
-    vault: &Vault,
-    target: &PgTarget,
-    schedule: &Schedule,
-    policy: &Retention,
-    now: DateTime<Utc>,
-    catch_up: bool,
-    progress: Arc<dyn Progress>,
-) -> Result<DueOutcome> {
-    run_due_with(
-        vault,
-        target,
-        schedule,
-        policy,
-        now,
-        catch_up,
-        None,
-        &BackupOptions {
-            kind: BackupKind::Scheduled,
-            ..BackupOptions::default()
-        },
-        progress,
-    )
-    .await
-}
-
-/// [`run_due`] with the backup's options (the app passes its cancel flag) and, for a vault
-/// with no backup yet, the time to count missed slots from (the app passes its start, so a fresh
-/// install waits for its first slot instead of backing up the moment it is set up).
+/// `opts`: the backup's options (a cancel flag); `anchor`: for a vault with no backup yet, the
+/// time to count missed slots from ([`first_look`]).
 ///
 /// # Errors
-/// As [`run_due`].
+/// `Busy` when another run holds the lock; everything [`backup`](super::backup) reports.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_due_with(
     vault: &Vault,

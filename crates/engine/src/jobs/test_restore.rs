@@ -31,7 +31,7 @@ use crate::jobs::{is_v1_record, run_record, Vault};
 /// recorded in the catalog.
 ///
 /// # Errors
-/// Everything [`restore`] reports (into an empty database), and `Inconsistent` naming the first
+/// Everything [`restore`](crate::jobs::restore) reports (into an empty database), and `Inconsistent` naming the first
 /// table whose data did not survive the round trip.
 pub async fn test_restore(
     vault: &Vault,

@@ -1,42 +1,17 @@
 //! The watchdog: a job that makes no progress for a set time is stopped, recorded as failed,
 //! and reported, instead of hanging the schedule forever.
 
-use std::sync::Arc;
-
 use chrono::Utc;
 
 use crate::archive::BackupKind;
 use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
-use crate::progress::Progress;
 
 use crate::jobs::{run_record, Vault};
 
-/// Run `job` (given a progress receiver to report to) and fail it when it makes no progress
-/// for `limit`: it is then stopped (its future dropped, so a partial file is removed and its
-/// connections closed), recorded in the history as a failed `operation`, and the error says so.
-///
-/// # Errors
-/// The job's own error, or `Cancelled` from the watchdog.
-pub async fn with_watchdog<T, F, Fut>(
-    vault: &Vault,
-    operation: Operation,
-    kind: Option<BackupKind>,
-    limit: std::time::Duration,
-    progress: Arc<dyn Progress>,
-    job: F,
-) -> Result<T>
-where
-    F: FnOnce(Arc<dyn Progress>) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let watched = Arc::new(crate::progress::Watched::new(progress));
-    let fut = job(watched.clone());
-    watch(vault, operation, kind, limit, &watched, fut).await
-}
-
-/// [`with_watchdog`] for a job already started with `watched` as its progress (callers whose
-/// future must be `Send` build it first, then hand it over).
+/// Run `job`, which reports to `watched`, and fail it when it makes no progress for `limit`:
+/// it is then stopped (its future dropped, so a partial file is removed and its connections
+/// closed), recorded in the history as a failed `operation`, and the error says so.
 ///
 /// # Errors
 /// The job's own error, or `Cancelled` from the watchdog.

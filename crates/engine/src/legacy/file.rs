@@ -261,7 +261,7 @@ pub(super) fn parse(gz: &[u8], dev_key: bool) -> Result<V1Backup> {
 }
 
 /// Encrypt `plaintext` (gzip of the v1 JSON, or any bytes) as the old service did:
-/// `[IV 16][tag 16][AES-256-GCM ciphertext]` with a fresh random 16-byte IV. [`export`] uses
+/// `[IV 16][tag 16][AES-256-GCM ciphertext]` with a fresh random 16-byte IV. [`export`](crate::legacy::export) uses
 /// it; tests and fuzzing use it to make v1 files whose plaintext they choose.
 ///
 /// # Errors

@@ -103,7 +103,7 @@ pub(super) enum Feed {
 /// transaction: either everything is restored or the database stays exactly as it was.
 ///
 /// # Errors
-/// Everything [`verify`] reports, `TargetMismatch` when the target lacks a table or column,
+/// Everything [`verify`](crate::jobs::verify) reports, `TargetMismatch` when the target lacks a table or column,
 /// database errors while loading. In every case the target is unchanged.
 pub async fn restore(
     vault: &Vault,

@@ -54,14 +54,14 @@ pub struct RestorePreview {
     pub warnings: Vec<String>,
     /// An old-system file that opened only with the public development key: anyone could
     /// have written it, so a restore needs the person's explicit trust
-    /// ([`RestoreOptions::trust_dev_key`]) after a second warning.
+    /// ([`RestoreOptions::trust_dev_key`](crate::jobs::RestoreOptions::trust_dev_key)) after a second warning.
     pub dev_key: bool,
 }
 
 /// Read `what` completely and count the rows it would replace in `target`.
 ///
 /// # Errors
-/// Everything [`verify`] reports, and connection errors for the target.
+/// Everything [`verify`](crate::jobs::verify) reports, and connection errors for the target.
 pub async fn restore_preview(
     vault: &Vault,
     what: &str,
