@@ -13,6 +13,7 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3 python3-pip)
 [ -x /usr/bin/time ] || need+=(time)
 command -v openssl >/dev/null || need+=(openssl)   # the TLS test makes its own CA
+command -v rclone >/dev/null || need+=(rclone)     # the WebDAV server of the offsite tests
 command -v node >/dev/null || need+=(nodejs npm)
 command -v npm >/dev/null || need+=(npm)
 # The desktop app (Tauri 2 on WebKitGTK) and its tests (a display, the WebDriver, Chromium).
@@ -55,6 +56,12 @@ fi
 if ! command -v tauri-driver >/dev/null; then
   echo "setup: installing tauri-driver 2.1.0 (cargo install)"
   cargo install -q tauri-driver --version 2.1.0 --locked
+fi
+
+# The S3 server of the offsite tests (s3s-fs: it checks signatures and checksums).
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  echo "setup: installing s3s-fs 0.14.1 (cargo install; the offsite tests' S3 server)"
+  cargo install -q s3s-fs --version 0.14.1 --features binary --locked
 fi
 
 # Vite 7 needs Node.js 20.19+ or 22.12+; Debian 12's nodejs is 18. Then the npm registry's

@@ -59,6 +59,7 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
             detached(move || async move {
                 let email = email_plan(&config.email, keychain.as_ref());
                 let retention = config.retention.policy();
+                let offsite = jobs::Offsite::from_config(&config, keychain.clone());
                 let plan = ScheduleLook {
                     target: &target,
                     schedule: &schedule,
@@ -69,6 +70,7 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
                     test_restore: config.schedule.test_restore,
                     email: &email,
                     cancel: job_cancel,
+                    offsite: &offsite,
                 };
                 let done = jobs::look(&vault, &plan, Utc::now(), tray).await;
                 Ok(outcome_of(done))

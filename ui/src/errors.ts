@@ -30,6 +30,9 @@ const TITLES: Record<string, [string, Action]> = {
   invalid_input: ["Please check what you entered", "none"],
   password_needed: ["Type the password for this server", "none"],
   untrusted_file: ["This file could have been written by anyone", "none"],
+  destination_unreachable: ["The offsite destination cannot be reached", "retry"],
+  destination_auth: ["The offsite destination refused SchoolVault", "settings"],
+  destination_missing: ["The offsite bucket or folder does not exist", "settings"],
   io: ["A file could not be read or written", "retry"],
   internal: ["Something went wrong inside SchoolVault", "retry"],
 };

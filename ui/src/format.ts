@@ -72,6 +72,8 @@ const PHASES: Record<string, string> = {
   restore: "Restoring tables",
   verify: "Reading the backup back",
   commit: "Committing",
+  upload: "Copying to the offsite destinations",
+  download: "Downloading the backup from its destination",
 };
 
 export function phase(p: string): string {

@@ -112,8 +112,31 @@ pub(crate) enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Rebuild the list from the files in the backup folder.
-    Rescan,
+    /// Rebuild the list from the files in the backup folder, or (--from) add the backups
+    /// found at a destination (a new computer after a disaster).
+    Rescan {
+        /// The destination to read the list from.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Offsite destinations: a USB or NAS folder, an S3-compatible bucket, a WebDAV server.
+    Destination {
+        #[command(subcommand)]
+        action: DestinationAction,
+    },
+    /// Copy to each destination the backups it lacks, then apply its retention.
+    Sync {
+        /// Also compare each destination with the list (missing, extra, damaged copies) and
+        /// copy again what is missing or damaged.
+        #[arg(long)]
+        verify: bool,
+        /// With --verify: read every copy back in full and check its checksum.
+        #[arg(long, requires = "verify")]
+        read_back: bool,
+        /// Do not remove old copies at the destinations.
+        #[arg(long)]
+        no_prune: bool,
+    },
     /// Manage the encryption key.
     Key {
         #[command(subcommand)]
@@ -170,6 +193,57 @@ pub(crate) enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DestinationAction {
+    /// Add a destination (or change the one with that name), test it, and save it.
+    Add {
+        /// Its name, e.g. NAS or cloud.
+        name: String,
+        /// file:///media/usb/schoolvault, s3://BUCKET/PREFIX?endpoint=URL&region=R[&path_style=true],
+        /// or webdav+https://HOST:PORT/PATH.
+        url: String,
+        /// The S3 access key id (or the WebDAV user); without it, AWS_ACCESS_KEY_ID and
+        /// AWS_SECRET_ACCESS_KEY are read when copying.
+        #[arg(long)]
+        access_key_id: Option<String>,
+        /// Read the secret (S3 secret key, WebDAV password) from standard input (one line) and
+        /// keep it in the OS keychain.
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Its own retention: keep every copy younger than this many days [default: the same
+        /// policy as the backup folder].
+        #[arg(long)]
+        keep_days: Option<u32>,
+        /// Its own retention: also keep the newest N.
+        #[arg(long)]
+        keep_last: Option<u32>,
+        /// Its own retention: one per week for N weeks.
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        /// Its own retention: one per month for N months.
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        /// Upload at most this many kilobytes per second.
+        #[arg(long)]
+        bandwidth: Option<u32>,
+        /// Save it without testing it first.
+        #[arg(long)]
+        no_test: bool,
+    },
+    /// List the destinations and how their copies stand.
+    List,
+    /// Write, read back and delete a small file there.
+    Test {
+        /// The destination.
+        name: String,
+    },
+    /// Stop copying there (its files stay where they are).
+    Remove {
+        /// The destination.
+        name: String,
     },
 }
 

@@ -10,21 +10,23 @@ use serde::{Serialize, Serializer};
 
 use crate::args::KindArg;
 use crate::email::email_plan;
+use crate::offsite::{copies_of, copies_text, copy_warnings, CopyView};
 use crate::output::Report;
 use crate::session::Session;
 
-/// What `backup` made.
-pub(crate) struct Made(BackupOutcome);
+/// What `backup` made, and where it was copied.
+pub(crate) struct Made(BackupOutcome, Vec<CopyView>, Vec<String>);
 
 impl Serialize for Made {
     /// The new backup's file, size, key and contents: a summary, not the catalog record.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let Made(out) = self;
+        let Made(out, copies, _) = self;
         let b = &out.backup;
         serde_json::json!({
             "id": b.id, "file": b.path, "size": b.size, "sha256": b.sha256,
             "key_fingerprint": b.key_fingerprint, "tables": b.tables, "rows": b.rows,
             "duration_ms": b.duration_ms, "key_generated": out.key_generated,
+            "copies": copies,
         })
         .serialize(s)
     }
@@ -33,7 +35,7 @@ impl Serialize for Made {
 impl Report for Made {
     fn text(&self) -> Result<Vec<String>> {
         let b = &self.0.backup;
-        Ok(vec![
+        Ok([
             format!(
                 "Backup {} of {} written: {} tables, {} rows, {} in {:.1} s",
                 b.id,
@@ -44,11 +46,18 @@ impl Report for Made {
                 b.duration_ms as f64 / 1000.0
             ),
             format!("File: {}", b.path.display()),
-        ])
+        ]
+        .into_iter()
+        .chain((!self.1.is_empty()).then(|| format!("Copies: {}", copies_text(&self.1))))
+        .collect())
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.2
     }
 
     fn notes(&self, _json: bool) -> Vec<String> {
-        let Made(out) = self;
+        let Made(out, ..) = self;
         let mut notes: Vec<String> = out
             .unsupported
             .iter()
@@ -88,13 +97,25 @@ pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Res
         &opts,
         session.watchdog,
         &email,
+        &session.offsite,
         session.progress.clone(),
     )
     .await;
     if let Some(e) = &done.email_error {
         eprintln!("warning: {e}");
     }
-    Ok(Made(done.backup?))
+    let out = done.backup?;
+    let mut warnings = copy_warnings(&done.copies);
+    warnings.extend(
+        done.copy_error
+            .map(|e| format!("the offsite copies were not made: {e}")),
+    );
+    let copies = copies_of(
+        &out.backup.id,
+        &session.vault.catalog.copies().await?,
+        &session.offsite.destinations,
+    );
+    Ok(Made(out, copies, warnings))
 }
 
 impl Report for ExportOutcome {

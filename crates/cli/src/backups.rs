@@ -13,14 +13,26 @@ use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
 use crate::args::PolicyArgs;
+use crate::offsite::{copies_of, copies_text, CopyView};
 use crate::output::Report;
 use crate::restore::confirm;
 use crate::session::Session;
+use schoolvault_engine::offsite::DestinationSettings;
+
+/// A backup in `list`: the catalog's record, whether its file is in the backup folder, and its
+/// copies at the destinations.
+#[derive(Serialize)]
+pub(crate) struct Listed {
+    #[serde(flatten)]
+    record: BackupRecord,
+    local: bool,
+    copies: Vec<CopyView>,
+}
 
 /// The backups, newest first (`list`).
 #[derive(Serialize)]
 #[serde(transparent)]
-pub(crate) struct Listing(Vec<BackupRecord>);
+pub(crate) struct Listing(Vec<Listed>);
 
 impl Report for Listing {
     fn text(&self) -> Result<Vec<String>> {
@@ -33,7 +45,8 @@ impl Report for Listing {
             "{:<22} {:<20} {:<9} {:>10} {:>7} {:>10} {:>8}  {}",
             "ID", "CREATED (UTC)", "TYPE", "SIZE", "TABLES", "ROWS", "TIME", "VERIFIED"
         )];
-        for b in &self.0 {
+        for listed in &self.0 {
+            let b = &listed.record;
             let how = match &b.verify_message {
                 Some(m) if m.starts_with("test restore") => " (test restore)",
                 _ => "",
@@ -44,11 +57,17 @@ impl Report for Listing {
                 (Some(true), None) => "ok".to_string(),
                 _ => "-".to_string(),
             };
-            let status = if b.status == "complete" {
+            let mut status = if b.status == "complete" {
                 String::new()
             } else {
                 format!("  [{}]", b.status)
             };
+            if !listed.local {
+                status.push_str("  [not on this computer]");
+            }
+            if !listed.copies.is_empty() {
+                status.push_str(&format!("  {}", copies_text(&listed.copies)));
+            }
             text.push(format!(
                 "{:<22} {:<20} {:<9} {:>10} {:>7} {:>10} {:>7.1}s  {}{}",
                 b.id,
@@ -70,8 +89,21 @@ impl Report for Listing {
 ///
 /// # Errors
 /// `Catalog` errors.
-pub(crate) async fn list(vault: &Vault) -> Result<Listing> {
-    Ok(Listing(vault.catalog.list().await?))
+pub(crate) async fn list(vault: &Vault, destinations: &[DestinationSettings]) -> Result<Listing> {
+    let copies = vault.catalog.copies().await?;
+    Ok(Listing(
+        vault
+            .catalog
+            .list()
+            .await?
+            .into_iter()
+            .map(|record| Listed {
+                local: record.path.is_file(),
+                copies: copies_of(&record.id, &copies, destinations),
+                record,
+            })
+            .collect(),
+    ))
 }
 
 /// `inspect`: a backup's header and contents, or what an old-system file holds.
@@ -177,6 +209,7 @@ pub(crate) async fn verify(
     scratch_db: Option<String>,
 ) -> Result<VerifyReport> {
     let vault = &session.vault;
+    crate::offsite::fetch(session, backup).await?;
     if !test_restore {
         return jobs::verify(vault, backup, session.progress.clone()).await;
     }

@@ -12,6 +12,7 @@ mod backup;
 mod backups;
 mod email;
 mod key;
+mod offsite;
 mod output;
 mod progress;
 mod restore;
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             output::error(&e, json);
             ExitCode::FAILURE
@@ -57,11 +58,11 @@ fn main() -> ExitCode {
 }
 
 /// Run the command: the key and settings commands need no vault; the others open it first.
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.json;
     let keys = Keys::new(cli.key_file.as_deref(), Box::new(OsKeychain))?;
     if let Command::Key { action } = &cli.command {
-        return emit(&key::command(action, &keys)?, json);
+        return emit(&key::command(action, &keys)?, json).map(|()| ExitCode::SUCCESS);
     }
     let config_path = config::config_path()?;
     let settings = Config::load(&config_path)?;
@@ -70,14 +71,18 @@ async fn run(cli: Cli) -> Result<()> {
         eprintln!("warning: the settings file {}: {e}", config_path.display());
     }
     if let Command::Config { action } = &cli.command {
-        return emit(&settings::command(action, &config_path, settings)?, json);
+        return emit(&settings::command(action, &config_path, settings)?, json)
+            .map(|()| ExitCode::SUCCESS);
     }
     // Dropped (and the progress bar cleared) once the result is printed.
-    let session = Session::open(&cli, keys, settings).await?;
+    let session = Session::open(&cli, keys, settings, config_path).await?;
     let vault = &session.vault;
-    match cli.command {
+    let done = match cli.command {
         Command::Backup { kind, jobs } => emit(&backup::backup(&session, kind, jobs).await?, json),
-        Command::List => emit(&backups::list(vault).await?, json),
+        Command::List => emit(
+            &backups::list(vault, &session.offsite.destinations).await?,
+            json,
+        ),
         Command::Inspect { backup } => emit(&backups::inspect(vault, &backup).await?, json),
         Command::Verify {
             backup,
@@ -108,7 +113,28 @@ async fn run(cli: Cli) -> Result<()> {
             emit(&restore::restore(&session, args).await?, json)
         }
         Command::Delete { id, yes } => emit(&backups::delete(vault, &id, yes).await?, json),
-        Command::Rescan => emit(&backups::rescan(&session).await?, json),
+        Command::Rescan { from: None } => emit(&backups::rescan(&session).await?, json),
+        Command::Rescan { from: Some(name) } => {
+            emit(&offsite::rescan_from(&session, &name).await?, json)
+        }
+        Command::Destination { action } => {
+            emit(&offsite::destination(&session, action).await?, json)
+        }
+        Command::Sync {
+            verify,
+            read_back,
+            no_prune,
+        } => {
+            let synced = offsite::sync(&session, verify, read_back, !no_prune).await?;
+            emit(&synced, json)?;
+            if let Err(e) = synced.result() {
+                // The report is printed (and is the JSON document); the exit code says that
+                // a destination is behind.
+                eprintln!("warning: {e}");
+                return Ok(ExitCode::from(3));
+            }
+            Ok(())
+        }
         Command::Decrypt { backup } => backups::decrypt(vault, &backup).await,
         Command::Export {
             format: ExportFormat::V1,
@@ -129,5 +155,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::History { limit } => emit(&backups::history(vault, limit).await?, json),
         Command::Notify { action } => emit(&email::command(&session, action).await?, json),
         Command::Key { .. } | Command::Config { .. } => Ok(()),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

@@ -71,6 +71,8 @@ impl Progress for Bar {
             Phase::Restore => "restore",
             Phase::Verify => "verify",
             Phase::Commit => "commit",
+            Phase::Upload => "upload",
+            Phase::Download => "download",
         };
         self.bar.set_prefix(phase);
         if let Some(total) = e.total_bytes {

@@ -79,6 +79,8 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
             &target.database(),
         )?;
     }
+    // A backup listed from a destination (a new computer) is downloaded and checked first.
+    crate::offsite::fetch(session, &args.backup).await?;
     let opts = RestoreOptions {
         safety_backup: !args.no_safety_backup,
         v1_mode: if args.replace {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use schoolvault_engine::config::Config;
 use schoolvault_engine::jobs::{self, Cancel, DueOutcome, ScheduleLook, Vault};
+use schoolvault_engine::keychain::OsKeychain;
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
@@ -162,6 +163,7 @@ async fn run_due_once(
     progress: &Arc<dyn Progress>,
 ) -> Result<jobs::DueOutcome> {
     let email = email_plan(settings);
+    let offsite = jobs::Offsite::from_config(settings, Arc::new(OsKeychain));
     let plan = ScheduleLook {
         target,
         schedule,
@@ -172,9 +174,13 @@ async fn run_due_once(
         test_restore: settings.schedule.test_restore,
         email: &email,
         cancel: Cancel::default(),
+        offsite: &offsite,
     };
     let done = jobs::look(vault, &plan, chrono::Utc::now(), progress.clone()).await;
     for w in &done.warnings {
+        eprintln!("warning: {w}");
+    }
+    for w in crate::offsite::copy_warnings(&done.copies) {
         eprintln!("warning: {w}");
     }
     if let Some(e) = &done.test_restore_error {

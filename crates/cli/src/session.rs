@@ -2,11 +2,12 @@
 //! and catalog), the database given on the command line, how progress is shown, and the
 //! watchdog. Also which database a command works on when it is not given (`target`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use schoolvault_engine::config::{self, Config};
-use schoolvault_engine::jobs::Vault;
+use schoolvault_engine::jobs::{Offsite, Vault};
 use schoolvault_engine::keychain::{Keys, OsKeychain};
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::source::postgres::PgTarget;
@@ -27,6 +28,10 @@ pub(crate) struct Session {
     pub(crate) progress: Arc<dyn Progress>,
     /// Stop a backup that makes no progress for this long.
     pub(crate) watchdog: Duration,
+    /// The offsite destinations (from the settings file).
+    pub(crate) offsite: Offsite,
+    /// Where the settings file is.
+    pub(crate) config_path: PathBuf,
 }
 
 impl Session {
@@ -34,7 +39,12 @@ impl Session {
     ///
     /// # Errors
     /// No data folder, `Catalog` errors.
-    pub(crate) async fn open(cli: &Cli, keys: Keys, settings: Config) -> Result<Session> {
+    pub(crate) async fn open(
+        cli: &Cli,
+        keys: Keys,
+        settings: Config,
+        config_path: PathBuf,
+    ) -> Result<Session> {
         let dir = match cli.dir.clone() {
             Some(d) => d,
             None => settings.backup_dir()?,
@@ -49,8 +59,11 @@ impl Session {
             || settings.schedule.watchdog(),
             |s| Duration::from_secs(s.max(1)),
         );
+        let offsite = Offsite::from_config(&settings, Arc::new(OsKeychain));
         Ok(Session {
             vault,
+            offsite,
+            config_path,
             settings,
             db: cli.db.clone(),
             progress,

@@ -63,7 +63,8 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 pub const PART_SIZE: usize = 8 << 20;
 /// File name extension of archives.
 pub const EXTENSION: &str = "svb";
-const MAX_HEADER_LEN: u32 = 1 << 20;
+/// The largest header a reader accepts.
+pub const MAX_HEADER_LEN: u32 = 1 << 20;
 /// The largest chunk size a reader accepts (a bound on the memory a header can ask for).
 const MAX_CHUNK_SIZE: u32 = 64 << 20;
 

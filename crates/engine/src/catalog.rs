@@ -211,6 +211,66 @@ pub struct RunRecord {
     pub backup_id: Option<String>,
 }
 
+/// Where an offsite copy of a backup stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
+pub enum CopyState {
+    /// The destination holds the backup, checked.
+    Done,
+    /// Not there yet (the destination could not be reached): tried again with backoff.
+    Pending,
+    /// The destination refused it (credentials, permissions, a missing bucket) or the copy
+    /// did not check out: tried again too, but it needs a person's look.
+    Failed,
+}
+
+impl CopyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Done => "done",
+            CopyState::Pending => "pending",
+            CopyState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> CopyState {
+        match s {
+            "done" => CopyState::Done,
+            "pending" => CopyState::Pending,
+            _ => CopyState::Failed,
+        }
+    }
+}
+
+/// A backup's copy at one destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyRecord {
+    /// The backup.
+    pub backup_id: String,
+    /// The destination's name.
+    pub destination: String,
+    /// Done, pending or failed.
+    pub state: CopyState,
+    /// The last failure's code.
+    pub error_code: Option<String>,
+    /// The last failure, as said to people.
+    pub error: Option<String>,
+    /// Failed attempts since the last success.
+    pub attempts: u32,
+    /// When this state began (pending since…).
+    pub since: DateTime<Utc>,
+    /// Not tried again before this (the backoff).
+    pub next_try_at: Option<DateTime<Utc>>,
+    /// The size there.
+    pub size: Option<u64>,
+    /// What the destination showed after the upload (ETag or modification time): a change
+    /// means someone rewrote the copy.
+    pub tag: Option<String>,
+}
+
 /// The open catalog.
 #[derive(Clone)]
 pub struct Catalog {
@@ -429,6 +489,90 @@ impl Catalog {
         .map_err(|e| self.err(&e))?;
         rows.iter().map(run_row).collect()
     }
+}
+
+impl Catalog {
+    /// Record a copy's state (replacing the one before).
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn set_copy(&self, c: &CopyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO copies (backup_id, destination, state, error_code, error, \
+             attempts, since, next_try_at, size, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.backup_id)
+        .bind(&c.destination)
+        .bind(c.state.as_str())
+        .bind(&c.error_code)
+        .bind(&c.error)
+        .bind(i64::from(c.attempts))
+        .bind(c.since.to_rfc3339())
+        .bind(c.next_try_at.map(|t| t.to_rfc3339()))
+        .bind(c.size.map(|s| s as i64))
+        .bind(&c.tag)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+
+    /// Every copy the catalog knows, by backup then destination.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn copies(&self) -> Result<Vec<CopyRecord>> {
+        let rows = sqlx::query("SELECT * FROM copies ORDER BY backup_id, destination")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        rows.iter().map(copy_row).collect()
+    }
+
+    /// Forget the copy of `backup_id` at `destination` (it was deleted there).
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn remove_copy(&self, backup_id: &str, destination: &str) -> Result<()> {
+        sqlx::query("DELETE FROM copies WHERE backup_id = ? AND destination = ?")
+            .bind(backup_id)
+            .bind(destination)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// Forget every copy at `destination` (it was removed from the settings).
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn remove_copies_at(&self, destination: &str) -> Result<()> {
+        sqlx::query("DELETE FROM copies WHERE destination = ?")
+            .bind(destination)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&e))?;
+        Ok(())
+    }
+}
+
+fn copy_row(row: &sqlx::sqlite::SqliteRow) -> Result<CopyRecord> {
+    let next: Option<String> = get(row, "next_try_at")?;
+    Ok(CopyRecord {
+        backup_id: get(row, "backup_id")?,
+        destination: get(row, "destination")?,
+        state: CopyState::parse(&get::<String>(row, "state")?),
+        error_code: get(row, "error_code")?,
+        error: get(row, "error")?,
+        attempts: get::<i64>(row, "attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
+        since: time(get(row, "since")?)?,
+        next_try_at: next.map(time).transpose()?,
+        size: get::<Option<i64>>(row, "size")?.map(|s| s.max(0) as u64),
+        tag: get(row, "tag")?,
+    })
 }
 
 /// A column of a catalog row, read with a check: a damaged or foreign catalog gives the

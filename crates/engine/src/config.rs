@@ -400,6 +400,9 @@ pub struct Config {
     /// The app.
     #[serde(default)]
     pub app: AppSettings,
+    /// Offsite destinations (`[[destinations]]`), each backup copied to every enabled one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<crate::offsite::DestinationSettings>,
 }
 
 const HEADER: &str =
@@ -455,6 +458,19 @@ impl Config {
             ));
         }
         self.retention.policy().validate()?;
+        for (i, d) in self.destinations.iter().enumerate() {
+            d.validate()?;
+            if self.destinations[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&d.name))
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("Two destinations are called {}", d.name),
+                    "Give each destination its own name",
+                ));
+            }
+        }
         if self.email.enabled {
             if self.email.to.iter().all(|a| a.trim().is_empty()) && !self.email.school_admins {
                 return Err(Error::new(
@@ -496,6 +512,34 @@ impl Config {
             )
         })?;
         crate::storage::write_private(path, format!("{HEADER}{text}").as_bytes())
+    }
+
+    /// The destination called `name` (case does not matter).
+    ///
+    /// # Errors
+    /// `NotFound` naming the ones there are.
+    pub fn destination(&self, name: &str) -> Result<&crate::offsite::DestinationSettings> {
+        self.destinations
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("There is no destination called {name:?}"),
+                    if self.destinations.is_empty() {
+                        "Add one with `schoolvault destination add NAME URL`".to_string()
+                    } else {
+                        format!(
+                            "The destinations are: {}",
+                            self.destinations
+                                .iter()
+                                .map(|d| d.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                )
+            })
     }
 
     /// The backup folder: the configured one, else the default.

@@ -56,6 +56,13 @@ pub enum ErrorKind {
     /// The file could have been written by anyone (an old-system file under the public
     /// development key): restoring it needs the person's explicit trust.
     Untrusted,
+    /// An offsite destination (folder, bucket, WebDAV server) cannot be reached now: the
+    /// copy waits and is tried again.
+    DestinationUnreachable,
+    /// An offsite destination refused the credentials or the write.
+    DestinationAuth,
+    /// An offsite destination's bucket or folder does not exist.
+    DestinationMissing,
     /// A bug: something that should not happen did.
     Internal,
 }
@@ -85,6 +92,9 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Untrusted => "untrusted_file",
+            ErrorKind::DestinationUnreachable => "destination_unreachable",
+            ErrorKind::DestinationAuth => "destination_auth",
+            ErrorKind::DestinationMissing => "destination_missing",
             ErrorKind::Internal => "internal",
         }
     }

@@ -26,6 +26,10 @@ pub enum Phase {
     Verify,
     /// Committing the restore.
     Commit,
+    /// Copying a backup to an offsite destination.
+    Upload,
+    /// Bringing a backup back from an offsite destination.
+    Download,
 }
 
 /// One progress report. Byte counts are of uncompressed table data (export, restore) or of the

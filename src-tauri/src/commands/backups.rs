@@ -63,7 +63,10 @@ pub async fn run_backup(
         let keychain = state.keychain_handle();
         detached(move || async move {
             let email = crate::scheduler::email_plan(&config.email, keychain.as_ref());
-            let done = jobs::backup_attended(&vault, &target, &opts, limit, &email, progress).await;
+            let offsite = jobs::Offsite::from_config(&config, keychain.clone());
+            let done =
+                jobs::backup_attended(&vault, &target, &opts, limit, &email, &offsite, progress)
+                    .await;
             Ok(match done.backup {
                 Err(e) => Err((CommandError::from(&e), done.email_error)),
                 Ok(made) => Ok(BackupRow::from(&made.backup)),

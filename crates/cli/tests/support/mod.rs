@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 mod db;
+pub mod servers;
 
 pub use db::*;
 

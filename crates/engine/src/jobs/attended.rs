@@ -13,6 +13,7 @@ use crate::source::postgres::PgTarget;
 
 use crate::jobs::alerts::{notify_failure, refresh_admins};
 use crate::jobs::backup::{backup, BackupOptions, BackupOutcome};
+use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::schedule_look::EmailPlan;
 use crate::jobs::watchdog::watch;
 use crate::jobs::Vault;
@@ -24,6 +25,11 @@ pub struct Attended {
     pub backup: Result<BackupOutcome>,
     /// Why the failure email could not be sent, if it could not.
     pub email_error: Option<String>,
+    /// The offsite copies after the backup (a destination that cannot be reached leaves its
+    /// copy pending; the backup still succeeded).
+    pub copies: Vec<DestinationReport>,
+    /// Why the copies could not even be tried (another run took the lock…), if so.
+    pub copy_error: Option<String>,
 }
 
 /// How long reading the administrators may hold up the end of a backup.
@@ -39,6 +45,7 @@ pub async fn backup_attended(
     opts: &BackupOptions,
     limit: Duration,
     email: &EmailPlan,
+    offsite: &Offsite,
     progress: Arc<dyn Progress>,
 ) -> Attended {
     let watched = Arc::new(Watched::new(progress));
@@ -53,6 +60,8 @@ pub async fn backup_attended(
     )
     .await;
     let mut email_error = None;
+    let mut copies = Vec::new();
+    let mut copy_error = None;
     match &made {
         Err(e) if e.kind() == ErrorKind::Busy || opts.cancel.is_cancelled() => {}
         Err(e) => {
@@ -79,10 +88,22 @@ pub async fn backup_attended(
                     tokio::time::timeout(ADMINS_READ_LIMIT, refresh_admins(vault, target, query))
                         .await;
             }
+            if !offsite.destinations.is_empty() {
+                let opts = SyncOptions {
+                    prune: true,
+                    ..SyncOptions::default()
+                };
+                match sync(vault, offsite, opts, watched.clone()).await {
+                    Ok(reports) => copies = reports,
+                    Err(e) => copy_error = Some(e.to_string()),
+                }
+            }
         }
     }
     Attended {
         backup: made,
         email_error,
+        copies,
+        copy_error,
     }
 }

@@ -13,6 +13,7 @@
 //! | `restore/` | restore (live, new database, v1), its preview, loading, post-data |
 //! | `scratch` | databases SchoolVault creates, and sweeping what a killed run left |
 //! | `maintenance` | delete, rescan, prune |
+//! | `offsite` | copies at the destinations: sync, verify, their retention, rescan from one, fetch for a restore |
 //! | `export_v1` | writing the old system's layout |
 //! | `schedule_look` | what is due at a look at the schedule |
 //! | `alerts` | failure emails, stale alert, weekly report |
@@ -23,6 +24,7 @@ mod attended;
 mod backup;
 mod export_v1;
 mod maintenance;
+mod offsite;
 mod reading;
 mod restore;
 mod schedule_look;
@@ -39,6 +41,9 @@ pub use attended::{backup_attended, Attended};
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
 pub use maintenance::{delete, prune, rescan, RescanEntry};
+pub use offsite::{
+    fetch, rescan_from, retry_after, sync, DestinationReport, Finding, Offsite, SyncOptions,
+};
 pub use reading::verify_reader;
 pub use restore::{
     restore, restore_preview, PreviewTable, RestoreOptions, RestoreOutcome, RestorePreview,

@@ -21,6 +21,7 @@ use crate::source::postgres::PgTarget;
 use crate::jobs::alerts::{notify_failure, stale_alert, weekly_digest, with_known_admins};
 use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::maintenance::prune_locked;
+use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::test_restore::{notify_test_restore_failure, routine_test_restore};
 use crate::jobs::verify::VerifyReport;
 use crate::jobs::watchdog::watch;
@@ -185,6 +186,8 @@ pub struct ScheduleLook<'a> {
     pub email: &'a EmailPlan,
     /// Stops the backup.
     pub cancel: Cancel,
+    /// The offsite destinations: copies owed and due are made at each look.
+    pub offsite: &'a Offsite,
 }
 
 /// What a look did. The shells differ only in how they show it.
@@ -200,6 +203,8 @@ pub struct LookOutcome {
     pub email_error: Option<String>,
     /// Things that did not fail the look but should be said (an alert or report not sent).
     pub warnings: Vec<String>,
+    /// The offsite copies made or still owed, when copies were due.
+    pub copies: Vec<DestinationReport>,
 }
 
 /// When the schedule was first looked at here, remembered beside the catalog: missed slots
@@ -295,6 +300,7 @@ pub async fn look(
         test_restore_error: None,
         email_error: None,
         warnings,
+        copies: Vec::new(),
     };
     match &outcome.run {
         // Cancelled by the person, or another run holds the lock (it reports its own
@@ -340,6 +346,23 @@ pub async fn look(
             }
         }
         Ok(_) => {}
+    }
+    // Copies owed and due (a new backup, or a pending one whose backoff is over); another run
+    // holding the lock makes them wait for the next look.
+    match plan.offsite.due(vault, Utc::now()).await {
+        Ok(true) => {
+            let opts = SyncOptions {
+                prune: true,
+                ..SyncOptions::default()
+            };
+            match sync(vault, plan.offsite, opts, watched.clone()).await {
+                Ok(reports) => outcome.copies = reports,
+                Err(e) if e.kind() == ErrorKind::Busy => {}
+                Err(e) => outcome.warnings.push(e.to_string()),
+            }
+        }
+        Ok(false) => {}
+        Err(e) => outcome.warnings.push(e.to_string()),
     }
     outcome
 }
