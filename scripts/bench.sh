@@ -46,6 +46,24 @@ for sf in $SCALES; do
   printf "%-22s %8s %12s %10s\n" "pg_dump -Fd -j2" "$fd_s" "$fd_size" "$fd_kb"
   python3 -c "print(f'ratios vs pg_dump -Fc: time {$sv_s/$fc_s:.2f}, size {$sv_size/$fc_size:.3f}; vs -Fd -j2: time {$sv_s/$fd_s:.2f}')"
 
+  # Offsite: that backup copied to an S3 server on loopback (s3s-fs: multipart, CRC32C per
+  # part), beside the backup itself. `schoolvault sync` uploads it and checks it there.
+  if command -v s3s-fs >/dev/null; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    rm -rf "$WORK/s3"; mkdir -p "$WORK/s3/bench"
+    s3s-fs --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret "$WORK/s3" >/dev/null 2>&1 &
+    s3pid=$!
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+    export SCHOOLVAULT_CONFIG=$WORK/config.toml AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
+    rm -f "$SCHOOLVAULT_CONFIG"
+    "$SV" destination add bench "s3://bench/erp?endpoint=http://127.0.0.1:$port" >/dev/null
+    read -r _ up_s up_kb < <(measure schoolvault-sync "$SV" sync)
+    kill "$s3pid"; wait "$s3pid" 2>/dev/null || true
+    rm -f "$SCHOOLVAULT_CONFIG"; unset SCHOOLVAULT_CONFIG AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    printf "%-22s %8s %12s %10s\n" "offsite copy to S3" "$up_s" "$sv_size" "$up_kb"
+    python3 -c "print(f'offsite copy: {$sv_size/1e6/$up_s:.0f} MB/s, {$up_s/$sv_s:.2f}x the backup time, peak RSS {$up_kb/1024:.0f} MiB')"
+  fi
+
   # Restore: SchoolVault replace-restore into a copy vs pg_restore of the -Fc dump into an
   # empty database (pg_restore also builds indexes and constraints).
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"

@@ -28,6 +28,11 @@ const COMMANDS: &[&str] = &[
     "schedule_preview",
     "acknowledge_failure",
     "send_test_email",
+    "list_destinations",
+    "save_destination",
+    "test_destination",
+    "remove_destination",
+    "sync_now",
 ];
 
 fn main() {

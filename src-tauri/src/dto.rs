@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use schoolvault_engine::archive::BackupKind;
-use schoolvault_engine::catalog::{BackupRecord, Operation, Outcome, RunRecord};
+use schoolvault_engine::catalog::{
+    BackupRecord, CopyRecord, CopyState, Operation, Outcome, RunRecord,
+};
 use schoolvault_engine::config::DatabaseSettings;
 use schoolvault_engine::progress::ProgressEvent;
 use schoolvault_engine::source::postgres::Tls;
@@ -180,6 +182,9 @@ pub struct AppStatus {
     pub next_run: Option<String>,
     /// The last failure, until acknowledged.
     pub failure: Option<Failure>,
+    /// Offsite destinations with no copy for the stale-backup time, one line each ("no copy
+    /// to NAS since Tue 01 Dec 02:14 (3 waiting): …").
+    pub offsite_behind: Vec<String>,
     /// The app's version.
     pub version: String,
 }
@@ -224,8 +229,11 @@ pub struct BackupRow {
     /// Rows.
     #[ts(type = "number")]
     pub rows: u64,
-    /// `local` (cloud copies arrive with their issue).
-    pub location: String,
+    /// Whether the file is on this computer (a backup listed from a destination is not, until
+    /// it is restored).
+    pub local: bool,
+    /// Its copies at the enabled destinations.
+    pub copies: Vec<CopyRow>,
     /// The file.
     pub path: String,
     /// The database it was made of.
@@ -249,7 +257,8 @@ impl From<&BackupRecord> for BackupRow {
             duration_ms: b.duration_ms,
             tables: b.tables,
             rows: b.rows,
-            location: "local".into(),
+            local: b.path.is_file(),
+            copies: Vec::new(),
             path: b.path.display().to_string(),
             database: b.database.clone(),
             verified: b.verify_ok,
@@ -257,6 +266,113 @@ impl From<&BackupRecord> for BackupRow {
             verified_at: b.verified_at.map(|t| t.to_rfc3339()),
         }
     }
+}
+
+impl BackupRow {
+    /// The row of `b`, with its copies at the enabled `destinations` (none recorded yet:
+    /// pending).
+    pub fn with_copies(
+        b: &BackupRecord,
+        copies: &[CopyRecord],
+        destinations: &[schoolvault_engine::offsite::DestinationSettings],
+    ) -> Self {
+        let mut row = BackupRow::from(b);
+        row.copies = destinations
+            .iter()
+            .filter(|d| d.enabled)
+            .map(|d| {
+                match copies
+                    .iter()
+                    .find(|c| c.backup_id == b.id && c.destination == d.name)
+                {
+                    Some(c) => CopyRow {
+                        destination: d.name.clone(),
+                        state: c.state,
+                        error: c.error.clone(),
+                        since: (c.state != CopyState::Done).then(|| c.since.to_rfc3339()),
+                    },
+                    None => CopyRow {
+                        destination: d.name.clone(),
+                        state: CopyState::Pending,
+                        error: None,
+                        since: None,
+                    },
+                }
+            })
+            .collect();
+        row
+    }
+}
+
+/// A backup's copy at one destination, as the list shows it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct CopyRow {
+    /// The destination's name.
+    pub destination: String,
+    /// Done, pending or failed.
+    pub state: CopyState,
+    /// Why it is not there yet.
+    pub error: Option<String>,
+    /// Pending or failed since (RFC 3339).
+    pub since: Option<String>,
+}
+
+/// An offsite destination in the settings screen (its secret never leaves the keychain: only
+/// whether one is saved).
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct DestinationRow {
+    /// Its name.
+    pub name: String,
+    /// `folder`, `s3` or `webdav`.
+    pub kind: String,
+    /// Its address.
+    pub url: String,
+    /// Copies go there.
+    pub enabled: bool,
+    /// The S3 access key id or WebDAV user.
+    pub access_key_id: Option<String>,
+    /// A secret is saved in the keychain.
+    pub secret_saved: bool,
+    /// Its own retention (null: the backup folder's).
+    pub keep_days: Option<u32>,
+    /// Its own retention: the newest N.
+    pub keep_last: Option<u32>,
+    /// Its own retention: weeks.
+    pub keep_weekly: Option<u32>,
+    /// Its own retention: months.
+    pub keep_monthly: Option<u32>,
+    /// Upload limit, kB/s.
+    pub bandwidth_kbps: Option<u32>,
+    /// Copies there.
+    pub copies_done: u32,
+    /// Copies waiting.
+    pub copies_pending: u32,
+    /// Copies refused.
+    pub copies_failed: u32,
+    /// The oldest waiting copy's start (RFC 3339).
+    pub waiting_since: Option<String>,
+    /// Why it waits.
+    pub last_error: Option<String>,
+}
+
+/// What "Sync now" did at one destination.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct SyncRow {
+    /// The destination.
+    pub destination: String,
+    /// Backups copied now.
+    pub uploaded: u32,
+    /// Backups it still lacks.
+    pub owed: u32,
+    /// Problems found by the check (missing, damaged, unfinished, extra).
+    pub findings: Vec<String>,
+    /// Old copies removed there.
+    pub pruned: u32,
+    /// Why it could not be used, if so.
+    pub error: Option<String>,
 }
 
 /// A progress report on the job's channel.

@@ -49,6 +49,11 @@ macro_rules! handler {
             $crate::commands::settings::schedule_preview,
             $crate::commands::settings::acknowledge_failure,
             $crate::commands::settings::send_test_email,
+            $crate::commands::offsite::list_destinations,
+            $crate::commands::offsite::save_destination,
+            $crate::commands::offsite::test_destination,
+            $crate::commands::offsite::remove_destination,
+            $crate::commands::offsite::sync_now,
         ]
     };
 }

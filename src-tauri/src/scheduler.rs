@@ -157,6 +157,10 @@ async fn last_line(state: &AppState) -> String {
             line.push_str(&test_restore_note(&mark));
         }
     }
+    for behind in crate::commands::connection::offsite_behind(state).await {
+        line.push_str(" · ");
+        line.push_str(&behind);
+    }
     line
 }
 

@@ -5,28 +5,36 @@ import type { AppStatus } from "./bindings/AppStatus";
 import type { BackupRow } from "./bindings/BackupRow";
 import type { CheckResult } from "./bindings/CheckResult";
 import type { ConnectionReport } from "./bindings/ConnectionReport";
+import type { CopyRow } from "./bindings/CopyRow";
+import type { CopyState } from "./bindings/CopyState";
 import type { DbForm } from "./bindings/DbForm";
 import type { DemoOffer } from "./bindings/DemoOffer";
+import type { DestinationRow } from "./bindings/DestinationRow";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { Progress } from "./bindings/Progress";
 import type { RestorePreview } from "./bindings/RestorePreview";
 import type { RestoreResult } from "./bindings/RestoreResult";
 import type { RunRow } from "./bindings/RunRow";
 import type { Settings } from "./bindings/Settings";
+import type { SyncRow } from "./bindings/SyncRow";
 
 export type {
   AppStatus,
   BackupRow,
   CheckResult,
   ConnectionReport,
+  CopyRow,
+  CopyState,
   DbForm,
   DemoOffer,
+  DestinationRow,
   KeyInfo,
   Progress,
   RestorePreview,
   RestoreResult,
   RunRow,
   Settings,
+  SyncRow,
 };
 
 function channel(onProgress: (p: Progress) => void): Channel<Progress> {
@@ -78,4 +86,15 @@ export const api = {
   schedulePreview: (cron: string, timezone: string | null) =>
     invoke<string[]>("schedule_preview", { cron, timezone }),
   acknowledgeFailure: () => invoke<void>("acknowledge_failure"),
+  listDestinations: () => invoke<DestinationRow[]>("list_destinations"),
+  /** Tested by the backend (a small file written, read back, deleted) before it is saved.
+   *  `secret`: the S3 secret key or WebDAV password, only here, never in the row; null or empty
+   *  keeps the saved one. */
+  saveDestination: (destination: DestinationRow, secret: string | null) =>
+    invoke<DestinationRow>("save_destination", { destination, secret }),
+  testDestination: (name: string) => invoke<void>("test_destination", { name }),
+  /** Stops copying there; the files at the destination stay. */
+  removeDestination: (name: string) => invoke<void>("remove_destination", { name }),
+  syncNow: (verify: boolean, onProgress: (p: Progress) => void) =>
+    invoke<SyncRow[]>("sync_now", { verify, onProgress: channel(onProgress) }),
 };

@@ -51,6 +51,16 @@ export function day(iso: string | null | undefined): string {
   return d.toLocaleDateString("en-GB", { weekday: "short", day: "2-digit", month: "short", year: "numeric" });
 }
 
+/** A recent moment, short: the time alone today ("02:14"), else the day and time ("30 Nov, 02:14"). */
+export function since(iso: string | null | undefined, now: Date = new Date()): string {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const time = d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+  if (d.toDateString() === now.toDateString()) return time;
+  return `${d.toLocaleDateString("en-GB", { day: "2-digit", month: "short" })}, ${time}`;
+}
+
 /** Seconds left, from the work done so far and the time it took; null when unknown. */
 export function eta(done: number, total: number | null | undefined, elapsedMs: number): number | null {
   if (!total || done <= 0 || done >= total || elapsedMs < 1000) return null;

@@ -96,14 +96,32 @@ export async function start(root: HTMLElement): Promise<void> {
     put(main, view);
   };
 
+  // Offsite destinations with no copy for the stale-backup time: said until they catch up
+  // (the backups themselves go on; the copies wait).
+  const offsiteBanner = (s: AppStatus) =>
+    s.offsite_behind.length === 0
+      ? null
+      : h(
+          "div",
+          { class: "banner warn", role: "status", "data-testid": "offsite-banner" },
+          h(
+            "div",
+            {},
+            h("strong", {}, "Offsite copies are behind: until they catch up, the newest backups are only on this computer."),
+            ...s.offsite_behind.map((line) => h("p", {}, line[0].toUpperCase() + line.slice(1))),
+          ),
+          h("button", { class: "small secondary", onclick: () => shell.go("settings") }, "Open settings"),
+        );
+
   const renderBanner = (s: AppStatus) => {
     if (!s.failure) {
-      put(banner);
+      put(banner, offsiteBanner(s));
       return;
     }
     const f = s.failure;
     const x = explain({ code: f.code, message: f.message });
     put(banner, 
+      offsiteBanner(s),
       h(
         "div",
         { class: "banner bad", role: "alert", "data-testid": "failure-banner" },
@@ -136,7 +154,10 @@ export async function start(root: HTMLElement): Promise<void> {
   setInterval(async () => {
     try {
       const s = await api.status();
-      const changed = JSON.stringify(s.failure) !== JSON.stringify(status?.failure) || s.next_run !== status?.next_run;
+      const changed =
+        JSON.stringify(s.failure) !== JSON.stringify(status?.failure) ||
+        JSON.stringify(s.offsite_behind) !== JSON.stringify(status?.offsite_behind) ||
+        s.next_run !== status?.next_run;
       status = s;
       if (changed) renderBanner(s);
       if (changed && screen === "backups" && s.configured && !s.running) await render();

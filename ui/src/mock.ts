@@ -2,10 +2,13 @@
 // over mockIPC with a small in-memory school. `?setup` starts on the first-run screens,
 // `?failure` with a failed scheduled backup, `?empty` with no backups. The picked file is an
 // old-system file that only the public development key opens (the restore's second warning).
+// Two offsite destinations: NAS (a folder, every copy done) and Cloud (an S3 bucket that cannot
+// be reached: the newest backup's copy waits); a destination saved with the secret "wrong" is
+// refused, as the backend refuses a key that fails the test write.
 
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { BackupKind } from "./bindings/BackupKind";
-import type { AppStatus, BackupRow, DbForm, Progress, RestorePreview, RunRow, Settings } from "./api";
+import type { AppStatus, BackupRow, CopyRow, DbForm, DestinationRow, Progress, RestorePreview, RunRow, Settings, SyncRow } from "./api";
 
 type Args = Record<string, unknown>;
 
@@ -15,6 +18,12 @@ export function installMock(): void {
   const day = 86_400_000;
   let configured = !q.has("setup");
   let key: { fingerprint: string; origin: string } | null = configured ? { fingerprint: "4220efac447a6419", origin: "keychain" } : null;
+  const cloudDown = "The destination Cloud (s3.eu-central-1.wasabisys.com) cannot be reached (connection timed out). The copy waits and is sent at the next try; check the network, or Sync now once it is back.";
+  const unreachable = new Set(["Cloud"]);
+  const copiesOf = (i: number): CopyRow[] => [
+    { destination: "NAS", state: "done", error: null, since: null },
+    i === 0 ? { destination: "Cloud", state: "pending", error: cloudDown, since: new Date(now - 3_600_000 * 2).toISOString() } : { destination: "Cloud", state: "done", error: null, since: null },
+  ];
   // `verified`: the last check (the newest backup's weekly test restore, an older one's Verify).
   const backup = (i: number, kind: BackupKind, verified: boolean | null, message = "175 tables, 1,254,000 rows checked"): BackupRow => ({
     id: `2026112${6 - i}T020000Z-${(1000 + i).toString(16)}`,
@@ -25,7 +34,8 @@ export function installMock(): void {
     duration_ms: 1440 + i * 37,
     tables: 175,
     rows: 1_254_000 + i * 800,
-    location: "local",
+    local: true,
+    copies: copiesOf(i),
     path: `/home/it/.local/share/schoolvault/backups/backup-${i}.svb`,
     database: "school_erp",
     verified,
@@ -60,6 +70,7 @@ export function installMock(): void {
       return t.toISOString();
     })(),
     failure,
+    offsite_behind: q.has("behind") ? ["no copy to Cloud since Tue 01 Dec 02:14 (3 waiting): Destination Cloud cannot be reached (connection refused)"] : [],
     version: "0.1.0",
   });
   const progress = async (ch: unknown, phases: string[]) => {
@@ -94,6 +105,24 @@ export function installMock(): void {
   const checked = (id: string, message: string) => {
     backups = backups.map((b) => (b.id === id ? { ...b, verified: true, verify_message: message, verified_at: new Date().toISOString() } : b));
   };
+  // The destinations; their counters are counted from the backups' copies, as the backend does.
+  const destination = (name: string, kind: string, url: string, access_key_id: string | null): DestinationRow => ({ name, kind, url, enabled: true, access_key_id, secret_saved: access_key_id !== null, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, copies_done: 0, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null });
+  let destinations: DestinationRow[] = [
+    destination("NAS", "folder", "file:///media/nas/schoolvault", null),
+    destination("Cloud", "s3", "s3://school-backups/erp?endpoint=https://s3.eu-central-1.wasabisys.com&region=eu-central-1&path_style=false", "WASABI7EXAMPLE"),
+  ];
+  const counted = (d: DestinationRow): DestinationRow => {
+    const here = backups.flatMap((b) => b.copies.filter((c) => c.destination === d.name));
+    const waiting = here.filter((c) => c.state !== "done").sort((x, y) => String(x.since).localeCompare(String(y.since)))[0];
+    return { ...d, copies_done: here.filter((c) => c.state === "done").length, copies_pending: here.filter((c) => c.state === "pending").length, copies_failed: here.filter((c) => c.state === "failed").length, waiting_since: waiting?.since ?? null, last_error: waiting?.error ?? null };
+  };
+  const setCopies = (name: string, f: (c: CopyRow | undefined) => CopyRow | null) => {
+    backups = backups.map((b) => {
+      const rest = b.copies.filter((c) => c.destination !== name);
+      const next = f(b.copies.find((c) => c.destination === name));
+      return { ...b, copies: next ? [...rest, next] : rest };
+    });
+  };
   const handlers: Record<string, (a: Args) => unknown> = {
     status: () => status(),
     test_connection: (a) => {
@@ -127,7 +156,8 @@ export function installMock(): void {
     list_backups: () => backups,
     backup_now: async (a) => {
       await progress(a.onProgress, ["connect", "snapshot", "export", "finish"]);
-      const b = { ...backup(0, "manual", null), id: `manual-${Date.now()}`, created_at: new Date().toISOString() };
+      const at = new Date().toISOString();
+      const b = { ...backup(0, "manual", null), id: `manual-${Date.now()}`, created_at: at, copies: destinations.filter((d) => d.enabled).map((d): CopyRow => (unreachable.has(d.name) ? { destination: d.name, state: "pending", error: cloudDown, since: at } : { destination: d.name, state: "done", error: null, since: null })) };
       backups = [b, ...backups];
       return b;
     },
@@ -177,6 +207,40 @@ export function installMock(): void {
       return [0, 1, 2, 3, 4].map((i) => new Date(first.getTime() + i * day).toISOString());
     },
     send_test_email: () => settings.email_to.length,
+    list_destinations: () => destinations.map(counted),
+    save_destination: (a) => {
+      const d = a.destination as DestinationRow;
+      const secret = typeof a.secret === "string" && a.secret !== "" ? a.secret : null;
+      if (!/^[A-Za-z0-9_-]{1,40}$/.test(d.name)) throw { code: "invalid_input", message: `${JSON.stringify(d.name)} cannot name a destination. Use up to 40 letters, digits, - or _ (e.g. NAS, cloud, usb-disk).` };
+      if (!/^(file:\/\/\/|s3:\/\/[^/?]|webdav\+https?:\/\/[^/])/.test(d.url)) throw { code: "invalid_input", message: `The destination address ${d.url} is not valid. Write it as file:///media/usb/schoolvault, s3://BUCKET/PREFIX?endpoint=https://…&region=…, or webdav+https://HOST/PATH.` };
+      if (secret === "wrong") throw { code: "destination_auth", message: `Destination ${d.name.toLowerCase()} refused the access key (a test write). Check the access key and secret, and that the key may write to the bucket.` };
+      const existing = destinations.find((o) => o.name.toLowerCase() === d.name.toLowerCase());
+      const saved: DestinationRow = { ...d, name: existing?.name ?? d.name, secret_saved: secret !== null || (existing?.secret_saved ?? false) };
+      unreachable.delete(saved.name);
+      destinations = existing ? destinations.map((o) => (o === existing ? saved : o)) : [...destinations, saved];
+      // A new destination lacks every backup until the next sync.
+      if (!existing) setCopies(saved.name, () => ({ destination: saved.name, state: "pending", error: null, since: new Date().toISOString() }));
+      return counted(saved);
+    },
+    test_destination: (a) => {
+      if (!destinations.some((d) => d.name === a.name)) throw { code: "not_found", message: `There is no destination ${a.name}.` };
+      if (unreachable.has(String(a.name))) throw { code: "destination_unreachable", message: cloudDown };
+      return null;
+    },
+    remove_destination: (a) => {
+      destinations = destinations.filter((d) => d.name !== a.name);
+      setCopies(String(a.name), () => null);
+      return null;
+    },
+    sync_now: async (a) => {
+      await progress(a.onProgress, ["upload"]);
+      return destinations.filter((d) => d.enabled).map((d): SyncRow => {
+        const owed = backups.filter((b) => b.copies.some((c) => c.destination === d.name && c.state !== "done")).length;
+        if (unreachable.has(d.name)) return { destination: d.name, uploaded: 0, owed, findings: [], pruned: 0, error: cloudDown };
+        setCopies(d.name, () => ({ destination: d.name, state: "done", error: null, since: null }));
+        return { destination: d.name, uploaded: owed, owed: 0, findings: [], pruned: 0, error: null };
+      });
+    },
     acknowledge_failure: () => {
       failure = null;
       return null;

@@ -3,8 +3,9 @@
 // backup's last check proved), Back up now with progress, the restore modal (disabled until the
 // name is typed; Esc cancels), restore from file (an old-system file anyone could have written:
 // a second warning to tick), settings with the cron preview, the weekly test restore, the TLS
-// modes and the backup folder chosen in its dialog, activity, the failure banner, the refusal
-// of the old system's public key. Screenshots go to ../target/screenshots/ui-*.png.
+// modes and the backup folder chosen in its dialog, offsite copies (an S3 destination added
+// through the form, refused with a wrong secret first; each backup's copies in the list; Sync
+// now), activity, the failure banner, the refusal of the old system's public key. Screenshots go to ../target/screenshots/ui-*.png.
 
 import { createServer } from "node:http";
 import { readFile, mkdir } from "node:fs/promises";
@@ -205,6 +206,82 @@ await check("settings: the backup folder is not typed but chosen in the folder d
   await page.waitForFunction(() => document.querySelector("[data-testid=backup-dir]")?.value === "/media/nas/schoolvault");
 });
 
+await check("offsite copies: add an S3 destination (a wrong secret explained first), then each backup's copies, Sync now", async (page) => {
+  await page.goto(base);
+  // The mock's backups: NAS done, Cloud waiting on the newest.
+  await page.getByTestId("backup-row").first().waitFor();
+  const copy = (i, name) => page.getByTestId("backup-row").nth(i).getByTestId(`copy-${name}`);
+  assert.equal(await copy(0, "NAS").getAttribute("data-state"), "done");
+  assert.equal(await copy(0, "NAS").innerText(), "NAS ✓");
+  assert.equal(await copy(0, "Cloud").getAttribute("data-state"), "pending");
+  assert.match(await copy(0, "Cloud").innerText(), /^Cloud: pending since \d\d:\d\d$/);
+  assert.match(await copy(0, "Cloud").getAttribute("title"), /cannot be reached/);
+  assert.equal(await copy(1, "Cloud").getAttribute("data-state"), "done");
+  assert.equal(await page.getByTestId("backup-row").first().getByTestId("local-file").innerText(), "Local ✓");
+
+  await page.getByTestId("nav-settings").click();
+  const offsite = page.getByTestId("offsite");
+  await offsite.getByTestId("destination-row").first().waitFor();
+  assert.equal(await offsite.getByTestId("destination-row").count(), 2);
+  const form = page.getByTestId("add-destination");
+  await form.getByTestId("dest-name").fill("wasabi");
+  await form.getByTestId("dest-kind").selectOption("s3");
+  await form.getByTestId("dest-bucket").fill("school-backups");
+  await form.getByTestId("dest-prefix").fill("erp");
+  await form.getByTestId("dest-endpoint").fill("https://s3.eu-central-1.wasabisys.com");
+  await form.getByTestId("dest-region").fill("eu-central-1");
+  await form.getByTestId("dest-access-key").fill("WASABI7EXAMPLE");
+  await form.getByTestId("dest-secret-key").fill("wrong");
+  assert.equal(await form.getByTestId("dest-url").innerText(), "s3://school-backups/erp?endpoint=https://s3.eu-central-1.wasabisys.com&region=eu-central-1&path_style=true");
+  await form.getByRole("button", { name: "Test and save" }).click();
+  await form.getByText("The offsite destination refused SchoolVault").waitFor();
+  assert.match(await form.getByTestId("dest-result").innerText(), /refused the access key/);
+  assert.equal(await form.getByTestId("dest-name").inputValue(), "wasabi", "what was typed stays");
+  assert.equal(await form.getByTestId("dest-secret-key").inputValue(), "wrong");
+  assert.equal(await offsite.getByTestId("destination-row").count(), 2);
+  await page.screenshot({ path: join(shots, "ui-offsite-refused.png"), fullPage: true });
+  await form.getByTestId("dest-secret-key").fill("right-secret");
+  await form.getByRole("button", { name: "Test and save" }).click();
+  const added = page.locator('[data-testid=destination-row][data-name="wasabi"]');
+  await added.waitFor();
+  assert.match(await added.innerText(), /S3-compatible bucket/);
+  assert.match(await added.innerText(), /s3:\/\/school-backups\/erp\?endpoint=/);
+  assert.equal(await added.getByTestId("dest-counts").innerText(), "0 done · 4 waiting · 0 failed");
+  assert.equal(await form.getByTestId("dest-secret-key").inputValue(), "", "the secret is not kept in the page");
+  assert.equal(await page.content().then((html) => html.includes("right-secret")), false);
+  await added.getByTestId("dest-test").click();
+  await added.getByText("Works").waitFor();
+  await page.locator('[data-testid=destination-row][data-name="Cloud"]').getByTestId("dest-test").click();
+  await page.locator('[data-testid=destination-row][data-name="Cloud"]').getByText("The offsite destination cannot be reached").waitFor();
+  await page.screenshot({ path: join(shots, "ui-offsite.png"), fullPage: true });
+
+  // The new destination waits for every backup until the next sync.
+  await page.getByTestId("nav-backups").click();
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await copy(0, "wasabi").getAttribute("data-state"), "pending");
+  assert.equal(await copy(3, "wasabi").getAttribute("data-state"), "pending");
+  await page.screenshot({ path: join(shots, "ui-backups-copies.png") });
+
+  await page.getByTestId("nav-settings").click();
+  await page.getByTestId("sync-now").click();
+  await page.getByTestId("sync-wasabi").waitFor();
+  assert.equal(await page.getByTestId("sync-wasabi").innerText(), "wasabi: 4 backups copied.");
+  assert.match(await page.getByTestId("sync-Cloud").innerText(), /^Cloud: could not be used\. .*cannot be reached/);
+  assert.equal(await page.locator('[data-testid=destination-row][data-name="wasabi"]').getByTestId("dest-counts").innerText(), "4 done · 0 waiting · 0 failed");
+  await page.getByTestId("nav-backups").click();
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await copy(0, "wasabi").getAttribute("data-state"), "done");
+  assert.equal(await copy(0, "Cloud").getAttribute("data-state"), "pending");
+
+  // Removed (asked first): the copies there are no longer listed.
+  await page.getByTestId("nav-settings").click();
+  await page.locator('[data-testid=destination-row][data-name="wasabi"]').getByTestId("dest-remove").click();
+  assert.match(await page.getByRole("dialog").innerText(), /already there are kept/);
+  await page.getByRole("button", { name: "Remove destination" }).click();
+  await page.getByText("wasabi was removed; the files there are kept.").waitFor();
+  assert.equal(await offsite.getByTestId("destination-row").count(), 2);
+});
+
 await check("key import refuses the old system's public development key, in words", async (page) => {
   await page.goto(base);
   await page.getByTestId("nav-settings").click();
@@ -246,6 +323,17 @@ await check("settings: cron preview validates; activity; failure banner until di
   await page.screenshot({ path: join(shots, "ui-activity.png") });
   await page.getByTestId("failure-banner").getByRole("button", { name: "Dismiss" }).click();
   await page.waitForFunction(() => !document.querySelector("[data-testid=failure-banner]"));
+});
+
+await check("offsite copies behind for the stale time: a banner that says so and leads to the settings", async (page) => {
+  await page.goto(base + "?behind");
+  const banner = page.getByTestId("offsite-banner");
+  await banner.waitFor();
+  assert.match(await banner.innerText(), /only on this computer/);
+  assert.match(await banner.innerText(), /No copy to Cloud since .*cannot be reached/);
+  await page.screenshot({ path: join(shots, "ui-offsite-behind.png") });
+  await banner.getByRole("button", { name: "Open settings" }).click();
+  await page.getByTestId("watchdog").waitFor();
 });
 
 await browser.close();

@@ -29,7 +29,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -145,18 +145,6 @@ fn terminate_sessions(db: &str) -> u32 {
     .unwrap()
 }
 
-/// `schoolvault` in `env`'s environment, as a std Command (to be spawned and killed).
-fn std_cmd(env: &Env) -> Command {
-    let mut c = Command::new(support::schoolvault_bin());
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", env.dir.path())
-        .env("SCHOOLVAULT_DIR", env.backups())
-        .env("SCHOOLVAULT_CATALOG", env.dir.path().join("catalog.sqlite"))
-        .env("BACKUP_ENCRYPTION_KEY", &env.key);
-    c
-}
-
 /// `schoolvault --json ARGS`: the JSON document, or the stderr of a failure.
 fn cli(env: &Env, args: &[&str]) -> Result<Value, String> {
     let out = env.cmd().arg("--json").args(args).output().unwrap();
@@ -238,7 +226,8 @@ fn run(
         .path()
         .join(format!("stderr-{:08x}.txt", rand::random::<u32>()));
     let out_file = err_file.with_extension("out");
-    let mut child = std_cmd(env)
+    let mut child = env
+        .std_cmd()
         .arg("--json")
         .args(args)
         .stdin(Stdio::null())

@@ -603,3 +603,88 @@ fn a_failed_weekly_test_restore_is_emailed_and_shown_on_the_backup() {
         "the scratch database is dropped after a failure too"
     );
 }
+
+#[test]
+fn a_destination_behind_for_the_stale_time_is_emailed_once_per_episode_and_reported_weekly() {
+    use chrono::{Duration as Days, Utc};
+    use schoolvault_engine::catalog::{CopyRecord, CopyState};
+    use schoolvault_engine::jobs::{self, Offsite};
+    use schoolvault_engine::offsite::DestinationSettings;
+
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let vault = vault_in(dir.path()).await;
+        let settings = plain_smtp(smtp.port, &["head@school.example"]);
+        let nas = DestinationSettings {
+            name: "nas".into(),
+            url: dir.path().join("nas").display().to_string(),
+            enabled: true,
+            access_key_id: None,
+            secret_saved: false,
+            retention: None,
+            bandwidth_kbps: None,
+        };
+        let offsite = Offsite {
+            destinations: vec![nas],
+            keychain: std::sync::Arc::new(schoolvault_engine::keychain::OsKeychain),
+            local_policy: schoolvault_engine::config::RetentionSettings::default().policy(),
+        };
+        let now = Utc::now();
+        let max = Days::hours(48);
+        let copy = |id: &str, state: CopyState, since| CopyRecord {
+            backup_id: id.into(),
+            destination: "nas".into(),
+            state,
+            error_code: Some("destination_unreachable".into()),
+            error: Some("Destination nas: the folder /mnt/nas is not there.".into()),
+            attempts: 3,
+            since,
+            next_try_at: None,
+            size: None,
+            tag: None,
+        };
+        // Waiting for a day: not yet.
+        vault
+            .catalog
+            .set_copy(&copy("a", CopyState::Pending, now - Days::hours(24)))
+            .await
+            .unwrap();
+        let alert = |at| jobs::destination_alert(&vault, &settings, &offsite, max, at);
+        assert!(alert(now).await.unwrap().is_empty());
+        // Waiting for three days: one alert, once.
+        assert_eq!(alert(now + Days::hours(48)).await.unwrap(), vec!["nas"]);
+        assert!(alert(now + Days::hours(50)).await.unwrap().is_empty());
+        // Up to date again, then behind again: a new episode, a new alert.
+        vault
+            .catalog
+            .set_copy(&copy("a", CopyState::Done, now))
+            .await
+            .unwrap();
+        assert!(alert(now + Days::hours(60)).await.unwrap().is_empty());
+        vault
+            .catalog
+            .set_copy(&copy("b", CopyState::Failed, now + Days::hours(61)))
+            .await
+            .unwrap();
+        assert_eq!(alert(now + Days::hours(200)).await.unwrap(), vec!["nas"]);
+        // The weekly report says where each destination stands.
+        jobs::weekly_digest(&vault, &settings, "school", Some("UTC"), now, true)
+            .await
+            .unwrap();
+    });
+    let messages = smtp.messages();
+    let alerts: Vec<&String> = messages
+        .iter()
+        .filter(|m| m.contains("no offsite copy to nas"))
+        .collect();
+    assert_eq!(alerts.len(), 2, "{messages:?}");
+    assert!(alerts[0].contains("is not there"), "{}", alerts[0]);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Offsite copies at nas: 1 copies, 1 WAITING since")),
+        "{messages:?}"
+    );
+}

@@ -416,3 +416,151 @@ fn webdav_with_its_password_in_the_keychain() {
     assert!(config.contains("secret_saved = true"), "{config}");
     assert!(!config.contains(&dav.password), "{config}");
 }
+
+/// A table of random text, so the backup is larger than one upload chunk (8 MiB) and its upload
+/// to S3 is a multipart one that takes a while under a bandwidth limit.
+fn noisy_db(prefix: &str) -> TestDb {
+    let db = TestDb::new(prefix);
+    db.load(&school_sql(), &[]);
+    db.sql(
+        "CREATE TABLE noise AS SELECT g, (SELECT string_agg(md5(random()::text || g || i), '') \
+         FROM generate_series(1, 32) i) AS t FROM generate_series(1, 24000) g",
+    );
+    db
+}
+
+/// Run `--json ARGS` (a sync) and kill it once it reports `bytes` or more sent; its stderr so
+/// far.
+fn kill_sync_after(mut cmd: std::process::Command, args: &[&str], bytes: u64) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .arg("--json")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["phase"] == "upload" && v["bytes"].as_u64().unwrap_or(0) >= bytes {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "sync finished before it was killed: {seen}"
+    );
+    seen
+}
+
+#[test]
+fn an_upload_killed_half_way_leaves_no_copy_that_looks_complete() {
+    let s3 = S3::start();
+    let db = noisy_db("offsite_kill");
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let size = made["size"].as_u64().unwrap();
+    assert!(
+        size > 9 << 20,
+        "the backup must take more than one chunk: {size}"
+    );
+    let name = file_name(&made);
+    let usb = tempfile::tempdir().unwrap();
+    let folder = usb.path().join("sv");
+    // Slow destinations (1 MB/s), so the copy is killed in the middle.
+    run_json(
+        s3_cmd(&env, &s3),
+        &[
+            "destination",
+            "add",
+            "cloud",
+            &s3.url("school", "k"),
+            "--bandwidth",
+            "1000",
+        ],
+    );
+    let url = format!("file://{}", folder.display());
+    run_json(
+        env.cmd(),
+        &["destination", "add", "usb", &url, "--bandwidth", "1000"],
+    );
+    // Killed after the first chunk went out to the first destination.
+    let mut c = env.std_cmd();
+    c.env("AWS_ACCESS_KEY_ID", &s3.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
+    kill_sync_after(c, &["sync"], 8 << 20);
+    let there = |n: &str| s3.object("school", &format!("k/{n}"));
+    assert!(
+        !there(&name).exists(),
+        "a cut S3 upload must not show an object"
+    );
+    assert!(!there(&format!("{name}.sha256")).exists());
+    let listed = run_json(s3_cmd(&env, &s3), &["list"]);
+    assert_ne!(copy_state(&listed[0], "cloud"), "done", "{listed}");
+
+    // The next sync, unthrottled, finishes both copies.
+    for (dest, u) in [("cloud", s3.url("school", "k")), ("usb", url.clone())] {
+        run_json(s3_cmd(&env, &s3), &["destination", "add", dest, &u]);
+    }
+    let synced = run_json(s3_cmd(&env, &s3), &["sync"]);
+    assert!(
+        synced
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["owed"].as_array().unwrap().is_empty()),
+        "{synced}"
+    );
+    assert_eq!(sha256(&there(&name)), made["sha256"].as_str().unwrap());
+    assert_eq!(
+        sha256(&folder.join(&name)),
+        made["sha256"].as_str().unwrap()
+    );
+    let left: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Killed in the middle of the folder copy: a `.part` file, never the backup's name.
+    std::fs::remove_file(folder.join(&name)).unwrap();
+    std::fs::remove_file(folder.join(format!("{name}.sha256"))).unwrap();
+    run_json(
+        env.cmd(),
+        &["destination", "add", "usb", &url, "--bandwidth", "1000"],
+    );
+    let mut c = env.std_cmd();
+    c.env("AWS_ACCESS_KEY_ID", &s3.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
+    // (`--verify`: the copy is gone behind SchoolVault's back.)
+    kill_sync_after(c, &["sync", "--verify"], 8 << 20);
+    assert!(
+        !folder.join(&name).exists(),
+        "a cut folder copy must not have the backup's name"
+    );
+    let checked = run_json(s3_cmd(&env, &s3), &["sync", "--verify"]);
+    let usb_report = checked
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["destination"] == "usb")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        usb_report["uploaded"].as_array().unwrap().len(),
+        1,
+        "{checked}"
+    );
+    assert_eq!(
+        sha256(&folder.join(&name)),
+        made["sha256"].as_str().unwrap()
+    );
+}

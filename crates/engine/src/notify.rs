@@ -399,6 +399,8 @@ pub struct Digest {
     pub kept: (usize, u64),
     /// The newest routine test restore: when, whether it passed, what it said.
     pub last_test_restore: Option<(DateTime<Utc>, bool, String)>,
+    /// Each offsite destination's state, one line each.
+    pub offsite: Vec<String>,
 }
 
 /// The weekly report: subject, plain text, HTML. The subject says at once whether anything
@@ -443,6 +445,9 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         },
     );
     text.push_str(&format!("Last test restore: {tested}\n"));
+    for line in &d.offsite {
+        text.push_str(&format!("Offsite copies at {line}\n"));
+    }
     if d.email_problems > 0 {
         text.push_str(&format!(
             "Emails that could not be sent: {}\n",
@@ -487,6 +492,12 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         html.push_str(&format!(
             "<tr><td>Emails that could not be sent</td><td>{}</td></tr>",
             d.email_problems
+        ));
+    }
+    for line in &d.offsite {
+        html.push_str(&format!(
+            "<tr><td>Offsite copies</td><td>{}</td></tr>",
+            html_escape(line)
         ));
     }
     html.push_str("</table>");

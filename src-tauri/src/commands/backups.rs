@@ -21,7 +21,12 @@ pub async fn list_backups(state: State<'_, AppState>) -> Res<Vec<BackupRow>> {
     let vault = state.vault().await?;
     let mut list = vault.catalog.list().await?;
     list.sort_by_key(|b| std::cmp::Reverse(b.created_at));
-    Ok(list.iter().map(BackupRow::from).collect())
+    let copies = vault.catalog.copies().await?;
+    let destinations = state.config().destinations;
+    Ok(list
+        .iter()
+        .map(|b| BackupRow::with_copies(b, &copies, &destinations))
+        .collect())
 }
 
 /// Run a backup now, with progress on `on_progress`.
@@ -69,7 +74,14 @@ pub async fn run_backup(
                     .await;
             Ok(match done.backup {
                 Err(e) => Err((CommandError::from(&e), done.email_error)),
-                Ok(made) => Ok(BackupRow::from(&made.backup)),
+                Ok(made) => {
+                    let copies = vault.catalog.copies().await.unwrap_or_default();
+                    Ok(BackupRow::with_copies(
+                        &made.backup,
+                        &copies,
+                        &offsite.destinations,
+                    ))
+                }
             })
         })
         .await

@@ -3,6 +3,7 @@
 //! for), and the demo school database offered on first run.
 
 use schoolvault_engine::config::{DatabaseSettings, DB_PASSWORD_ACCOUNT};
+use schoolvault_engine::jobs;
 use schoolvault_engine::source::postgres::{self, PgTarget, Tls};
 use tauri::State;
 
@@ -34,8 +35,28 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         running: state.running(),
         next_run: state.next_run().map(|t| t.to_rfc3339()),
         failure: state.failure(),
+        offsite_behind: offsite_behind(&state).await,
         version: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+/// The destinations behind for the stale-backup time, as lines (none when they cannot be
+/// read: the status must always answer).
+pub async fn offsite_behind(state: &AppState) -> Vec<String> {
+    let config = state.config();
+    if config.destinations.is_empty() {
+        return Vec::new();
+    }
+    let Ok(vault) = state.vault().await else {
+        return Vec::new();
+    };
+    let offsite = jobs::Offsite::from_config(&config, state.keychain_handle());
+    let max_age = chrono::Duration::hours(i64::from(config.email.stale_hours.max(1)));
+    offsite
+        .behind(&vault, max_age, chrono::Utc::now())
+        .await
+        .map(|b| b.iter().map(jobs::Behind::line).collect())
+        .unwrap_or_default()
 }
 
 /// The form as settings, its CA file checked: the saved one, or one the web view may name.

@@ -12,13 +12,15 @@
 //! - [`key`]: the encryption key;
 //! - [`backups`]: the backups, running one, checking one, and the history of runs;
 //! - [`restore`]: restoring, and the native file and folder dialogs;
-//! - [`settings`]: the settings screen, the schedule and the email.
+//! - [`settings`]: the settings screen, the schedule and the email;
+//! - [`offsite`]: the offsite destinations and "Sync now".
 //!
 //! Here: what they share, running a job ([`detached`], [`ChannelProgress`], [`finish`]).
 
 pub mod backups;
 pub mod connection;
 pub mod key;
+pub mod offsite;
 pub mod restore;
 pub mod settings;
 
@@ -39,6 +41,9 @@ pub use backups::{
 };
 pub use connection::{create_demo, demo_offer, save_connection, status, test_connection, DEMO_DB};
 pub use key::{key_generate, key_import, key_save_recovery, key_show_once};
+pub use offsite::{
+    list_destinations, remove_destination, save_destination, sync_now, test_destination,
+};
 pub use restore::{pick_backup_dir, pick_ca_file, pick_restore_file, restore, restore_preview};
 pub use settings::{
     acknowledge_failure, get_settings, save_settings, schedule_preview, send_test_email,

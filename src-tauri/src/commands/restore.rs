@@ -33,7 +33,10 @@ pub async fn restore_preview(state: State<'_, AppState>, what: String) -> Res<Re
     let w = checked_what(&state, &what)?;
     let vault = state.vault().await?;
     let target = state.target()?;
+    let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let p = detached(move || async move {
+        // A backup listed from a destination (a new computer) comes down first, checked.
+        jobs::fetch(&vault, &offsite, &w, Arc::new(Silent)).await?;
         Ok(jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?)
     })
     .await?;
@@ -99,10 +102,12 @@ pub async fn restore(
         trust_dev_key: trust_dev_key.unwrap_or(false),
         ..RestoreOptions::default()
     };
+    let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let result: Res<RestoreResult> = async {
         let vault = state.vault().await?;
         let out = detached(move || async move {
             let progress = ChannelProgress::new(on_progress);
+            jobs::fetch(&vault, &offsite, &what, progress.clone()).await?;
             Ok(jobs::restore(&vault, &what, &target, &opts, progress).await?)
         })
         .await?;

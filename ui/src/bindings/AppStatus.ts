@@ -48,6 +48,11 @@ next_run: string | null,
  */
 failure: Failure | null, 
 /**
+ * Offsite destinations with no copy for the stale-backup time, one line each ("no copy
+ * to NAS since Tue 01 Dec 02:14 (3 waiting): …").
+ */
+offsite_behind: Array<string>, 
+/**
  * The app's version.
  */
 version: string, };

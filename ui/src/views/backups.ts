@@ -22,6 +22,23 @@ export function checkBadge(b: BackupRow): HTMLElement {
   return h("span", { class: "badge", "data-testid": "check-badge" }, "not yet");
 }
 
+/** Where a backup is: on this computer or not, then each destination's copy ("NAS ✓", "Cloud:
+ * pending since 02:14", "Cloud: failed" with the reason in the title). */
+export function storedAt(b: BackupRow, now: Date = new Date()): HTMLElement {
+  const parts: HTMLElement[] = [
+    b.local
+      ? h("span", { class: "copy done", title: b.path, "data-testid": "local-file", "data-state": "done" }, "Local ✓")
+      : h("span", { class: "copy missing", "data-testid": "local-file", "data-state": "missing" }, "Not on this computer"),
+  ];
+  for (const c of b.copies) {
+    const text =
+      c.state === "done" ? `${c.destination} ✓` : c.state === "pending" ? `${c.destination}: pending${c.since ? ` since ${fmt.since(c.since, now)}` : ""}` : `${c.destination}: failed`;
+    parts.push(h("span", { class: `copy ${c.state}`, title: c.error ?? null, "data-testid": `copy-${c.destination}`, "data-state": c.state }, text));
+  }
+  // Each separator stays with the copy before it, so a wrapped line never starts or ends with a lone "·".
+  return h("div", { class: "copies" }, parts.map((p, i) => (i === parts.length - 1 ? p : [h("span", { class: "nowrap" }, p, " ·"), " "])));
+}
+
 export async function backupsView(shell: Shell): Promise<HTMLElement> {
   const list = h("div", { "data-testid": "backup-list" });
   const progressSlot = h("div");
@@ -77,7 +94,7 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
       h("td", { class: "num" }, fmt.bytes(b.size)),
       h("td", { class: "num" }, fmt.duration(b.duration_ms)),
       h("td", { class: "num" }, `${fmt.count(b.tables)} / ${fmt.count(b.rows)}`),
-      h("td", { title: b.path }, b.location === "local" ? "Local" : b.location, " · ", checked),
+      h("td", {}, storedAt(b), h("div", { class: "checked" }, checked)),
       h(
         "td",
         { class: "row-actions" },

@@ -1,11 +1,13 @@
 // Settings: the database connection, the backup folder, the encryption key, the schedule and
-// retention, start at login. One file shared with the `schoolvault` CLI.
+// retention, the offsite copies (./destinations.ts), start at login. One file shared with the
+// `schoolvault` CLI.
 
 import { api, type AppStatus, type Settings } from "../api";
 import { h, put } from "../dom";
 import * as fmt from "../format";
 import type { Shell } from "../shell";
 import { connectionForm } from "./connection";
+import { offsiteSection } from "./destinations";
 
 export async function settingsView(shell: Shell, status: AppStatus): Promise<HTMLElement> {
   let s: Settings;
@@ -178,6 +180,9 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
     }
   });
 
+  // Saved on its own (each destination is tested when saved), not with "Save settings".
+  const offsite = await offsiteSection(shell);
+
   const field = (label: string, input: HTMLElement, hint?: string) =>
     h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
   const check = (input: HTMLElement, label: string) => h("label", { class: "check" }, input, ` ${label}`);
@@ -206,6 +211,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       h("div", { class: "form-grid four" }, field("Keep every backup for (days)", keepDays), field("Also keep the newest", keepLast), field("Weekly backups kept", keepWeekly), field("Monthly backups kept", keepMonthly)),
       h("small", { class: "muted" }, "The newest verified backup and safety backups younger than 7 days are never deleted."),
     ),
+    offsite,
     h(
       "section",
       { class: "card" },

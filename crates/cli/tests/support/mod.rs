@@ -118,9 +118,10 @@ impl Env {
         .unwrap();
         self
     }
-    /// The `schoolvault` binary with this environment.
-    pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::new(schoolvault_bin());
+    /// The `schoolvault` binary with this environment, as a std Command (to be spawned and
+    /// killed).
+    pub fn std_cmd(&self) -> Command {
+        let mut c = Command::new(schoolvault_bin());
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
@@ -131,6 +132,10 @@ impl Env {
             )
             .env("BACKUP_ENCRYPTION_KEY", &self.key);
         c
+    }
+    /// The `schoolvault` binary with this environment.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_cmd())
     }
     /// Run and parse `--json` output; panics unless it succeeds.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {

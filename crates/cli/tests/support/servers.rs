@@ -3,6 +3,8 @@
 //! (Debian's `rclone serve webdav`). Each runs on a free port with its own folder, can be
 //! stopped and started again on the same port and folder, and is killed when dropped.
 
+#![allow(dead_code)]
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -162,6 +162,117 @@ pub async fn stale_alert(
     Ok(Some(sent?))
 }
 
+/// The destination alert: when a destination has owed copies (pending or failed) for
+/// `max_age` (the stale-backup time), email the administrators once for that episode (it
+/// ends when the destination holds everything again). Remembered beside the catalog per
+/// destination; recorded in the history; an alert that could not be sent is tried again
+/// [`RETRY_ALERT`] later. Returns the destinations alerted.
+///
+/// # Errors
+/// `Catalog`; the first sending error (also recorded).
+pub async fn destination_alert(
+    vault: &Vault,
+    settings: &crate::notify::SmtpSettings,
+    offsite: &crate::jobs::offsite::Offsite,
+    max_age: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>> {
+    let marker = vault.lock_dir.join("destination-alert.json");
+    let mut remembered: serde_json::Map<String, serde_json::Value> = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let behind = offsite.behind(vault, max_age, now).await?;
+    // A destination that is up to date (or not behind for long): its next episode gets its
+    // own alert.
+    remembered.retain(|name, _| behind.iter().any(|b| &b.destination == name));
+    let mut alerted = Vec::new();
+    let mut first_error = None;
+    for b in &behind {
+        let d = &b.destination;
+        let episode = b.since.to_rfc3339();
+        let mine = remembered.get(d).cloned().unwrap_or_default();
+        if mine["episode"].as_str() == Some(episode.as_str()) {
+            continue;
+        }
+        let tried = mine["failed_for"].as_str() == Some(episode.as_str())
+            && mine["tried_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| now - t.with_timezone(&Utc) < RETRY_ALERT);
+        if tried {
+            continue;
+        }
+        let hours = (now - b.since).num_hours();
+        let waiting = b.waiting;
+        let why = b.error.clone().unwrap_or_else(|| "not copied yet".into());
+        let subject = format!("SchoolVault: no offsite copy to {d} for {hours} hours");
+        let text = format!(
+            "The offsite destination {name} has had no successful copy since {since} ({hours} hours); {waiting} backup(s) wait.\n\n\
+             The last error: {why}\n\n\
+             What to do:\n\
+             - Check that the destination is there (the USB disk plugged in, the NAS on, the network and the bucket reachable).\n\
+             - Open SchoolVault's settings (Offsite copies) and use \"Test\", then \"Sync now\" (or `schoolvault sync`).\n\n\
+             The backups themselves go on; until this is fixed they are only on the backup computer.\n\
+             Sent by SchoolVault {APP_VERSION} on {host}. You get this once until the destination is up to date again.\n",
+            name = d,
+            since = b.since.to_rfc3339(),
+            host = crate::notify::hostname(),
+        );
+        let html = format!(
+            "<p><b>The offsite destination {name} has had no successful copy since {since}</b> ({hours} hours); {waiting} backup(s) wait.</p>\
+             <p>The last error: {why}</p>\
+             <ul><li>Check that the destination is there (the USB disk plugged in, the NAS on, the network and the bucket reachable).</li>\
+             <li>Open SchoolVault's settings (Offsite copies): \"Test\", then \"Sync now\".</li></ul>\
+             <p>SchoolVault {APP_VERSION} on {host}. Sent once until the destination is up to date again.</p>",
+            name = crate::notify::escape_html(d),
+            since = b.since.to_rfc3339(),
+            why = crate::notify::escape_html(&why),
+            host = crate::notify::escape_html(&crate::notify::hostname()),
+        );
+        let started = Utc::now();
+        let sent = crate::notify::send(settings, &subject, &text, &html).await;
+        let summary = sent.as_ref().ok().map(|n| {
+            format!("offsite alert sent to {n} administrator(s): no copy to {d} for {hours} hours")
+        });
+        vault
+            .record_run(run_record(
+                Operation::Alert,
+                None,
+                started,
+                &sent,
+                None,
+                summary,
+            ))
+            .await;
+        match sent {
+            Ok(_) => {
+                remembered.insert(d.clone(), serde_json::json!({ "episode": episode }));
+                alerted.push(d.clone());
+            }
+            Err(e) => {
+                remembered.insert(
+                    d.clone(),
+                    serde_json::json!({
+                        "episode": mine["episode"],
+                        "failed_for": episode,
+                        "tried_at": now.to_rfc3339(),
+                    }),
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let _ = crate::storage::write_private(
+        &marker,
+        serde_json::Value::Object(remembered).to_string().as_bytes(),
+    );
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(alerted),
+    }
+}
+
 /// How long after a stale-backup alert that could not be sent it is tried again.
 pub const RETRY_ALERT: chrono::Duration = chrono::Duration::hours(1);
 
@@ -259,6 +370,7 @@ pub async fn weekly_digest(
         last_test_restore: last_test_restore(vault)
             .filter(|t| !t.unavailable)
             .map(|t| (t.at, t.ok, t.message)),
+        offsite: offsite_lines(&vault.catalog.copies().await?),
     };
     let (subject, text, html) = crate::notify::digest_message(&digest);
     let started = Utc::now();
@@ -283,6 +395,35 @@ pub async fn weekly_digest(
     // one covers the week again), never resent at every look.
     remember(slot);
     Ok(Some(sent?))
+}
+
+/// Each destination's state for the weekly report: how many copies it holds, and what waits
+/// since when and why.
+fn offsite_lines(copies: &[crate::catalog::CopyRecord]) -> Vec<String> {
+    use crate::catalog::CopyState;
+    let mut names: Vec<&str> = copies.iter().map(|c| c.destination.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let here: Vec<_> = copies.iter().filter(|c| c.destination == name).collect();
+            let done = here.iter().filter(|c| c.state == CopyState::Done).count();
+            match here
+                .iter()
+                .filter(|c| c.state != CopyState::Done)
+                .min_by_key(|c| c.since)
+            {
+                None => format!("{name}: {done} copies, up to date"),
+                Some(oldest) => format!(
+                    "{name}: {done} copies, {} WAITING since {} ({})",
+                    here.len() - done,
+                    oldest.since.format("%Y-%m-%d %H:%M UTC"),
+                    oldest.error.as_deref().unwrap_or("not copied yet")
+                ),
+            }
+        })
+        .collect()
 }
 
 /// `settings` with the school's administrators added, as remembered beside the catalog at the

@@ -34,15 +34,15 @@ mod verify;
 mod watchdog;
 
 pub use alerts::{
-    forget_digest, notify_failure, refresh_admins, stale_alert, weekly_digest, with_known_admins,
-    DIGEST_CRON, RETRY_ALERT,
+    destination_alert, forget_digest, notify_failure, refresh_admins, stale_alert, weekly_digest,
+    with_known_admins, DIGEST_CRON, RETRY_ALERT,
 };
 pub use attended::{backup_attended, Attended};
 pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
 pub use maintenance::{delete, prune, rescan, RescanEntry};
 pub use offsite::{
-    fetch, rescan_from, retry_after, sync, DestinationReport, Finding, Offsite, SyncOptions,
+    fetch, rescan_from, retry_after, sync, Behind, DestinationReport, Finding, Offsite, SyncOptions,
 };
 pub use reading::verify_reader;
 pub use restore::{

@@ -129,7 +129,7 @@ impl Offsite {
         }
     }
 
-    fn enabled(&self) -> impl Iterator<Item = &DestinationSettings> {
+    pub(crate) fn enabled(&self) -> impl Iterator<Item = &DestinationSettings> {
         self.destinations.iter().filter(|d| d.enabled)
     }
 
@@ -156,6 +156,68 @@ impl Offsite {
             }
         }
         Ok(false)
+    }
+}
+
+/// A destination that has owed copies for a while (pending or failed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Behind {
+    /// The destination.
+    pub destination: String,
+    /// Since when a copy waits (the oldest owed one).
+    pub since: DateTime<Utc>,
+    /// How many backups wait.
+    pub waiting: usize,
+    /// The last error of the oldest owed copy.
+    pub error: Option<String>,
+}
+
+impl Behind {
+    /// One line for the tray, the banner, a warning.
+    pub fn line(&self) -> String {
+        format!(
+            "no copy to {} since {} ({} waiting){}",
+            self.destination,
+            self.since
+                .with_timezone(&chrono::Local)
+                .format("%a %d %b %H:%M"),
+            self.waiting,
+            self.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+impl Offsite {
+    /// The enabled destinations whose oldest owed copy waits since `max_age` or longer.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn behind(
+        &self,
+        vault: &Vault,
+        max_age: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Behind>> {
+        let copies = vault.catalog.copies().await?;
+        Ok(self
+            .enabled()
+            .filter_map(|d| {
+                let owed: Vec<&CopyRecord> = copies
+                    .iter()
+                    .filter(|c| c.destination == d.name && c.state != CopyState::Done)
+                    .collect();
+                let oldest = owed.iter().min_by_key(|c| c.since)?;
+                (now - oldest.since >= max_age).then(|| Behind {
+                    destination: d.name.clone(),
+                    since: oldest.since,
+                    waiting: owed.len(),
+                    error: oldest.error.clone(),
+                })
+            })
+            .collect())
     }
 }
 
@@ -598,13 +660,16 @@ pub async fn rescan_from(
             ));
             continue;
         };
-        let head = store
-            .head(
-                &o.name,
-                o.size.min(crate::archive::MAX_HEADER_LEN as u64 + 14),
-            )
-            .await?;
-        let preamble = match read_preamble(&mut head.as_slice()) {
+        // The header is small: 64 KiB is read first, and up to the largest header a reader
+        // accepts only when it is longer.
+        let mut head = store.head(&o.name, o.size.min(64 * 1024)).await?;
+        let mut parsed = read_preamble(&mut head.as_slice());
+        if matches!(&parsed, Err(e) if e.kind() == ErrorKind::Truncated) && o.size > 64 * 1024 {
+            let most = u64::from(crate::archive::MAX_HEADER_LEN) + 14;
+            head = store.head(&o.name, o.size.min(most)).await?;
+            parsed = read_preamble(&mut head.as_slice());
+        }
+        let preamble = match parsed {
             Ok(p) => p,
             Err(e) => {
                 entries.push(entry(e.code(), Some(e.to_string())));

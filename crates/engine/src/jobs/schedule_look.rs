@@ -18,7 +18,9 @@ use crate::retention::{Prune, Retention};
 use crate::schedule::{Due, Schedule};
 use crate::source::postgres::PgTarget;
 
-use crate::jobs::alerts::{notify_failure, stale_alert, weekly_digest, with_known_admins};
+use crate::jobs::alerts::{
+    destination_alert, notify_failure, stale_alert, weekly_digest, with_known_admins,
+};
 use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::maintenance::prune_locked;
 use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
@@ -261,6 +263,10 @@ pub async fn look(
         // catch-up run. Then the weekly report, when it is on.
         if let Err(e) = stale_alert(vault, &smtp, &database, plan.email.stale_after, now).await {
             warnings.push(e.to_string());
+        }
+        match destination_alert(vault, &smtp, plan.offsite, plan.email.stale_after, now).await {
+            Ok(_) => {}
+            Err(e) => warnings.push(e.to_string()),
         }
         if plan.email.weekly_digest {
             if let Err(e) = weekly_digest(vault, &smtp, &database, plan.zone, now, false).await {

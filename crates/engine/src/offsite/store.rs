@@ -77,6 +77,11 @@ fn secret_for(
     })
 }
 
+/// An ETag as a plain value: listings and HEAD requests quote it differently.
+fn etag(raw: &str) -> String {
+    raw.trim_start_matches("W/").trim_matches('"').to_string()
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -361,7 +366,15 @@ impl Store {
             if !(name.ends_with(".svb") || name.ends_with(".enc")) || entry.metadata().is_dir() {
                 continue;
             }
-            if let Some(obj) = self.stat(&name).await? {
+            let m = entry.metadata();
+            if matches!(self.location, Location::S3 { .. }) && m.etag().is_some() {
+                // S3 lists sizes and ETags: no request per object.
+                out.push(RemoteObject {
+                    name,
+                    size: m.content_length(),
+                    tag: m.etag().map(etag),
+                });
+            } else if let Some(obj) = self.stat(&name).await? {
                 out.push(obj);
             }
         }
@@ -380,7 +393,7 @@ impl Store {
                 size: m.content_length(),
                 tag: m
                     .etag()
-                    .map(str::to_string)
+                    .map(etag)
                     .or_else(|| m.last_modified().map(|t| t.to_string())),
             })),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),

@@ -1,0 +1,177 @@
+//! The offsite destinations through the app's commands, against a real S3 server on loopback
+//! (s3s-fs): a destination is tested before it is saved (a wrong secret saves nothing), its
+//! secret goes to the keychain and never into the settings file or back to the window, each
+//! backup's copy shows in the list (done, or pending while the server is down), "Sync now"
+//! finishes what waits, and removing a destination forgets its secret.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../crates/cli/tests/support/servers.rs"]
+mod servers;
+mod support;
+
+use std::sync::Arc;
+
+use schoolvault_app::state::Headless;
+use serde_json::{json, Value};
+use support::*;
+
+fn copy_state(row: &Value, destination: &str) -> String {
+    row["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["destination"] == destination)
+        .unwrap_or_else(|| panic!("no copy at {destination}: {row}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_destination_is_tested_saved_with_its_secret_in_the_keychain_and_shows_each_copy() {
+    let mut s3 = servers::S3::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sv_app_offsite_{:08x}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY, name text); INSERT INTO pupils SELECT g, 'Pupil ' || g FROM generate_series(1, 300) g;");
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "22".repeat(32));
+    let keychain = Arc::new(MemoryKeychain::default());
+    let config_path = dir.path().join("config.toml");
+    let (_app, w) = open_app_with(
+        config_path.clone(),
+        dir.path().join("catalog.sqlite"),
+        Box::new(Headless),
+        keychain.clone(),
+    );
+    let form = json!({"host": pg_host(), "port": pg_port(), "name": db, "user": "postgres", "tls": "disable", "password_saved": false});
+    call(
+        &w,
+        "save_connection",
+        json!({"form": form, "password": null}),
+    )
+    .unwrap();
+
+    let mut dest = json!({
+        "name": "cloud", "kind": "s3", "url": s3.url("school", "app"), "enabled": true,
+        "access_key_id": s3.access_key, "secret_saved": false,
+        "keep_days": null, "keep_last": null, "keep_weekly": null, "keep_monthly": null,
+        "bandwidth_kbps": null, "copies_done": 0, "copies_pending": 0, "copies_failed": 0,
+        "waiting_since": null, "last_error": null,
+    });
+    // A wrong secret: refused by the server, said as such, nothing saved anywhere.
+    let err = call(
+        &w,
+        "save_destination",
+        json!({"destination": dest, "secret": "not-the-secret"}),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "destination_auth", "{err}");
+    assert!(call(&w, "list_destinations", json!({}))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(keychain.secret("destination-cloud"), None);
+
+    // The right one: tested, saved; the secret only in the keychain.
+    let saved = call(
+        &w,
+        "save_destination",
+        json!({"destination": dest, "secret": s3.secret_key}),
+    )
+    .unwrap();
+    assert_eq!(saved["secret_saved"], true, "{saved}");
+    assert_eq!(
+        keychain.secret("destination-cloud").as_deref(),
+        Some(s3.secret_key.as_str())
+    );
+    let file = std::fs::read_to_string(&config_path).unwrap();
+    assert!(file.contains("[[destinations]]"), "{file}");
+    assert!(!file.contains(&s3.secret_key), "{file}");
+    let listed = call(&w, "list_destinations", json!({})).unwrap();
+    assert!(!listed.to_string().contains(&s3.secret_key));
+    call(&w, "test_destination", json!({"name": "cloud"})).unwrap();
+
+    // A backup is copied, and the list says where it is.
+    let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:7"})).unwrap();
+    assert_eq!(copy_state(&b, "cloud"), "done", "{b}");
+    assert_eq!(b["local"], true);
+    let name = std::path::Path::new(b["path"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(s3.object("school", &format!("app/{name}")).is_file());
+
+    // The server down: the backup succeeds, its copy waits, and the destination says since
+    // when and why.
+    s3.server.stop();
+    let b2 = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:8"})).unwrap();
+    assert_eq!(copy_state(&b2, "cloud"), "pending", "{b2}");
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert_eq!(copy_state(&list[0], "cloud"), "pending");
+    assert!(list[0]["copies"][0]["since"].is_string(), "{list}");
+    let d = call(&w, "list_destinations", json!({})).unwrap();
+    assert_eq!(d[0]["copies_pending"], 1, "{d}");
+    assert!(d[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be reached"));
+    let status = call(&w, "status", json!({})).unwrap();
+    assert!(
+        status["failure"].is_null(),
+        "a pending copy is not a failed backup: {status}"
+    );
+
+    // Back up: "Sync now" finishes it.
+    s3.server.start();
+    let synced = call(
+        &w,
+        "sync_now",
+        json!({"verify": true, "onProgress": "__CHANNEL__:9"}),
+    )
+    .unwrap();
+    assert_eq!(synced[0]["uploaded"], 1, "{synced}");
+    assert_eq!(synced[0]["owed"], 0, "{synced}");
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| copy_state(r, "cloud") == "done"));
+
+    // The local file lost: the list says so, and the restore modal's preview brings it back
+    // from the bucket, checked, before it shows what the restore would do.
+    std::fs::remove_file(b["path"].as_str().unwrap()).unwrap();
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == b["id"])
+        .unwrap();
+    assert_eq!(row["local"], false, "{row}");
+    let p = call(&w, "restore_preview", json!({"what": b["id"]})).unwrap();
+    assert_eq!(p["backup_id"], b["id"], "{p}");
+    assert!(std::path::Path::new(b["path"].as_str().unwrap()).is_file());
+
+    // Changing it without a secret keeps the saved one; removing it forgets the secret and
+    // leaves its files.
+    dest["keep_last"] = json!(5);
+    dest["keep_days"] = json!(7);
+    let changed = call(
+        &w,
+        "save_destination",
+        json!({"destination": dest, "secret": null}),
+    )
+    .unwrap();
+    assert_eq!(changed["keep_last"], 5, "{changed}");
+    assert!(keychain.secret("destination-cloud").is_some());
+    call(&w, "remove_destination", json!({"name": "cloud"})).unwrap();
+    assert_eq!(keychain.secret("destination-cloud"), None);
+    assert!(s3.object("school", &format!("app/{name}")).is_file());
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert!(list[0]["copies"].as_array().unwrap().is_empty(), "{list}");
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+}
