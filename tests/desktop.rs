@@ -12,6 +12,8 @@
 #![allow(clippy::unwrap_used)]
 
 // The PostgreSQL helpers the CLI's end-to-end tests use (not their binary-bound part).
+#[path = "../crates/cli/tests/support/servers.rs"]
+mod servers;
 #[path = "../crates/cli/tests/support/db.rs"]
 mod support;
 
@@ -338,6 +340,52 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
         "the password leaked: {text}"
     );
     shot(&c, "11-wrong-password").await;
+
+    // 7. An offsite destination: an S3 bucket on loopback, added in Settings (tested first,
+    // its secret into the keychain), and then every backup's copy shows as done in the list
+    // (the schedule's next look copies what the bucket lacks).
+    let s3 = servers::S3::start();
+    c.find(Locator::Css("[data-testid=dest-kind]"))
+        .await
+        .unwrap()
+        .select_by_value("s3")
+        .await
+        .unwrap();
+    fill(&c, "[data-testid=dest-name]", "cloud").await;
+    fill(&c, "[data-testid=dest-bucket]", "school").await;
+    fill(&c, "[data-testid=dest-prefix]", "e2e").await;
+    fill(&c, "[data-testid=dest-endpoint]", &s3.endpoint()).await;
+    fill(&c, "[data-testid=dest-access-key]", &s3.access_key).await;
+    fill(&c, "[data-testid=dest-secret-key]", &s3.secret_key).await;
+    click(&c, "[data-testid=dest-save]").await;
+    wait_count(&c, "[data-testid=destination-row][data-name=cloud]", 1, 60).await;
+    shot(&c, "12-destination").await;
+    let config =
+        std::fs::read_to_string(home.path().join("config/schoolvault/config.toml")).unwrap();
+    assert!(config.contains("[[destinations]]"), "{config}");
+    assert!(
+        !config.contains(&s3.secret_key),
+        "the secret is in the settings file"
+    );
+    click(&c, "[data-testid=nav-backups]").await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while count(&c, "[data-testid=copy-cloud][data-state=done]").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no backup copied to the bucket within 150 s"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        click(&c, "[data-testid=nav-activity]").await;
+        click(&c, "[data-testid=nav-backups]").await;
+    }
+    wait_for(&c, "[data-testid=copy-cloud][data-state=done]", 30).await;
+    shot(&c, "13-copies").await;
+    let objects = std::fs::read_dir(s3.root.path().join("school/e2e"))
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".svb"))
+        .count();
+    assert!(objects >= 1, "no backup in the bucket");
 
     c.close().await.unwrap();
 }

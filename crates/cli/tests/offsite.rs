@@ -123,6 +123,17 @@ fn s3_copies_wait_for_the_server_and_damage_is_repaired() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The history says so, for the Activity screen and the weekly report.
+    let history = run_json(env.cmd(), &["history"]);
+    let copy = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["operation"] == "copy")
+        .unwrap_or_else(|| panic!("no copy in the history: {history}"));
+    assert_eq!(copy["outcome"], "failure", "{copy}");
+    assert_eq!(copy["error_code"], "destination_unreachable", "{copy}");
+
     // The server back: `sync` finishes the copy.
     s3.server.start();
     let synced = run_json(s3_cmd(&env, &s3), &["sync"]);
@@ -130,6 +141,16 @@ fn s3_copies_wait_for_the_server_and_damage_is_repaired() {
         synced[0]["uploaded"].as_array().unwrap().len(),
         1,
         "{synced}"
+    );
+    let history = run_json(env.cmd(), &["history"]);
+    assert_eq!(history[0]["operation"], "copy", "{history}");
+    assert_eq!(history[0]["outcome"], "success", "{history}");
+    assert!(
+        history[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cloud: 1 copied"),
+        "{history}"
     );
     assert_eq!(
         sha256(&s3.object("school", &format!("erp/daily/{name2}"))),

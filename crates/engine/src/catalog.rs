@@ -90,6 +90,9 @@ pub enum Operation {
     /// A database a killed run left behind, dropped.
     #[serde(rename = "cleanup")]
     Cleanup,
+    /// Offsite copies made (or left waiting) at the destinations.
+    #[serde(rename = "copy")]
+    Copy,
     /// An entry this version does not know (written by a newer SchoolVault).
     #[serde(rename = "other")]
     Other,
@@ -97,7 +100,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for tests and label tables.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Backup,
         Operation::CatchUp,
         Operation::Restore,
@@ -108,6 +111,7 @@ impl Operation {
         Operation::Alert,
         Operation::Digest,
         Operation::Cleanup,
+        Operation::Copy,
         Operation::Other,
     ];
 
@@ -124,6 +128,7 @@ impl Operation {
             Operation::Alert => "alert",
             Operation::Digest => "digest",
             Operation::Cleanup => "cleanup",
+            Operation::Copy => "copy",
             Operation::Other => "other",
         }
     }

@@ -4,4 +4,4 @@
  * What a run in the history did. Stored and serialised under the names below (the app's
  * Activity screen gets them as a TypeScript union, so its label table must name each).
  */
-export type Operation = "backup" | "catch-up" | "restore" | "verify" | "test_restore" | "prune" | "notify" | "alert" | "digest" | "cleanup" | "other";
+export type Operation = "backup" | "catch-up" | "restore" | "verify" | "test_restore" | "prune" | "notify" | "alert" | "digest" | "cleanup" | "copy" | "other";

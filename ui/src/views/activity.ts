@@ -18,6 +18,7 @@ const OPS: Record<Operation, string> = {
   digest: "Weekly report",
   prune: "Clean-up",
   cleanup: "Leftover database removed",
+  copy: "Offsite copy",
   "catch-up": "Catch-up",
   other: "Other",
 };

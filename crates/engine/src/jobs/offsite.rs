@@ -299,6 +299,7 @@ pub(super) async fn sync_locked(
     opts: SyncOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<DestinationReport>> {
+    let started = Utc::now();
     let mut reports = Vec::new();
     for d in offsite.enabled() {
         let mut report = DestinationReport::new(&d.name);
@@ -319,7 +320,68 @@ pub(super) async fn sync_locked(
             .collect();
         reports.push(report);
     }
+    record(vault, started, &reports).await;
     Ok(reports)
+}
+
+/// A sync that copied, removed or failed something is in the history (one that found
+/// everything in place is not: the schedule looks often).
+async fn record(vault: &Vault, started: DateTime<Utc>, reports: &[DestinationReport]) {
+    let busy = |r: &&DestinationReport| {
+        !r.uploaded.is_empty() || !r.pruned.is_empty() || !r.findings.is_empty() || !r.is_complete()
+    };
+    if !reports.iter().any(|r| busy(&r)) {
+        return;
+    }
+    let parts: Vec<String> = reports
+        .iter()
+        .filter(busy)
+        .map(|r| {
+            let mut s = format!("{}: {} copied", r.destination, r.uploaded.len());
+            if !r.pruned.is_empty() {
+                s.push_str(&format!(", {} removed", r.pruned.len()));
+            }
+            if !r.findings.is_empty() {
+                s.push_str(&format!(", {} problem(s) found", r.findings.len()));
+            }
+            if !r.owed.is_empty() {
+                s.push_str(&format!(", {} waiting", r.owed.len()));
+            }
+            s
+        })
+        .collect();
+    let failed = reports.iter().find_map(|r| {
+        r.error
+            .clone()
+            .or_else(|| r.owed.first().and_then(|c| c.error.clone()))
+            .map(|e| (r, e))
+    });
+    let result: Result<()> = match failed {
+        None => Ok(()),
+        Some((r, e)) => Err(Error::new(
+            match r
+                .error_code
+                .as_deref()
+                .or_else(|| r.owed.first().and_then(|c| c.error_code.as_deref()))
+            {
+                Some("destination_auth") => ErrorKind::DestinationAuth,
+                Some("destination_missing") => ErrorKind::DestinationMissing,
+                _ => ErrorKind::DestinationUnreachable,
+            },
+            format!("{} ({e})", parts.join("; ")),
+            "",
+        )),
+    };
+    vault
+        .record_run(crate::jobs::run_record(
+            crate::catalog::Operation::Copy,
+            None,
+            started,
+            &result,
+            None,
+            Some(parts.join("; ")),
+        ))
+        .await;
 }
 
 async fn sync_one(
