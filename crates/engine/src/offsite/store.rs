@@ -136,9 +136,13 @@ impl Store {
     /// # Errors
     /// `InvalidInput` for a bad URL or a missing secret; `Keychain`.
     pub fn open(d: &DestinationSettings, keychain: &dyn Keychain) -> Result<Store> {
-        // OpenDAL's HTTP client (reqwest with rustls), installed once per process.
+        // OpenDAL's HTTP client (reqwest on rustls with ring), installed once per process.
         static HTTP: std::sync::Once = std::sync::Once::new();
-        HTTP.call_once(opendal::install_default);
+        HTTP.call_once(|| {
+            // Already installed (by another part of the process) is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opendal_http_transport_reqwest::install_default();
+        });
         let location = d.location()?;
         let secret = secret_for(d, keychain)?;
         let op = match &location {
@@ -245,6 +249,13 @@ impl Store {
                 ErrorKind::DestinationAuth,
                 format!("Destination {name} refused {doing}: this computer's clock is wrong"),
                 "Set the computer's date and time (automatic time), then try again",
+            );
+        }
+        if code("certificate") {
+            return Error::new(
+                ErrorKind::DestinationUnreachable,
+                format!("Destination {name}: its TLS certificate is not trusted ({detail})"),
+                "Give the server a certificate from a public or the school's trusted authority (installed on this computer), or check the address",
             );
         }
         if code("NoSuchBucket") {
