@@ -55,7 +55,7 @@ describe("activity", () => {
     }
     // The table is typed by the engine's union (a missing value does not compile); each label is
     // its own words, and no two operations share one.
-    expect(OPERATIONS.length).toBe(11);
+    expect(OPERATIONS.length).toBe(12);
     for (const op of OPERATIONS) expect(operationLabel(op), op).not.toBe(op);
     expect(new Set(OPERATIONS.map(operationLabel)).size).toBe(OPERATIONS.length);
     expect(operationLabel("cleanup")).not.toBe(operationLabel("prune"));

@@ -647,7 +647,23 @@ async fn prune_one(
         if listed_here && !b.path.is_file() && !elsewhere(&b.id) {
             continue;
         }
-        store.delete(&file_name(b)).await?;
+        match store.delete(&file_name(b)).await {
+            Ok(()) => {}
+            // A bucket with Object Lock (or credentials that may write but not delete) keeps
+            // the copy: said, never a failed sync.
+            Err(e) if e.kind() == ErrorKind::DestinationAuth => {
+                report.findings.push(Finding {
+                    name: file_name(b),
+                    problem: "kept".into(),
+                    detail: format!(
+                        "the retention would remove it, but the destination refused: {e}"
+                    ),
+                    repaired: false,
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         vault.catalog.remove_copy(&b.id, store.name()).await?;
         report.pruned.push(b.id.clone());
     }
