@@ -123,6 +123,35 @@ fn a_destination_is_tested_saved_with_its_secret_in_the_keychain_and_shows_each_
         status["failure"].is_null(),
         "a pending copy is not a failed backup: {status}"
     );
+    assert_eq!(
+        status["offsite_behind"],
+        json!([]),
+        "not behind for long yet"
+    );
+    // Waiting for three days (the catalog's clock moved back): the status says so, for the
+    // banner and the tray.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let catalog =
+            schoolvault_engine::catalog::Catalog::open(&dir.path().join("catalog.sqlite"))
+                .await
+                .unwrap();
+        for mut c in catalog.copies().await.unwrap() {
+            if c.state != schoolvault_engine::catalog::CopyState::Done {
+                c.since -= chrono::Duration::days(3);
+                catalog.set_copy(&c).await.unwrap();
+            }
+        }
+    });
+    let status = call(&w, "status", json!({})).unwrap();
+    let behind = status["offsite_behind"][0].as_str().unwrap_or_default();
+    assert!(
+        behind.starts_with("no copy to cloud since") && behind.contains("cannot be reached"),
+        "{status}"
+    );
 
     // Back up: "Sync now" finishes it.
     s3.server.start();
