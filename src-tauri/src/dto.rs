@@ -277,27 +277,15 @@ impl BackupRow {
         destinations: &[schoolvault_engine::offsite::DestinationSettings],
     ) -> Self {
         let mut row = BackupRow::from(b);
-        row.copies = destinations
-            .iter()
-            .filter(|d| d.enabled)
-            .map(|d| {
-                match copies
-                    .iter()
-                    .find(|c| c.backup_id == b.id && c.destination == d.name)
-                {
-                    Some(c) => CopyRow {
-                        destination: d.name.clone(),
-                        state: c.state,
-                        error: c.error.clone(),
-                        since: (c.state != CopyState::Done).then(|| c.since.to_rfc3339()),
-                    },
-                    None => CopyRow {
-                        destination: d.name.clone(),
-                        state: CopyState::Pending,
-                        error: None,
-                        since: None,
-                    },
-                }
+        row.copies = schoolvault_engine::jobs::copies_of(&b.id, copies, destinations)
+            .into_iter()
+            .map(|(destination, copy)| CopyRow {
+                destination: destination.to_string(),
+                state: copy.map_or(CopyState::Pending, |c| c.state),
+                error: copy.and_then(|c| c.error.clone()),
+                since: copy
+                    .filter(|c| c.state != CopyState::Done)
+                    .map(|c| c.since.to_rfc3339()),
             })
             .collect();
         row

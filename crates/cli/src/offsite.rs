@@ -7,7 +7,7 @@ use schoolvault_engine::catalog::{CopyRecord, CopyState};
 use schoolvault_engine::config::RetentionSettings;
 use schoolvault_engine::jobs::{self, DestinationReport, RescanEntry, SyncOptions};
 use schoolvault_engine::keychain::{Keychain, OsKeychain};
-use schoolvault_engine::offsite::{DestinationSettings, Location, Store};
+use schoolvault_engine::offsite::{DestinationSettings, Store};
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
@@ -32,27 +32,13 @@ pub(crate) fn copies_of(
     copies: &[CopyRecord],
     destinations: &[DestinationSettings],
 ) -> Vec<CopyView> {
-    destinations
-        .iter()
-        .filter(|d| d.enabled)
-        .map(|d| {
-            match copies
-                .iter()
-                .find(|c| c.backup_id == id && c.destination == d.name)
-            {
-                Some(c) => CopyView {
-                    destination: d.name.clone(),
-                    state: c.state,
-                    error: c.error.clone(),
-                    since: (c.state != CopyState::Done).then_some(c.since),
-                },
-                None => CopyView {
-                    destination: d.name.clone(),
-                    state: CopyState::Pending,
-                    error: None,
-                    since: None,
-                },
-            }
+    jobs::copies_of(id, copies, destinations)
+        .into_iter()
+        .map(|(destination, copy)| CopyView {
+            destination: destination.to_string(),
+            state: copy.map_or(CopyState::Pending, |c| c.state),
+            error: copy.and_then(|c| c.error.clone()),
+            since: copy.filter(|c| c.state != CopyState::Done).map(|c| c.since),
         })
         .collect()
 }
@@ -81,10 +67,8 @@ pub(crate) fn copy_warnings(reports: &[DestinationReport]) -> Vec<String> {
         .filter(|r| !r.is_complete())
         .map(|r| {
             let why = r
-                .error
-                .clone()
-                .or_else(|| r.owed.first().and_then(|c| c.error.clone()))
-                .unwrap_or_else(|| "not copied yet".into());
+                .problem()
+                .map_or_else(|| "not copied yet".into(), |(_, why)| why);
             format!(
                 "the copy to {} is pending ({} backup(s) owed): {why}",
                 r.destination,
@@ -234,16 +218,7 @@ pub(crate) async fn destination(
                 d.name.clone_from(&settings.destinations[i].name);
             }
             d.validate()?;
-            if let Location::Folder { path } = d.location()? {
-                // The folder itself is made here, once, on a disk that is there: later copies
-                // never create it (an unplugged USB disk must not become a folder on this
-                // computer's own disk).
-                if !path.is_dir() && path.parent().is_some_and(std::path::Path::is_dir) {
-                    std::fs::create_dir(&path).map_err(|e| {
-                        Error::io(format_args!("creating the folder {}", path.display()), &e)
-                    })?;
-                }
-            }
+            d.make_folder()?;
             let keychain = OsKeychain;
             if secret_stdin {
                 let mut line = String::new();
@@ -289,13 +264,7 @@ pub(crate) async fn destination(
                 .destinations
                 .iter()
                 .map(|d| {
-                    let here: Vec<&CopyRecord> =
-                        copies.iter().filter(|c| c.destination == d.name).collect();
-                    let count = |s: CopyState| here.iter().filter(|c| c.state == s).count();
-                    let waiting = here
-                        .iter()
-                        .filter(|c| c.state != CopyState::Done)
-                        .min_by_key(|c| c.since);
+                    let t = jobs::Tally::of(&d.name, &copies);
                     DestinationRow {
                         name: d.name.clone(),
                         kind: d.location().map_or("?", |l| l.kind()).to_string(),
@@ -303,11 +272,11 @@ pub(crate) async fn destination(
                         enabled: d.enabled,
                         retention: d.retention.clone(),
                         bandwidth_kbps: d.bandwidth_kbps,
-                        copies_done: count(CopyState::Done),
-                        copies_pending: count(CopyState::Pending),
-                        copies_failed: count(CopyState::Failed),
-                        pending_since: waiting.map(|c| c.since),
-                        last_error: waiting.and_then(|c| c.error.clone()),
+                        copies_done: t.done,
+                        copies_pending: t.pending,
+                        copies_failed: t.failed,
+                        pending_since: t.waiting_since,
+                        last_error: t.last_error,
                     }
                 })
                 .collect();
@@ -381,21 +350,10 @@ impl Synced {
         let Some(first) = behind.first() else {
             return Ok(());
         };
-        let why = first
-            .error
-            .clone()
-            .or_else(|| first.owed.first().and_then(|c| c.error.clone()))
-            .unwrap_or_else(|| "copies are still owed".into());
-        let kind = match first
-            .error_code
-            .as_deref()
-            .or_else(|| first.owed.first().and_then(|c| c.error_code.as_deref()))
-        {
-            Some("destination_auth") => ErrorKind::DestinationAuth,
-            Some("destination_missing") => ErrorKind::DestinationMissing,
-            Some("invalid_input") => ErrorKind::InvalidInput,
-            _ => ErrorKind::DestinationUnreachable,
-        };
+        let (kind, why) = first.problem().unwrap_or((
+            ErrorKind::DestinationUnreachable,
+            "copies are still owed".into(),
+        ));
         Err(Error::new(
             kind,
             format!(

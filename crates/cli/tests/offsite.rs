@@ -18,12 +18,18 @@ fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
 
-/// The CLI with the S3 server's credentials in the environment (the way a server sets them).
-fn s3_cmd(env: &Env, s3: &S3) -> assert_cmd::Command {
-    let mut c = env.cmd();
+/// The CLI with the S3 server's credentials in the environment (the way a server sets them),
+/// as a std Command (to be spawned and killed).
+fn s3_std_cmd(env: &Env, s3: &S3) -> std::process::Command {
+    let mut c = env.std_cmd();
     c.env("AWS_ACCESS_KEY_ID", &s3.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
     c
+}
+
+/// [`s3_std_cmd`] for `assert_cmd`.
+fn s3_cmd(env: &Env, s3: &S3) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(s3_std_cmd(env, s3))
 }
 
 fn json_of(out: &std::process::Output, what: &str) -> serde_json::Value {
@@ -513,10 +519,7 @@ fn an_upload_killed_half_way_leaves_no_copy_that_looks_complete() {
         &["destination", "add", "usb", &url, "--bandwidth", "1000"],
     );
     // Killed after the first chunk went out to the first destination.
-    let mut c = env.std_cmd();
-    c.env("AWS_ACCESS_KEY_ID", &s3.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
-    kill_sync_after(c, &["sync"], 8 << 20);
+    kill_sync_after(s3_std_cmd(&env, &s3), &["sync"], 8 << 20);
     let there = |n: &str| s3.object("school", &format!("k/{n}"));
     assert!(
         !there(&name).exists(),
@@ -558,11 +561,8 @@ fn an_upload_killed_half_way_leaves_no_copy_that_looks_complete() {
         env.cmd(),
         &["destination", "add", "usb", &url, "--bandwidth", "1000"],
     );
-    let mut c = env.std_cmd();
-    c.env("AWS_ACCESS_KEY_ID", &s3.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
     // (`--verify`: the copy is gone behind SchoolVault's back.)
-    kill_sync_after(c, &["sync", "--verify"], 8 << 20);
+    kill_sync_after(s3_std_cmd(&env, &s3), &["sync", "--verify"], 8 << 20);
     assert!(
         !folder.join(&name).exists(),
         "a cut folder copy must not have the backup's name"

@@ -276,6 +276,24 @@ pub struct CopyRecord {
     pub tag: Option<String>,
 }
 
+impl CopyRecord {
+    /// A copy that is there and checked: `size` bytes, showing `tag` (ETag or modification time).
+    pub fn done(backup_id: &str, destination: &str, size: u64, tag: Option<String>) -> Self {
+        CopyRecord {
+            backup_id: backup_id.to_string(),
+            destination: destination.to_string(),
+            state: CopyState::Done,
+            error_code: None,
+            error: None,
+            attempts: 0,
+            since: Utc::now(),
+            next_try_at: None,
+            size: Some(size),
+            tag,
+        }
+    }
+}
+
 /// The open catalog.
 #[derive(Clone)]
 pub struct Catalog {

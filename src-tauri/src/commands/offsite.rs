@@ -4,24 +4,19 @@
 
 use std::sync::Arc;
 
-use schoolvault_engine::catalog::{CopyRecord, CopyState};
+use schoolvault_engine::catalog::CopyRecord;
 use schoolvault_engine::config::RetentionSettings;
 use schoolvault_engine::jobs::{self, SyncOptions};
-use schoolvault_engine::offsite::{DestinationSettings, Location, Store};
+use schoolvault_engine::offsite::{DestinationSettings, Store};
 use tauri::ipc::Channel;
 use tauri::State;
 
 use super::{detached, finish, ChannelProgress, Res};
-use crate::dto::{self, CommandError, DestinationRow, SyncRow};
+use crate::dto::{self, DestinationRow, SyncRow};
 use crate::state::AppState;
 
 fn row(d: &DestinationSettings, copies: &[CopyRecord]) -> DestinationRow {
-    let here: Vec<&CopyRecord> = copies.iter().filter(|c| c.destination == d.name).collect();
-    let count = |s: CopyState| here.iter().filter(|c| c.state == s).count() as u32;
-    let waiting = here
-        .iter()
-        .filter(|c| c.state != CopyState::Done)
-        .min_by_key(|c| c.since);
+    let t = jobs::Tally::of(&d.name, copies);
     let own = d.retention.as_ref();
     DestinationRow {
         name: d.name.clone(),
@@ -35,11 +30,11 @@ fn row(d: &DestinationSettings, copies: &[CopyRecord]) -> DestinationRow {
         keep_weekly: own.and_then(|r| r.keep_weekly),
         keep_monthly: own.and_then(|r| r.keep_monthly),
         bandwidth_kbps: d.bandwidth_kbps,
-        copies_done: count(CopyState::Done),
-        copies_pending: count(CopyState::Pending),
-        copies_failed: count(CopyState::Failed),
-        waiting_since: waiting.map(|c| c.since.to_rfc3339()),
-        last_error: waiting.and_then(|c| c.error.clone()),
+        copies_done: t.done as u32,
+        copies_pending: t.pending as u32,
+        copies_failed: t.failed as u32,
+        waiting_since: t.waiting_since.map(|t| t.to_rfc3339()),
+        last_error: t.last_error,
     }
 }
 
@@ -93,17 +88,7 @@ pub async fn save_destination(
         bandwidth_kbps: destination.bandwidth_kbps,
     };
     d.validate()?;
-    if let Location::Folder { path } = d.location()? {
-        // Made once, here, on a disk that is there; copies never create it.
-        if !path.is_dir() && path.parent().is_some_and(std::path::Path::is_dir) {
-            std::fs::create_dir(&path).map_err(|e| {
-                CommandError::from(&schoolvault_engine::Error::io(
-                    format_args!("creating the folder {}", path.display()),
-                    &e,
-                ))
-            })?;
-        }
-    }
+    d.make_folder()?;
     let keychain = state.keychain_handle();
     // Tested with the new secret before anything is saved: a wrong one changes nothing.
     let probe: Arc<dyn schoolvault_engine::keychain::Keychain> = match &secret {

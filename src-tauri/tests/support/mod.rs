@@ -69,15 +69,12 @@ pub fn open_app(
     config: std::path::PathBuf,
     catalog: std::path::PathBuf,
 ) -> (MockApp, WebviewWindow<tauri::test::MockRuntime>) {
-    let state = AppState::new(config, catalog, Box::new(Headless)).unwrap();
-    let app = schoolvault_app::builder(mock_builder())
-        .manage(state)
-        .build(tauri::generate_context!())
-        .unwrap();
-    let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .unwrap();
-    (app, w)
+    open_app_with(
+        config,
+        catalog,
+        Box::new(Headless),
+        Arc::new(schoolvault_engine::keychain::OsKeychain),
+    )
 }
 
 pub fn pg_host() -> String {

@@ -400,26 +400,21 @@ pub async fn weekly_digest(
 /// Each destination's state for the weekly report: how many copies it holds, and what waits
 /// since when and why.
 fn offsite_lines(copies: &[crate::catalog::CopyRecord]) -> Vec<String> {
-    use crate::catalog::CopyState;
     let mut names: Vec<&str> = copies.iter().map(|c| c.destination.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     names
         .into_iter()
         .map(|name| {
-            let here: Vec<_> = copies.iter().filter(|c| c.destination == name).collect();
-            let done = here.iter().filter(|c| c.state == CopyState::Done).count();
-            match here
-                .iter()
-                .filter(|c| c.state != CopyState::Done)
-                .min_by_key(|c| c.since)
-            {
-                None => format!("{name}: {done} copies, up to date"),
-                Some(oldest) => format!(
-                    "{name}: {done} copies, {} WAITING since {} ({})",
-                    here.len() - done,
-                    oldest.since.format("%Y-%m-%d %H:%M UTC"),
-                    oldest.error.as_deref().unwrap_or("not copied yet")
+            let t = crate::jobs::offsite::Tally::of(name, copies);
+            match t.waiting_since {
+                None => format!("{name}: {} copies, up to date", t.done),
+                Some(since) => format!(
+                    "{name}: {} copies, {} WAITING since {} ({})",
+                    t.done,
+                    t.pending + t.failed,
+                    since.format("%Y-%m-%d %H:%M UTC"),
+                    t.last_error.as_deref().unwrap_or("not copied yet")
                 ),
             }
         })

@@ -235,6 +235,23 @@ impl DestinationSettings {
         Location::parse(&self.url)
     }
 
+    /// A folder destination's folder, made when it is added, on a disk that is there (its
+    /// parent exists): copies never create it, so an unplugged USB disk never turns into a
+    /// folder on this computer's own disk. Other destinations: nothing to do.
+    ///
+    /// # Errors
+    /// As [`Location::parse`]; I/O errors making the folder.
+    pub fn make_folder(&self) -> Result<()> {
+        if let Location::Folder { path } = self.location()? {
+            if !path.is_dir() && path.parent().is_some_and(std::path::Path::is_dir) {
+                std::fs::create_dir(&path).map_err(|e| {
+                    Error::io(format_args!("creating the folder {}", path.display()), &e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The rules a destination obeys: a usable name and URL, a retention that keeps something.
     ///
     /// # Errors
