@@ -37,6 +37,13 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd; }
 fi
 
+# The S3 server of the Object Lock test (moto's, from PyPI: s3s-fs has no Object Lock).
+if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
+  echo "setup: installing moto[server]"
+  python3 -m pip install -q 'moto[server]' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'moto[server]'
+fi
+
 # The standalone recovery script (recovery/schoolvault-recover.py) and its test need Python's
 # `cryptography` package.
 if ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -229,6 +229,10 @@ pub(crate) enum DestinationAction {
         /// Upload at most this many kilobytes per second.
         #[arg(long)]
         bandwidth: Option<u32>,
+        /// S3 buckets made with Object Lock: lock every copy for N days (compliance mode), so
+        /// nobody holding the credentials (ransomware included) can delete it before then.
+        #[arg(long, value_name = "N")]
+        lock_days: Option<u32>,
         /// Save it without testing it first.
         #[arg(long)]
         no_test: bool,

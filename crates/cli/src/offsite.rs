@@ -107,6 +107,8 @@ pub(crate) struct DestinationRow {
     retention: Option<RetentionSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bandwidth_kbps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock_days: Option<u32>,
     copies_done: usize,
     copies_pending: usize,
     copies_failed: usize,
@@ -146,6 +148,9 @@ impl Report for DestinationDone {
                         r.copies_failed,
                         r.url
                     ));
+                    if let Some(days) = r.lock_days {
+                        text.push(format!("    every copy locked for {days} days (S3 Object Lock)"));
+                    }
                     if let Some(since) = r.pending_since {
                         text.push(format!(
                             "    waiting since {}{}",
@@ -189,6 +194,7 @@ pub(crate) async fn destination(
             keep_weekly,
             keep_monthly,
             bandwidth,
+            lock_days,
             no_test,
         } => {
             let own_retention = keep_days.is_some()
@@ -213,6 +219,7 @@ pub(crate) async fn destination(
                     keep_monthly,
                 }),
                 bandwidth_kbps: bandwidth,
+                lock_days,
             };
             if let Some(i) = existing {
                 d.name.clone_from(&settings.destinations[i].name);
@@ -272,6 +279,7 @@ pub(crate) async fn destination(
                         enabled: d.enabled,
                         retention: d.retention.clone(),
                         bandwidth_kbps: d.bandwidth_kbps,
+                        lock_days: d.lock_days,
                         copies_done: t.done,
                         copies_pending: t.pending,
                         copies_failed: t.failed,

@@ -625,6 +625,7 @@ fn a_destination_behind_for_the_stale_time_is_emailed_once_per_episode_and_repor
             secret_saved: false,
             retention: None,
             bandwidth_kbps: None,
+            lock_days: None,
         };
         let offsite = Offsite {
             destinations: vec![nas],

@@ -3,7 +3,8 @@
 //! folder. Copies after each backup, a pending copy while the server is down and finished by
 //! `sync`, damage and loss found by `sync --verify` and repaired, the mapped errors, retention
 //! at a destination that never removes the only copy, and the disaster: an empty computer
-//! lists the backups from the bucket and restores one into a new database.
+//! lists the backups from the bucket and restores one into a new database. Object Lock against
+//! moto's S3 server (s3s-fs has none): copies locked, a delete refused, the retention keeping them.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -11,7 +12,7 @@ mod support;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use support::servers::{WebDav, S3};
+use support::servers::{Moto, WebDav, S3};
 use support::{school_sql, Env, TestDb};
 
 fn sha256(path: &Path) -> String {
@@ -80,6 +81,17 @@ fn s3_copies_wait_for_the_server_and_damage_is_repaired() {
     let env = Env::new();
     let url = s3.url("school", "erp/daily");
     run_json(s3_cmd(&env, &s3), &["destination", "add", "cloud", &url]);
+    // s3s-fs has no Object Lock: a lock asked of it is refused as such, which also shows that
+    // the lock's own signed request (not made through OpenDAL) passes its signature check.
+    let out = s3_cmd(&env, &s3)
+        .args(["destination", "add", "locked", &url, "--lock-days", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("has no Object Lock"),
+        "{stderr}"
+    );
 
     // A backup is copied: the object has the local file's bytes, and its checksum file says so.
     let b1 = run_json(s3_cmd(&env, &s3), &["--db", &db.url(), "backup"]);
@@ -584,4 +596,124 @@ fn an_upload_killed_half_way_leaves_no_copy_that_looks_complete() {
         sha256(&folder.join(&name)),
         made["sha256"].as_str().unwrap()
     );
+}
+
+#[test]
+fn object_lock_keeps_copies_nobody_can_delete() {
+    let moto = Moto::start();
+    moto.boto3(
+        "s3.create_bucket(Bucket='vault', ObjectLockEnabledForBucket=True)\ns3.create_bucket(Bucket='plain')",
+    );
+    let db = TestDb::new("offsite_lock");
+    db.load(&school_sql(), &[]);
+    let env = Env::new();
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+        c
+    };
+    let url = |bucket: &str| {
+        format!(
+            "s3://{bucket}/erp?endpoint={}&region=us-east-1",
+            moto.endpoint()
+        )
+    };
+
+    // A bucket made without Object Lock cannot keep copies locked: said when it is added, and
+    // nothing is saved.
+    let out = cmd()
+        .args([
+            "destination",
+            "add",
+            "plain",
+            &url("plain"),
+            "--lock-days",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("has no Object Lock"),
+        "{stderr}"
+    );
+    assert_eq!(env.json(&["destination", "list"]), serde_json::json!([]));
+
+    // The locked bucket, keeping only the newest copy by its own retention.
+    run_json(
+        cmd(),
+        &[
+            "destination",
+            "add",
+            "vault",
+            &url("vault"),
+            "--lock-days",
+            "2",
+            "--keep-days",
+            "0",
+            "--keep-last",
+            "1",
+        ],
+    );
+    let dests = env.json(&["destination", "list"]);
+    assert_eq!(dests[0]["lock_days"], 2, "{dests}");
+    let b1 = run_json(cmd(), &["--db", &db.url(), "backup"]);
+    assert_eq!(copy_state(&b1, "vault"), "done", "{b1}");
+    let name1 = file_name(&b1);
+
+    // The copy and its checksum file are locked in compliance mode for two days (read back
+    // through boto3, not through SchoolVault).
+    let locks = moto.boto3(&format!(
+        "import datetime\nfor k in ['erp/{name1}', 'erp/{name1}.sha256']:\n    h = s3.head_object(Bucket='vault', Key=k)\n    left = h['ObjectLockRetainUntilDate'] - datetime.datetime.now(datetime.timezone.utc)\n    print(h.get('ObjectLockMode'), round(left.total_seconds() / 3600))"
+    ));
+    let lines: Vec<&str> = locks.lines().collect();
+    assert_eq!(lines.len(), 2, "{locks}");
+    for line in lines {
+        let (mode, hours) = line.split_once(' ').unwrap();
+        assert_eq!(mode, "COMPLIANCE", "{locks}");
+        let hours: i64 = hours.parse().unwrap();
+        assert!((47..=48).contains(&hours), "locked for {hours} h: {locks}");
+    }
+
+    // Someone holding the credentials (ransomware) cannot delete the copy: the bucket refuses.
+    let tried = moto.boto3(&format!(
+        "v = s3.head_object(Bucket='vault', Key='erp/{name1}')['VersionId']\ntry:\n    s3.delete_object(Bucket='vault', Key='erp/{name1}', VersionId=v)\n    print('deleted')\nexcept Exception as e:\n    print('refused', e)"
+    ));
+    assert!(
+        tried.starts_with("refused") && tried.contains("AccessDenied"),
+        "{tried}"
+    );
+
+    // A second backup: the destination's retention would now drop b1, the lock keeps it, and
+    // the sync says so without failing; nothing is hidden behind a delete marker.
+    let b2 = run_json(cmd(), &["--db", &db.url(), "backup"]);
+    assert_eq!(copy_state(&b2, "vault"), "done", "{b2}");
+    let synced = run_json(cmd(), &["sync", "--verify"]);
+    assert_eq!(synced[0]["pruned"], serde_json::json!([]), "{synced}");
+    let findings = synced[0]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{synced}");
+    assert_eq!(findings[0]["name"], name1.as_str());
+    assert_eq!(findings[0]["problem"], "kept");
+    assert!(
+        findings[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Object Lock"),
+        "{synced}"
+    );
+    let there = moto.boto3(
+        "v = s3.list_object_versions(Bucket='vault', Prefix='erp/')\nprint(json.dumps({'keys': sorted(x['Key'] for x in v.get('Versions', [])), 'markers': len(v.get('DeleteMarkers', []))}))",
+    );
+    let there: serde_json::Value = serde_json::from_str(there.trim()).unwrap();
+    let name2 = file_name(&b2);
+    let mut want = vec![
+        format!("erp/{name1}"),
+        format!("erp/{name1}.sha256"),
+        format!("erp/{name2}"),
+        format!("erp/{name2}.sha256"),
+    ];
+    want.sort();
+    assert_eq!(there["keys"], serde_json::json!(want), "{there}");
+    assert_eq!(there["markers"], 0, "{there}");
 }

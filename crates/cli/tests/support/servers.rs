@@ -204,3 +204,59 @@ impl WebDav {
         self.root.path().join("data").join(path)
     }
 }
+
+/// moto's S3 server (PyPI's `moto[server]`): unlike s3s-fs it has Object Lock (versioned
+/// buckets, retention, refused deletes of locked versions), so the lock tests use it. It checks
+/// no signatures; the locks are read back through boto3, independently of SchoolVault.
+pub struct Moto {
+    pub server: Server,
+    pub dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let ready = Command::new("python3")
+            .args(["-c", "import moto.server, boto3"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ready,
+            "moto's S3 server is not installed, and the Object Lock test needs it: python3 -m pip install 'moto[server]' (`make test` does)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let args = vec![
+            "-m".into(),
+            "moto.server".into(),
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        let log = dir.path().join("server.log");
+        let server = Server::new("python3", "install python3", args, port, log);
+        Moto { server, dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// Run `script` with `s3`, a boto3 client of this server, in scope; its standard output.
+    pub fn boto3(&self, script: &str) -> String {
+        let program = format!(
+            "import boto3, json\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{script}",
+            self.endpoint()
+        );
+        let out = Command::new("python3")
+            .args(["-c", &program])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

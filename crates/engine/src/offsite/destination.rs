@@ -37,7 +37,14 @@ pub struct DestinationSettings {
     /// Upload at most this many kilobytes (1000 bytes) per second; none: as fast as it goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_kbps: Option<u32>,
+    /// S3 buckets with Object Lock: every copy is locked (compliance mode) for this many days,
+    /// so nobody holding the credentials can delete or overwrite it before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_days: Option<u32>,
 }
+
+/// The longest Object Lock SchoolVault sets (ten years): a lock cannot be shortened.
+pub const MAX_LOCK_DAYS: u32 = 3650;
 
 fn yes() -> bool {
     true
@@ -292,6 +299,22 @@ impl DestinationSettings {
                 "Give the limit in kilobytes per second (e.g. 2000), or none to go as fast as the line allows",
             ));
         }
+        if let Some(days) = self.lock_days {
+            if !matches!(location, Location::S3 { .. }) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("Destination {} is not an S3 bucket, so it cannot lock copies", self.name),
+                    "Object Lock is for S3 buckets made with it turned on; leave the lock out for folders and WebDAV",
+                ));
+            }
+            if days == 0 || days > MAX_LOCK_DAYS {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("Destination {} would lock copies for {days} days", self.name),
+                    format!("Give 1 to {MAX_LOCK_DAYS} days (a locked copy cannot be removed, nor its lock shortened, until then)"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -371,8 +394,17 @@ mod tests {
             secret_saved: false,
             retention: None,
             bandwidth_kbps: None,
+            lock_days: None,
         };
         d.validate().expect("fine");
+        d.lock_days = Some(30);
+        assert!(d.validate().is_err(), "a folder cannot lock");
+        d.url = "s3://b".into();
+        d.validate().expect("s3 locks");
+        d.lock_days = Some(0);
+        assert!(d.validate().is_err());
+        d.lock_days = None;
+        d.url = "/mnt/nas".into();
         assert_eq!(d.secret_account(), "destination-NAS");
         d.name = "my nas/../x".into();
         assert!(d.validate().is_err());

@@ -4,6 +4,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `destination` | a destination's settings (name, URL, credentials' keychain account, retention, bandwidth) and what its URL means |
+//! | `lock` | S3 Object Lock: each copy locked for N days, and the bucket's lock checked |
 //! | `store` | talking to one destination through Apache OpenDAL: upload, list, read, delete, test, and each service's errors in words |
 //!
 //! What is stored there, under the destination's folder or prefix, per backup:
@@ -17,7 +18,8 @@
 //! copy, verify, prune and fetch are in `jobs::offsite`.
 
 mod destination;
+mod lock;
 mod store;
 
-pub use destination::{DestinationSettings, Location, DESTINATION_SECRET_PREFIX};
+pub use destination::{DestinationSettings, Location, DESTINATION_SECRET_PREFIX, MAX_LOCK_DAYS};
 pub use store::{RemoteObject, Store, SIDECAR_SUFFIX};

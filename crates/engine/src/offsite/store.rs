@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keychain;
 use crate::offsite::destination::{DestinationSettings, Location};
+use crate::offsite::lock::{bucket_url, ObjectLock};
 
 /// The checksum file beside each backup file: `<id>.svb.sha256`.
 pub const SIDECAR_SUFFIX: &str = ".sha256";
@@ -46,6 +47,7 @@ pub struct Store {
     location: Location,
     op: Operator,
     bandwidth: Option<u64>,
+    lock: Option<ObjectLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,6 +101,16 @@ fn config_error(d: &str, e: &opendal::Error) -> Error {
 fn short(e: &opendal::Error) -> String {
     let text = e.message().to_string();
     let line = text.lines().next().unwrap_or_default().trim();
+    // S3 errors come as `S3Error { code: "AccessDenied", message: "Access Denied", … }`.
+    let quoted = |field: &str| {
+        let start = line.find(&format!("{field}: \""))? + field.len() + 3;
+        let end = line[start..].find('"')? + start;
+        Some(&line[start..end])
+    };
+    let line = match (quoted("code"), quoted("message")) {
+        (Some(code), Some(message)) if line.contains("S3Error") => format!("{code}: {message}"),
+        _ => line.to_string(),
+    };
     let mut s: String = line.chars().take(200).collect();
     if s.is_empty() {
         s = e.kind().to_string();
@@ -145,6 +157,7 @@ impl Store {
         });
         let location = d.location()?;
         let secret = secret_for(d, keychain)?;
+        let mut lock = None;
         let op = match &location {
             Location::Folder { path } => {
                 // Before OpenDAL, which would make the folder.
@@ -183,6 +196,17 @@ impl Store {
                 match (id, key) {
                     (Some(id), Some(key)) => {
                         b = b.access_key_id(&id).secret_access_key(&key);
+                        lock = d.lock_days.map(|days| {
+                            ObjectLock::new(
+                                &d.name,
+                                days,
+                                bucket_url(bucket, endpoint.as_deref(), region, *path_style),
+                                prefix,
+                                region,
+                                &id,
+                                &key,
+                            )
+                        });
                     }
                     _ => {
                         return Err(Error::new(
@@ -225,6 +249,7 @@ impl Store {
             location,
             op,
             bandwidth: d.bandwidth_kbps.map(|k| u64::from(k) * 1000),
+            lock,
         })
     }
 
@@ -329,6 +354,9 @@ impl Store {
                     && matches!(self.location, Location::WebDav { .. }) => {}
             Err(e) => return Err(self.error("listing its backups", &e)),
         }
+        if let Some(lock) = &self.lock {
+            lock.check_bucket().await?;
+        }
         let body = format!("SchoolVault test {}", chrono::Utc::now().to_rfc3339());
         self.op
             .write(PROBE_NAME, body.clone().into_bytes())
@@ -340,7 +368,7 @@ impl Store {
             .await
             .map_err(|e| self.error("reading the test file back", &e))?
             .to_vec();
-        let _ = self.op.delete(PROBE_NAME).await;
+        let _ = self.remove(PROBE_NAME).await;
         if back != body.as_bytes() {
             return Err(Error::new(
                 ErrorKind::Inconsistent,
@@ -447,12 +475,17 @@ impl Store {
     ) -> Result<RemoteObject> {
         self.folder_present()?;
         let sidecar = format!("{name}{SIDECAR_SUFFIX}");
-        // The old checksum file goes first: a copy cut off from here on is never taken for a
-        // finished one.
-        match self.op.delete(&sidecar).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.error(&format!("copying {name}"), &e)),
+        // Folders and WebDAV: the old checksum file goes first, so a copy cut off from here on
+        // (the rename below replaces the file) is never taken for a finished one. S3 replaces
+        // an object only when its upload completes, with the same bytes (a name is one
+        // backup), so the checksum file stays true; deleting it would only leave a delete
+        // marker in a versioned (Object Lock) bucket, or be refused by the lock.
+        if self.renames() {
+            match self.op.delete(&sidecar).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.error(&format!("copying {name}"), &e)),
+            }
         }
         let target = if self.renames() {
             format!("{name}{PART_SUFFIX}")
@@ -551,6 +584,11 @@ impl Store {
             .write(&sidecar, format!("{local_sha}  {name}\n").into_bytes())
             .await
             .map_err(|e| self.error(&format!("writing {sidecar}"), &e))?;
+        if let Some(lock) = &self.lock {
+            let now = chrono::Utc::now();
+            lock.retain(name, now).await?;
+            lock.retain(&sidecar, now).await?;
+        }
         Ok(there)
     }
 
@@ -689,12 +727,39 @@ impl Store {
     /// The mapped destination errors (an object already gone is not one).
     pub async fn delete(&self, name: &str) -> Result<()> {
         for object in [format!("{name}{SIDECAR_SUFFIX}"), name.to_string()] {
-            match self.op.delete(&object).await {
+            match self.remove(&object).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+                Err(e)
+                    if e.kind() == opendal::ErrorKind::PermissionDenied && self.lock.is_some() =>
+                {
+                    return Err(Error::new(
+                        ErrorKind::DestinationAuth,
+                        format!("Destination {} keeps {object} under Object Lock", self.name),
+                        "It can be removed once its lock ends; nothing to do",
+                    ))
+                }
                 Err(e) => return Err(self.error(&format!("deleting {object}"), &e)),
             }
         }
         Ok(())
+    }
+
+    /// How many days each copy is locked for (S3 Object Lock), if it is.
+    pub fn lock_days(&self) -> Option<u32> {
+        self.lock.as_ref().map(ObjectLock::days)
+    }
+
+    /// Delete one object. In a bucket with Object Lock (always versioned) a plain delete only
+    /// hides the object behind a marker and frees nothing; the object's version itself is
+    /// deleted, which the bucket refuses while the lock holds.
+    async fn remove(&self, object: &str) -> opendal::Result<()> {
+        if self.lock.is_some() {
+            let meta = self.op.stat(object).await?;
+            if let Some(version) = meta.version() {
+                return self.op.delete_with(object).version(version).await;
+            }
+        }
+        self.op.delete(object).await
     }
 }

@@ -146,10 +146,12 @@ pub async fn fetch(
         };
         let total = rec.size;
         let reporter = progress.clone();
+        let from = d.name.clone();
         let got = move |bytes: u64| {
             reporter.report(&ProgressEvent {
                 bytes,
                 total_bytes: Some(total),
+                table: Some(from.clone()),
                 ..ProgressEvent::phase(Phase::Download)
             });
         };
