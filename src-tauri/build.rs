@@ -33,6 +33,7 @@ const COMMANDS: &[&str] = &[
     "test_destination",
     "remove_destination",
     "sync_now",
+    "find_backups",
 ];
 
 fn main() {

@@ -333,6 +333,8 @@ pub struct DestinationRow {
     pub keep_monthly: Option<u32>,
     /// Upload limit, kB/s.
     pub bandwidth_kbps: Option<u32>,
+    /// S3 Object Lock: each copy locked for this many days.
+    pub lock_days: Option<u32>,
     /// Copies there.
     pub copies_done: u32,
     /// Copies waiting.
@@ -361,6 +363,20 @@ pub struct SyncRow {
     pub pruned: u32,
     /// Why it could not be used, if so.
     pub error: Option<String>,
+}
+
+/// What "Find backups" found at a destination (a new computer after a disaster).
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct FoundBackups {
+    /// The destination.
+    pub destination: String,
+    /// Backups listed from it (now in the list, restorable: their file comes down first).
+    pub listed: u32,
+    /// Copies that never finished (no checksum file beside them): left out.
+    pub unfinished: u32,
+    /// Files that could not be listed, each with why (old-system files, damaged headers).
+    pub problems: Vec<String>,
 }
 
 /// A progress report on the job's channel.

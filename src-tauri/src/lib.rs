@@ -54,6 +54,7 @@ macro_rules! handler {
             $crate::commands::offsite::test_destination,
             $crate::commands::offsite::remove_destination,
             $crate::commands::offsite::sync_now,
+            $crate::commands::offsite::find_backups,
         ]
     };
 }

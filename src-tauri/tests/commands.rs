@@ -135,7 +135,12 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
         &db,
         "DELETE FROM pupils WHERE id > 450; UPDATE pupils SET name = 'changed' WHERE id = 1;",
     );
-    let p = call(&w, "restore_preview", json!({"what": id})).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({"what": id, "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(p["target_database"], db.as_str());
     assert_eq!(p["tables"][0]["name"], "public.pupils");
     assert_eq!(p["tables"][0]["backup_rows"], 500);
@@ -176,7 +181,12 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
     // (In the backup folder, so the web view may name it without a dialog.)
     let junk = dir.path().join("backups").join("junk.svb");
     std::fs::write(&junk, b"not a backup at all").unwrap();
-    let err = call(&w, "restore_preview", json!({"what": junk})).unwrap_err();
+    let err = call(
+        &w,
+        "restore_preview",
+        json!({"what": junk, "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap_err();
     assert!(
         ["not_a_backup", "truncated", "damaged"].contains(&err["code"].as_str().unwrap()),
         "{err}"
@@ -503,7 +513,12 @@ fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_ne
     // by every command that takes a backup, before anything is read.
     let sneaky = backups.join("..").join("old.enc");
     for what in [PathBuf::from("/etc/passwd"), old.clone(), sneaky] {
-        let err = call(&w, "restore_preview", json!({ "what": what })).unwrap_err();
+        let err = call(
+            &w,
+            "restore_preview",
+            json!({ "what": what, "onProgress": "__CHANNEL__:1"}),
+        )
+        .unwrap_err();
         assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
         assert!(message(&err).contains("file dialog"), "{err}");
         let err = call(&w, "verify_backup", json!({ "id": what })).unwrap_err();
@@ -525,7 +540,12 @@ fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_ne
     *shell.backup.lock().unwrap() = Some(old.clone());
     let picked = call(&w, "pick_restore_file", json!({})).unwrap();
     assert_eq!(picked, json!(old));
-    let p = call(&w, "restore_preview", json!({ "what": old })).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({ "what": old, "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(p["format"], 1, "{p}");
     assert_eq!(p["dev_key"], true, "{p}");
 
@@ -556,12 +576,27 @@ fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_ne
     // A file in the backup folder needs no dialog; a SchoolVault backup is no dev-key file.
     let copy = backups.join("copy.enc");
     std::fs::copy(&old, &copy).unwrap();
-    let p = call(&w, "restore_preview", json!({ "what": copy })).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({ "what": copy, "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(p["dev_key"], true, "{p}");
     let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:10"})).unwrap();
-    let p = call(&w, "restore_preview", json!({ "what": b["id"] })).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({ "what": b["id"], "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(p["dev_key"], false, "{p}");
-    let p = call(&w, "restore_preview", json!({ "what": b["path"] })).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({ "what": b["path"], "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(p["backup_id"], b["id"], "{p}");
 
     drop(app);
@@ -954,7 +989,12 @@ fn the_backup_folder_changes_only_to_one_chosen_in_the_folder_dialog() {
         assert!(message(&err).contains("Choose…"), "{d}: {err}");
         assert_eq!(saved_dir(), json!(backups), "{d}");
     }
-    let err = call(&w, "restore_preview", json!({"what": "/etc/passwd"})).unwrap_err();
+    let err = call(
+        &w,
+        "restore_preview",
+        json!({"what": "/etc/passwd", "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap_err();
     assert_eq!(err["code"], "invalid_input", "{err}");
     assert!(message(&err).contains("file dialog"), "{err}");
 

@@ -2,7 +2,8 @@
 //! (s3s-fs): a destination is tested before it is saved (a wrong secret saves nothing), its
 //! secret goes to the keychain and never into the settings file or back to the window, each
 //! backup's copy shows in the list (done, or pending while the server is down), "Sync now"
-//! finishes what waits, and removing a destination forgets its secret.
+//! finishes what waits, a new computer finds the backups in the bucket and downloads one for
+//! its restore preview, and removing a destination forgets its secret.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../../crates/cli/tests/support/servers.rs"]
@@ -181,9 +182,76 @@ fn a_destination_is_tested_saved_with_its_secret_in_the_keychain_and_shows_each_
         .find(|r| r["id"] == b["id"])
         .unwrap();
     assert_eq!(row["local"], false, "{row}");
-    let p = call(&w, "restore_preview", json!({"what": b["id"]})).unwrap();
+    let p = call(
+        &w,
+        "restore_preview",
+        json!({"what": b["id"], "onProgress": "__CHANNEL__:10"}),
+    )
+    .unwrap();
     assert_eq!(p["backup_id"], b["id"], "{p}");
     assert!(std::path::Path::new(b["path"].as_str().unwrap()).is_file());
+
+    // A new computer (its own settings, catalog and backup folder; the same key): the
+    // destination added again, "Find backups" lists what the bucket holds, not on this
+    // computer, each with its copy there; the restore preview downloads one first.
+    let new_pc = tempfile::tempdir().unwrap();
+    let new_dir = new_pc.path().join("backups");
+    std::fs::write(
+        new_pc.path().join("config.toml"),
+        format!("[backup]\ndir = {:?}\n", new_dir.display().to_string()),
+    )
+    .unwrap();
+    let (_app2, w2) = open_app_with(
+        new_pc.path().join("config.toml"),
+        new_pc.path().join("catalog.sqlite"),
+        Box::new(Headless),
+        Arc::new(MemoryKeychain::default()),
+    );
+    call(
+        &w2,
+        "save_connection",
+        json!({"form": form, "password": null}),
+    )
+    .unwrap();
+    assert!(call(&w2, "list_backups", json!({}))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .is_empty());
+    call(
+        &w2,
+        "save_destination",
+        json!({"destination": dest, "secret": s3.secret_key}),
+    )
+    .unwrap();
+    let found = call(&w2, "find_backups", json!({"name": "cloud"})).unwrap();
+    assert_eq!(found["listed"], 2, "{found}");
+    assert_eq!(found["unfinished"], 0, "{found}");
+    let list = call(&w2, "list_backups", json!({})).unwrap();
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    for r in rows {
+        assert_eq!(r["local"], false, "{r}");
+        assert_eq!(copy_state(r, "cloud"), "done", "{r}");
+    }
+    let err = call(&w2, "find_backups", json!({"name": "nowhere"})).unwrap_err();
+    assert_eq!(err["code"], "not_found", "{err}");
+    let p = call(
+        &w2,
+        "restore_preview",
+        json!({"what": b2["id"], "onProgress": "__CHANNEL__:11"}),
+    )
+    .unwrap();
+    assert_eq!(p["backup_id"], b2["id"], "{p}");
+    assert_eq!(p["backup_rows"], 300, "{p}");
+    assert!(
+        std::fs::read_dir(&new_dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".svb")),
+        "the backup came down into the new computer's folder"
+    );
 
     // Changing it without a secret keeps the saved one; removing it forgets the secret and
     // leaves its files.

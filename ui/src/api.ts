@@ -10,6 +10,7 @@ import type { CopyState } from "./bindings/CopyState";
 import type { DbForm } from "./bindings/DbForm";
 import type { DemoOffer } from "./bindings/DemoOffer";
 import type { DestinationRow } from "./bindings/DestinationRow";
+import type { FoundBackups } from "./bindings/FoundBackups";
 import type { KeyInfo } from "./bindings/KeyInfo";
 import type { Progress } from "./bindings/Progress";
 import type { RestorePreview } from "./bindings/RestorePreview";
@@ -28,6 +29,7 @@ export type {
   DbForm,
   DemoOffer,
   DestinationRow,
+  FoundBackups,
   KeyInfo,
   Progress,
   RestorePreview,
@@ -59,7 +61,9 @@ export const api = {
   backupNow: (onProgress: (p: Progress) => void) =>
     invoke<BackupRow>("backup_now", { onProgress: channel(onProgress) }),
   cancelJob: () => invoke<boolean>("cancel_job"),
-  restorePreview: (what: string) => invoke<RestorePreview>("restore_preview", { what }),
+  /** `onProgress` hears the download of a backup that is not on this computer (from its destination). */
+  restorePreview: (what: string, onProgress?: (p: Progress) => void) =>
+    invoke<RestorePreview>("restore_preview", { what, onProgress: channel(onProgress ?? (() => {})) }),
   /** `trustDevKey`: the person ticked the modal's second warning (an old-system file that only the
    *  public development key opened); the backend refuses such a file without it. */
   restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void) =>
@@ -95,6 +99,8 @@ export const api = {
   testDestination: (name: string) => invoke<void>("test_destination", { name }),
   /** Stops copying there; the files at the destination stay. */
   removeDestination: (name: string) => invoke<void>("remove_destination", { name }),
+  /** A new computer: list the backups destination `name` holds. */
+  findBackups: (name: string) => invoke<FoundBackups>("find_backups", { name }),
   syncNow: (verify: boolean, onProgress: (p: Progress) => void) =>
     invoke<SyncRow[]>("sync_now", { verify, onProgress: channel(onProgress) }),
 };

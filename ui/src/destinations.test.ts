@@ -62,7 +62,7 @@ const status: AppStatus = { configured: true, database: null, target: null, key:
 const waitingSince = new Date(Date.now() - 3_600_000).toISOString();
 const cloudDown = "The destination Cloud cannot be reached (connection timed out). The copy waits and is sent at the next try.";
 const refused = "Destination cloud refused the access key (a test write). Check the access key and secret...";
-const dest = (name: string, kind: string, url: string, more: Partial<DestinationRow> = {}): DestinationRow => ({ name, kind, url, enabled: true, access_key_id: null, secret_saved: false, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, copies_done: 4, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null, ...more });
+const dest = (name: string, kind: string, url: string, more: Partial<DestinationRow> = {}): DestinationRow => ({ name, kind, url, enabled: true, access_key_id: null, secret_saved: false, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, lock_days: null, copies_done: 4, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null, ...more });
 
 let destinations: DestinationRow[] = [];
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];

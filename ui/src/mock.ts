@@ -74,9 +74,11 @@ export function installMock(): void {
     version: "0.1.0",
   });
   const progress = async (ch: unknown, phases: string[]) => {
-    const send = (ch as { onmessage?: (p: Progress) => void }).onmessage;
+    const send = (ch as { onmessage?: (p: Progress) => void } | null)?.onmessage;
     for (let i = 0; i <= 10; i++) {
-      send?.({ phase: phases[Math.min(phases.length - 1, Math.floor(i / 4))], table: `public.table_${i}`, tables_done: i * 17, tables_total: 175, rows: i * 125_000, bytes: i * 55_000_000, total_bytes: 550_000_000 });
+      // A download reports bytes of the file and where it comes from; the rest, tables and rows.
+      if (phases[0] === "download") send?.({ phase: "download", table: "NAS", tables_done: 0, tables_total: 0, rows: 0, bytes: i * 1_708_000, total_bytes: 17_080_000 });
+      else send?.({ phase: phases[Math.min(phases.length - 1, Math.floor(i / 4))], table: `public.table_${i}`, tables_done: i * 17, tables_total: 175, rows: i * 125_000, bytes: i * 55_000_000, total_bytes: 550_000_000 });
       await new Promise((r) => setTimeout(r, 30));
     }
   };
@@ -106,7 +108,7 @@ export function installMock(): void {
     backups = backups.map((b) => (b.id === id ? { ...b, verified: true, verify_message: message, verified_at: new Date().toISOString() } : b));
   };
   // The destinations; their counters are counted from the backups' copies, as the backend does.
-  const destination = (name: string, kind: string, url: string, access_key_id: string | null): DestinationRow => ({ name, kind, url, enabled: true, access_key_id, secret_saved: access_key_id !== null, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, copies_done: 0, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null });
+  const destination = (name: string, kind: string, url: string, access_key_id: string | null): DestinationRow => ({ name, kind, url, enabled: true, access_key_id, secret_saved: access_key_id !== null, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, lock_days: null, copies_done: 0, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null });
   let destinations: DestinationRow[] = [
     destination("NAS", "folder", "file:///media/nas/schoolvault", null),
     destination("Cloud", "s3", "s3://school-backups/erp?endpoint=https://s3.eu-central-1.wasabisys.com&region=eu-central-1&path_style=false", "WASABI7EXAMPLE"),
@@ -162,7 +164,25 @@ export function installMock(): void {
       return b;
     },
     cancel_job: () => true,
-    restore_preview: (a) => preview(String(a.what)),
+    restore_preview: async (a) => {
+      // A backup listed from a destination comes down first.
+      if (backups.some((b) => b.id === a.what && !b.local)) {
+        await progress(a.onProgress, ["download"]);
+        backups = backups.map((b) => (b.id === a.what ? { ...b, local: true } : b));
+      }
+      return preview(String(a.what));
+    },
+    find_backups: (a) => {
+      const name = String(a.name);
+      if (!destinations.some((d) => d.name === name)) throw { code: "not_found", message: `There is no destination ${name}.` };
+      if (unreachable.has(name)) throw { code: "destination_unreachable", message: cloudDown };
+      // What a new computer finds there: the backups, known by their headers only.
+      const found = [0, 1, 2, 3]
+        .map((i): BackupRow => ({ ...backup(i, i === 2 ? "safety" : "scheduled", null), tables: 0, rows: 0, duration_ms: 0, local: false, copies: [{ destination: name, state: "done", error: null, since: null }] }))
+        .filter((b) => !backups.some((o) => o.id === b.id));
+      backups = [...backups, ...found].sort((x, y) => y.created_at.localeCompare(x.created_at));
+      return { destination: name, listed: found.length, unfinished: 0, problems: [] };
+    },
     restore: async (a) => {
       if (a.confirmName !== "school_erp") throw { code: "invalid_input", message: "Type the database's name (school_erp) to confirm the restore." };
       if (devKeyFile(String(a.what)) && a.trustDevKey !== true)

@@ -103,6 +103,25 @@ await check("backups: list, back up now with progress, empty state", async (page
   await page.screenshot({ path: join(shots, "ui-backups.png") });
 });
 
+await check("a new computer: Find backups in NAS lists them, and the restore modal shows the download", async (page) => {
+  await page.goto(base + "?empty");
+  const card = page.getByTestId("find-backups");
+  await card.waitFor();
+  await page.getByTestId("find-from").selectOption("NAS");
+  await page.screenshot({ path: join(shots, "ui-find-backups.png") });
+  await page.getByTestId("find-go").click();
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await page.getByTestId("backup-row").count(), 4);
+  const first = page.getByTestId("backup-row").first();
+  assert.equal(await first.getByTestId("local-file").innerText(), "Not on this computer");
+  assert.equal(await first.getByTestId("copy-NAS").innerText(), "NAS ✓");
+  await first.getByTestId("restore").click();
+  await page.getByText("Fetching the backup", { exact: true }).waitFor();
+  assert.match(await page.getByTestId("progress-phase").innerText(), /from its destination: NAS$/);
+  await page.screenshot({ path: join(shots, "ui-restore-download.png") });
+  await page.getByTestId("restore-confirm").waitFor();
+});
+
 await check("backups: the weekly test restore shows on its backup, Test restore on another; Settings has it on", async (page) => {
   await page.goto(base);
   await page.getByTestId("backup-row").first().waitFor();

@@ -1,6 +1,7 @@
 //! The offsite destinations in the settings screen: list them with how their copies stand,
 //! add or change one (tested first; its secret goes to the keychain and never comes back to
-//! the window), test one, remove one (its files stay), and "Sync now".
+//! the window), test one, remove one (its files stay), "Sync now", and "Find backups" (a new
+//! computer lists the backups a destination holds).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tauri::ipc::Channel;
 use tauri::State;
 
 use super::{detached, finish, ChannelProgress, Res};
-use crate::dto::{self, DestinationRow, SyncRow};
+use crate::dto::{self, DestinationRow, FoundBackups, SyncRow};
 use crate::state::AppState;
 
 fn row(d: &DestinationSettings, copies: &[CopyRecord]) -> DestinationRow {
@@ -30,6 +31,7 @@ fn row(d: &DestinationSettings, copies: &[CopyRecord]) -> DestinationRow {
         keep_weekly: own.and_then(|r| r.keep_weekly),
         keep_monthly: own.and_then(|r| r.keep_monthly),
         bandwidth_kbps: d.bandwidth_kbps,
+        lock_days: d.lock_days,
         copies_done: t.done as u32,
         copies_pending: t.pending as u32,
         copies_failed: t.failed as u32,
@@ -86,6 +88,7 @@ pub async fn save_destination(
             keep_monthly: destination.keep_monthly,
         }),
         bandwidth_kbps: destination.bandwidth_kbps,
+        lock_days: destination.lock_days,
     };
     d.validate()?;
     d.make_folder()?;
@@ -214,5 +217,43 @@ pub async fn sync_now(
             .collect::<Vec<_>>()
     });
     finish(&state, "offsite copy", &result, false, false, &cancel);
+    result
+}
+
+/// "Find backups in…": list in the catalog the backups destination `name` holds (a new
+/// computer after a disaster). Only each file's header and checksum file are read; a restore
+/// downloads the file it needs.
+#[tauri::command]
+pub async fn find_backups(state: State<'_, AppState>, name: String) -> Res<FoundBackups> {
+    let d = state.config().destination(&name)?.clone();
+    let (_slot, cancel) = state.start_job("search for backups")?;
+    let vault = state.vault().await?;
+    let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
+    let destination = d.name.clone();
+    let result =
+        detached(move || async move { Ok(jobs::rescan_from(&vault, &offsite, &d).await?) })
+            .await
+            .map(|entries| {
+                let count =
+                    |status: &str| entries.iter().filter(|e| e.status == status).count() as u32;
+                FoundBackups {
+                    destination,
+                    listed: count("complete"),
+                    unfinished: count("unfinished"),
+                    problems: entries
+                        .iter()
+                        .filter(|e| e.status != "complete" && e.status != "unfinished")
+                        .map(|e| {
+                            let file = e
+                                .path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default();
+                            format!("{file}: {}", e.message.as_deref().unwrap_or(&e.status))
+                        })
+                        .collect(),
+                }
+            });
+    finish(&state, "search for backups", &result, false, false, &cancel);
     result
 }

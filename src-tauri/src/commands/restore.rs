@@ -29,14 +29,20 @@ pub(super) fn checked_what(state: &AppState, what: &str) -> Res<String> {
 
 /// Read a backup (an id or a file) completely and count what the restore would replace.
 #[tauri::command]
-pub async fn restore_preview(state: State<'_, AppState>, what: String) -> Res<RestorePreview> {
+pub async fn restore_preview(
+    state: State<'_, AppState>,
+    what: String,
+    on_progress: Channel<dto::Progress>,
+) -> Res<RestorePreview> {
     let w = checked_what(&state, &what)?;
     let vault = state.vault().await?;
     let target = state.target()?;
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
+    let download = ChannelProgress::new(on_progress);
     let p = detached(move || async move {
-        // A backup listed from a destination (a new computer) comes down first, checked.
-        jobs::fetch(&vault, &offsite, &w, Arc::new(Silent)).await?;
+        // A backup listed from a destination (a new computer) comes down first, checked,
+        // with its progress on the channel.
+        jobs::fetch(&vault, &offsite, &w, download).await?;
         Ok(jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?)
     })
     .await?;

@@ -50,6 +50,10 @@ keep_monthly: number | null,
  */
 bandwidth_kbps: number | null, 
 /**
+ * S3 Object Lock: each copy locked for this many days.
+ */
+lock_days: number | null, 
+/**
  * Copies there.
  */
 copies_done: number, 

@@ -6,6 +6,7 @@ import * as fmt from "../format";
 import { confirmModal } from "../modal";
 import { progressView } from "../progress";
 import type { Shell } from "../shell";
+import { findBackupsCard } from "./find";
 import { openRestore } from "./restore";
 
 /** What the last check of a backup proved: restored into a scratch database and compared (the
@@ -66,6 +67,9 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
           h("p", { class: "muted" }, "After that, SchoolVault backs up on its schedule (daily at 02:00 by default) while it runs in the tray."),
         ),
       );
+      const finder = h("div");
+      list.append(finder);
+      void findBackupsCard(shell, refresh).then((card) => put(finder, card));
       return;
     }
     const body = rows.map((b) => row(b));
@@ -83,7 +87,11 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
     );
   };
 
+  // Listed from a destination (a new computer): how long it took and what it holds are inside
+  // the encrypted file, known once it is downloaded and checked.
+  const dash = () => h("span", { class: "muted", title: "Known once the backup is downloaded and checked" }, "—");
   const row = (b: BackupRow) => {
+    const unknown = b.tables === 0 && b.rows === 0 && b.duration_ms === 0 && !b.local;
     const outcome = outcomes.get(b.id);
     const checked = checkBadge(b);
     return h(
@@ -92,8 +100,8 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
       h("td", {}, fmt.when(b.created_at), outcome ? h("div", { class: outcome.ok ? "note ok" : "note bad", role: "status" }, outcome.text) : null),
       h("td", {}, h("span", { class: `kind ${b.kind}` }, fmt.kind(b.kind))),
       h("td", { class: "num" }, fmt.bytes(b.size)),
-      h("td", { class: "num" }, fmt.duration(b.duration_ms)),
-      h("td", { class: "num" }, `${fmt.count(b.tables)} / ${fmt.count(b.rows)}`),
+      h("td", { class: "num" }, unknown ? dash() : fmt.duration(b.duration_ms)),
+      h("td", { class: "num" }, unknown ? dash() : `${fmt.count(b.tables)} / ${fmt.count(b.rows)}`),
       h("td", {}, storedAt(b), h("div", { class: "checked" }, checked)),
       h(
         "td",

@@ -138,7 +138,13 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
       { "data-testid": "destination-row", "data-name": d.name },
       h("td", {}, h("strong", {}, d.name), d.enabled ? null : [" ", h("span", { class: "badge" }, "paused")]),
       h("td", {}, kindLabel(d.kind)),
-      h("td", { class: "address" }, h("code", {}, d.url), d.access_key_id ? h("div", { class: "muted small" }, `as ${d.access_key_id}`) : null),
+      h(
+        "td",
+        { class: "address" },
+        h("code", {}, d.url),
+        d.access_key_id ? h("div", { class: "muted small" }, `as ${d.access_key_id}`) : null,
+        d.lock_days !== null ? h("div", { class: "muted small", "data-testid": "dest-lock" }, `each copy locked for ${fmt.count(d.lock_days)} days (Object Lock)`) : null,
+      ),
       h(
         "td",
         {},
@@ -213,7 +219,7 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
 }
 
 /** The "Add destination" form: the address is built from the fields of the chosen type. */
-function addForm(onSaved: () => Promise<void>): HTMLElement {
+export function addForm(onSaved: () => Promise<void>): HTMLElement {
   const field = (label: string, input: HTMLElement, hint?: string) =>
     h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
   const text = (testid: string, placeholder = "") => h("input", { type: "text", placeholder, spellcheck: "false", autocomplete: "off", "data-testid": testid });
@@ -238,6 +244,7 @@ function addForm(onSaved: () => Promise<void>): HTMLElement {
   const keepWeekly = num("dest-keep-weekly");
   const keepMonthly = num("dest-keep-monthly");
   const bandwidth = num("dest-bandwidth", "no limit");
+  const lockDays = num("dest-lock-days", "no lock");
   const url = h("code", { "data-testid": "dest-url" });
   const result = h("div", { class: "test-result", "data-testid": "dest-result", role: "status" });
   const save = h("button", { type: "button", class: "primary", "data-testid": "dest-save" }, "Test and save");
@@ -263,6 +270,7 @@ function addForm(onSaved: () => Promise<void>): HTMLElement {
       h("span"),
       field("Access key id", accessKey),
       field("Secret key", secretKey, "Kept in this computer's keychain, never in a file"),
+      field("Lock each copy for (days)", lockDays, "Only for a bucket made with Object Lock: nobody can delete a copy before then, not even with these keys. Empty: no lock"),
     ),
     webdav: h(
       "div",
@@ -307,6 +315,7 @@ function addForm(onSaved: () => Promise<void>): HTMLElement {
       keep_weekly: optional(keepWeekly),
       keep_monthly: optional(keepMonthly),
       bandwidth_kbps: optional(bandwidth),
+      lock_days: k === "s3" ? optional(lockDays) : null,
       copies_done: 0,
       copies_pending: 0,
       copies_failed: 0,
@@ -324,7 +333,7 @@ function addForm(onSaved: () => Promise<void>): HTMLElement {
       const saved = await api.saveDestination(destination, typed === "" ? null : typed);
       secretKey.value = "";
       password.value = "";
-      for (const el of [name, path, bucket, prefix, endpoint, region, accessKey, address, user, keepDays, keepLast, keepWeekly, keepMonthly, bandwidth]) el.value = "";
+      for (const el of [name, path, bucket, prefix, endpoint, region, accessKey, address, user, keepDays, keepLast, keepWeekly, keepMonthly, bandwidth, lockDays]) el.value = "";
       pathStyle.checked = false;
       pathStyleTouched = false;
       show();

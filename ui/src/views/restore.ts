@@ -4,12 +4,12 @@
 // have written it), only once a second warning's box is ticked too; then progress, then the
 // result with "undo" (restore the safety backup).
 
-import { api, type RestorePreview, type RestoreResult } from "../api";
+import { api, type Progress, type RestorePreview, type RestoreResult } from "../api";
 import { h, put } from "../dom";
 import { explain } from "../errors";
 import * as fmt from "../format";
 import { focusFirst, openModal, type Modal } from "../modal";
-import { progressView } from "../progress";
+import { progressView, type ProgressView } from "../progress";
 
 export interface RestoreHooks {
   onDone: () => void;
@@ -18,10 +18,22 @@ export interface RestoreHooks {
 /** Open the restore flow for a listed backup (`what` = id) or a picked file (`what` = path). */
 export async function openRestore(what: string, hooks: RestoreHooks): Promise<void> {
   const m = openModal("Restore", { danger: true, onClose: hooks.onDone });
-  m.body.append(h("p", { class: "muted" }, "Reading the backup and counting the rows in the database…"));
+  const reading = h("p", { class: "muted" }, "Reading the backup and counting the rows in the database…");
+  const download = h("div");
+  m.body.append(reading, download);
+  // A backup that is not on this computer comes down from its destination first.
+  let view: ProgressView | null = null;
+  const onDownload = (p: Progress) => {
+    if (view === null) {
+      view = progressView("Fetching the backup");
+      put(download, view.el);
+      reading.textContent = "This backup is not on this computer: it is downloaded from its offsite destination and checked, then read.";
+    }
+    view.update(p);
+  };
   let preview: RestorePreview;
   try {
-    preview = await api.restorePreview(what);
+    preview = await api.restorePreview(what, onDownload);
   } catch (e) {
     showError(m, e);
     return;
