@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { AppStatus, DestinationRow, Settings, SyncRow } from "./api";
 import * as fmt from "./format";
 import type { Shell } from "./shell";
-import { folderUrl, s3Url, syncLine, webdavUrl } from "./views/destinations";
+import { folderUrl, parseUrl, s3Url, syncLine, webdavUrl } from "./views/destinations";
 import { settingsView } from "./views/settings";
 
 describe("offsite: the address built from the form", () => {
@@ -46,6 +46,25 @@ describe("offsite: the address built from the form", () => {
     expect(webdavUrl(" nas.school.lan/dav ")).toBe("webdav+https://nas.school.lan/dav");
     expect(webdavUrl("webdav+https://nas.school.lan/dav")).toBe("webdav+https://nas.school.lan/dav");
     expect(webdavUrl("")).toBe("");
+  });
+
+  test("an address taken apart for editing builds the same address again", () => {
+    const s3 = { bucket: "school-backups", prefix: "erp/daily", endpoint: "https://s3.eu-central-1.wasabisys.com", region: "eu-central-1", pathStyle: true };
+    for (const f of [s3, { ...s3, prefix: "", region: "", pathStyle: false }, { ...s3, endpoint: "", pathStyle: false }, { ...s3, endpoint: "http://127.0.0.1:9000", pathStyle: false }]) {
+      const parsed = parseUrl(s3Url(f));
+      expect(parsed?.kind).toBe("s3");
+      expect(s3Url(parsed!.s3!)).toBe(s3Url(f));
+    }
+    expect(parseUrl("s3://b/p?endpoint=http://127.0.0.1:9000")?.s3?.pathStyle).toBe(true);
+    for (const p of ["/media/nas/schoolvault", "/media/usb/a#1?x%", "C:\\Backups\\School"]) {
+      const parsed = parseUrl(folderUrl(p));
+      expect(parsed).toEqual({ kind: "folder", path: p });
+    }
+    expect(parseUrl("/mnt/nas")).toEqual({ kind: "folder", path: "/mnt/nas" });
+    const dav = parseUrl("webdav+https://dav.school.example/backups")!;
+    expect(dav).toEqual({ kind: "webdav", address: "https://dav.school.example/backups" });
+    expect(webdavUrl(dav.address!)).toBe("webdav+https://dav.school.example/backups");
+    expect(parseUrl("ftp://x")).toBeNull();
   });
 
   test("what Sync now did, in a sentence", () => {
@@ -276,6 +295,36 @@ describe("settings: offsite copies", () => {
     expect(listed.textContent).toContain("WebDAV");
     expect(q(listed, "dest-counts").textContent).toBe("0 done · 4 waiting · 0 failed");
     expect(errors).toEqual([]);
+  });
+
+  test("Edit fills the form with the destination; saving it sends the same name, and no secret keeps the saved one", async () => {
+    const view = await open();
+    q<HTMLButtonElement>(row(view, "Cloud"), "dest-edit").click();
+    const form = q(view, "add-destination");
+    expect(q(form, "dest-form-title").textContent).toBe("Change Cloud");
+    expect(q<HTMLSelectElement>(form, "dest-kind").value).toBe("s3");
+    expect(q<HTMLInputElement>(form, "dest-bucket").value).toBe("school-backups");
+    expect(q<HTMLInputElement>(form, "dest-endpoint").value).toBe("https://s3.wasabisys.com");
+    expect(q<HTMLInputElement>(form, "dest-path-style").checked).toBe(false);
+    expect(q<HTMLInputElement>(form, "dest-access-key").value).toBe("WASABI7");
+    expect(q<HTMLInputElement>(form, "dest-secret-key").value).toBe("");
+    expect(q<HTMLInputElement>(form, "dest-secret-key").placeholder).toContain("unchanged");
+    expect(q(form, "dest-url").textContent).toBe("s3://school-backups?endpoint=https://s3.wasabisys.com&path_style=false");
+    type(q<HTMLInputElement>(form, "dest-keep-monthly"), "12");
+    type(q<HTMLInputElement>(form, "dest-lock-days"), "30");
+    q<HTMLButtonElement>(form, "dest-save").click();
+    await tick();
+    const save = calls.find((c) => c.cmd === "save_destination")!;
+    expect(save.args.secret).toBeNull();
+    expect(save.args.destination).toMatchObject({ name: "Cloud", url: "s3://school-backups?endpoint=https://s3.wasabisys.com&path_style=false", access_key_id: "WASABI7", keep_monthly: 12, lock_days: 30 });
+    expect(q(form, "dest-form-title").textContent).toBe("Add destination");
+    // Cancel leaves the edit without saving.
+    q<HTMLButtonElement>(row(view, "NAS"), "dest-edit").click();
+    expect(q<HTMLInputElement>(form, "dest-path").value).toBe("/media/nas/schoolvault");
+    q<HTMLButtonElement>(form, "dest-cancel").click();
+    expect(q<HTMLInputElement>(form, "dest-name").value).toBe("");
+    expect(q(form, "dest-form-title").textContent).toBe("Add destination");
+    expect(calls.filter((c) => c.cmd === "save_destination").length).toBe(1);
   });
 
   test("an incomplete form is explained without calling the backend", async () => {

@@ -67,6 +67,31 @@ export function webdavUrl(address: string): string {
   return m ? `webdav+${m[1].toLowerCase()}://${m[2]}` : `webdav+https://${a}`;
 }
 
+/** A destination's address taken apart into the form's fields (the inverse of the builders
+ * above), for editing; `null` for one the form cannot show. */
+export function parseUrl(url: string): { kind: DestinationKind; path?: string; s3?: S3Fields; address?: string } | null {
+  const u = url.trim();
+  if (u.startsWith("/")) return { kind: "folder", path: u };
+  if (u.startsWith("file://")) {
+    let p = decodeURIComponent(u.slice("file://".length));
+    if (/^\/[A-Za-z]:\//.test(p)) p = p.slice(1).replace(/\//g, "\\");
+    return { kind: "folder", path: p };
+  }
+  const s3 = /^s3:\/\/([^/?]+)(?:\/([^?]*))?(?:\?(.*))?$/.exec(u);
+  if (s3) {
+    const query = new URLSearchParams(s3[3] ?? "");
+    const endpoint = query.get("endpoint") ?? "";
+    const style = query.get("path_style");
+    return {
+      kind: "s3",
+      s3: { bucket: s3[1], prefix: decodeURIComponent(s3[2] ?? ""), endpoint, region: query.get("region") ?? "", pathStyle: style === null ? endpoint !== "" : ["true", "1", "yes"].includes(style) },
+    };
+  }
+  const dav = /^webdav\+(https?):\/\/(.*)$/i.exec(u);
+  if (dav) return { kind: "webdav", address: `${dav[1].toLowerCase()}://${dav[2]}` };
+  return null;
+}
+
 /** What Sync now did at one destination, in a sentence. */
 export function syncLine(r: SyncRow): string {
   if (r.error !== null) return `${r.destination}: could not be used. ${r.error}`;
@@ -89,6 +114,7 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
     put(el, h("strong", {}, x.title), " ", x.detail);
   };
 
+  const form = addForm(() => refresh());
   const refresh = async () => {
     try {
       render(await api.listDestinations());
@@ -132,6 +158,7 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
       }
     });
     const remove = h("button", { type: "button", class: "small danger-text", "data-testid": "dest-remove", onclick: () => void removeDestination(d) }, "Remove");
+    const edit = h("button", { type: "button", class: "small secondary", "data-testid": "dest-edit", onclick: () => form.edit(d) }, "Edit");
     const waiting = d.copies_pending + d.copies_failed > 0 || d.last_error !== null;
     return h(
       "tr",
@@ -154,7 +181,7 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
           : null,
         result,
       ),
-      h("td", { class: "row-actions" }, test, remove),
+      h("td", { class: "row-actions" }, test, edit, remove),
     );
   };
 
@@ -214,12 +241,19 @@ export async function offsiteSection(shell: Shell): Promise<HTMLElement> {
     h("div", { class: "actions left" }, syncBtn, h("label", { class: "check" }, verify, " Also check the copies already there (slower)")),
     syncSlot,
     syncResult,
-    addForm(() => refresh()),
+    form.el,
   );
 }
 
-/** The "Add destination" form: the address is built from the fields of the chosen type. */
-export function addForm(onSaved: () => Promise<void>): HTMLElement {
+export interface DestinationForm {
+  el: HTMLElement;
+  /** Fill the form with destination `d` to change it (its secret stays saved unless a new one is typed). */
+  edit: (d: DestinationRow) => void;
+}
+
+/** The "Add destination" form: the address is built from the fields of the chosen type. Edit
+ * fills it with a destination; saving under the same name changes that one. */
+export function addForm(onSaved: () => Promise<void>): DestinationForm {
   const field = (label: string, input: HTMLElement, hint?: string) =>
     h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
   const text = (testid: string, placeholder = "") => h("input", { type: "text", placeholder, spellcheck: "false", autocomplete: "off", "data-testid": testid });
@@ -248,6 +282,9 @@ export function addForm(onSaved: () => Promise<void>): HTMLElement {
   const url = h("code", { "data-testid": "dest-url" });
   const result = h("div", { class: "test-result", "data-testid": "dest-result", role: "status" });
   const save = h("button", { type: "button", class: "primary", "data-testid": "dest-save" }, "Test and save");
+  const cancel = h("button", { type: "button", class: "secondary", "data-testid": "dest-cancel", hidden: true }, "Cancel");
+  const title = h("h3", { "data-testid": "dest-form-title" }, "Add destination");
+  let editing: DestinationRow | null = null;
 
   // With an endpoint the engine addresses the bucket path style unless told otherwise; the box
   // follows the endpoint until it is clicked, so it shows what will be used.
@@ -307,7 +344,7 @@ export function addForm(onSaved: () => Promise<void>): HTMLElement {
       name: name.value.trim(),
       kind: k,
       url: buildUrl(),
-      enabled: true,
+      enabled: editing?.enabled ?? true,
       access_key_id: k === "s3" ? accessKey.value.trim() || null : k === "webdav" ? user.value.trim() || null : null,
       secret_saved: false,
       keep_days: optional(keepDays),
@@ -333,10 +370,7 @@ export function addForm(onSaved: () => Promise<void>): HTMLElement {
       const saved = await api.saveDestination(destination, typed === "" ? null : typed);
       secretKey.value = "";
       password.value = "";
-      for (const el of [name, path, bucket, prefix, endpoint, region, accessKey, address, user, keepDays, keepLast, keepWeekly, keepMonthly, bandwidth, lockDays]) el.value = "";
-      pathStyle.checked = false;
-      pathStyleTouched = false;
-      show();
+      reset();
       result.className = "test-result ok";
       result.textContent = `${saved.name} works and was saved: new backups are copied there, and the next sync copies the older ones.`;
       await onSaved();
@@ -349,10 +383,67 @@ export function addForm(onSaved: () => Promise<void>): HTMLElement {
     }
   });
 
-  const form = h(
+  const reset = () => {
+    for (const el of [name, path, bucket, prefix, endpoint, region, accessKey, address, user, keepDays, keepLast, keepWeekly, keepMonthly, bandwidth, lockDays]) el.value = "";
+    secretKey.value = "";
+    password.value = "";
+    secretKey.placeholder = "";
+    password.placeholder = "";
+    pathStyle.checked = false;
+    pathStyleTouched = false;
+    editing = null;
+    title.textContent = "Add destination";
+    cancel.hidden = true;
+    show();
+  };
+  cancel.addEventListener("click", () => {
+    reset();
+    put(result);
+  });
+
+  const edit = (d: DestinationRow) => {
+    const parts = parseUrl(d.url);
+    reset();
+    editing = d;
+    title.textContent = `Change ${d.name}`;
+    cancel.hidden = false;
+    name.value = d.name;
+    const set = (el: HTMLInputElement, v: number | null) => (el.value = v === null ? "" : String(v));
+    set(keepDays, d.keep_days);
+    set(keepLast, d.keep_last);
+    set(keepWeekly, d.keep_weekly);
+    set(keepMonthly, d.keep_monthly);
+    set(bandwidth, d.bandwidth_kbps);
+    set(lockDays, d.lock_days);
+    if (parts?.kind === "folder") path.value = parts.path ?? "";
+    if (parts?.kind === "s3" && parts.s3) {
+      bucket.value = parts.s3.bucket;
+      prefix.value = parts.s3.prefix;
+      endpoint.value = parts.s3.endpoint;
+      region.value = parts.s3.region;
+      pathStyle.checked = parts.s3.pathStyle;
+      pathStyleTouched = true;
+      accessKey.value = d.access_key_id ?? "";
+    }
+    if (parts?.kind === "webdav") {
+      address.value = parts.address ?? "";
+      user.value = d.access_key_id ?? "";
+    }
+    const kept = d.secret_saved ? "unchanged (saved in the keychain)" : "";
+    secretKey.placeholder = kept;
+    password.placeholder = kept;
+    kind.value = parts?.kind ?? "folder";
+    show();
+    result.className = "test-result muted";
+    result.textContent = `Changing ${d.name}: Test and save tests it again before anything is saved.`;
+    el.scrollIntoView?.({ block: "nearest" });
+    name.focus();
+  };
+
+  const el = h(
     "div",
     { class: "add-destination", "data-testid": "add-destination", oninput: show, onchange: show },
-    h("h3", {}, "Add destination"),
+    title,
     h("div", { class: "form-grid" }, field("Name", name, "Letters, digits, - or _"), field("Type", kind)),
     Object.values(groups),
     h("div", { class: "dest-url muted small" }, "Address: ", url),
@@ -360,9 +451,9 @@ export function addForm(onSaved: () => Promise<void>): HTMLElement {
     h("div", { class: "form-grid four" }, field("Keep every backup for (days)", keepDays), field("Also keep the newest", keepLast), field("Weekly backups kept", keepWeekly), field("Monthly backups kept", keepMonthly)),
     h("small", { class: "muted" }, "Empty: the same as the backup folder."),
     h("div", { class: "form-grid" }, field("Upload limit (kB/s)", bandwidth, "Empty: as fast as the line allows")),
-    h("div", { class: "actions left" }, save),
+    h("div", { class: "actions left" }, save, cancel),
     result,
   );
   show();
-  return form;
+  return { el, edit };
 }

@@ -33,7 +33,7 @@ export async function findBackupsCard(shell: Shell, onFound: () => Promise<void>
       h("p", {}, "If the school's backups were also copied to a USB disk, a NAS or a cloud bucket, SchoolVault lists them from there, and any of them can be restored. They open only with the encryption key they were made with (import it in Settings → Encryption key, from its recovery copy)."),
     ];
     if (destinations.length === 0) {
-      put(card, intro, h("p", { class: "muted" }, "First add the place they were copied to:"), addForm(render));
+      put(card, intro, h("p", { class: "muted" }, "First add the place they were copied to:"), addForm(render).el);
       return;
     }
     const from = h("select", { "data-testid": "find-from" }, destinations.map((d) => h("option", { value: d.name }, `${d.name} (${kindLabel(d.kind)})`)));
