@@ -103,6 +103,15 @@ pub(crate) enum Command {
         /// file whose origin you know.
         #[arg(long)]
         trust_dev_key: bool,
+        /// Into a new or empty database on a server that lacks some of the backup's roles:
+        /// create them, without login (give them passwords afterwards).
+        #[arg(long, conflicts_with = "owner")]
+        create_roles: bool,
+        /// Into a new or empty database: every object owned by this existing role (privileges
+        /// and policies of roles the server lacks are left out), as pg_restore --no-owner
+        /// --role does.
+        #[arg(long, value_name = "ROLE")]
+        owner: Option<String>,
     },
     /// Delete a backup's file and its entry.
     Delete {

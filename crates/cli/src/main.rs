@@ -100,6 +100,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             replace,
             create_db,
             trust_dev_key,
+            create_roles,
+            owner,
         } => {
             let args = RestoreArgs {
                 backup,
@@ -109,6 +111,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 replace,
                 create_db,
                 trust_dev_key,
+                roles: match (create_roles, owner) {
+                    (_, Some(role)) => schoolvault_engine::jobs::RoleChoice::Owner(role),
+                    (true, None) => schoolvault_engine::jobs::RoleChoice::Create,
+                    (false, None) => schoolvault_engine::jobs::RoleChoice::Require,
+                },
             };
             emit(&restore::restore(&session, args).await?, json)
         }

@@ -26,6 +26,8 @@ pub(crate) struct RestoreArgs {
     pub(crate) create_db: Option<String>,
     /// Restore an old-system file under the public development key.
     pub(crate) trust_dev_key: bool,
+    /// Roles the server lacks: refuse, create, or one owner.
+    pub(crate) roles: jobs::RoleChoice,
 }
 
 impl Report for RestoreOutcome {
@@ -90,6 +92,7 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
         },
         create_db: args.create_db,
         trust_dev_key: args.trust_dev_key,
+        roles: args.roles,
         ..RestoreOptions::default()
     };
     jobs::restore(

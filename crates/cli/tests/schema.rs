@@ -190,7 +190,9 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
         "CREATE TABLE notes (id int PRIMARY KEY, body text); \
          ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
          CREATE POLICY own_notes ON notes USING (true); \
-         CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING;",
+         CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING; \
+         CREATE PUBLICATION notes_out FOR TABLE notes; \
+         SELECT lo_from_bytea(0, 'a scanned form');",
     );
     let env = Env::new();
     let out = env
@@ -204,15 +206,30 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("publication notes_out"), "{stderr}");
+    assert!(stderr.contains("1 large object(s)"), "{stderr}");
+    // Policies and rules are reproduced now: not warned about.
     assert!(
-        stderr.contains("row-level security policy own_notes"),
+        !stderr.contains("own_notes") && !stderr.contains("no_delete"),
         "{stderr}"
     );
-    assert!(stderr.contains("rule no_delete"), "{stderr}");
     let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
     let inspected = env.json(&["inspect", &id]);
     let listed = inspected["manifest"]["unsupported"].as_array().unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
+    // The policy, row-level security and the rule come back in a new database.
+    let copy = format!("{}_copy", db.name);
+    env.json(&["--db", &db.url(), "restore", &id, "--create-db", &copy]);
+    assert_eq!(
+        support::psql(
+            &copy,
+            "SELECT (SELECT count(*) FROM pg_policy WHERE polname = 'own_notes') || ' ' || \
+                    (SELECT relrowsecurity FROM pg_class WHERE relname = 'notes') || ' ' || \
+                    (SELECT count(*) FROM pg_rules WHERE rulename = 'no_delete')"
+        ),
+        "1 true 1"
+    );
+    support::psql("postgres", &format!("DROP DATABASE {copy} WITH (FORCE)"));
 }
 
 #[test]

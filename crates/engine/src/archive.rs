@@ -51,7 +51,7 @@ use crate::crypto::{
     random_nonce_prefix, DecryptingReader, EncryptingWriter, Fingerprint, Key, NONCE_PREFIX_LEN,
 };
 use crate::error::{inner_error, Error, ErrorKind, Result};
-pub use crate::source::model::{SequenceValue, SourceInfo, TableManifest};
+pub use crate::source::model::{Privileges, SequenceValue, SourceInfo, TableManifest};
 
 /// The first bytes of every v2 archive.
 pub const MAGIC: &[u8; 8] = b"SVBACKUP";
@@ -151,6 +151,10 @@ pub struct Manifest {
     /// Objects of the database that the schema files do not reproduce.
     #[serde(default)]
     pub unsupported: Vec<String>,
+    /// Owners, privileges, policies and the roles they name, restored after the schema and the
+    /// data into a new database (absent from backups made before they travelled).
+    #[serde(default, skip_serializing_if = "Privileges::is_empty")]
+    pub privileges: Privileges,
 }
 
 /// A table in `end.json`.

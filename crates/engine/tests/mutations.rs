@@ -96,6 +96,7 @@ fn manifest() -> Manifest {
         }],
         schema: true,
         unsupported: vec![],
+        privileges: Default::default(),
     }
 }
 

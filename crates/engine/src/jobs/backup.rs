@@ -240,6 +240,7 @@ pub(super) async fn backup_inner(
         sequences: snapshot.sequences.clone(),
         schema: true,
         unsupported: snapshot.schema.unsupported.clone(),
+        privileges: snapshot.schema.privileges.clone(),
     };
     let mtime = snapshot.taken_at.timestamp().max(0) as u64;
     let level = opts.compression_level.clamp(1, 9);

@@ -331,6 +331,7 @@ mod tally_tests {
             sequences: Vec::new(),
             schema: true,
             unsupported: Vec::new(),
+            privileges: Default::default(),
         }
     }
 

@@ -75,6 +75,8 @@ pub async fn test_restore(
     let opts = RestoreOptions {
         safety_backup: false,
         create_db: Some(name.clone()),
+        // A role this server lacks is reported, not a failed check of the backup.
+        roles: super::RoleChoice::Lenient,
         ..RestoreOptions::default()
     };
     let result = async {
@@ -96,8 +98,14 @@ pub async fn test_restore(
         Ok(r) => (
             true,
             format!(
-                "test restore: {} tables, {} rows restored and compared",
-                r.tables, r.rows
+                "test restore: {} tables, {} rows restored and compared{}",
+                r.tables,
+                r.rows,
+                if r.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.warnings.join("; "))
+                }
             ),
         ),
         Err(e) => (false, format!("test restore failed: {e}")),
@@ -158,7 +166,7 @@ pub(super) async fn compare_scratch(
         rows,
         bytes,
         format: archive::FORMAT_VERSION,
-        warnings: Vec::new(),
+        warnings: restored.warnings.clone(),
     })
 }
 

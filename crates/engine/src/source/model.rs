@@ -48,3 +48,139 @@ pub struct SequenceValue {
     /// `is_called`.
     pub is_called: bool,
 }
+
+/// Who owns what and who may do what: restored after the objects, as `pg_restore` does, so a
+/// restored database is usable by the application's own roles at once. Every role is named,
+/// never its password; [`Privileges::roles`] lists the roles the rest refers to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Privileges {
+    /// The roles named below, with their attributes (a new server may lack them).
+    #[serde(default)]
+    pub roles: Vec<RoleInfo>,
+    /// The database's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_owner: Option<String>,
+    /// The database's own privileges (`CONNECT`, `TEMPORARY`, `CREATE`); none: the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_acl: Option<Vec<AclItem>>,
+    /// Each object's owner, in an order that restores (schemas, types, routines, relations).
+    #[serde(default)]
+    pub owners: Vec<Ownership>,
+    /// Objects (and columns) whose privileges differ from the default.
+    #[serde(default)]
+    pub grants: Vec<ObjectAcl>,
+    /// `ALTER DEFAULT PRIVILEGES`.
+    #[serde(default)]
+    pub default_acls: Vec<DefaultAcl>,
+    /// Row-level security policies.
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+impl Privileges {
+    /// Nothing captured (a backup made before owners and privileges travelled).
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty() && self.owners.is_empty() && self.grants.is_empty()
+    }
+}
+
+/// A role the backup refers to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// Its name.
+    pub name: String,
+    /// It may log in (its password is never in a backup).
+    #[serde(default)]
+    pub login: bool,
+    /// A superuser.
+    #[serde(default)]
+    pub superuser: bool,
+    /// May create databases.
+    #[serde(default)]
+    pub create_db: bool,
+    /// May create roles.
+    #[serde(default)]
+    pub create_role: bool,
+    /// Inherits the privileges of the roles it is a member of.
+    #[serde(default)]
+    pub inherit: bool,
+    /// Bypasses row-level security.
+    #[serde(default)]
+    pub bypass_rls: bool,
+    /// The roles (among those listed) it is a member of.
+    #[serde(default)]
+    pub member_of: Vec<String>,
+}
+
+/// One object's owner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ownership {
+    /// The SQL word for the kind of object: `SCHEMA`, `TABLE`, `VIEW`, `MATERIALIZED VIEW`,
+    /// `SEQUENCE`, `FOREIGN TABLE`, `TYPE`, `DOMAIN`, `FUNCTION`, `PROCEDURE`, `AGGREGATE`.
+    pub kind: String,
+    /// The object as SQL names it (quoted, qualified; a routine with its argument types).
+    pub object: String,
+    /// The owning role.
+    pub owner: String,
+}
+
+/// One entry of an access control list: what a role (or `PUBLIC`) may do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AclItem {
+    /// The role; empty: `PUBLIC`.
+    pub grantee: String,
+    /// The privileges (`SELECT`, `INSERT`, `USAGE`, …), each with whether it may be granted on.
+    pub privileges: Vec<(String, bool)>,
+}
+
+/// An object's (or a column's) privileges, as its access control list holds them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectAcl {
+    /// `TABLE`, `SEQUENCE`, `SCHEMA`, `FUNCTION`, `PROCEDURE`, `TYPE`, `DOMAIN` (a view or
+    /// materialized view is a `TABLE` here, as in `GRANT`).
+    pub kind: String,
+    /// The object as SQL names it.
+    pub object: String,
+    /// The column, for a column's privileges (quoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The object's owner (its default privileges are taken back before the list is granted).
+    pub owner: String,
+    /// The list, in its order.
+    pub acl: Vec<AclItem>,
+}
+
+/// `ALTER DEFAULT PRIVILEGES FOR ROLE role [IN SCHEMA schema] …`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DefaultAcl {
+    /// The role whose new objects get these privileges.
+    pub role: String,
+    /// The schema (quoted), or none for every schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// `TABLES`, `SEQUENCES`, `FUNCTIONS`, `TYPES`, `SCHEMAS`.
+    pub objects: String,
+    /// The list.
+    pub acl: Vec<AclItem>,
+}
+
+/// A row-level security policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Policy {
+    /// Its name (quoted).
+    pub name: String,
+    /// The table (quoted, qualified).
+    pub table: String,
+    /// `PERMISSIVE` or `RESTRICTIVE`.
+    pub permissive: String,
+    /// `ALL`, `SELECT`, `INSERT`, `UPDATE`, `DELETE`.
+    pub command: String,
+    /// The roles it applies to; empty: `PUBLIC`.
+    pub roles: Vec<String>,
+    /// `USING (…)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub using: Option<String>,
+    /// `WITH CHECK (…)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}

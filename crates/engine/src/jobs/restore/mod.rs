@@ -27,7 +27,8 @@ use crate::crypto::Key;
 use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
-use crate::source::postgres::{self, PgTarget, RestoreTxn};
+pub use crate::source::postgres::RoleChoice;
+use crate::source::postgres::{self, privileges_sql, PgTarget, RestoreTxn, RoleMap};
 
 use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::reading::{
@@ -52,6 +53,9 @@ pub struct RestoreOptions {
     /// key. Anyone could have written such a file, so it is refused unless the person said,
     /// after a warning, that they trust where it came from.
     pub trust_dev_key: bool,
+    /// A restore into a new (or empty) database: what to do about roles the backup names
+    /// that the server lacks.
+    pub roles: RoleChoice,
 }
 
 impl Default for RestoreOptions {
@@ -62,6 +66,7 @@ impl Default for RestoreOptions {
             v1_mode: V1Mode::Merge,
             create_db: None,
             trust_dev_key: false,
+            roles: RoleChoice::Require,
         }
     }
 }
@@ -173,10 +178,21 @@ pub(super) async fn restore_inner(
             if !manifest.schema {
                 return Err(no_schema());
             }
+            let roles = resolve_roles(target, &manifest, opts).await?;
             sweep_created(vault, target).await;
             let created = create_owned_database(vault, target, name).await?;
-            let result =
-                restore_into(vault, &path, key, &created, true, manifest, opts, progress).await;
+            let result = restore_into(
+                vault,
+                &path,
+                key,
+                &created,
+                true,
+                manifest,
+                opts,
+                roles.as_ref(),
+                progress,
+            )
+            .await;
             if result.is_err() && postgres::drop_database_checked(target, name).await.is_ok() {
                 ledger_release(vault, target, name);
             }
@@ -210,13 +226,49 @@ pub(super) async fn restore_inner(
                 postgres::check_may_disable_triggers(&mut conn, target).await?;
             }
             drop(conn);
-            restore_into(vault, &path, key, target, fresh, manifest, opts, progress).await
+            // A replace changes rows, not objects: the live database keeps its owners and
+            // privileges. An empty database gets the backup's.
+            let roles = if fresh {
+                resolve_roles(target, &manifest, opts).await?
+            } else {
+                None
+            };
+            restore_into(
+                vault,
+                &path,
+                key,
+                target,
+                fresh,
+                manifest,
+                opts,
+                roles.as_ref(),
+                progress,
+            )
+            .await
         }
     }
 }
 
+/// The backup's roles on the target's server, for a restore that builds the schema: refused
+/// (naming them) when some are missing and `opts` says nothing about them. None for a backup
+/// made before owners and privileges travelled.
+async fn resolve_roles(
+    target: &PgTarget,
+    manifest: &Manifest,
+    opts: &RestoreOptions,
+) -> Result<Option<RoleMap>> {
+    if manifest.privileges.is_empty() {
+        return Ok(None);
+    }
+    let mut conn = target.connect().await?;
+    Ok(Some(
+        RoleMap::resolve(&mut conn, target, &manifest.privileges, opts.roles.clone()).await?,
+    ))
+}
+
 /// Load an archive into `target`: into its existing tables (replace), or, when `fresh`, into
-/// a database without them (the schema files run in the same transaction).
+/// a database without them (the schema files run in the same transaction, and then the
+/// owners and privileges, mapped by `roles`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn restore_into(
     vault: &Locked<'_>,
@@ -226,6 +278,7 @@ pub(super) async fn restore_into(
     fresh: bool,
     manifest: Manifest,
     opts: &RestoreOptions,
+    roles: Option<&RoleMap>,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
     let path = path.to_path_buf();
@@ -359,6 +412,18 @@ pub(super) async fn restore_into(
         txn.rollback().await;
         return Err(e);
     }
+    let mut warnings = Vec::new();
+    if let (true, Some(map)) = (fresh, roles) {
+        let sql = privileges_sql(&manifest.privileges, map, opts.create_db.as_deref());
+        if let Err(e) = txn
+            .run_sql(&sql, "restoring the owners and privileges")
+            .await
+        {
+            txn.rollback().await;
+            return Err(e);
+        }
+        warnings.extend(map.notes());
+    }
     if let Err(e) = opts.cancel.check() {
         txn.rollback().await;
         return Err(e);
@@ -374,7 +439,7 @@ pub(super) async fn restore_into(
         safety_backup,
         format: archive::FORMAT_VERSION,
         v1_tables: None,
-        warnings: Vec::new(),
+        warnings,
         checked: end
             .tables
             .iter()

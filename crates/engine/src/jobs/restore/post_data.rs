@@ -26,6 +26,8 @@ pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut state = In::Code;
+    // A rule's several actions sit in parentheses, each ended by `;`.
+    let mut depth = 0usize;
     let mut i = 0;
     let push = |cur: &mut String, out: &mut Vec<String>| {
         let stmt = cur.trim().to_string();
@@ -39,7 +41,9 @@ pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
         let next = chars.get(i + 1).copied();
         match state {
             In::Code => match c {
-                ';' => {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ';' if depth == 0 => {
                     push(&mut cur, &mut out);
                     i += 1;
                     continue;
@@ -200,6 +204,18 @@ mod split_tests {
         );
         assert!(got[4].contains("$fn$ SELECT 1; $fn$"), "{}", got[4]);
         assert_eq!(got[5], "SELECT $$a;b$$");
+    }
+
+    #[test]
+    fn a_rule_with_several_actions_is_one_statement() {
+        let sql = "CREATE RULE r AS ON INSERT TO t DO ( INSERT INTO a VALUES (1); UPDATE b SET x = ')'; );\nSELECT 1;";
+        assert_eq!(
+            split_statements(sql),
+            vec![
+                "CREATE RULE r AS ON INSERT TO t DO ( INSERT INTO a VALUES (1); UPDATE b SET x = ')'; )",
+                "SELECT 1"
+            ]
+        );
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! | `schema` | capturing the DDL from the catalogs |
 //! | `restore` | the restore transaction and the target checks |
 //! | `admin` | creating, marking and dropping databases; probing the server |
+//! | `privileges` | owners, privileges and policies back into a restored database; the backup's roles on this server |
 
 mod admin;
 mod connection;
+mod privileges;
 mod restore;
 pub mod schema;
 mod snapshot;
@@ -29,6 +31,7 @@ pub use admin::{
     may_create_database, probe, refuse_existing, set_unfinished_mark, ServerProbe,
 };
 pub use connection::{col, db_error, PgTarget, Tls};
+pub use privileges::{privileges_sql, RoleChoice, RoleMap};
 pub use restore::{
     any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
     tables_present, RestoreTxn,

@@ -17,15 +17,19 @@
 //! | `types` | schemas, extensions, enums, composite types, domains |
 //! | `routines` | functions and procedures, and where in pre-data each one goes |
 //! | `relations` | sequences, tables and partitions, views and materialized views |
-//! | `post_data` | constraints, indexes, triggers, sequence ownership, comments |
+//! | `post_data` | constraints, indexes, triggers, sequence ownership, comments, rules, row-level security |
+//! | `privileges` | owners, access control lists, default privileges, policies and the roles they name, as data |
 //!
 //! The server's own deparsers write the hard parts (`format_type`, `pg_get_expr`,
 //! `pg_get_constraintdef`, `pg_get_indexdef`, `pg_get_viewdef`, `pg_get_functiondef`,
-//! `pg_get_triggerdef`, `pg_get_partkeydef`). Owners and grants are left out, as
-//! `pg_dump --no-owner --no-privileges` does. Objects this code cannot reproduce are returned
-//! in [`Schema::unsupported`], never dropped silently.
+//! `pg_get_triggerdef`, `pg_get_partkeydef`, `pg_get_ruledef`). Owners, privileges and
+//! row-level security policies are captured as data ([`Schema::privileges`]), because they
+//! name roles a restore may have to map; they are restored last, as `pg_restore` does.
+//! Objects this code cannot reproduce are returned in [`Schema::unsupported`], never dropped
+//! silently.
 
 mod post_data;
+mod privileges;
 mod relations;
 mod routines;
 mod types;
@@ -45,6 +49,8 @@ pub struct Schema {
     pub post_data: String,
     /// Objects that are not reproduced, described for a person.
     pub unsupported: Vec<String>,
+    /// Owners, privileges, policies and the roles they name.
+    pub privileges: crate::source::model::Privileges,
 }
 
 /// The settings pre-data runs under. Strings in the captured SQL are written for
@@ -96,6 +102,8 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     post.push_str(&post_data::triggers(conn, target).await?);
     post.push_str(&post_data::sequence_ownership(conn, target).await?);
     post.push_str(&post_data::comments(conn, target).await?);
+    post.push_str(&post_data::rules(conn, target).await?);
+    post.push_str(&post_data::row_security(conn, target).await?);
 
     let mut unsupported = routines.unsupported;
     unsupported.extend(unsupported_objects(conn, target).await?);
@@ -103,23 +111,22 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
         pre_data: pre,
         post_data: post,
         unsupported,
+        privileges: privileges::capture(conn, target).await?,
     })
 }
 
-/// What is not reproduced besides aggregates: rules, row-level security policies, foreign
-/// tables, event triggers, publications.
+/// What is not reproduced besides aggregates: foreign tables, event triggers, publications,
+/// large objects.
 async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Result<Vec<String>> {
     rows(
         conn,
         target,
         &format!(
-            "SELECT 'rule ' || r.rulename || ' on ' || c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.rulename <> '_RETURN' AND {USER_NS} \
-             UNION ALL SELECT 'row-level security policy ' || polname || ' on ' || polrelid::regclass::text FROM pg_policy \
-             UNION ALL SELECT 'foreign table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT 'foreign table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                        WHERE c.relkind = 'f' AND {USER_NS} \
              UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger \
-             UNION ALL SELECT 'publication ' || pubname FROM pg_publication"
+             UNION ALL SELECT 'publication ' || pubname FROM pg_publication \
+             UNION ALL SELECT count(*) || ' large object(s) (pg_largeobject)' FROM pg_largeobject_metadata HAVING count(*) > 0"
         ),
     )
     .await?

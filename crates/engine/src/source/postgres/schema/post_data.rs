@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnection;
 
 use super::rows;
 use crate::error::Result;
-use crate::source::postgres::sql::{not_extension, qualified, quote_ident, USER_NS};
+use crate::source::postgres::sql::{not_extension, qualified, quote_ident, USER_NS, USER_SCHEMAS};
 use crate::source::postgres::{col, PgTarget};
 
 /// Each row of `sql` (one text column, a complete statement) ended with `;` and a newline.
@@ -195,6 +195,54 @@ pub(super) async fn comments(conn: &mut PgConnection, target: &PgTarget) -> Resu
         ),
     )
     .await
+}
+
+/// Rules (`CREATE RULE`), but a view's own `_RETURN` rule (the view is its definition).
+pub(super) async fn rules(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(
+        conn,
+        target,
+        &format!(
+            "SELECT pg_get_ruledef(r.oid) FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE r.rulename <> '_RETURN' AND {USER_SCHEMAS} ORDER BY n.nspname, c.relname, r.rulename"
+        ),
+    )
+    .await?
+    {
+        let def: String = col(&r, 0)?;
+        ddl.push_str(def.trim_end());
+        if !def.trim_end().ends_with(';') {
+            ddl.push(';');
+        }
+        ddl.push('\n');
+    }
+    Ok(ddl)
+}
+
+/// Row-level security switched on (and forced on the owner) where it was; the policies come
+/// with the privileges, after the data, so loading is never filtered.
+pub(super) async fn row_security(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(
+        conn,
+        target,
+        &format!(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relforcerowsecurity FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relrowsecurity AND {USER_SCHEMAS} ORDER BY 1"
+        ),
+    )
+    .await?
+    {
+        let (table, force): (String, bool) = (col(&r, 0)?, col(&r, 1)?);
+        ddl.push_str(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"));
+        if force {
+            ddl.push_str(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n"));
+        }
+    }
+    Ok(ddl)
 }
 
 #[cfg(test)]
