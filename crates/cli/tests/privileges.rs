@@ -103,6 +103,10 @@ impl School {
                  CREATE RULE log_fee AS ON DELETE TO school.fees DO ALSO INSERT INTO school.log (msg) VALUES ('deleted fee ' || old.id);
                  CREATE FUNCTION school.total() RETURNS numeric LANGUAGE sql AS 'SELECT sum(amount) FROM school.fees';
                  GRANT EXECUTE ON FUNCTION school.total() TO {report};
+                 CREATE AGGREGATE school.amount_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
+                 GRANT EXECUTE ON FUNCTION school.amount_sum(numeric) TO {report};
+                 CREATE AGGREGATE school.running_total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '0', \
+                     MSFUNC = int4pl, MINVFUNC = int4mi, MSTYPE = int4, MINITCOND = '0', PARALLEL = SAFE);
                  REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;
                  GRANT CONNECT ON DATABASE {db} TO {report};",
                 db = s.db
@@ -154,6 +158,15 @@ impl School {
             "59"
         );
         assert!(psql_as(report, db, "SELECT school.total()").is_ok());
+        assert_eq!(
+            psql_as(
+                report,
+                db,
+                "SELECT school.amount_sum(amount) = sum(amount) FROM school.fees"
+            )
+            .unwrap(),
+            "t"
+        );
         let denied = psql_as(report, db, "SELECT secret FROM school.pupils").unwrap_err();
         assert!(denied.contains("permission denied"), "{denied}");
         let denied = psql_as(report, db, "INSERT INTO school.fees VALUES (999, 1, 1)").unwrap_err();

@@ -424,6 +424,13 @@ pub(super) async fn restore_into(
         }
         warnings.extend(map.notes());
     }
+    if fresh && !manifest.unsupported.is_empty() {
+        // Said again where it matters: these are not in the restored database.
+        warnings.push(format!(
+            "not restored (SchoolVault cannot reproduce them yet): {}",
+            manifest.unsupported.join(", ")
+        ));
+    }
     if let Err(e) = opts.cancel.check() {
         txn.rollback().await;
         return Err(e);

@@ -38,7 +38,9 @@ fn owners_sql() -> String {
                 OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')) \
          UNION ALL \
          SELECT 3, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, \
-                format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), \
+                format('%I.%I(%s)', n.nspname, p.proname, CASE WHEN p.prokind = 'a' \
+                       THEN coalesce(nullif(pg_get_function_identity_arguments(p.oid), ''), '*') \
+                       ELSE pg_get_function_identity_arguments(p.oid) END), \
                 pg_get_userbyid(p.proowner)::text, n.nspname || '.' || p.proname \
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_NS} AND {proc_not_ext} \
          UNION ALL \

@@ -4,7 +4,8 @@
 //! checked at creation (`check_function_bodies` is off in pre-data). A routine whose signature
 //! or SQL-standard body (`BEGIN ATOMIC`) uses a table goes after the tables, and one that uses
 //! a view after the views, as pg_dump's dependency order does; a routine whose body calls
-//! another goes no earlier than that one. Aggregates and window functions have no
+//! another goes no earlier than that one. Aggregates are written from `pg_aggregate` and go
+//! after their transition and final functions. Window functions written in C have no
 //! `pg_get_functiondef` and are reported as unsupported.
 
 use std::collections::HashMap;
@@ -67,6 +68,37 @@ pub(super) struct Routines {
     pub(super) unsupported: Vec<String>,
 }
 
+/// `CREATE AGGREGATE …` for aggregate `p` (alias `n` its schema), from `pg_aggregate`: every
+/// option the catalog holds (plain, moving and ordered-set aggregates). Its transition and
+/// final functions come first (the ordering by `calls` below).
+const AGGREGATE_DEF: &str = "SELECT format('CREATE AGGREGATE %I.%I(%s) (%s)', n.nspname, p.proname, \
+      coalesce(nullif(pg_get_function_arguments(p.oid), ''), '*'), concat_ws(', ', \
+        'SFUNC = ' || a.aggtransfn::regproc::text, \
+        'STYPE = ' || format_type(a.aggtranstype, NULL), \
+        CASE WHEN a.aggtransspace <> 0 THEN 'SSPACE = ' || a.aggtransspace END, \
+        CASE WHEN a.aggfinalfn <> 0 THEN 'FINALFUNC = ' || a.aggfinalfn::regproc::text END, \
+        CASE WHEN a.aggfinalextra THEN 'FINALFUNC_EXTRA' END, \
+        CASE WHEN a.aggfinalfn <> 0 THEN 'FINALFUNC_MODIFY = ' || CASE a.aggfinalmodify \
+             WHEN 'r' THEN 'READ_ONLY' WHEN 's' THEN 'SHAREABLE' ELSE 'READ_WRITE' END END, \
+        CASE WHEN a.aggcombinefn <> 0 THEN 'COMBINEFUNC = ' || a.aggcombinefn::regproc::text END, \
+        CASE WHEN a.aggserialfn <> 0 THEN 'SERIALFUNC = ' || a.aggserialfn::regproc::text END, \
+        CASE WHEN a.aggdeserialfn <> 0 THEN 'DESERIALFUNC = ' || a.aggdeserialfn::regproc::text END, \
+        CASE WHEN a.agginitval IS NOT NULL THEN 'INITCOND = ' || quote_literal(a.agginitval) END, \
+        CASE WHEN a.aggmtransfn <> 0 THEN 'MSFUNC = ' || a.aggmtransfn::regproc::text \
+             || ', MINVFUNC = ' || a.aggminvtransfn::regproc::text \
+             || ', MSTYPE = ' || format_type(a.aggmtranstype, NULL) END, \
+        CASE WHEN a.aggmtransspace <> 0 THEN 'MSSPACE = ' || a.aggmtransspace END, \
+        CASE WHEN a.aggmfinalfn <> 0 THEN 'MFINALFUNC = ' || a.aggmfinalfn::regproc::text END, \
+        CASE WHEN a.aggmfinalextra THEN 'MFINALFUNC_EXTRA' END, \
+        CASE WHEN a.aggmfinalfn <> 0 THEN 'MFINALFUNC_MODIFY = ' || CASE a.aggmfinalmodify \
+             WHEN 'r' THEN 'READ_ONLY' WHEN 's' THEN 'SHAREABLE' ELSE 'READ_WRITE' END END, \
+        CASE WHEN a.aggminitval IS NOT NULL THEN 'MINITCOND = ' || quote_literal(a.aggminitval) END, \
+        CASE WHEN a.aggsortop <> 0 THEN (SELECT 'SORTOP = OPERATOR(' || quote_ident(opn.nspname) || '.' || o.oprname || ')' \
+             FROM pg_operator o JOIN pg_namespace opn ON opn.oid = o.oprnamespace WHERE o.oid = a.aggsortop) END, \
+        CASE p.proparallel WHEN 's' THEN 'PARALLEL = SAFE' WHEN 'r' THEN 'PARALLEL = RESTRICTED' END, \
+        CASE WHEN a.aggkind = 'h' THEN 'HYPOTHETICAL' END)) \
+    FROM pg_aggregate a WHERE a.aggfnoid = p.oid";
+
 /// Every user function and procedure, in creation (oid) order within its place.
 pub(super) async fn routines(conn: &mut PgConnection, target: &PgTarget) -> Result<Routines> {
     let mut found = Vec::new();
@@ -76,7 +108,8 @@ pub(super) async fn routines(conn: &mut PgConnection, target: &PgTarget) -> Resu
         target,
         &format!(
             "SELECT p.prokind::text, n.nspname::text, p.proname::text, \
-                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) END, \
+                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_get_functiondef(p.oid) \
+                         WHEN p.prokind = 'a' THEN ({AGGREGATE_DEF}) END, \
                     coalesce((SELECT max(CASE WHEN c.relkind IN ('v', 'm') THEN 2 ELSE 1 END) \
                        FROM pg_depend d \
                        LEFT JOIN pg_type ty ON d.refclassid = 'pg_type'::regclass AND ty.oid = d.refobjid \
@@ -90,7 +123,7 @@ pub(super) async fn routines(conn: &mut PgConnection, target: &PgTarget) -> Resu
                           AND d.objid = p.oid AND d.refclassid = 'pg_proc'::regclass AND d.refobjid <> p.oid) \
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
              WHERE {USER_NS} AND {} ORDER BY p.oid",
-            not_extension("pg_proc", "p.oid")
+            not_extension("pg_proc", "p.oid"),
         ),
     )
     .await?
