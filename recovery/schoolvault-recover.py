@@ -177,6 +177,7 @@ def write_targz(path, key, out):
 
 
 PART = re.compile(r"^data/(\d+)/(\d+)\.copy$")
+LARGE_OBJECT = re.compile(r"^large-objects/(\d+)/(\d+)\.bin$")
 
 
 def quote_ident(name):
@@ -189,8 +190,9 @@ def quote_literal(text):
 
 def extract(path, key, out_dir):
     """Decrypt, decompress and untar into out_dir: manifest.json, schema/*.sql, one
-    data/<n>.copy per table (its parts joined in order), end.json; check every table's rows
-    and SHA-256 against end.json; write restore.sql."""
+    data/<n>.copy per table (its parts joined in order), one large-objects/<oid>.bin per large
+    object, end.json; check every table's rows and SHA-256, and every large object's, against
+    end.json; write restore.sql."""
     f, header, plain = open_backup(path, key)
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise Refused(f"{out_dir} is not empty")
@@ -201,6 +203,7 @@ def extract(path, key, out_dir):
         os.makedirs(os.path.join(work, "data"))
         manifest = end = None
         hashes, rows, next_part = {}, {}, {}
+        lo_hashes, lo_sizes, lo_next = {}, {}, {}
         with f, gzip.GzipFile(fileobj=plain, mode="rb") as gz, \
                 tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
@@ -208,7 +211,26 @@ def extract(path, key, out_dir):
                 if not member.isfile():
                     continue
                 m = PART.match(name)
-                if name in ("manifest.json", "end.json"):
+                lo = LARGE_OBJECT.match(name)
+                if lo:
+                    oid, part = int(lo.group(1)), int(lo.group(2))
+                    if manifest is None:
+                        raise Refused("damaged: data before the manifest")
+                    if part != lo_next.get(oid, 0):
+                        raise Refused(f"damaged: large object {oid}'s part {part} is out of order")
+                    lo_next[oid] = part + 1
+                    os.makedirs(os.path.join(work, "large-objects"), exist_ok=True)
+                    h = lo_hashes.setdefault(oid, hashlib.sha256())
+                    src = tar.extractfile(member)
+                    with open(os.path.join(work, "large-objects", f"{oid}.bin"), "ab") as o:
+                        while True:
+                            data = src.read(1 << 20)
+                            if not data:
+                                break
+                            h.update(data)
+                            lo_sizes[oid] = lo_sizes.get(oid, 0) + len(data)
+                            o.write(data)
+                elif name in ("manifest.json", "end.json"):
                     if member.size > MAX_JSON_ENTRY:
                         raise Refused(f"damaged: {name} claims {member.size} bytes")
                     doc = json.loads(tar.extractfile(member).read())
@@ -253,6 +275,14 @@ def extract(path, key, out_dir):
             copy = os.path.join(work, "data", f"{t['index']}.copy")
             if not os.path.exists(copy):
                 open(copy, "wb").close()
+        listed = {lo["oid"]: lo for lo in end.get("large_objects", [])}
+        if set(listed) != set(lo_hashes):
+            raise Refused("inconsistent: the large objects do not match end.json")
+        for oid, lo in listed.items():
+            if lo["size"] != lo_sizes.get(oid, 0) or lo["sha256"] != lo_hashes[oid].hexdigest():
+                raise Refused(f"inconsistent: large object {oid} does not match end.json")
+        if listed:
+            write_large_objects_sql(work, sorted(listed))
         write_restore_sql(work, manifest)
         os.makedirs(out_dir, exist_ok=True)
         for entry in os.listdir(work):
@@ -260,6 +290,22 @@ def extract(path, key, out_dir):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def write_large_objects_sql(work, oids):
+    """large-objects.sql: each large object created under its own oid (tables refer to it by
+    number) and filled from its .bin file, 1 MiB per statement."""
+    with open(os.path.join(work, "large-objects.sql"), "w", encoding="ascii") as o:
+        for oid in oids:
+            o.write(f"SELECT pg_catalog.lo_create({oid});\n")
+            with open(os.path.join(work, "large-objects", f"{oid}.bin"), "rb") as src:
+                offset = 0
+                while True:
+                    data = src.read(1 << 20)
+                    if not data:
+                        break
+                    o.write(f"SELECT pg_catalog.lo_put({oid}, {offset}, '\\x{data.hex()}'::bytea);\n")
+                    offset += len(data)
 
 
 def write_restore_sql(work, manifest):
@@ -280,6 +326,8 @@ def write_restore_sql(work, manifest):
         if cols:
             target += f" ({cols})"
         lines.append(f"\\copy {target} FROM 'data/{t['index']}.copy'")
+    if os.path.exists(os.path.join(work, "large-objects.sql")):
+        lines.append("\\i large-objects.sql")
     for s in manifest.get("sequences", []):
         seq = quote_literal(f"{quote_ident(s['schema'])}.{quote_ident(s['name'])}")
         called = "true" if s["is_called"] else "false"

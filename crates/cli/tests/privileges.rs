@@ -107,6 +107,12 @@ impl School {
                  GRANT EXECUTE ON FUNCTION school.amount_sum(numeric) TO {report};
                  CREATE AGGREGATE school.running_total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '0', \
                      MSFUNC = int4pl, MINVFUNC = int4mi, MSTYPE = int4, MINITCOND = '0', PARALLEL = SAFE);
+                 CREATE TABLE school.documents (id int PRIMARY KEY, scan oid);
+                 INSERT INTO school.documents VALUES (1, lo_from_bytea(0, 'report card of pupil 1')), \
+                   (2, lo_from_bytea(0, convert_to((SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200000) g), 'UTF8'))), \
+                   (3, lo_from_bytea(0, ''));
+                 GRANT SELECT ON school.documents TO {report};
+                 DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {report}', (SELECT scan FROM school.documents WHERE id = 1)); END $$;
                  REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;
                  GRANT CONNECT ON DATABASE {db} TO {report};",
                 db = s.db
@@ -167,6 +173,23 @@ impl School {
             .unwrap(),
             "t"
         );
+        // The large objects: their bytes, and who may read them.
+        assert_eq!(
+            psql_as(
+                report,
+                db,
+                "SELECT convert_from(lo_get(scan), 'UTF8') FROM school.documents WHERE id = 1"
+            )
+            .unwrap(),
+            "report card of pupil 1"
+        );
+        let denied = psql_as(
+            report,
+            db,
+            "SELECT lo_get(scan) FROM school.documents WHERE id = 2",
+        )
+        .unwrap_err();
+        assert!(denied.contains("permission denied"), "{denied}");
         let denied = psql_as(report, db, "SELECT secret FROM school.pupils").unwrap_err();
         assert!(denied.contains("permission denied"), "{denied}");
         let denied = psql_as(report, db, "INSERT INTO school.fees VALUES (999, 1, 1)").unwrap_err();
@@ -209,7 +232,7 @@ fn owners_privileges_policies_and_rules_travel_with_create_db() {
         "--create-db",
         &copy,
     ]);
-    assert_eq!(restored["rows"], 120, "{restored}");
+    assert_eq!(restored["rows"], 123, "{restored}");
 
     // The schema as pg_dump writes it, owners and privileges included, is the same.
     let (before, after) = (schema_dump(&school.db), schema_dump(&copy));
@@ -242,6 +265,17 @@ fn owners_privileges_policies_and_rules_travel_with_create_db() {
                 school.db
             )
         )
+    );
+    // The large objects' bytes and owners are the same (one of 6.4 MB, in two parts; an empty one).
+    let objects = "SELECT string_agg(d.id || ':' || md5(lo_get(d.scan)) || ':' || pg_get_userbyid(m.lomowner), ',' ORDER BY d.id) \
+                   FROM school.documents d JOIN pg_largeobject_metadata m ON m.oid = d.scan";
+    assert_eq!(psql(&copy, objects), psql(&school.db, objects));
+    assert_eq!(
+        psql(
+            &copy,
+            "SELECT length(lo_get(scan)) FROM school.documents WHERE id = 2"
+        ),
+        "6400000"
     );
     school.check_usable(&copy, &school.app, Some(&school.report));
     school.drop_all(&[&copy]);

@@ -48,6 +48,9 @@ fn a_backup_is_read_and_restored_with_python_and_psql_alone() {
     db.load(&support::test_data("objects.sql"), &[]);
     // Enough rows for several 8 MiB parts and several 1 MiB encrypted chunks.
     db.sql(BULK);
+    // Two large objects (a scanned form, an empty one), kept under their oids.
+    db.sql("SELECT lo_from_bytea(0, convert_to(repeat('scanned form ', 100000), 'UTF8')), lo_from_bytea(0, '')");
+    let objects = "SELECT string_agg(oid || ':' || md5(lo_get(oid)), ',' ORDER BY oid) FROM pg_largeobject_metadata";
     let env = Env::new();
     let b = env.json(&["--db", &db.url(), "backup"]);
     let file = b["file"].as_str().unwrap().to_string();
@@ -92,6 +95,7 @@ fn a_backup_is_read_and_restored_with_python_and_psql_alone() {
     );
     assert_eq!(empty.checksums(), db.checksums());
     assert_eq!(empty.sequences(), db.sequences());
+    assert_eq!(empty.sql(objects), db.sql(objects));
     // The audit trigger exists again and was not fired by the load (rows equal above).
     assert_eq!(
         empty.sql("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"),

@@ -183,6 +183,40 @@ pub struct End {
     pub total_bytes: u64,
     /// When the export finished.
     pub finished_at: DateTime<Utc>,
+    /// The large objects (`pg_largeobject`), each with its size and SHA-256; their bytes are
+    /// under `large-objects/` (absent from backups made before large objects travelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_objects: Vec<LargeObjectEnd>,
+}
+
+/// A large object in `end.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LargeObjectEnd {
+    /// Its oid (a table refers to it by this number, so it is restored under it).
+    pub oid: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Parts written.
+    pub parts: u32,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// The most bytes of a large object in one part (`large-objects/<oid>/<part>.bin`): what a
+/// restore holds in memory at once.
+pub const LARGE_OBJECT_PART: usize = 4 << 20;
+
+/// The tar path of a part of a large object.
+pub fn large_object_path(oid: u32, part: u32) -> String {
+    format!("large-objects/{oid}/{part:06}.bin")
+}
+
+/// Parse `large-objects/<oid>/<part>.bin`.
+pub fn parse_large_object_path(path: &str) -> Option<(u32, u32)> {
+    let rest = path.strip_prefix("large-objects/")?;
+    let (oid, file) = rest.split_once('/')?;
+    let part = file.strip_suffix(".bin")?;
+    Some((oid.parse().ok()?, part.parse().ok()?))
 }
 
 /// The tar path of a data part.
@@ -634,6 +668,15 @@ pub enum Item<'a> {
         /// The part's COPY data.
         data: &'a mut dyn Read,
     },
+    /// A part of a large object's bytes.
+    LargeObject {
+        /// Its oid.
+        oid: u32,
+        /// The part number.
+        part: u32,
+        /// The part's bytes (at most [`LARGE_OBJECT_PART`]).
+        data: &'a mut dyn Read,
+    },
 }
 
 /// Map an error met while reading the plaintext to an engine error.
@@ -718,6 +761,16 @@ pub fn walk<R: Read>(
                     data: &mut entry,
                 })?;
                 // Whatever the visitor left unread must still be read (and authenticated).
+                io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e))?;
+            } else if let Some((oid, part)) = parse_large_object_path(&path) {
+                if entry.size() > LARGE_OBJECT_PART as u64 {
+                    return Err(structure(&format!("{path} is larger than a part may be")));
+                }
+                visit(Item::LargeObject {
+                    oid,
+                    part,
+                    data: &mut entry,
+                })?;
                 io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e))?;
             }
         }

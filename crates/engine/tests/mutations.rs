@@ -123,6 +123,7 @@ fn end() -> End {
         total_rows: 3,
         total_bytes: all.len() as u64,
         finished_at: header().created_at,
+        large_objects: Vec::new(),
     }
 }
 

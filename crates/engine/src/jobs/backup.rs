@@ -140,6 +140,58 @@ pub(super) struct Counters {
     total_bytes: u64,
 }
 
+/// Every large object of the snapshot into the archive (`large-objects/<oid>/<part>.bin`,
+/// [`archive::LARGE_OBJECT_PART`] bytes at most each, so memory stays bounded), with what
+/// `end.json` records of each.
+async fn export_large_objects(shared: &ExportShared) -> Result<Vec<archive::LargeObjectEnd>> {
+    let target = &shared.target;
+    let mut worker = SnapshotWorker::join(target, &shared.snapshot_id).await?;
+    let oids = worker.large_objects(target).await?;
+    let mut ends = Vec::with_capacity(oids.len());
+    for (i, oid) in oids.iter().copied().enumerate() {
+        shared.cancel.check()?;
+        shared.progress.report(&ProgressEvent {
+            table: Some(format!("large object {} of {}", i + 1, oids.len())),
+            ..ProgressEvent::phase(Phase::Export)
+        });
+        let (mut hasher, mut size, mut part) = (Sha256::new(), 0u64, 0u32);
+        loop {
+            let bytes = worker
+                .read_large_object(target, oid, size, archive::LARGE_OBJECT_PART)
+                .await?;
+            if bytes.is_empty() && part > 0 {
+                break;
+            }
+            hasher.update(&bytes);
+            let member = gzip_tar_entry(
+                &archive::large_object_path(oid, part),
+                &bytes,
+                shared.mtime,
+                shared.level,
+            )
+            .map_err(|e| Error::io("compressing", &e))?;
+            shared
+                .sink
+                .lock()
+                .map_err(|_| internal("a worker panicked"))?
+                .write_member(&member)?;
+            size += bytes.len() as u64;
+            part += 1;
+            if bytes.len() < archive::LARGE_OBJECT_PART {
+                break;
+            }
+        }
+        ends.push(archive::LargeObjectEnd {
+            oid,
+            size,
+            parts: part,
+            sha256: hex::encode(hasher.finalize()),
+        });
+    }
+    worker.close().await;
+    Ok(ends)
+}
+
 pub(super) struct ExportShared {
     target: PgTarget,
     snapshot_id: String,
@@ -282,7 +334,12 @@ pub(super) async fn backup_inner(
     let exported =
         futures_util::future::try_join_all((0..workers).map(|_| export_worker(shared.clone())))
             .await;
+    // Large objects are data too: their bytes, part by part, from the same snapshot.
     let exported = match exported {
+        Ok(e) => export_large_objects(&shared).await.map(|l| (e, l)),
+        Err(e) => Err(e),
+    };
+    let (exported, large_objects) = match exported {
         Ok(e) => e,
         Err(e) => {
             let _ = snapshot.close(target).await;
@@ -299,6 +356,7 @@ pub(super) async fn backup_inner(
         total_bytes: tables.iter().map(|t| t.bytes).sum(),
         tables,
         finished_at: Utc::now(),
+        large_objects,
     };
     let shared = Arc::try_unwrap(shared).map_err(|_| internal("export still running"))?;
     let mut writer = Arc::try_unwrap(shared.sink)

@@ -52,6 +52,8 @@ pub(super) fn open_archive(path: &Path, keys: &Keys) -> Result<(BufReader<File>,
 #[derive(Default)]
 pub(super) struct TableTally {
     seen: HashMap<u32, (Sha256, u64, u64, u32)>,
+    /// Large objects: SHA-256, bytes, parts.
+    objects: std::collections::BTreeMap<u32, (Sha256, u64, u32)>,
 }
 
 impl TableTally {
@@ -68,6 +70,50 @@ impl TableTally {
         Ok(())
     }
 
+    /// A part of large object `oid` begins (parts come in order).
+    pub(super) fn start_object(&mut self, oid: u32, part: u32) -> Result<()> {
+        let entry = self.objects.entry(oid).or_default();
+        if entry.2 != part {
+            return Err(Error::new(
+                ErrorKind::Damaged,
+                format!("The backup's large object {oid} is out of order (part {part} where {} was expected)", entry.2),
+                "The file is damaged; use another copy of this backup",
+            ));
+        }
+        entry.2 += 1;
+        Ok(())
+    }
+
+    /// Bytes of large object `oid`.
+    pub(super) fn update_object(&mut self, oid: u32, data: &[u8]) {
+        let entry = self.objects.entry(oid).or_default();
+        entry.0.update(data);
+        entry.1 += data.len() as u64;
+    }
+
+    /// Every large object the end record lists came whole, and no other.
+    fn check_objects(&mut self, end: &End) -> Result<()> {
+        let damaged = |oid: u32, what: &str| {
+            Error::new(
+                ErrorKind::Inconsistent,
+                format!("Large object {oid} in the backup is inconsistent: {what}"),
+                "The file is damaged or was altered; use another copy of this backup",
+            )
+        };
+        for e in &end.large_objects {
+            let Some((h, size, parts)) = self.objects.remove(&e.oid) else {
+                return Err(damaged(e.oid, "its bytes are missing"));
+            };
+            if size != e.size || parts != e.parts || hex::encode(h.finalize()) != e.sha256 {
+                return Err(damaged(e.oid, "its bytes do not match its checksum"));
+            }
+        }
+        if let Some(oid) = self.objects.keys().next() {
+            return Err(damaged(*oid, "the end record does not list it"));
+        }
+        Ok(())
+    }
+
     pub(super) fn update(&mut self, index: u32, data: &[u8]) {
         let entry = self.seen.entry(index).or_default();
         entry.0.update(data);
@@ -77,6 +123,7 @@ impl TableTally {
 
     /// Compare with the manifest and end record; return (tables, rows, bytes).
     pub(super) fn check(mut self, manifest: &Manifest, end: &End) -> Result<(u64, u64, u64)> {
+        self.check_objects(end)?;
         let ends: HashMap<u32, &TableEnd> = end.tables.iter().map(|t| (t.index, t)).collect();
         let (mut rows, mut bytes) = (0, 0);
         for t in &manifest.tables {
@@ -168,6 +215,14 @@ pub(super) fn scan_stream(
     let mut tally = TableTally::default();
     let mut last_report = 0u64;
     let (manifest, end) = archive::walk(archive::plaintext(reader, &pre, key), |item| {
+        if let Item::LargeObject { oid, part, data } = item {
+            tally.start_object(oid, part)?;
+            let mut buf = Vec::new();
+            data.read_to_end(&mut buf)
+                .map_err(|e| archive::read_error(&e))?;
+            tally.update_object(oid, &buf);
+            return Ok(());
+        }
         if let Item::Part { table, part, data } = item {
             tally.start_part(table, part)?;
             let mut buf = vec![0u8; 256 << 10];
@@ -356,6 +411,7 @@ mod tally_tests {
             total_bytes: tables.iter().map(|t| t.bytes).sum(),
             tables,
             finished_at: Utc::now(),
+            large_objects: Vec::new(),
         }
     }
 

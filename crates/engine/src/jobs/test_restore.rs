@@ -159,6 +159,19 @@ pub(super) async fn compare_scratch(
         bytes += b;
     }
     worker.close().await;
+    for lo in &restored.large_objects {
+        let got = postgres::large_object_sha256(scratch_target, lo.oid).await?;
+        if got.as_ref() != Some(&lo.sha256) {
+            return Err(Error::new(
+                ErrorKind::Inconsistent,
+                format!(
+                    "Large object {} reads back differently after a restore",
+                    lo.oid
+                ),
+                "The backup or the server is faulty; use another backup and check the server",
+            ));
+        }
+    }
     Ok(VerifyReport {
         backup_id: id.to_string(),
         path: path.to_path_buf(),

@@ -116,7 +116,8 @@ pub struct RoleInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Ownership {
     /// The SQL word for the kind of object: `SCHEMA`, `TABLE`, `VIEW`, `MATERIALIZED VIEW`,
-    /// `SEQUENCE`, `FOREIGN TABLE`, `TYPE`, `DOMAIN`, `FUNCTION`, `PROCEDURE`, `AGGREGATE`.
+    /// `SEQUENCE`, `FOREIGN TABLE`, `TYPE`, `DOMAIN`, `FUNCTION`, `PROCEDURE`, `AGGREGATE`,
+    /// `LARGE OBJECT`.
     pub kind: String,
     /// The object as SQL names it (quoted, qualified; a routine with its argument types).
     pub object: String,

@@ -47,6 +47,14 @@ pub(in crate::jobs) async fn load_parts(
     while let Some(feed) = rx.recv().await {
         let table = match feed {
             Feed::Part(table) => table,
+            // A replace changes the tables' rows; large objects are restored into a new or
+            // empty database (said in the restore's result).
+            Feed::LargeObject(oid, offset, data) => {
+                if fresh {
+                    txn.put_large_object(oid, offset, &data).await?;
+                }
+                continue;
+            }
             Feed::Sql(path, sql) => {
                 // A replace keeps the target's schema; a fresh restore builds it.
                 if fresh {
@@ -77,7 +85,7 @@ pub(in crate::jobs) async fn load_parts(
                     })?;
                 }
                 // The reader stopped early: its own error says why.
-                Some(Feed::Part(_) | Feed::Sql(..)) | None => {
+                Some(Feed::Part(_) | Feed::Sql(..) | Feed::LargeObject(..)) | None => {
                     let _ = copy
                         .abort("schoolvault: the backup could not be read")
                         .await;
@@ -134,6 +142,9 @@ pub(in crate::jobs) async fn load_parallel(
         while let Some(feed) = rx.recv().await {
             match feed {
                 Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),
+                Feed::LargeObject(oid, offset, data) => {
+                    txn.put_large_object(oid, offset, &data).await?;
+                }
                 Feed::Sql(path, sql) => {
                     txn.run_sql(&sql, &format!("running {path} of the backup"))
                         .await?;

@@ -95,6 +95,9 @@ pub struct RestoreOutcome {
     /// What was restored and what `end.json` says of it (for a test restore's comparison).
     #[serde(skip)]
     pub(super) checked: Vec<(TableManifest, TableEnd)>,
+    /// The large objects restored, as `end.json` records them (ditto).
+    #[serde(skip)]
+    pub(super) large_objects: Vec<archive::LargeObjectEnd>,
 }
 
 pub(super) enum Feed {
@@ -102,6 +105,8 @@ pub(super) enum Feed {
     Part(TableManifest),
     Data(Vec<u8>),
     PartEnd,
+    /// A part of a large object: its oid, the offset of these bytes, the bytes.
+    LargeObject(u32, u64, Vec<u8>),
 }
 
 /// Restore a backup into `target`, replacing the data of every table it holds, in one
@@ -302,6 +307,7 @@ pub(super) async fn restore_into(
         let mut r = BufReader::with_capacity(1 << 20, CountingReader::new(file, reader_count));
         let pre = read_preamble(&mut r)?;
         let mut tally = TableTally::default();
+        let mut offsets: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         let gone = || {
             Error::new(
                 ErrorKind::Cancelled,
@@ -313,6 +319,17 @@ pub(super) async fn restore_into(
             archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
                 if let Item::Schema { path, sql } = item {
                     tx.blocking_send(Feed::Sql(path.to_string(), sql))
+                        .map_err(|_| gone())?;
+                } else if let Item::LargeObject { oid, part, data } = item {
+                    tally.start_object(oid, part)?;
+                    let mut buf = Vec::new();
+                    data.read_to_end(&mut buf)
+                        .map_err(|e| archive::read_error(&e))?;
+                    tally.update_object(oid, &buf);
+                    let offset = offsets.entry(oid).or_default();
+                    let at = *offset;
+                    *offset += buf.len() as u64;
+                    tx.blocking_send(Feed::LargeObject(oid, at, buf))
                         .map_err(|_| gone())?;
                 } else if let Item::Part { table, part, data } = item {
                     tally.start_part(table, part)?;
@@ -424,6 +441,12 @@ pub(super) async fn restore_into(
         }
         warnings.extend(map.notes());
     }
+    if !fresh && !end.large_objects.is_empty() {
+        warnings.push(format!(
+            "the backup holds {} large object(s); a restore into the live database changes table rows only, so they were left as they are (restore into a new database with --create-db to get them)",
+            end.large_objects.len()
+        ));
+    }
     if fresh && !manifest.unsupported.is_empty() {
         // Said again where it matters: these are not in the restored database.
         warnings.push(format!(
@@ -447,6 +470,11 @@ pub(super) async fn restore_into(
         format: archive::FORMAT_VERSION,
         v1_tables: None,
         warnings,
+        large_objects: if fresh {
+            end.large_objects.clone()
+        } else {
+            Vec::new()
+        },
         checked: end
             .tables
             .iter()
@@ -519,5 +547,6 @@ pub(super) async fn restore_v1(
         v1_tables: Some(tables),
         warnings: v1_warnings(&v1),
         checked: Vec::new(),
+        large_objects: Vec::new(),
     })
 }

@@ -205,3 +205,20 @@ pub async fn drop_database(server: &PgTarget, name: &str) {
         let _ = conn.close().await;
     }
 }
+
+/// The SHA-256 (hex) of large object `oid` in `target`'s database, or none when it is not
+/// there (a test restore's comparison).
+///
+/// # Errors
+/// Connection and database errors.
+pub async fn large_object_sha256(target: &PgTarget, oid: u32) -> Result<Option<String>> {
+    let mut conn = target.connect().await?;
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT encode(sha256(lo_get(m.oid)), 'hex') FROM pg_largeobject_metadata m WHERE m.oid = $1::int8::oid",
+    )
+    .bind(i64::from(oid))
+    .fetch_optional(&mut conn)
+    .await
+    .map_err(|e| db_error(&e, target).context(format_args!("reading large object {oid}")))?;
+    Ok(row.map(|(h,)| h))
+}

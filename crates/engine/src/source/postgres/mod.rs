@@ -28,7 +28,8 @@ mod sql;
 
 pub use admin::{
     create_database, database_exists, drop_database, drop_database_checked, is_unfinished,
-    may_create_database, probe, refuse_existing, set_unfinished_mark, ServerProbe,
+    large_object_sha256, may_create_database, probe, refuse_existing, set_unfinished_mark,
+    ServerProbe,
 };
 pub use connection::{col, db_error, PgTarget, Tls};
 pub use privileges::{privileges_sql, RoleChoice, RoleMap};

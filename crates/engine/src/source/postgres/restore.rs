@@ -285,6 +285,32 @@ impl RestoreTxn {
         exec(&mut self.conn, sql, &self.target).await
     }
 
+    /// Write `data` into large object `oid` at `offset`, creating it (under that oid: tables
+    /// refer to it by number) with its first part.
+    ///
+    /// # Errors
+    /// Database errors (a large object with that oid already there, among others).
+    pub async fn put_large_object(&mut self, oid: u32, offset: u64, data: &[u8]) -> Result<()> {
+        let context = || format!("restoring large object {oid}");
+        if offset == 0 {
+            sqlx::query("SELECT lo_create($1::int8::oid)")
+                .bind(i64::from(oid))
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| db_error(&e, &self.target).context(context()))?;
+        }
+        if !data.is_empty() {
+            sqlx::query("SELECT lo_put($1::int8::oid, $2, $3)")
+                .bind(i64::from(oid))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+                .bind(data)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| db_error(&e, &self.target).context(context()))?;
+        }
+        Ok(())
+    }
+
     /// Start a `COPY FROM STDIN` into `table`.
     ///
     /// # Errors

@@ -252,6 +252,54 @@ impl SnapshotWorker {
         Ok(SnapshotWorker { conn })
     }
 
+    /// The large objects in the snapshot, by oid.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn large_objects(&mut self, target: &PgTarget) -> Result<Vec<u32>> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT oid::int8 FROM pg_largeobject_metadata ORDER BY 1")
+                .fetch_all(&mut self.conn)
+                .await
+                .map_err(|e| db_error(&e, target).context("listing the large objects"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(o,)| u32::try_from(o).ok())
+            .collect())
+    }
+
+    /// Up to `len` bytes of large object `oid` from `offset` (fewer at its end).
+    ///
+    /// # Errors
+    /// `TableUnreadable` when the backup's login may not read it; database errors.
+    pub async fn read_large_object(
+        &mut self,
+        target: &PgTarget,
+        oid: u32,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let row: (Vec<u8>,) = sqlx::query_as("SELECT lo_get($1::int8::oid, $2, $3)")
+            .bind(i64::from(oid))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .bind(i32::try_from(len).unwrap_or(i32::MAX))
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| {
+                let err = db_error(&e, target);
+                if err.sqlstate() == Some("42501") {
+                    Error::new(
+                        ErrorKind::TableUnreadable,
+                        format!("The backup's login may not read large object {oid}; nothing was written"),
+                        "Back up as the database's owner or a superuser, or GRANT SELECT ON LARGE OBJECT to the backup's login",
+                    )
+                } else {
+                    err.context(format_args!("reading large object {oid}"))
+                }
+            })?;
+        Ok(row.0)
+    }
+
     /// Stream `table`'s rows in COPY text format.
     ///
     /// # Errors

@@ -51,6 +51,9 @@ fn owners_sql() -> String {
           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMAS} \
             AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                      AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) \
+         UNION ALL \
+         SELECT 5, 'LARGE OBJECT', m.oid::text, pg_get_userbyid(m.lomowner)::text, lpad(m.oid::text, 10, '0') \
+           FROM pg_largeobject_metadata m \
          ORDER BY 1, 5"
     )
 }
@@ -90,12 +93,16 @@ fn acls_sql() -> String {
            FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace {} \
           WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped \
             AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
+         UNION ALL \
+         SELECT 6, 'LARGE OBJECT', m.oid::text, NULL, pg_get_userbyid(m.lomowner)::text, {item} \
+           FROM pg_largeobject_metadata m {} WHERE m.lomacl IS NOT NULL \
          ) x ORDER BY k, object, col NULLS FIRST, ord",
         e("n.nspacl"),
         e("t.typacl"),
         e("p.proacl"),
         e("c.relacl"),
         e("att.attacl"),
+        e("m.lomacl"),
         item = ITEM,
     )
 }
