@@ -470,6 +470,9 @@ pub struct RestorePreview {
     /// is not authenticated (anyone could have written it), so the modal shows a second
     /// warning and `restore` needs `trust_dev_key`.
     pub dev_key: bool,
+    /// Into a database without the backup's tables: the backup's roles this server lacks
+    /// (the modal then asks: create them, or the login SchoolVault uses owns everything).
+    pub missing_roles: Vec<String>,
 }
 
 /// What a restore did.

@@ -66,12 +66,16 @@ export const api = {
     invoke<RestorePreview>("restore_preview", { what, onProgress: channel(onProgress ?? (() => {})) }),
   /** `trustDevKey`: the person ticked the modal's second warning (an old-system file that only the
    *  public development key opened); the backend refuses such a file without it. */
-  restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void) =>
+  /** `roles`: into a database without the backup's tables on a server that lacks the backup's
+   *  roles (`RestorePreview.missing_roles`), "create" them without login, or make SchoolVault's
+   *  login the "owner" of everything; null otherwise. */
+  restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void, roles: "create" | "owner" | null = null) =>
     invoke<RestoreResult>("restore", {
       what,
       confirmName,
       safetyBackup,
       trustDevKey,
+      roles,
       onProgress: channel(onProgress),
     }),
   pickRestoreFile: () => invoke<string | null>("pick_restore_file"),

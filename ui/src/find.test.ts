@@ -14,7 +14,7 @@ import { openRestore } from "./views/restore";
 const nas: DestinationRow = { name: "NAS", kind: "folder", url: "file:///mnt/nas/schoolvault", enabled: true, access_key_id: null, secret_saved: false, keep_days: null, keep_last: null, keep_weekly: null, keep_monthly: null, bandwidth_kbps: null, lock_days: null, copies_done: 0, copies_pending: 0, copies_failed: 0, waiting_since: null, last_error: null };
 // What a listed-from-a-destination backup looks like: its counts are inside the encrypted file.
 const found: BackupRow = { id: "20261201-020000-ab12", created_at: "2026-12-01T02:00:00Z", kind: "scheduled", status: "complete", size: 99_700_000, duration_ms: 0, tables: 0, rows: 0, local: false, copies: [{ destination: "NAS", state: "done", error: null, since: null }], path: "/backups/school-20261201-020000-ab12.svb", database: "school", verified: null, verify_message: null, verified_at: null };
-const preview: RestorePreview = { what: found.id, backup_id: found.id, file_name: "school-20261201-020000-ab12.svb", format: 2, created_at: found.created_at, source_database: "school", target: "postgres@127.0.0.1:5432/school", target_database: "school", tables: [{ name: "public.pupils", backup_rows: 10, live_rows: 0 }], backup_rows: 10, live_rows: 0, warnings: [], dev_key: false };
+const preview: RestorePreview = { what: found.id, backup_id: found.id, file_name: "school-20261201-020000-ab12.svb", format: 2, created_at: found.created_at, source_database: "school", target: "postgres@127.0.0.1:5432/school", target_database: "school", tables: [{ name: "public.pupils", backup_rows: 10, live_rows: 0 }], backup_rows: 10, live_rows: 0, warnings: [], dev_key: false, missing_roles: [] };
 
 const toasts: string[] = [];
 const shell: Shell = {

@@ -102,6 +102,7 @@ export function installMock(): void {
     live_rows: 330_540,
     warnings: devKeyFile(what) ? ["This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from."] : [],
     dev_key: devKeyFile(what),
+    missing_roles: [],
   });
   // A check passed: recorded on the backup, as the engine does.
   const checked = (id: string, message: string) => {

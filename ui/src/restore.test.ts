@@ -26,6 +26,7 @@ const preview: RestorePreview = {
   live_rows: 17,
   warnings: [],
   dev_key: false,
+  missing_roles: [],
 };
 
 // An old-system file that opened only with the public development key.
@@ -107,8 +108,28 @@ describe("restore modal", () => {
     expect(call?.args.confirmName).toBe("school");
     expect(call?.args.safetyBackup).toBe(true);
     expect(call?.args.trustDevKey).toBe(false);
+    expect(call?.args.roles).toBeNull();
+    expect(q("[data-testid=missing-roles]")).toBeNull();
     expect(q("[data-testid=restore-result]")?.textContent).toContain("15 rows");
     expect(q("[data-testid=undo]")).not.toBeNull();
+  });
+
+  test("a new server without the backup's roles: the modal names them and asks to create them or to own everything", async () => {
+    current = { ...preview, tables: preview.tables.map((t) => ({ ...t, live_rows: null })), live_rows: 0, missing_roles: ["erp_app", "erp_report"] };
+    await openRestore("b1", { onDone: () => {} });
+    await tick();
+    const note = q<HTMLElement>("[data-testid=missing-roles]")!;
+    expect(note.textContent).toContain("erp_app, erp_report");
+    expect(note.textContent).toContain("Make postgres (the login SchoolVault uses) the owner of everything");
+    expect(q<HTMLInputElement>("[data-testid=roles-create]")!.checked).toBe(true);
+    q<HTMLInputElement>("[data-testid=roles-owner]")!.click();
+    const input = q<HTMLInputElement>("[data-testid=confirm-name]")!;
+    input.value = "school";
+    input.dispatchEvent(new Event("input"));
+    q<HTMLButtonElement>("[data-testid=restore-confirm]")!.click();
+    await tick();
+    await tick();
+    expect(calls.find((c) => c.cmd === "restore")?.args.roles).toBe("owner");
   });
 
   test("a file anyone could have written: a second warning, and the button waits for the name and its box", async () => {

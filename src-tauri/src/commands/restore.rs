@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use schoolvault_engine::jobs::{self, RestoreOptions};
+use schoolvault_engine::jobs::{self, RestoreOptions, RoleChoice};
 use schoolvault_engine::progress::Silent;
 use tauri::ipc::Channel;
 use tauri::State;
@@ -72,6 +72,7 @@ pub async fn restore_preview(
         live_rows: p.live_rows,
         warnings: p.warnings,
         dev_key: p.dev_key,
+        missing_roles: p.missing_roles,
     })
 }
 
@@ -87,6 +88,7 @@ pub async fn restore(
     confirm_name: String,
     safety_backup: bool,
     trust_dev_key: Option<bool>,
+    roles: Option<String>,
     on_progress: Channel<dto::Progress>,
 ) -> Res<RestoreResult> {
     let what = checked_what(&state, &what)?;
@@ -102,10 +104,25 @@ pub async fn restore(
     }
     let (_slot, cancel) = state.start_job("restore")?;
     state.shell().look(Look::Running);
+    // Into a database without the backup's tables, on a server that lacks the backup's
+    // roles (the modal's choice): create them without login, or everything owned by the
+    // login SchoolVault uses.
+    let roles = match roles.as_deref() {
+        None | Some("") => RoleChoice::Require,
+        Some("create") => RoleChoice::Create,
+        Some("owner") => RoleChoice::Owner(target.user()),
+        Some(other) => {
+            return Err(CommandError::new(
+                "invalid_input",
+                format!("{other:?} is not a choice for the missing roles (create or owner)."),
+            ))
+        }
+    };
     let opts = RestoreOptions {
         safety_backup,
         cancel: cancel.clone(),
         trust_dev_key: trust_dev_key.unwrap_or(false),
+        roles,
         ..RestoreOptions::default()
     };
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());

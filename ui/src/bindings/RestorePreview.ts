@@ -58,4 +58,9 @@ warnings: Array<string>,
  * is not authenticated (anyone could have written it), so the modal shows a second
  * warning and `restore` needs `trust_dev_key`.
  */
-dev_key: boolean, };
+dev_key: boolean, 
+/**
+ * Into a database without the backup's tables: the backup's roles this server lacks
+ * (the modal then asks: create them, or the login SchoolVault uses owns everything).
+ */
+missing_roles: Array<string>, };

@@ -83,6 +83,21 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
         h("label", { class: "check" }, trust, " I know where this file came from, and I trust it"),
       )
     : null;
+  // A server without the roles the backup's objects belong to (a new server after a disaster).
+  const createRoles = h("input", { type: "radio", name: "roles", value: "create", checked: true, "data-testid": "roles-create" });
+  const ownerRoles = h("input", { type: "radio", name: "roles", value: "owner", "data-testid": "roles-owner" });
+  const login = p.target.split("@")[0];
+  const missing = p.missing_roles.length
+    ? h(
+        "div",
+        { class: "note", role: "note", "data-testid": "missing-roles" },
+        h("strong", {}, "This server does not have the roles the backup's tables belong to: "),
+        p.missing_roles.join(", "),
+        ".",
+        h("label", { class: "check" }, createRoles, " Create them without login (give them passwords afterwards, so the school's programs can connect as before)"),
+        h("label", { class: "check" }, ownerRoles, ` Make ${login} (the login SchoolVault uses) the owner of everything`),
+      )
+    : null;
   const rows = p.tables.map((t) =>
     h(
       "tr",
@@ -104,6 +119,7 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
       ". Changes made since then are lost.",
     ),
     untrusted,
+    missing,
     h(
       "p",
       { class: "summary" },
@@ -125,16 +141,17 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
     confirm,
     h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => m.close() }, "Cancel"), go),
   );
-  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), p.dev_key && trust.checked, hooks));
+  const roles = () => (p.missing_roles.length === 0 ? null : ownerRoles.checked ? "owner" : "create");
+  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), p.dev_key && trust.checked, hooks, roles()));
   confirm.focus();
 }
 
-async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks) {
+async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks, roles: "create" | "owner" | null) {
   const view = progressView(`Restoring ${p.target_database}`, () => void api.cancelJob());
   put(m.body, view.el);
   let result: RestoreResult;
   try {
-    result = await api.restore(p.what, name, safety, trustDevKey, view.update);
+    result = await api.restore(p.what, name, safety, trustDevKey, view.update, roles);
   } catch (e) {
     showError(m, e);
     return;

@@ -56,6 +56,10 @@ pub struct RestorePreview {
     /// have written it, so a restore needs the person's explicit trust
     /// ([`RestoreOptions::trust_dev_key`](crate::jobs::RestoreOptions::trust_dev_key)) after a second warning.
     pub dev_key: bool,
+    /// Into a database without the backup's tables (its schema, owners and privileges are
+    /// built): the backup's roles this server lacks. The restore then needs a choice: create
+    /// them, or one owner for everything.
+    pub missing_roles: Vec<String>,
 }
 
 /// Read `what` completely and count the rows it would replace in `target`.
@@ -69,6 +73,7 @@ pub async fn restore_preview(
     progress: Arc<dyn Progress>,
 ) -> Result<RestorePreview> {
     let (path, _) = vault.resolve(what).await?;
+    let mut privileges = None;
     let (mut preview, names) = if is_v2(&path)? {
         let (keys, scan_path) = (vault.keys.clone(), path.clone());
         let scan =
@@ -106,7 +111,9 @@ pub async fn restore_preview(
             live_rows: 0,
             warnings: scan.manifest.unsupported.clone(),
             dev_key: false,
+            missing_roles: Vec::new(),
         };
+        privileges = Some(scan.manifest.privileges.clone());
         (preview, names)
     } else {
         let v1 = open_v1(&path, vault.keys.clone()).await?;
@@ -139,6 +146,7 @@ pub async fn restore_preview(
             live_rows: 0,
             warnings: v1_warnings(&v1),
             dev_key: v1.dev_key,
+            missing_roles: Vec::new(),
         };
         (preview, names)
     };
@@ -147,5 +155,13 @@ pub async fn restore_preview(
         t.live_rows = n;
     }
     preview.live_rows = preview.tables.iter().filter_map(|t| t.live_rows).sum();
+    let fresh = preview.tables.iter().all(|t| t.live_rows.is_none());
+    if let Some(p) = privileges.filter(|p| fresh && !p.is_empty()) {
+        let mut conn = target.connect().await?;
+        preview.missing_roles =
+            postgres::RoleMap::resolve(&mut conn, target, &p, postgres::RoleChoice::Lenient)
+                .await?
+                .missing;
+    }
     Ok(preview)
 }

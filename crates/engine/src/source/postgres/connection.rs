@@ -176,7 +176,12 @@ impl PgTarget {
         )
     }
 
-    /// The database name.
+    /// The login it connects as.
+    pub fn user(&self) -> String {
+        self.options.get_username().to_string()
+    }
+
+    /// The database's name.
     pub fn database(&self) -> String {
         self.options
             .get_database()
