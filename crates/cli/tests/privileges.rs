@@ -107,6 +107,10 @@ impl School {
                  GRANT EXECUTE ON FUNCTION school.amount_sum(numeric) TO {report};
                  CREATE AGGREGATE school.running_total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '0', \
                      MSFUNC = int4pl, MINVFUNC = int4mi, MSTYPE = int4, MINITCOND = '0', PARALLEL = SAFE);
+                 CREATE COLLATION school.nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+                 ALTER TABLE school.pupils ADD COLUMN nickname text COLLATE school.nocase;
+                 CREATE FUNCTION school.close_to(numeric, numeric) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 1';
+                 CREATE OPERATOR school.~= (FUNCTION = school.close_to, LEFTARG = numeric, RIGHTARG = numeric, COMMUTATOR = OPERATOR(school.~=));
                  CREATE TABLE school.documents (id int PRIMARY KEY, scan oid);
                  INSERT INTO school.documents VALUES (1, lo_from_bytea(0, 'report card of pupil 1')), \
                    (2, lo_from_bytea(0, convert_to((SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200000) g), 'UTF8'))), \

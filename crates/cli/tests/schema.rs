@@ -192,6 +192,7 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
          CREATE POLICY own_notes ON notes USING (true); \
          CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING; \
          CREATE PUBLICATION notes_out FOR TABLE notes; \
+         CREATE STATISTICS notes_stats ON id, body FROM notes; \
          SELECT lo_from_bytea(0, 'a scanned form');",
     );
     let env = Env::new();
@@ -207,6 +208,10 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("publication notes_out"), "{stderr}");
+    assert!(
+        stderr.contains("extended statistics notes_stats"),
+        "{stderr}"
+    );
     // Policies, rules and large objects are reproduced now: not warned about.
     assert!(
         !stderr.contains("own_notes") && !stderr.contains("no_delete") && !stderr.contains("large"),
@@ -215,7 +220,7 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
     let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
     let inspected = env.json(&["inspect", &id]);
     let listed = inspected["manifest"]["unsupported"].as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
     // The policy, row-level security and the rule come back in a new database.
     let copy = format!("{}_copy", db.name);
     env.json(&["--db", &db.url(), "restore", &id, "--create-db", &copy]);

@@ -1,8 +1,8 @@
 //! PostgreSQL schema capture: the DDL that rebuilds a database's user objects, read from the
 //! system catalogs inside the backup's snapshot and split as pg_dump splits it.
 //!
-//! - `pre-data`: schemas, extensions (`IF NOT EXISTS`), enums, composite types, domains,
-//!   functions and procedures, sequences, tables (defaults, NOT NULL, identity, generated
+//! - `pre-data`: schemas, extensions (`IF NOT EXISTS`), collations, enums, composite types,
+//!   domains, functions, procedures and aggregates, operators, sequences, tables (defaults, NOT NULL, identity, generated
 //!   columns, collations, partitioning), the routines that use a table's row type or body,
 //!   views and materialized views (`WITH NO DATA`), the routines that use a view's.
 //! - `post-data`: materialized-view refreshes; primary keys, unique, exclusion and check
@@ -14,7 +14,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `types` | schemas, extensions, enums, composite types, domains |
+//! | `types` | schemas, extensions, collations, enums, composite types, domains, operators |
 //! | `routines` | functions and procedures, and where in pre-data each one goes |
 //! | `relations` | sequences, tables and partitions, views and materialized views |
 //! | `post_data` | constraints, indexes, triggers, sequence ownership, comments, rules, row-level security |
@@ -37,7 +37,7 @@ mod types;
 use sqlx::postgres::PgConnection;
 
 use crate::error::Result;
-use crate::source::postgres::sql::USER_NS;
+use crate::source::postgres::sql::{self, USER_NS};
 use crate::source::postgres::{col, db_error, PgTarget};
 
 /// The captured DDL.
@@ -80,11 +80,13 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     let mut pre = String::from(PRE_DATA_START);
     pre.push_str(&types::schemas(conn, target).await?);
     pre.push_str(&types::extensions(conn, target).await?);
+    pre.push_str(&types::collations(conn, target).await?);
     pre.push_str(&types::enums(conn, target).await?);
     pre.push_str(&types::composite_types(conn, target).await?);
     pre.push_str(&types::domains(conn, target).await?);
     let routines = routines::routines(conn, target).await?;
     pre.push_str(&routines.before_tables);
+    pre.push_str(&types::operators(conn, target).await?);
     pre.push_str(&relations::sequences(conn, target).await?);
     pre.push_str(&relations::tables(conn, target).await?);
     pre.push_str(&routines.after_tables);
@@ -115,16 +117,54 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     })
 }
 
-/// What is not reproduced: foreign tables, event triggers, publications.
+/// What is not reproduced (every other kind of user object pg_dump knows), each named, so
+/// that nothing is dropped silently: foreign tables, data wrappers and servers, event
+/// triggers, publications and subscriptions, operator classes and families, text search
+/// objects, casts, conversions, extended statistics, transforms, access methods.
 async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Result<Vec<String>> {
+    let user = |class: &str, alias: &str| {
+        format!(
+            "{alias}.oid >= 16384 AND {}",
+            sql::not_extension(class, &format!("{alias}.oid"))
+        )
+    };
     rows(
         conn,
         target,
         &format!(
             "SELECT 'foreign table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                        WHERE c.relkind = 'f' AND {USER_NS} \
+             UNION ALL SELECT 'foreign-data wrapper ' || w.fdwname FROM pg_foreign_data_wrapper w WHERE {fdw} \
+             UNION ALL SELECT 'foreign server ' || s.srvname FROM pg_foreign_server s WHERE {srv} \
              UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger \
-             UNION ALL SELECT 'publication ' || pubname FROM pg_publication"
+             UNION ALL SELECT 'publication ' || pubname FROM pg_publication \
+             UNION ALL SELECT 'subscription ' || s.subname FROM pg_subscription s \
+                       WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             UNION ALL SELECT 'operator class ' || o.opcname FROM pg_opclass o WHERE {opc} \
+             UNION ALL SELECT 'operator family ' || o.opfname FROM pg_opfamily o WHERE {opf} \
+             UNION ALL SELECT 'text search configuration ' || t.cfgname FROM pg_ts_config t WHERE {tsc} \
+             UNION ALL SELECT 'text search dictionary ' || t.dictname FROM pg_ts_dict t WHERE {tsd} \
+             UNION ALL SELECT 'text search parser ' || t.prsname FROM pg_ts_parser t WHERE {tsp} \
+             UNION ALL SELECT 'text search template ' || t.tmplname FROM pg_ts_template t WHERE {tst} \
+             UNION ALL SELECT 'cast ' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) \
+                       FROM pg_cast c WHERE {cast} \
+             UNION ALL SELECT 'conversion ' || c.conname FROM pg_conversion c WHERE {conv} \
+             UNION ALL SELECT 'extended statistics ' || s.stxname FROM pg_statistic_ext s WHERE {stx} \
+             UNION ALL SELECT 'transform for ' || format_type(t.trftype, NULL) FROM pg_transform t WHERE {trf} \
+             UNION ALL SELECT 'access method ' || a.amname FROM pg_am a WHERE {am}",
+            fdw = user("pg_foreign_data_wrapper", "w"),
+            srv = user("pg_foreign_server", "s"),
+            opc = user("pg_opclass", "o"),
+            opf = user("pg_opfamily", "o"),
+            tsc = user("pg_ts_config", "t"),
+            tsd = user("pg_ts_dict", "t"),
+            tsp = user("pg_ts_parser", "t"),
+            tst = user("pg_ts_template", "t"),
+            cast = user("pg_cast", "c"),
+            conv = user("pg_conversion", "c"),
+            stx = user("pg_statistic_ext", "s"),
+            trf = user("pg_transform", "t"),
+            am = user("pg_am", "a"),
         ),
     )
     .await?

@@ -27,6 +27,8 @@ fn owners_sql() -> String {
     let ns_not_ext = not_extension("pg_namespace", "n.oid");
     let type_not_ext = not_extension("pg_type", "t.oid");
     let proc_not_ext = not_extension("pg_proc", "p.oid");
+    let coll_not_ext = not_extension("pg_collation", "c.oid");
+    let op_not_ext = not_extension("pg_operator", "o.oid");
     format!(
         "SELECT 1, 'SCHEMA', format('%I', n.nspname), pg_get_userbyid(n.nspowner)::text, n.nspname::text \
            FROM pg_namespace n WHERE {USER_NS} AND {ns_not_ext} \
@@ -51,6 +53,16 @@ fn owners_sql() -> String {
           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMAS} \
             AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                      AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) \
+         UNION ALL \
+         SELECT 2, 'COLLATION', format('%I.%I', n.nspname, c.collname), pg_get_userbyid(c.collowner)::text, \
+                n.nspname || '.' || c.collname \
+           FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace WHERE {USER_NS} AND {coll_not_ext} \
+         UNION ALL \
+         SELECT 3, 'OPERATOR', format('%I.%s (%s, %s)', n.nspname, o.oprname, \
+                CASE WHEN o.oprleft = 0 THEN 'NONE' ELSE format_type(o.oprleft, NULL) END, \
+                CASE WHEN o.oprright = 0 THEN 'NONE' ELSE format_type(o.oprright, NULL) END), \
+                pg_get_userbyid(o.oprowner)::text, n.nspname || '.' || o.oprname \
+           FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_NS} AND {op_not_ext} \
          UNION ALL \
          SELECT 5, 'LARGE OBJECT', m.oid::text, pg_get_userbyid(m.lomowner)::text, lpad(m.oid::text, 10, '0') \
            FROM pg_largeobject_metadata m \

@@ -189,6 +189,114 @@ impl Domain {
     }
 }
 
+/// User collations (`CREATE COLLATION`), before the types and tables that use them. The
+/// catalog row is read as JSON: its columns differ between PostgreSQL versions (the ICU
+/// locale is `colliculocale` in 15 and 16, `colllocale` from 17; ICU rules from 16).
+pub(super) async fn collations(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(
+        conn,
+        target,
+        &format!(
+            "SELECT n.nspname::text, c.collname::text, to_jsonb(c)::text FROM pg_collation c \
+             JOIN pg_namespace n ON n.oid = c.collnamespace WHERE {USER_NS} AND {} ORDER BY c.oid",
+            not_extension("pg_collation", "c.oid")
+        ),
+    )
+    .await?
+    {
+        let (ns, name, row): (String, String, String) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
+        let c: serde_json::Value = serde_json::from_str(&row).unwrap_or_default();
+        let text = |k: &str| c.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+        let mut options = Vec::new();
+        match text("collprovider") {
+            Some("i") => {
+                options.push("provider = icu".to_string());
+                if let Some(l) = text("colliculocale").or_else(|| text("colllocale")) {
+                    options.push(format!("locale = {}", lit(l)));
+                }
+                if let Some(rules) = text("collicurules") {
+                    options.push(format!("rules = {}", lit(rules)));
+                }
+            }
+            Some("b") => {
+                options.push("provider = builtin".to_string());
+                if let Some(l) = text("colllocale") {
+                    options.push(format!("locale = {}", lit(l)));
+                }
+            }
+            _ => {
+                options.push("provider = libc".to_string());
+                options.push(format!(
+                    "lc_collate = {}",
+                    lit(text("collcollate").unwrap_or("C"))
+                ));
+                options.push(format!(
+                    "lc_ctype = {}",
+                    lit(text("collctype").unwrap_or("C"))
+                ));
+            }
+        }
+        if c.get("collisdeterministic")
+            .and_then(serde_json::Value::as_bool)
+            == Some(false)
+        {
+            options.push("deterministic = false".into());
+        }
+        ddl.push_str(&format!(
+            "CREATE COLLATION {} ({});\n",
+            qualified(&ns, &name),
+            options.join(", ")
+        ));
+    }
+    Ok(ddl)
+}
+
+/// User operators (`CREATE OPERATOR`), after the functions they call and before the tables
+/// whose defaults, checks or indexes may use them. A commutator or negator not created yet
+/// is made as a shell by the server and filled in when its own statement runs.
+pub(super) async fn operators(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
+    let op_ref = |oid: &str| {
+        format!(
+            "(SELECT 'OPERATOR(' || quote_ident(n2.nspname) || '.' || o2.oprname || ')' FROM pg_operator o2 \
+             JOIN pg_namespace n2 ON n2.oid = o2.oprnamespace WHERE o2.oid = {oid})"
+        )
+    };
+    statements_of(
+        conn,
+        target,
+        &format!(
+            "SELECT format('CREATE OPERATOR %I.%s (%s)', n.nspname, o.oprname, concat_ws(', ', \
+                 'FUNCTION = ' || o.oprcode::regproc::text, \
+                 CASE WHEN o.oprleft <> 0 THEN 'LEFTARG = ' || format_type(o.oprleft, NULL) END, \
+                 CASE WHEN o.oprright <> 0 THEN 'RIGHTARG = ' || format_type(o.oprright, NULL) END, \
+                 CASE WHEN o.oprcom <> 0 THEN 'COMMUTATOR = ' || {com} END, \
+                 CASE WHEN o.oprnegate <> 0 THEN 'NEGATOR = ' || {neg} END, \
+                 CASE WHEN o.oprrest <> 0 THEN 'RESTRICT = ' || o.oprrest::regproc::text END, \
+                 CASE WHEN o.oprjoin <> 0 THEN 'JOIN = ' || o.oprjoin::regproc::text END, \
+                 CASE WHEN o.oprcanhash THEN 'HASHES' END, \
+                 CASE WHEN o.oprcanmerge THEN 'MERGES' END)) \
+             FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace \
+             WHERE {USER_NS} AND {} ORDER BY o.oid",
+            not_extension("pg_operator", "o.oid"),
+            com = op_ref("o.oprcom"),
+            neg = op_ref("o.oprnegate"),
+        ),
+    )
+    .await
+}
+
+/// Each row of `sql` (one text column, a statement) ended with `;` and a newline.
+async fn statements_of(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(conn, target, sql).await? {
+        let stmt: String = col(&r, 0)?;
+        ddl.push_str(&stmt);
+        ddl.push_str(";\n");
+    }
+    Ok(ddl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
