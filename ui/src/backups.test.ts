@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { BackupRow, CopyRow } from "./api";
 import * as fmt from "./format";
 import type { Shell } from "./shell";
-import { backupsView, storedAt } from "./views/backups";
+import { backupsView, showUpload, storedAt } from "./views/backups";
 
 const row = (id: string, verified: boolean | null, verify_message: string | null, verified_at: string | null, copies: CopyRow[] = [], local = true): BackupRow => ({
   id,
@@ -132,5 +132,23 @@ describe("backups: where each backup is", () => {
     expect(cloud.textContent).toMatch(/^Cloud: pending since /);
     expect(cell("elsewhere").textContent).toBe("Not on this computer · NAS ✓ · Cloud: failednot yet");
     expect(view.querySelector<HTMLElement>('[data-id="elsewhere"] [data-testid=copy-Cloud]')!.title).toBe(refused);
+  });
+});
+
+describe("backups: an upload in progress", () => {
+  test("shows its share on its backup's row (a copy not listed yet gets its chip); false for a row not listed", async () => {
+    const view = await backupsView(shell);
+    const list = view.querySelector<HTMLElement>("[data-testid=backup-list]")!;
+    const up = (table: string, bytes: number) => ({ phase: "upload", table, tables_done: 0, tables_total: 0, rows: 0, bytes, total_bytes: 1_000_000 });
+    expect(showUpload(list, up("Cloud: offsite", 450_000))).toBe(true);
+    const chip = list.querySelector<HTMLElement>('[data-id="offsite"] [data-testid=copy-Cloud]')!;
+    expect(chip.textContent).toBe("Cloud: uploading 45%");
+    expect(chip.dataset.state).toBe("uploading");
+    expect(chip.title).toBe("");
+    expect(showUpload(list, up("NAS: never", 1_000_000))).toBe(true);
+    expect(list.querySelector('[data-id="never"] [data-testid=copy-NAS]')?.textContent).toBe("NAS: uploading 100%");
+    expect(showUpload(list, up("NAS: not-listed-yet", 10))).toBe(false);
+    // Other phases are not uploads.
+    expect(showUpload(list, { ...up("NAS: never", 0), phase: "export" })).toBe(true);
   });
 });

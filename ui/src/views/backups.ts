@@ -1,6 +1,6 @@
 // Home: the backups, newest first, "Back up now" with live progress, and per-backup actions.
 
-import { api, type BackupRow } from "../api";
+import { api, type BackupRow, type Progress } from "../api";
 import { clear, h, put } from "../dom";
 import * as fmt from "../format";
 import { confirmModal } from "../modal";
@@ -38,6 +38,29 @@ export function storedAt(b: BackupRow, now: Date = new Date()): HTMLElement {
   }
   // Each separator stays with the copy before it, so a wrapped line never starts or ends with a lone "·".
   return h("div", { class: "copies" }, parts.map((p, i) => (i === parts.length - 1 ? p : [h("span", { class: "nowrap" }, p, " ·"), " "])));
+}
+
+/** An upload's progress (`table` = "destination: backup id") on its backup's row: "Cloud:
+ * uploading 45%". False when the row is not listed (yet). The next refresh of the list shows
+ * the copy's state. */
+export function showUpload(list: HTMLElement, p: Progress): boolean {
+  if (p.phase !== "upload" || !p.table) return true;
+  const at = p.table.indexOf(": ");
+  if (at < 0) return true;
+  const [destination, id] = [p.table.slice(0, at), p.table.slice(at + 2)];
+  const row = Array.from(list.querySelectorAll<HTMLElement>("[data-testid=backup-row]")).find((r) => r.dataset.id === id);
+  if (!row) return false;
+  let chip = Array.from(row.querySelectorAll<HTMLElement>(".copy")).find((c) => c.dataset.testid === `copy-${destination}`);
+  if (!chip) {
+    chip = h("span", { "data-testid": `copy-${destination}` });
+    row.querySelector(".copies")?.append(" ", chip);
+  }
+  const pct = p.total_bytes ? Math.min(100, Math.floor((100 * p.bytes) / p.total_bytes)) : 0;
+  chip.className = "copy uploading";
+  chip.dataset.state = "uploading";
+  chip.removeAttribute("title");
+  chip.textContent = `${destination}: uploading ${pct}%`;
+  return true;
 }
 
 export async function backupsView(shell: Shell): Promise<HTMLElement> {
@@ -149,7 +172,20 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
     const view = progressView("Backing up", () => void api.cancelJob());
     put(progressSlot, view.el);
     try {
-      const b = await api.backupNow(view.update);
+      // Once the backup is written, its copies go out: its row appears, with each upload's share.
+      let latest: Progress | null = null;
+      let listing = false;
+      const b = await api.backupNow((p) => {
+        view.update(p);
+        if (p.phase !== "upload") return;
+        latest = p;
+        if (showUpload(list, p) || listing) return;
+        listing = true;
+        void refresh().then(() => {
+          listing = false;
+          if (latest) showUpload(list, latest);
+        });
+      });
       shell.toast(`Backup done: ${fmt.count(b.rows)} rows, ${fmt.bytes(b.size)}.`);
     } catch (e) {
       shell.error(e);

@@ -335,15 +335,21 @@ async fn sync_one(
         let name = file_name(b);
         let total = b.size;
         let reporter = progress.clone();
+        // `destination: backup id`: what is being copied where (the app's list shows the
+        // copy's share on the backup's row).
+        let what = format!("{}: {}", d.name, b.id);
+        let item = what.clone();
         let sent = move |bytes: u64| {
             reporter.report(&ProgressEvent {
                 bytes,
                 total_bytes: Some(total),
+                table: Some(item.clone()),
                 ..ProgressEvent::phase(Phase::Upload)
             });
         };
         progress.report(&ProgressEvent {
             total_bytes: Some(total),
+            table: Some(what),
             ..ProgressEvent::phase(Phase::Upload)
         });
         match store.upload(&b.path, &name, &b.sha256, &sent).await {
