@@ -117,7 +117,12 @@ impl School {
                    (3, lo_from_bytea(0, ''));
                  GRANT SELECT ON school.documents TO {report};
                  DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {report}', (SELECT scan FROM school.documents WHERE id = 1)); END $$;
+                 CREATE PUBLICATION school_fees_out FOR TABLE school.fees (id, amount) WHERE (amount > 100) WITH (publish = 'insert');
                  REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;
+                 RESET ROLE;
+                 CREATE FUNCTION public.{app}_ddl_log() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
+                 CREATE EVENT TRIGGER {app}_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION public.{app}_ddl_log();
+                 ALTER EVENT TRIGGER {app}_ddl ENABLE ALWAYS;
                  GRANT CONNECT ON DATABASE {db} TO {report};",
                 db = s.db
             ),

@@ -191,7 +191,8 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
          ALTER TABLE notes ENABLE ROW LEVEL SECURITY; \
          CREATE POLICY own_notes ON notes USING (true); \
          CREATE RULE no_delete AS ON DELETE TO notes DO INSTEAD NOTHING; \
-         CREATE PUBLICATION notes_out FOR TABLE notes; \
+         CREATE PUBLICATION notes_out FOR TABLE notes (id, body) WITH (publish = 'insert'); \
+         CREATE TEXT SEARCH CONFIGURATION notes_words (COPY = english); \
          CREATE STATISTICS notes_stats ON id, body FROM notes; \
          SELECT lo_from_bytea(0, 'a scanned form');",
     );
@@ -207,14 +208,20 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("publication notes_out"), "{stderr}");
+    assert!(
+        stderr.contains("text search configuration notes_words"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("extended statistics notes_stats"),
         "{stderr}"
     );
-    // Policies, rules and large objects are reproduced now: not warned about.
+    // Policies, rules, publications and large objects are reproduced now: not warned about.
     assert!(
-        !stderr.contains("own_notes") && !stderr.contains("no_delete") && !stderr.contains("large"),
+        !stderr.contains("own_notes")
+            && !stderr.contains("no_delete")
+            && !stderr.contains("large")
+            && !stderr.contains("notes_out"),
         "{stderr}"
     );
     let id = env.json(&["list"])[0]["id"].as_str().unwrap().to_string();
@@ -230,9 +237,10 @@ fn objects_the_capture_cannot_reproduce_are_listed_and_warned_about() {
             "SELECT (SELECT count(*) FROM pg_policy WHERE polname = 'own_notes') || ' ' || \
                     (SELECT relrowsecurity FROM pg_class WHERE relname = 'notes') || ' ' || \
                     (SELECT count(*) FROM pg_rules WHERE rulename = 'no_delete') || ' ' || \
-                    (SELECT string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata)"
+                    (SELECT string_agg(convert_from(lo_get(oid), 'UTF8'), ',') FROM pg_largeobject_metadata) || ' ' || \
+                    (SELECT pubname || ':' || pubinsert || pubupdate FROM pg_publication)"
         ),
-        "1 true 1 a scanned form"
+        "1 true 1 a scanned form notes_out:truefalse"
     );
     support::psql("postgres", &format!("DROP DATABASE {copy} WITH (FORCE)"));
 }

@@ -75,6 +75,20 @@ pub struct Privileges {
     /// Row-level security policies.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// Event triggers (`CREATE EVENT TRIGGER …`, then how each is enabled): only a superuser
+    /// may create them, so a restore by anyone else names them instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_triggers: Vec<EventTrigger>,
+}
+
+/// An event trigger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventTrigger {
+    /// Its name.
+    pub name: String,
+    /// `CREATE EVENT TRIGGER …` and, when it is not enabled the default way, `ALTER EVENT
+    /// TRIGGER … DISABLE | ENABLE REPLICA | ENABLE ALWAYS`.
+    pub sql: String,
 }
 
 impl Privileges {

@@ -37,6 +37,10 @@ pub struct RoleMap {
     pub missing: Vec<String>,
     /// The roles this restore created (`Create`).
     pub created: Vec<String>,
+    /// The restoring login is a superuser (only one may create event triggers).
+    pub superuser: bool,
+    /// Event triggers left out because the restoring login may not create them.
+    pub skipped_event_triggers: Vec<String>,
 }
 
 /// Which of `roles` this server has.
@@ -104,6 +108,20 @@ impl RoleMap {
         privileges: &Privileges,
         choice: RoleChoice,
     ) -> Result<RoleMap> {
+        let (superuser,): (bool,) =
+            sqlx::query_as("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| db_error(&e, target).context("looking up the restoring login"))?;
+        let skipped_event_triggers: Vec<String> = if superuser {
+            Vec::new()
+        } else {
+            privileges
+                .event_triggers
+                .iter()
+                .map(|e| e.name.clone())
+                .collect()
+        };
         let names: Vec<String> = privileges.roles.iter().map(|r| r.name.clone()).collect();
         let mut wanted: Vec<String> = names.clone();
         if let RoleChoice::Owner(owner) = &choice {
@@ -155,6 +173,8 @@ impl RoleMap {
                     present,
                     missing: Vec::new(),
                     created: missing,
+                    superuser,
+                    skipped_event_triggers,
                 });
             }
             _ => {}
@@ -164,6 +184,8 @@ impl RoleMap {
             present,
             missing,
             created: Vec::new(),
+            superuser,
+            skipped_event_triggers,
         })
     }
 
@@ -174,6 +196,8 @@ impl RoleMap {
             present: privileges.roles.iter().map(|r| r.name.clone()).collect(),
             missing: Vec::new(),
             created: Vec::new(),
+            superuser: true,
+            skipped_event_triggers: Vec::new(),
         }
     }
 
@@ -181,6 +205,12 @@ impl RoleMap {
     /// missing whose objects went to one owner or stayed with the restoring role.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
+        if !self.skipped_event_triggers.is_empty() {
+            notes.push(format!(
+                "event triggers not restored (only a superuser may create them; restore as one, or create them yourself): {}",
+                self.skipped_event_triggers.join(", ")
+            ));
+        }
         if !self.created.is_empty() {
             notes.push(format!(
                 "created the roles {} without login: give them passwords (ALTER ROLE … LOGIN PASSWORD …) before the application connects",
@@ -288,6 +318,12 @@ fn grants_sql(
 /// the name of a database this restore created (its owner and privileges too), or none.
 pub fn privileges_sql(p: &Privileges, map: &RoleMap, database: Option<&str>) -> String {
     let mut sql = String::new();
+    if map.superuser {
+        for e in &p.event_triggers {
+            sql.push_str(&e.sql);
+            sql.push('\n');
+        }
+    }
     if let Some(db) = database {
         let on = format!("DATABASE {}", quote_ident(db));
         let owner = p.database_owner.as_deref().and_then(|o| map.owner(o));
@@ -461,6 +497,7 @@ mod tests {
                     privileges: vec![("SELECT".into(), false)],
                 }],
             }],
+            event_triggers: Vec::new(),
             policies: vec![Policy {
                 name: "\"own_rows\"".into(),
                 table: "\"public\".\"pupils\"".into(),
@@ -499,6 +536,8 @@ mod tests {
             present: ["school".to_string()].into_iter().collect(),
             missing: vec!["erp_app".into(), "reporting".into()],
             created: Vec::new(),
+            superuser: false,
+            skipped_event_triggers: Vec::new(),
         };
         let sql = privileges_sql(&p, &map, Some("erp"));
         assert!(
@@ -517,6 +556,8 @@ mod tests {
             present: HashSet::new(),
             missing: vec!["erp_app".into(), "reporting".into()],
             created: Vec::new(),
+            superuser: false,
+            skipped_event_triggers: Vec::new(),
         };
         let sql = privileges_sql(&p, &lenient, None);
         assert!(!sql.contains("OWNER TO"), "{sql}");

@@ -106,6 +106,7 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
     post.push_str(&post_data::comments(conn, target).await?);
     post.push_str(&post_data::rules(conn, target).await?);
     post.push_str(&post_data::row_security(conn, target).await?);
+    post.push_str(&post_data::publications(conn, target).await?);
 
     let mut unsupported = routines.unsupported;
     unsupported.extend(unsupported_objects(conn, target).await?);
@@ -118,8 +119,8 @@ pub async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Result<Schem
 }
 
 /// What is not reproduced (every other kind of user object pg_dump knows), each named, so
-/// that nothing is dropped silently: foreign tables, data wrappers and servers, event
-/// triggers, publications and subscriptions, operator classes and families, text search
+/// that nothing is dropped silently: foreign tables, data wrappers and servers, publications
+/// on servers before PostgreSQL 15, subscriptions, operator classes and families, text search
 /// objects, casts, conversions, extended statistics, transforms, access methods.
 async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Result<Vec<String>> {
     let user = |class: &str, alias: &str| {
@@ -136,8 +137,8 @@ async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Resu
                        WHERE c.relkind = 'f' AND {USER_NS} \
              UNION ALL SELECT 'foreign-data wrapper ' || w.fdwname FROM pg_foreign_data_wrapper w WHERE {fdw} \
              UNION ALL SELECT 'foreign server ' || s.srvname FROM pg_foreign_server s WHERE {srv} \
-             UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger \
              UNION ALL SELECT 'publication ' || pubname FROM pg_publication \
+                       WHERE current_setting('server_version_num')::int < 150000 \
              UNION ALL SELECT 'subscription ' || s.subname FROM pg_subscription s \
                        WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              UNION ALL SELECT 'operator class ' || o.opcname FROM pg_opclass o WHERE {opc} \

@@ -245,6 +245,41 @@ pub(super) async fn row_security(conn: &mut PgConnection, target: &PgTarget) -> 
     Ok(ddl)
 }
 
+/// Publications (PostgreSQL 15 and later: their tables with column lists and row filters,
+/// their schemas, what they publish), after the tables; their owners come with the privileges.
+pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(
+        conn,
+        target,
+        "SELECT format('CREATE PUBLICATION %I%s WITH (publish = %L, publish_via_partition_root = %s)', p.pubname, \
+                CASE WHEN p.puballtables THEN ' FOR ALL TABLES' \
+                     ELSE coalesce(' FOR ' || nullif(concat_ws(', ', \
+                        (SELECT string_agg(format('TABLE %I.%I', n.nspname, c.relname) \
+                             || CASE WHEN pr.prattrs IS NULL THEN '' ELSE ' (' || \
+                                (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a \
+                                  WHERE a.attrelid = pr.prrelid AND a.attnum = ANY(pr.prattrs::int2[])) || ')' END \
+                             || CASE WHEN pr.prqual IS NULL THEN '' ELSE ' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')' END, \
+                             ', ' ORDER BY n.nspname, c.relname) \
+                           FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid \
+                           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE pr.prpubid = p.oid), \
+                        (SELECT string_agg(format('TABLES IN SCHEMA %I', n.nspname), ', ' ORDER BY n.nspname) \
+                           FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid \
+                          WHERE pn.pnpubid = p.oid)), ''), '') END, \
+                concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END, \
+                          CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END), \
+                CASE WHEN p.pubviaroot THEN 'true' ELSE 'false' END) \
+           FROM pg_publication p WHERE current_setting('server_version_num')::int >= 150000 ORDER BY p.pubname",
+    )
+    .await?
+    {
+        let stmt: String = col(&r, 0)?;
+        ddl.push_str(&stmt);
+        ddl.push_str(";\n");
+    }
+    Ok(ddl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use sqlx::postgres::PgConnection;
 use super::rows;
 use crate::error::Result;
 use crate::source::model::{
-    AclItem, DefaultAcl, ObjectAcl, Ownership, Policy, Privileges, RoleInfo,
+    AclItem, DefaultAcl, EventTrigger, ObjectAcl, Ownership, Policy, Privileges, RoleInfo,
 };
 use crate::source::postgres::sql::{not_extension, USER_NS, USER_SCHEMAS};
 use crate::source::postgres::{col, PgTarget};
@@ -63,6 +63,9 @@ fn owners_sql() -> String {
                 CASE WHEN o.oprright = 0 THEN 'NONE' ELSE format_type(o.oprright, NULL) END), \
                 pg_get_userbyid(o.oprowner)::text, n.nspname || '.' || o.oprname \
            FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_NS} AND {op_not_ext} \
+         UNION ALL \
+         SELECT 5, 'PUBLICATION', format('%I', p.pubname), pg_get_userbyid(p.pubowner)::text, p.pubname::text \
+           FROM pg_publication p \
          UNION ALL \
          SELECT 5, 'LARGE OBJECT', m.oid::text, pg_get_userbyid(m.lomowner)::text, lpad(m.oid::text, 10, '0') \
            FROM pg_largeobject_metadata m \
@@ -281,6 +284,30 @@ pub(crate) async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Resul
             roles,
             using: col(&r, 5)?,
             check: col(&r, 6)?,
+        });
+    }
+
+    for r in rows(
+        conn,
+        target,
+        &format!(
+            "SELECT e.evtname::text, format('CREATE EVENT TRIGGER %I ON %I%s EXECUTE FUNCTION %s();%s', \
+                    e.evtname, e.evtevent, \
+                    CASE WHEN e.evttags IS NULL THEN '' ELSE ' WHEN TAG IN (' || \
+                         (SELECT string_agg(quote_literal(t), ', ') FROM unnest(e.evttags) t) || ')' END, \
+                    e.evtfoid::regproc::text, \
+                    CASE e.evtenabled WHEN 'D' THEN format(' ALTER EVENT TRIGGER %I DISABLE;', e.evtname) \
+                         WHEN 'R' THEN format(' ALTER EVENT TRIGGER %I ENABLE REPLICA;', e.evtname) \
+                         WHEN 'A' THEN format(' ALTER EVENT TRIGGER %I ENABLE ALWAYS;', e.evtname) ELSE '' END) \
+               FROM pg_event_trigger e WHERE {} ORDER BY 1",
+            not_extension("pg_event_trigger", "e.oid")
+        ),
+    )
+    .await?
+    {
+        p.event_triggers.push(EventTrigger {
+            name: col(&r, 0)?,
+            sql: col(&r, 1)?,
         });
     }
 
