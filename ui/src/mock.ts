@@ -7,6 +7,7 @@
 // refused, as the backend refuses a key that fails the test write.
 
 import { mockIPC } from "@tauri-apps/api/mocks";
+import { dailyOf } from "./schedule";
 import type { BackupKind } from "./bindings/BackupKind";
 import type { AppStatus, BackupRow, CopyRow, DbForm, DestinationRow, Progress, RestorePreview, RunRow, Settings, SyncRow } from "./api";
 
@@ -220,12 +221,19 @@ export function installMock(): void {
     },
     schedule_preview: (a) => {
       if (String(a.cron).trim().split(/\s+/).length !== 5) throw { code: "invalid_input", message: `The schedule "${a.cron}" is not a valid cron expression. Write five fields: minute hour day month weekday.` };
-      // Daily at the expression's minute and hour (enough for a mock).
+      // At the expression's minute and hour on its weekdays when it has that shape, else daily
+      // (enough for a mock).
       const [m, hr] = String(a.cron).trim().split(/\s+/).map(Number);
+      const days = dailyOf(String(a.cron))?.days ?? [0, 1, 2, 3, 4, 5, 6];
       const first = new Date(now);
       first.setHours(Number.isNaN(hr) ? 2 : hr, Number.isNaN(m) ? 0 : m, 0, 0);
       if (first.getTime() <= now) first.setDate(first.getDate() + 1);
-      return [0, 1, 2, 3, 4].map((i) => new Date(first.getTime() + i * day).toISOString());
+      const runs: string[] = [];
+      for (let i = 0; runs.length < 5 && i < 60; i++) {
+        const at = new Date(first.getTime() + i * day);
+        if (days.includes(at.getDay())) runs.push(at.toISOString());
+      }
+      return runs;
     },
     send_test_email: () => settings.email_to.length,
     list_destinations: () => destinations.map(counted),

@@ -1,5 +1,5 @@
-// Modal dialogs: focus trapped inside, Esc and a click outside close them, focus returns to
-// where it was. Usable by keyboard alone.
+// Modal dialogs: focus trapped inside, Esc and a click outside close them (unless locked while
+// a job runs in them), focus returns to where it was. Usable by keyboard alone.
 
 import { h } from "./dom";
 
@@ -7,6 +7,8 @@ export interface Modal {
   root: HTMLElement;
   body: HTMLElement;
   close: () => void;
+  /** While locked (a restore running in it), Esc and a click outside do not close it. */
+  lock: (locked: boolean) => void;
 }
 
 const FOCUSABLE =
@@ -29,6 +31,7 @@ export function openModal(title: string, opts: { onClose?: () => void; danger?: 
   );
   const root = h("div", { class: "modal-backdrop", "data-testid": "modal" }, dialog);
   let closed = false;
+  let locked = false;
   const close = () => {
     if (closed) return;
     closed = true;
@@ -40,7 +43,7 @@ export function openModal(title: string, opts: { onClose?: () => void; danger?: 
   const onKey = (e: KeyboardEvent) => {
     if (e.key === "Escape" || e.key === "Esc") {
       e.preventDefault();
-      close();
+      if (!locked) close();
     } else if (e.key === "Tab") {
       const items = Array.from(dialog.querySelectorAll<HTMLElement>(FOCUSABLE));
       if (items.length === 0) return;
@@ -57,11 +60,15 @@ export function openModal(title: string, opts: { onClose?: () => void; danger?: 
     }
   };
   root.addEventListener("mousedown", (e) => {
-    if (e.target === root) close();
+    if (e.target === root && !locked) close();
   });
   document.addEventListener("keydown", onKey, true);
   document.body.appendChild(root);
-  return { root, body, close };
+  const lock = (on: boolean) => {
+    locked = on;
+    root.dataset.locked = on ? "true" : "false";
+  };
+  return { root, body, close, lock };
 }
 
 /** Focus the first focusable element of a modal (after its content is in place). */

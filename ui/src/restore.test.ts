@@ -32,16 +32,20 @@ const preview: RestorePreview = {
 // An old-system file that opened only with the public development key.
 const untrusted: RestorePreview = { ...preview, what: "/media/usb/old.enc", backup_id: "old", file_name: "old.enc", format: 1, dev_key: true };
 let current = preview;
+// A restore that runs until the test lets it finish (when set).
+let gate: Promise<void> | null = null;
 
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 
 beforeEach(() => {
+  gate = null;
   calls.length = 0;
   current = preview;
   document.body.innerHTML = "";
   mockIPC((cmd, args) => {
     calls.push({ cmd, args: (args ?? {}) as Record<string, unknown> });
     if (cmd === "restore_preview") return current;
+    if (cmd === "restore" && gate) return gate.then(() => ({ backup_id: "b1", target: preview.target, tables: 2, rows: 15, duration_ms: 1200, safety_backup_id: "s1", warnings: [] }));
     if (cmd === "restore") return { backup_id: "b1", target: preview.target, tables: 2, rows: 15, duration_ms: 1200, safety_backup_id: "s1", warnings: [] };
     return null;
   });
@@ -112,6 +116,32 @@ describe("restore modal", () => {
     expect(q("[data-testid=missing-roles]")).toBeNull();
     expect(q("[data-testid=restore-result]")?.textContent).toContain("15 rows");
     expect(q("[data-testid=undo]")).not.toBeNull();
+  });
+
+  test("while it runs, Esc and a click outside do not close it; then the result names the safety backup", async () => {
+    let release: () => void = () => {};
+    gate = new Promise((r) => (release = r));
+    let closed = false;
+    await openRestore("b1", { onDone: () => (closed = true) });
+    await tick();
+    const input = q<HTMLInputElement>("[data-testid=confirm-name]")!;
+    input.value = "school";
+    input.dispatchEvent(new Event("input"));
+    q<HTMLButtonElement>("[data-testid=restore-confirm]")!.click();
+    await tick();
+    expect(q("[data-testid=restore-running]")).not.toBeNull();
+    document.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    q<HTMLElement>("[data-testid=modal]")!.dispatchEvent(new MouseEvent("mousedown", { bubbles: true }));
+    expect(q('[role="dialog"]')).not.toBeNull();
+    expect(closed).toBe(false);
+    release();
+    await tick();
+    await tick();
+    expect(q("[data-testid=safety-id]")?.textContent).toBe("The data as it was before is in safety backup s1.");
+    // Ended: Esc closes it again.
+    document.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    expect(q('[role="dialog"]')).toBeNull();
+    expect(closed).toBe(true);
   });
 
   test("a new server without the backup's roles: the modal names them and asks to create them or to own everything", async () => {

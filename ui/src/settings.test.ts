@@ -85,3 +85,56 @@ describe("settings: the weekly test restore", () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe("settings: the schedule without cron", () => {
+  test("every day at a time on chosen weekdays writes the cron setting; typing a cron expression chooses Advanced", async () => {
+    const view = await settingsView(shell, status);
+    document.body.append(view);
+    const q = <T extends HTMLElement>(id: string) => view.querySelector<T>(`[data-testid=${id}]`)!;
+    const cron = q<HTMLInputElement>("cron");
+    expect(q<HTMLInputElement>("schedule-daily").checked).toBe(true);
+    expect(q<HTMLInputElement>("schedule-time").value).toBe("02:00");
+    expect([0, 1, 2, 3, 4, 5, 6].every((d) => q<HTMLInputElement>(`schedule-day-${d}`).checked)).toBe(true);
+
+    // School days only, at 21:30.
+    for (const d of [6, 0]) {
+      q<HTMLInputElement>(`schedule-day-${d}`).checked = false;
+      q<HTMLInputElement>(`schedule-day-${d}`).dispatchEvent(new Event("change"));
+    }
+    const time = q<HTMLInputElement>("schedule-time");
+    time.value = "21:30";
+    time.dispatchEvent(new Event("input"));
+    expect(cron.value).toBe("30 21 * * 1-5");
+    await tick();
+    expect(calls.filter((c) => c.cmd === "schedule_preview").at(-1)?.args.cron).toBe("30 21 * * 1-5");
+
+    // No day: said, and the last valid choice (Friday only) stays.
+    for (const d of [1, 2, 3, 4, 5]) {
+      q<HTMLInputElement>(`schedule-day-${d}`).checked = false;
+      q<HTMLInputElement>(`schedule-day-${d}`).dispatchEvent(new Event("change"));
+    }
+    expect(q("next-runs").textContent).toContain("at least one day");
+    expect(cron.value).toBe("30 21 * * 5");
+
+    // Advanced: any expression, saved as typed.
+    cron.value = "*/30 7-17 * * 1-5";
+    cron.dispatchEvent(new Event("input"));
+    expect(q<HTMLInputElement>("schedule-advanced").checked).toBe(true);
+    q<HTMLButtonElement>("save-settings").click();
+    await tick();
+    expect((calls.find((c) => c.cmd === "save_settings")?.args.settings as Settings).cron).toBe("*/30 7-17 * * 1-5");
+  });
+
+  test("a cron expression that is not daily opens on Advanced", async () => {
+    const daily = settings.cron;
+    settings.cron = "*/15 7-17 * * *";
+    try {
+      const view = await settingsView(shell, status);
+      document.body.append(view);
+      expect(view.querySelector<HTMLInputElement>("[data-testid=schedule-advanced]")!.checked).toBe(true);
+      expect(view.querySelector<HTMLInputElement>("[data-testid=cron]")!.value).toBe("*/15 7-17 * * *");
+    } finally {
+      settings.cron = daily;
+    }
+  });
+});

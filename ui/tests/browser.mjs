@@ -326,7 +326,7 @@ await check("delete asks first, naming the backup", async (page) => {
   assert.equal(await page.getByTestId("backup-row").count(), 3);
 });
 
-await check("settings: cron preview validates; activity; failure banner until dismissed", async (page) => {
+await check("settings: school days at 02:00 without cron; cron preview validates; activity; failure banner until dismissed", async (page) => {
   await page.goto(base + "?failure");
   await page.getByTestId("failure-banner").waitFor();
   assert.match(await page.getByTestId("email-error").innerText(), /not emailed: .*could not be sent/);
@@ -335,7 +335,16 @@ await check("settings: cron preview validates; activity; failure banner until di
   await page.getByTestId("next-runs").locator("li").first().waitFor();
   assert.equal(await page.getByTestId("next-runs").locator("li").count(), 5);
   await page.screenshot({ path: join(shots, "ui-settings.png"), fullPage: true });
+  // School days only, without cron: the setting follows, and the next runs with it.
+  assert.equal(await page.getByTestId("schedule-daily").isChecked(), true);
+  await page.getByTestId("schedule-day-6").uncheck();
+  await page.getByTestId("schedule-day-0").uncheck();
+  assert.equal(await page.getByTestId("cron").inputValue(), "0 2 * * 1-5");
+  await page.getByTestId("next-runs").locator("li").first().waitFor();
+  await page.getByTestId("schedule-time").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(shots, "ui-settings-schedule.png") });
   await page.getByTestId("cron").fill("0 2 *");
+  assert.equal(await page.getByTestId("schedule-advanced").isChecked(), true);
   await page.getByText("not a valid cron expression").waitFor();
   await page.getByTestId("nav-activity").click();
   await page.getByTestId("run-row").first().waitFor();

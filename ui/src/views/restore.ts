@@ -148,14 +148,22 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
 
 async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks, roles: "create" | "owner" | null) {
   const view = progressView(`Restoring ${p.target_database}`, () => void api.cancelJob());
-  put(m.body, view.el);
+  // Open until it ends: its progress, the result and the undo are here.
+  m.lock(true);
+  put(
+    m.body,
+    view.el,
+    h("p", { class: "muted small", "data-testid": "restore-running" }, "This window stays open until the restore ends. Cancel stops it before anything is committed: the database then stays as it was."),
+  );
   let result: RestoreResult;
   try {
     result = await api.restore(p.what, name, safety, trustDevKey, view.update, roles);
   } catch (e) {
+    m.lock(false);
     showError(m, e);
     return;
   }
+  m.lock(false);
   const undo = result.safety_backup_id;
   put(m.body, 
     h(
@@ -163,6 +171,7 @@ async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, t
       { class: "success", role: "status", "data-testid": "restore-result" },
       h("strong", {}, "The database was restored."),
       h("p", {}, `${fmt.count(result.rows)} rows in ${fmt.count(result.tables)} tables, in ${fmt.duration(result.duration_ms)}.`),
+      undo ? h("p", { "data-testid": "safety-id" }, "The data as it was before is in safety backup ", h("code", {}, undo), ".") : null,
       result.warnings.length ? h("ul", { class: "warnings" }, result.warnings.map((w) => h("li", {}, w))) : null,
     ),
     h(

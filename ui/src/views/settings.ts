@@ -8,6 +8,7 @@ import * as fmt from "../format";
 import type { Shell } from "../shell";
 import { connectionForm } from "./connection";
 import { offsiteSection } from "./destinations";
+import { cronOf, dailyOf, WEEKDAYS } from "../schedule";
 
 export async function settingsView(shell: Shell, status: AppStatus): Promise<HTMLElement> {
   let s: Settings;
@@ -84,6 +85,26 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   );
   const enabled = h("input", { type: "checkbox", checked: s.schedule_enabled, "data-testid": "schedule-enabled" });
   const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });
+  // Every day at a time on chosen weekdays, or (Advanced) any cron expression: both write `cron`.
+  const daily0 = dailyOf(s.cron);
+  const dailyMode = h("input", { type: "radio", name: "schedule-mode", checked: daily0 !== null, "data-testid": "schedule-daily" });
+  const advancedMode = h("input", { type: "radio", name: "schedule-mode", checked: daily0 === null, "data-testid": "schedule-advanced" });
+  const time = h("input", { type: "time", value: daily0?.time ?? "02:00", "data-testid": "schedule-time" });
+  const dayBoxes = WEEKDAYS.map(([n]) => h("input", { type: "checkbox", checked: daily0 ? daily0.days.includes(n) : true, "data-day": String(n), "data-testid": `schedule-day-${n}` }));
+  const fromDaily = () => {
+    dailyMode.checked = true;
+    const expr = cronOf({ time: time.value, days: WEEKDAYS.filter((_, i) => dayBoxes[i].checked).map(([n]) => n) });
+    if (expr === null) {
+      next.className = "next-runs bad";
+      put(next, h("li", {}, "Choose a time and at least one day."));
+      return;
+    }
+    cron.value = expr;
+    void preview();
+  };
+  time.addEventListener("input", fromDaily);
+  dailyMode.addEventListener("change", fromDaily);
+  for (const b of dayBoxes) b.addEventListener("change", fromDaily);
   const tz = h("input", { type: "text", value: s.timezone, placeholder: "this computer's time zone", "data-testid": "timezone" });
   const catchUp = h("input", { type: "checkbox", checked: s.catch_up });
   const testRestore = h("input", { type: "checkbox", checked: s.test_restore, "data-testid": "weekly-test-restore" });
@@ -138,7 +159,11 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       put(next, h("li", {}, shell.explain(e)));
     }
   };
-  cron.addEventListener("input", () => void preview());
+  cron.addEventListener("input", () => {
+    advancedMode.checked = true;
+    void preview();
+  });
+  advancedMode.addEventListener("change", () => cron.focus());
   tz.addEventListener("input", () => void preview());
   void preview();
 
@@ -198,7 +223,19 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       { class: "card" },
       h("h2", {}, "Schedule"),
       check(enabled, "Back up automatically while SchoolVault runs"),
-      h("div", { class: "form-grid" }, field("When (cron: minute hour day month weekday)", cron, "0 2 * * * = every day at 02:00"), field("Time zone", tz)),
+      h(
+        "div",
+        { class: "schedule-when" },
+        h("label", { class: "check" }, dailyMode, " Every day at ", time),
+        h(
+          "div",
+          { class: "weekdays", role: "group", "aria-label": "On these days" },
+          WEEKDAYS.map(([, label], i) => h("label", { class: "check day" }, dayBoxes[i], ` ${label}`)),
+          h("small", { class: "muted" }, "Untick Sat and Sun for school days only"),
+        ),
+        h("label", { class: "check" }, advancedMode, " Advanced: a cron expression"),
+      ),
+      h("div", { class: "form-grid" }, field("Cron (minute hour day month weekday)", cron, "0 2 * * * = every day at 02:00; typing here chooses Advanced"), field("Time zone", tz)),
       h("div", {}, h("small", { class: "muted" }, "Next runs:"), next),
       check(catchUp, "Run a missed backup as soon as the computer is back on"),
       check(testRestore, "Test-restore the newest backup every week (into a scratch database, then dropped)"),
