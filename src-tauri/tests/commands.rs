@@ -163,7 +163,12 @@ fn the_commands_set_up_back_up_and_guard_the_restore() {
     assert_eq!(psql(&db, "SELECT name FROM pupils WHERE id = 1"), "Pupil 1");
 
     // Verify, the history, and a file that is not a backup.
-    let v = call(&w, "verify_backup", json!({"id": id})).unwrap();
+    let v = call(
+        &w,
+        "verify_backup",
+        json!({"id": id, "onProgress": "__CHANNEL__:1"}),
+    )
+    .unwrap();
     assert_eq!(v["rows"], 500);
     let list = call(&w, "list_backups", json!({})).unwrap();
     assert_eq!(
@@ -521,9 +526,19 @@ fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_ne
         .unwrap_err();
         assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
         assert!(message(&err).contains("file dialog"), "{err}");
-        let err = call(&w, "verify_backup", json!({ "id": what })).unwrap_err();
+        let err = call(
+            &w,
+            "verify_backup",
+            json!({ "id": what, "onProgress": "__CHANNEL__:1"}),
+        )
+        .unwrap_err();
         assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
-        let err = call(&w, "test_restore_backup", json!({ "id": what })).unwrap_err();
+        let err = call(
+            &w,
+            "test_restore_backup",
+            json!({ "id": what, "onProgress": "__CHANNEL__:1"}),
+        )
+        .unwrap_err();
         assert_eq!(err["code"], "invalid_input", "{}: {err}", what.display());
     }
     let err = call(

@@ -84,8 +84,9 @@ export const api = {
    *  current or default one). `null`: cancelled. */
   pickBackupDir: () => invoke<string | null>("pick_backup_dir"),
   deleteBackup: (id: string) => invoke<void>("delete_backup", { id }),
-  verifyBackup: (id: string) => invoke<CheckResult>("verify_backup", { id }),
-  testRestoreBackup: (id: string) => invoke<CheckResult>("test_restore_backup", { id }),
+  verifyBackup: (id: string, onProgress: (p: Progress) => void = () => {}) => invoke<CheckResult>("verify_backup", { id, onProgress: channel(onProgress) }),
+  testRestoreBackup: (id: string, onProgress: (p: Progress) => void = () => {}) =>
+    invoke<CheckResult>("test_restore_backup", { id, onProgress: channel(onProgress) }),
   history: (limit?: number) => invoke<RunRow[]>("history", { limit: limit ?? null }),
   getSettings: () => invoke<Settings>("get_settings"),
   saveSettings: (settings: Settings, smtpPassword: string | null = null) =>

@@ -206,7 +206,8 @@ export function installMock(): void {
       checked(String(a.id), "175 tables, 1,254,000 rows checked");
       return { backup_id: a.id, tables: 175, rows: 1_254_000, message: "175 tables and 1,254,000 rows read back and checked" };
     },
-    test_restore_backup: (a) => {
+    test_restore_backup: async (a) => {
+      await progress(a.onProgress, ["restore", "verify"]);
       checked(String(a.id), "test restore: 175 tables, 1,254,000 rows restored and compared");
       return { backup_id: a.id, tables: 175, rows: 1_254_000, message: "Restored into a scratch database: 175 tables and 1,254,000 rows identical" };
     },

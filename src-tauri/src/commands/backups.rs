@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::jobs::{self, BackupOptions};
-use schoolvault_engine::progress::{Progress, Silent};
+use schoolvault_engine::progress::Progress;
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -113,13 +113,23 @@ pub async fn delete_backup(state: State<'_, AppState>, id: String) -> Res<()> {
     Ok(())
 }
 
-/// Read a backup completely and check every table's rows and checksum.
+/// Read a backup completely and check every table's rows and checksum (a backup that is not
+/// on this computer comes down from a destination first).
 #[tauri::command]
-pub async fn verify_backup(state: State<'_, AppState>, id: String) -> Res<CheckResult> {
+pub async fn verify_backup(
+    state: State<'_, AppState>,
+    id: String,
+    on_progress: Channel<dto::Progress>,
+) -> Res<CheckResult> {
     let id = checked_what(&state, &id)?;
     let vault = state.vault().await?;
-    let r = detached(move || async move { Ok(jobs::verify(&vault, &id, Arc::new(Silent)).await?) })
-        .await?;
+    let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
+    let progress: Arc<dyn Progress> = ChannelProgress::new(on_progress);
+    let r = detached(move || async move {
+        jobs::fetch(&vault, &offsite, &id, progress.clone()).await?;
+        Ok(jobs::verify(&vault, &id, progress).await?)
+    })
+    .await?;
     Ok(CheckResult {
         message: format!(
             "{} tables and {} rows read back and checked",
@@ -133,13 +143,20 @@ pub async fn verify_backup(state: State<'_, AppState>, id: String) -> Res<CheckR
 
 /// Restore a backup into a scratch database on the same server, compare, drop it.
 #[tauri::command]
-pub async fn test_restore_backup(state: State<'_, AppState>, id: String) -> Res<CheckResult> {
+pub async fn test_restore_backup(
+    state: State<'_, AppState>,
+    id: String,
+    on_progress: Channel<dto::Progress>,
+) -> Res<CheckResult> {
     let id = checked_what(&state, &id)?;
     let (_slot, _cancel) = state.start_job("test restore")?;
     let vault = state.vault().await?;
     let target = state.target()?;
+    let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
+    let progress: Arc<dyn Progress> = ChannelProgress::new(on_progress);
     let r = detached(move || async move {
-        Ok(jobs::test_restore(&vault, &id, &target, None, Arc::new(Silent)).await?)
+        jobs::fetch(&vault, &offsite, &id, progress.clone()).await?;
+        Ok(jobs::test_restore(&vault, &id, &target, None, progress).await?)
     })
     .await?;
     Ok(CheckResult {

@@ -137,15 +137,18 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
     );
   };
 
+  // Verify and Test restore show their progress as Back up now does (a download first, for a
+  // backup that is not on this computer).
   const check = async (b: BackupRow, how: "verify" | "test") => {
-    shell.busy(how === "verify" ? "Verifying the backup…" : "Restoring into a scratch database…");
+    const view = progressView(how === "verify" ? "Verifying the backup" : "Test restore into a scratch database", how === "test" ? () => void api.cancelJob() : undefined);
+    put(progressSlot, view.el);
     try {
-      const r = how === "verify" ? await api.verifyBackup(b.id) : await api.testRestoreBackup(b.id);
+      const r = how === "verify" ? await api.verifyBackup(b.id, view.update) : await api.testRestoreBackup(b.id, view.update);
       outcomes.set(b.id, { ok: true, text: r.message });
     } catch (e) {
       outcomes.set(b.id, { ok: false, text: shell.explain(e) });
     } finally {
-      shell.busy(null);
+      put(progressSlot);
     }
     await refresh();
   };
