@@ -187,6 +187,10 @@ pub struct AppStatus {
     pub offsite_behind: Vec<String>,
     /// The app's version.
     pub version: String,
+    /// The backup format it writes (`.svb`).
+    pub format_writes: u16,
+    /// The backup formats it reads (1: the old system's `.enc`).
+    pub formats_read: Vec<u16>,
 }
 
 /// What "Test connection" found.

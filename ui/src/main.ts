@@ -4,6 +4,7 @@
 import "./style.css";
 import { api, type AppStatus } from "./api";
 import { clear, h, put } from "./dom";
+import { aboutModal } from "./about";
 import { actionLabel, explain } from "./errors";
 import * as fmt from "./format";
 import type { Screen, Shell } from "./shell";
@@ -86,7 +87,7 @@ export async function start(root: HTMLElement): Promise<void> {
     put(footer, 
       status.target ? h("div", { "data-testid": "target" }, status.target) : null,
       status.next_run ? h("div", { "data-testid": "next-run" }, `Next backup ${fmt.when(status.next_run)}`) : null,
-      h("div", {}, `Version ${status.version}`),
+      h("button", { type: "button", class: "link about-link", "data-testid": "about", onclick: () => aboutModal(status!) }, `Version ${status.version} · About`),
     );
     let view: HTMLElement;
     if (current === "setup") view = await setupView(shell, status);

@@ -73,6 +73,8 @@ export function installMock(): void {
     failure,
     offsite_behind: q.has("behind") ? ["no copy to Cloud since Tue 01 Dec 02:14 (3 waiting): Destination Cloud cannot be reached (connection refused)"] : [],
     version: "0.1.0",
+    format_writes: 2,
+    formats_read: [1, 2],
   });
   const progress = async (ch: unknown, phases: string[]) => {
     const send = (ch as { onmessage?: (p: Progress) => void } | null)?.onmessage;

@@ -122,6 +122,18 @@ await check("a new computer: Find backups in NAS lists them, and the restore mod
   await page.getByTestId("restore-confirm").waitFor();
 });
 
+await check("about: the version and the backup formats it writes and reads", async (page) => {
+  await page.goto(base);
+  await page.getByTestId("about").click();
+  await page.getByTestId("about-box").waitFor();
+  assert.equal(await page.getByTestId("about-version").innerText(), "0.1.0");
+  assert.match(await page.getByTestId("about-writes").innerText(), /^format 2 \(\.svb/);
+  assert.match(await page.getByTestId("about-reads").innerText(), /old system's \.enc/);
+  await page.screenshot({ path: join(shots, "ui-about.png") });
+  await page.keyboard.press("Escape");
+  await page.waitForFunction(() => !document.querySelector("[data-testid=about-box]"));
+});
+
 await check("backups: the weekly test restore shows on its backup, Test restore on another; Settings has it on", async (page) => {
   await page.goto(base);
   await page.getByTestId("backup-row").first().waitFor();

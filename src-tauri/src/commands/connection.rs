@@ -37,6 +37,8 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         failure: state.failure(),
         offsite_behind: offsite_behind(&state).await,
         version: env!("CARGO_PKG_VERSION").into(),
+        format_writes: schoolvault_engine::archive::FORMAT_VERSION,
+        formats_read: vec![1, schoolvault_engine::archive::FORMAT_VERSION],
     })
 }
 

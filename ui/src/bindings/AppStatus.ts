@@ -55,4 +55,12 @@ offsite_behind: Array<string>,
 /**
  * The app's version.
  */
-version: string, };
+version: string, 
+/**
+ * The backup format it writes (`.svb`).
+ */
+format_writes: number, 
+/**
+ * The backup formats it reads (1: the old system's `.enc`).
+ */
+formats_read: Array<number>, };
