@@ -191,6 +191,9 @@ pub struct AppStatus {
     pub format_writes: u16,
     /// The backup formats it reads (1: the old system's `.enc`).
     pub formats_read: Vec<u16>,
+    /// The current key was generated here and its recovery copy is not saved yet: the
+    /// first-run step is resumed and a banner says so until it is.
+    pub key_recovery_pending: bool,
 }
 
 /// What "Test connection" found.

@@ -309,6 +309,14 @@ impl AppState {
         Ok(next)
     }
 
+    /// The folder of the catalog, where the app's markers live (the key's owed recovery copy).
+    pub fn data_dir(&self) -> PathBuf {
+        self.catalog_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     /// The keys (keychain, or the `BACKUP_ENCRYPTION_KEY` override).
     ///
     /// # Errors

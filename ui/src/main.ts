@@ -76,7 +76,8 @@ export async function start(root: HTMLElement): Promise<void> {
   const render = async () => {
     if (!status) return;
     renderBanner(status);
-    const setup = !status.configured;
+    // A key whose recovery copy is owed resumes the first-run step where it was left.
+    const setup = !status.configured || status.key_recovery_pending;
     const current: Screen = setup && screen !== "settings" ? "setup" : screen;
     clear(nav);
     if (!setup) {

@@ -75,6 +75,7 @@ export function installMock(): void {
     version: "0.1.0",
     format_writes: 2,
     formats_read: [1, 2],
+    key_recovery_pending: false,
   });
   const progress = async (ch: unknown, phases: string[]) => {
     const send = (ch as { onmessage?: (p: Progress) => void } | null)?.onmessage;

@@ -397,6 +397,36 @@ pub fn save_recovery_sheet(key: &Key, path: &Path) -> Result<()> {
     crate::storage::write_private(path, recovery_sheet(key).as_bytes())
 }
 
+/// Where the app remembers that the current key's recovery copy was not saved yet (beside the
+/// catalog): a key generated here waits for its copy, across restarts, until it is saved.
+fn recovery_mark(dir: &Path) -> std::path::PathBuf {
+    dir.join("key-recovery-pending.json")
+}
+
+/// The key with `fingerprint` was just generated: its recovery copy is owed.
+///
+/// # Errors
+/// `Io` writing the mark.
+pub fn mark_recovery_pending(dir: &Path, fingerprint: &str) -> Result<()> {
+    let body = serde_json::json!({ "fingerprint": fingerprint, "since": chrono::Utc::now() });
+    crate::storage::write_private(&recovery_mark(dir), body.to_string().as_bytes())
+}
+
+/// The recovery copy of the key with `fingerprint` was saved (or the key came from elsewhere).
+pub fn mark_recovery_saved(dir: &Path, fingerprint: &str) {
+    if recovery_pending(dir, fingerprint) {
+        let _ = std::fs::remove_file(recovery_mark(dir));
+    }
+}
+
+/// Whether the key with `fingerprint` still owes its recovery copy.
+pub fn recovery_pending(dir: &Path, fingerprint: &str) -> bool {
+    std::fs::read(recovery_mark(dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["fingerprint"] == fingerprint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,9 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         Err(e) if e.kind() == schoolvault_engine::ErrorKind::NoKey => (None, None),
         Err(e) => (None, Some(e.to_string())),
     };
+    let key_recovery_pending = key.as_ref().is_some_and(|k| {
+        schoolvault_engine::keychain::recovery_pending(&state.data_dir(), &k.fingerprint)
+    });
     Ok(AppStatus {
         configured: config.database.is_some() && key.is_some(),
         database: config.database.as_ref().map(DbForm::from_settings),
@@ -39,6 +42,7 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         version: env!("CARGO_PKG_VERSION").into(),
         format_writes: schoolvault_engine::archive::FORMAT_VERSION,
         formats_read: vec![1, schoolvault_engine::archive::FORMAT_VERSION],
+        key_recovery_pending,
     })
 }
 

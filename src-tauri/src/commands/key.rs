@@ -2,7 +2,7 @@
 //! in a native dialog. The key's hex never enters the web view.
 
 use schoolvault_engine::crypto::Key;
-use schoolvault_engine::keychain::KeyOrigin;
+use schoolvault_engine::keychain::{self, KeyOrigin};
 use tauri::State;
 
 use super::Res;
@@ -34,6 +34,8 @@ pub async fn key_generate(state: State<'_, AppState>) -> Res<KeyInfo> {
     }
     let key = Key::generate();
     keys.store(&key)?;
+    // Owed until saved, across restarts: the first-run step and a banner say so until then.
+    keychain::mark_recovery_pending(&state.data_dir(), &key.fingerprint().to_string())?;
     Ok(key_info(&KeyOrigin::Keychain, &key))
 }
 
@@ -43,6 +45,8 @@ pub async fn key_import(state: State<'_, AppState>, hex: String) -> Res<KeyInfo>
     let hex = zeroize::Zeroizing::new(hex);
     let key = Key::from_hex(hex.trim())?;
     state.keys()?.store(&key)?;
+    // Imported: the person has it already.
+    keychain::mark_recovery_saved(&state.data_dir(), &key.fingerprint().to_string());
     Ok(key_info(&KeyOrigin::Keychain, &key))
 }
 
@@ -59,6 +63,7 @@ pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>
         return Ok(None);
     };
     schoolvault_engine::keychain::save_recovery_sheet(&key, &path)?;
+    keychain::mark_recovery_saved(&state.data_dir(), &fp);
     Ok(Some(path.display().to_string()))
 }
 

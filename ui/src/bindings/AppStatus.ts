@@ -63,4 +63,9 @@ format_writes: number,
 /**
  * The backup formats it reads (1: the old system's `.enc`).
  */
-formats_read: Array<number>, };
+formats_read: Array<number>, 
+/**
+ * The current key was generated here and its recovery copy is not saved yet: the
+ * first-run step is resumed and a banner says so until it is.
+ */
+key_recovery_pending: boolean, };

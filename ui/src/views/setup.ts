@@ -140,7 +140,7 @@ function keyStep(shell: Shell, status: AppStatus): HTMLElement {
       h("div", { class: "actions" }, cont),
     );
   };
-  if (status.key) saved(status.key, false);
+  if (status.key) saved(status.key, status.key_recovery_pending);
   else choose();
   return card;
 }
