@@ -103,6 +103,8 @@ impl School {
                  CREATE RULE log_fee AS ON DELETE TO school.fees DO ALSO INSERT INTO school.log (msg) VALUES ('deleted fee ' || old.id);
                  CREATE FUNCTION school.total() RETURNS numeric LANGUAGE sql AS 'SELECT sum(amount) FROM school.fees';
                  GRANT EXECUTE ON FUNCTION school.total() TO {report};
+                 CREATE FUNCTION school.reset_all() RETURNS void LANGUAGE sql SECURITY DEFINER AS 'DELETE FROM school.log';
+                 REVOKE ALL ON FUNCTION school.reset_all() FROM PUBLIC, {app};
                  CREATE AGGREGATE school.amount_sum(numeric) (SFUNC = numeric_add, STYPE = numeric, INITCOND = '0');
                  GRANT EXECUTE ON FUNCTION school.amount_sum(numeric) TO {report};
                  CREATE AGGREGATE school.running_total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '0', \

@@ -318,12 +318,6 @@ fn grants_sql(
 /// the name of a database this restore created (its owner and privileges too), or none.
 pub fn privileges_sql(p: &Privileges, map: &RoleMap, database: Option<&str>) -> String {
     let mut sql = String::new();
-    if map.superuser {
-        for e in &p.event_triggers {
-            sql.push_str(&e.sql);
-            sql.push('\n');
-        }
-    }
     if let Some(db) = database {
         let on = format!("DATABASE {}", quote_ident(db));
         let owner = p.database_owner.as_deref().and_then(|o| map.owner(o));
@@ -431,6 +425,13 @@ pub fn privileges_sql(p: &Privileges, map: &RoleMap, database: Option<&str>) -> 
                 .map(|c| format!(" WITH CHECK ({c})"))
                 .unwrap_or_default(),
         ));
+    }
+    // Last, as pg_dump does: created earlier, they would fire on every statement above.
+    if map.superuser {
+        for e in &p.event_triggers {
+            sql.push_str(&e.sql);
+            sql.push('\n');
+        }
     }
     sql
 }

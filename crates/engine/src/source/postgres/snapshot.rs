@@ -48,10 +48,13 @@ impl Snapshot {
     /// read.
     pub async fn open(target: &PgTarget) -> Result<Snapshot> {
         let mut conn = target.connect().await?;
+        // An empty search_path, as pg_dump sets it: the server's deparsers then qualify every
+        // name they write (a database whose search_path names its own schema would otherwise
+        // give unqualified functions and types that a new database cannot find).
         exec(
             &mut conn,
             "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
-             SET row_security = off; \
+             SET row_security = off; SET search_path = ''; \
              BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
             target,
         )

@@ -141,6 +141,8 @@ async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Resu
                        WHERE current_setting('server_version_num')::int < 150000 \
              UNION ALL SELECT 'subscription ' || s.subname FROM pg_subscription s \
                        WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             UNION ALL SELECT 'range type ' || n.nspname || '.' || t.typname FROM pg_type t \
+                       JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'r' AND {USER_NS} AND {rng} \
              UNION ALL SELECT 'operator class ' || o.opcname FROM pg_opclass o WHERE {opc} \
              UNION ALL SELECT 'operator family ' || o.opfname FROM pg_opfamily o WHERE {opf} \
              UNION ALL SELECT 'text search configuration ' || t.cfgname FROM pg_ts_config t WHERE {tsc} \
@@ -156,6 +158,7 @@ async fn unsupported_objects(conn: &mut PgConnection, target: &PgTarget) -> Resu
             fdw = user("pg_foreign_data_wrapper", "w"),
             srv = user("pg_foreign_server", "s"),
             opc = user("pg_opclass", "o"),
+            rng = sql::not_extension("pg_type", "t.oid"),
             opf = user("pg_opfamily", "o"),
             tsc = user("pg_ts_config", "t"),
             tsd = user("pg_ts_dict", "t"),

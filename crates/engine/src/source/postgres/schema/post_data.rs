@@ -249,6 +249,21 @@ pub(super) async fn row_security(conn: &mut PgConnection, target: &PgTarget) -> 
 /// their schemas, what they publish), after the tables; their owners come with the privileges.
 pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
     let mut ddl = String::new();
+    // The query names catalogs and columns that exist from PostgreSQL 15 (before it, the
+    // publications are listed as not restored).
+    let version = rows(
+        conn,
+        target,
+        "SELECT current_setting('server_version_num')::int",
+    )
+    .await?;
+    let version: i32 = match version.first() {
+        Some(r) => col(r, 0)?,
+        None => 0,
+    };
+    if version < 150_000 {
+        return Ok(ddl);
+    }
     for r in rows(
         conn,
         target,
@@ -269,7 +284,7 @@ pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> 
                 concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END, \
                           CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END), \
                 CASE WHEN p.pubviaroot THEN 'true' ELSE 'false' END) \
-           FROM pg_publication p WHERE current_setting('server_version_num')::int >= 150000 ORDER BY p.pubname",
+           FROM pg_publication p ORDER BY p.pubname",
     )
     .await?
     {

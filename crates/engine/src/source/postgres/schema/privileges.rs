@@ -36,7 +36,7 @@ fn owners_sql() -> String {
          SELECT 2, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), \
                 pg_get_userbyid(t.typowner)::text, n.nspname || '.' || t.typname \
            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-          WHERE {USER_NS} AND {type_not_ext} AND (t.typtype IN ('e', 'd', 'r') \
+          WHERE {USER_NS} AND {type_not_ext} AND (t.typtype IN ('e', 'd') \
                 OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')) \
          UNION ALL \
          SELECT 3, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, \
@@ -44,13 +44,14 @@ fn owners_sql() -> String {
                        THEN coalesce(nullif(pg_get_function_identity_arguments(p.oid), ''), '*') \
                        ELSE pg_get_function_identity_arguments(p.oid) END), \
                 pg_get_userbyid(p.proowner)::text, n.nspname || '.' || p.proname \
-           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_NS} AND {proc_not_ext} \
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+          WHERE p.prokind <> 'w' AND {USER_NS} AND {proc_not_ext} \
          UNION ALL \
          SELECT 4, CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' \
-                WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname), \
+                ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname), \
                 pg_get_userbyid(c.relowner)::text, n.nspname || '.' || c.relname \
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMAS} \
+          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND {USER_SCHEMAS} \
             AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
                      AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) \
          UNION ALL \
@@ -79,7 +80,9 @@ fn acls_sql() -> String {
     let ns_not_ext = not_extension("pg_namespace", "n.oid");
     let type_not_ext = not_extension("pg_type", "t.oid");
     let proc_not_ext = not_extension("pg_proc", "p.oid");
-    let explode = "CROSS JOIN LATERAL aclexplode({acl}) WITH ORDINALITY AS a(grantor, grantee, privilege, grantable, ord)";
+    // LEFT JOIN: an emptied list (`{}`, e.g. REVOKE ALL from PUBLIC and the owner) gives one
+    // row without a grantee, so it is kept too.
+    let explode = "LEFT JOIN LATERAL aclexplode({acl}) WITH ORDINALITY AS a(grantor, grantee, privilege, grantable, ord) ON true";
     let e = |acl: &str| explode.replace("{acl}", acl);
     format!(
         "SELECT * FROM ( \
@@ -90,24 +93,25 @@ fn acls_sql() -> String {
          SELECT 2, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, format('%I.%I', n.nspname, t.typname), NULL, \
                 pg_get_userbyid(t.typowner)::text, {item} \
            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace {} \
-          WHERE t.typacl IS NOT NULL AND {USER_NS} AND {type_not_ext} AND t.typtype IN ('e', 'd', 'r', 'c') \
+          WHERE t.typacl IS NOT NULL AND {USER_NS} AND {type_not_ext} AND t.typtype IN ('e', 'd', 'c') \
          UNION ALL \
          SELECT 3, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, \
-                format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), NULL, \
+                format('%I.%I(%s)', n.nspname, p.proname, CASE WHEN p.prokind = 'a' THEN oidvectortypes(p.proargtypes) \
+                       ELSE pg_get_function_identity_arguments(p.oid) END), NULL, \
                 pg_get_userbyid(p.proowner)::text, {item} \
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace {} \
-          WHERE p.proacl IS NOT NULL AND {USER_NS} AND {proc_not_ext} \
+          WHERE p.proacl IS NOT NULL AND p.prokind <> 'w' AND {USER_NS} AND {proc_not_ext} \
          UNION ALL \
          SELECT 4, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname), NULL, \
                 pg_get_userbyid(c.relowner)::text, {item} \
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace {} \
-          WHERE c.relacl IS NOT NULL AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMAS} \
+          WHERE c.relacl IS NOT NULL AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND {USER_SCHEMAS} \
          UNION ALL \
          SELECT 5, 'TABLE', format('%I.%I', n.nspname, c.relname), format('%I', att.attname), \
                 pg_get_userbyid(c.relowner)::text, {item} \
            FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace {} \
           WHERE att.attacl IS NOT NULL AND att.attnum > 0 AND NOT att.attisdropped \
-            AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
+            AND c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMAS} \
          UNION ALL \
          SELECT 6, 'LARGE OBJECT', m.oid::text, NULL, pg_get_userbyid(m.lomowner)::text, {item} \
            FROM pg_largeobject_metadata m {} WHERE m.lomacl IS NOT NULL \
@@ -125,8 +129,10 @@ fn acls_sql() -> String {
 /// A role's name from its oid ('' for PUBLIC, oid 0).
 const ROLE: &str = "COALESCE((SELECT r.rolname::text FROM pg_roles r WHERE r.oid = a.grantee), '')";
 
-/// One privilege of a list: its entry's number, the grantee, the privilege, grantable.
-const ITEM: &str = "a.ord, COALESCE((SELECT r.rolname::text FROM pg_roles r WHERE r.oid = a.grantee), '') AS grantee, \
+/// One privilege of a list: its entry's number, the grantee, the privilege, grantable (the
+/// last three null for an emptied list).
+const ITEM: &str = "a.ord, CASE WHEN a.grantee IS NULL THEN NULL \
+                    ELSE COALESCE((SELECT r.rolname::text FROM pg_roles r WHERE r.oid = a.grantee), '') END AS grantee, \
                     a.privilege::text AS privilege, a.grantable";
 
 /// Rows of (…, grantee, privilege, grantable) in a list's order, folded into entries: one per
@@ -192,7 +198,7 @@ pub(crate) async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Resul
     for r in rows(conn, target, &acls_sql()).await? {
         let (kind, object, column, owner): (String, String, Option<String>, String) =
             (col(&r, 1)?, col(&r, 2)?, col(&r, 3)?, col(&r, 4)?);
-        let (grantee, privilege, grantable): (String, String, bool) =
+        let (grantee, privilege, grantable): (Option<String>, Option<String>, Option<bool>) =
             (col(&r, 6)?, col(&r, 7)?, col(&r, 8)?);
         let same = p
             .grants
@@ -208,11 +214,15 @@ pub(crate) async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Resul
                 acl: Vec::new(),
             });
         }
+        // None: an emptied list, recorded with no entries (nothing granted, even to the owner).
+        let (Some(grantee), Some(privilege)) = (grantee, privilege) else {
+            continue;
+        };
         if !grantee.is_empty() {
             named.insert(grantee.clone());
         }
         if let Some(g) = p.grants.last_mut() {
-            push_privilege(&mut g.acl, grantee, privilege, grantable);
+            push_privilege(&mut g.acl, grantee, privilege, grantable.unwrap_or(false));
         }
     }
 
@@ -223,7 +233,8 @@ pub(crate) async fn capture(conn: &mut PgConnection, target: &PgTarget) -> Resul
             "SELECT pg_get_userbyid(d.defaclrole)::text, \
                     CASE WHEN d.defaclnamespace = 0 THEN NULL ELSE format('%I', n.nspname) END, \
                     CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' \
-                         WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END, \
+                         WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' WHEN 'L' THEN 'LARGE OBJECTS' \
+                         ELSE 'UNKNOWN ' || d.defaclobjtype::text END, \
                     {ROLE}, a.privilege::text, a.grantable \
                FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
                CROSS JOIN LATERAL aclexplode(d.defaclacl) WITH ORDINALITY AS a(grantor, grantee, privilege, grantable, ord) \

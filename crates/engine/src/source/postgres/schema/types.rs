@@ -212,7 +212,11 @@ pub(super) async fn collations(conn: &mut PgConnection, target: &PgTarget) -> Re
         match text("collprovider") {
             Some("i") => {
                 options.push("provider = icu".to_string());
-                if let Some(l) = text("colliculocale").or_else(|| text("colllocale")) {
+                // PostgreSQL 15–16: colliculocale; 17+: colllocale; before 15: collcollate.
+                if let Some(l) = text("colliculocale")
+                    .or_else(|| text("colllocale"))
+                    .or_else(|| text("collcollate"))
+                {
                     options.push(format!("locale = {}", lit(l)));
                 }
                 if let Some(rules) = text("collicurules") {
