@@ -177,11 +177,28 @@ impl ObjectLock {
                 "Use a bucket made with Object Lock turned on, or set the destination's lock to none",
             );
         }
+        match code {
+            "RequestTimeTooSkewed" => {
+                return Error::new(
+                    ErrorKind::DestinationAuth,
+                    format!("Destination {name} refused {doing}: this computer's clock is wrong"),
+                    "Set the computer's date and time (automatic time), then try again",
+                )
+            }
+            "SignatureDoesNotMatch" | "InvalidAccessKeyId" => {
+                return Error::new(
+                    ErrorKind::DestinationAuth,
+                    format!("Destination {name} refused the access key ({doing})"),
+                    "Check the access key and secret in the destination's settings",
+                )
+            }
+            _ => {}
+        }
         if status == 403 {
             return Error::new(
                 ErrorKind::DestinationAuth,
-                format!("Destination {name} refused {doing}: permission denied ({code})"),
-                "Give the access key the s3:PutObjectRetention and s3:GetBucketObjectLockConfiguration permissions",
+                format!("Destination {name} refused {doing}: permission denied ({code}: {message})"),
+                "Give the access key the s3:PutObjectRetention and s3:GetBucketObjectLockConfiguration permissions; a lock already longer than the destination's (a bucket default) cannot be shortened: set the destination's lock to at least the bucket's",
             );
         }
         Error::new(

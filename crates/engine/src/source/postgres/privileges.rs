@@ -333,6 +333,11 @@ pub fn privileges_sql(p: &Privileges, map: &RoleMap, database: Option<&str>) -> 
         }
     }
     for o in &p.owners {
+        // A publication FOR ALL TABLES (or TABLES IN SCHEMA) may only be owned by a superuser:
+        // mapped to one owner, it stays the restoring login's.
+        if o.kind == "PUBLICATION" && map.mapped_owner().is_some() {
+            continue;
+        }
         if let Some(owner) = map.owner(&o.owner) {
             sql.push_str(&format!(
                 "ALTER {} {} OWNER TO {};\n",
