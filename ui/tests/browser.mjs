@@ -81,6 +81,7 @@ await check("first run: connection, test, demo offer, key with recovery copy", a
   await page.getByTestId("key-generate").click();
   await page.getByTestId("fingerprint").waitFor();
   assert.equal(await page.getByTestId("setup-done").isDisabled(), true, "continue waits for the recovery copy");
+  assert.equal(await page.getByTestId("setup-daily").isChecked(), true, "the daily 02:00 schedule is offered, ticked");
   await page.getByTestId("key-save-recovery").click();
   await page.getByText("Saved to").waitFor();
   await page.screenshot({ path: join(shots, "ui-setup-key.png") });

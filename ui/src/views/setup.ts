@@ -131,12 +131,28 @@ function keyStep(shell: Shell, status: AppStatus): HTMLElement {
       }
     });
     show.addEventListener("click", () => void api.keyShowOnce().catch((e) => shell.error(e)));
-    cont.addEventListener("click", () => void shell.refreshStatus());
+    // The schedule, offered with one click: every day at 02:00 (the default) or none for now.
+    const daily = h("input", { type: "checkbox", checked: true, "data-testid": "setup-daily" });
+    cont.addEventListener("click", async () => {
+      try {
+        const s = await api.getSettings();
+        const want = daily.checked;
+        if (s.schedule_enabled !== want || (want && s.cron !== "0 2 * * *")) {
+          await api.saveSettings({ ...s, schedule_enabled: want, cron: want ? "0 2 * * *" : s.cron });
+        }
+      } catch (e) {
+        shell.error(e);
+        return;
+      }
+      await shell.refreshStatus();
+    });
     put(body, 
       h("p", {}, "The key is in the keychain. Its fingerprint (not the key itself) is ", h("code", { "data-testid": "fingerprint" }, key.fingerprint), "."),
       mustSave ? h("div", { class: "warning" }, "Save a recovery copy now: if this computer dies, the copy is the only way to open the backups.") : null,
       h("div", { class: "actions left" }, save, show),
       where,
+      h("h3", {}, "When to back up"),
+      h("label", { class: "check" }, daily, " Back up every day at 02:00 while SchoolVault runs (recommended; another time or school days only in Settings → Schedule)"),
       h("div", { class: "actions" }, cont),
     );
   };
