@@ -11,19 +11,9 @@ use std::process::Command;
 
 use support::{fixtures, pg_host, pg_port, psql, Env};
 
-/// `psql` as `user` (trust auth on 127.0.0.1): stdout, or the error it printed.
+/// `psql -c SQL` as `user` (trust auth on 127.0.0.1): stdout, or the error it printed.
 fn psql_as(user: &str, db: &str, sql: &str) -> Result<String, String> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", &pg_host(), "-p", &pg_port(), "-U", user, "-d", db])
-        .args(["-c", sql])
-        .output()
-        .expect("psql");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    support::psql_as(user, db, &["-c", sql])
 }
 
 /// `pg_dump --schema-only` (owners and privileges included), without its random
@@ -405,27 +395,15 @@ fn a_server_without_the_roles_is_told_which_and_offered_create_roles_or_owner() 
 
 /// `psql -f FILE` as `user`, with `vars`.
 fn load_as(user: &str, db: &str, file: &std::path::Path, vars: &[&str]) {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]).args([
-        "-h",
-        &pg_host(),
-        "-p",
-        &pg_port(),
-        "-U",
-        user,
-        "-d",
-        db,
-    ]);
-    for v in vars {
-        cmd.args(["-v", v]);
+    let mut args: Vec<String> = vars
+        .iter()
+        .flat_map(|v| ["-v".to_string(), v.to_string()])
+        .collect();
+    args.extend(["-f".to_string(), file.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Err(e) = support::psql_as(user, db, &args) {
+        panic!("loading {} as {user}: {e}", file.display());
     }
-    let out = cmd.arg("-f").arg(file).output().expect("psql");
-    assert!(
-        out.status.success(),
-        "loading {} as {user}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

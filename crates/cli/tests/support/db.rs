@@ -48,27 +48,27 @@ pub fn url_for(user: &str, db: &str) -> String {
     format!("postgres://{user}@{}:{}/{db}", pg_host(), pg_port())
 }
 
-/// Run SQL (or `-f file` with extra args) through psql; return stdout. Panics with the error.
-pub fn psql_args(db: &str, args: &[&str]) -> String {
+/// Run psql as `user` (trust auth on the test server) with `args` (`-c SQL`, `-f file`…):
+/// its stdout, or the error it printed.
+pub fn psql_as(user: &str, db: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new("psql")
         .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-        .args([
-            "-h",
-            &pg_host(),
-            "-p",
-            &pg_port(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ])
+        .args(["-h", &pg_host(), "-p", &pg_port(), "-U", user, "-d", db])
         .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run psql ({e}): install postgresql-client (make test does)")
         });
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Run SQL (or `-f file` with extra args) through psql; return stdout. Panics with the error.
+pub fn psql_args(db: &str, args: &[&str]) -> String {
+    psql_as("postgres", db, args).unwrap_or_else(|err| {
         if err.contains("Connection refused") || err.contains("could not connect") {
             panic!(
                 "PostgreSQL is not reachable at {}:{}: start it (`make test` does, or \
@@ -78,8 +78,7 @@ pub fn psql_args(db: &str, args: &[&str]) -> String {
             );
         }
         panic!("psql {args:?} on {db} failed: {err}");
-    }
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
 }
 
 pub fn psql(db: &str, sql: &str) -> String {

@@ -72,6 +72,17 @@ async fn rows(
         .map_err(|e| db_error(&e, target).context("reading the schema"))
 }
 
+/// Each row of `sql` (one text column, a complete statement) ended with `;` and a newline.
+async fn statements(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<String> {
+    let mut ddl = String::new();
+    for r in rows(conn, target, sql).await? {
+        let stmt: String = col(&r, 0)?;
+        ddl.push_str(&stmt);
+        ddl.push_str(";\n");
+    }
+    Ok(ddl)
+}
+
 /// Capture the schema through `conn` (inside the snapshot's transaction).
 ///
 /// # Errors

@@ -6,21 +6,10 @@
 
 use sqlx::postgres::PgConnection;
 
-use super::rows;
+use super::{rows, statements};
 use crate::error::Result;
 use crate::source::postgres::sql::{not_extension, qualified, quote_ident, USER_NS, USER_SCHEMAS};
 use crate::source::postgres::{col, PgTarget};
-
-/// Each row of `sql` (one text column, a complete statement) ended with `;` and a newline.
-async fn statements(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<String> {
-    let mut ddl = String::new();
-    for r in rows(conn, target, sql).await? {
-        let stmt: String = col(&r, 0)?;
-        ddl.push_str(&stmt);
-        ddl.push_str(";\n");
-    }
-    Ok(ddl)
-}
 
 /// The table constraints, split where they go in post-data.
 #[derive(Debug, Default)]
@@ -248,7 +237,6 @@ pub(super) async fn row_security(conn: &mut PgConnection, target: &PgTarget) -> 
 /// Publications (PostgreSQL 15 and later: their tables with column lists and row filters,
 /// their schemas, what they publish), after the tables; their owners come with the privileges.
 pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> Result<String> {
-    let mut ddl = String::new();
     // The query names catalogs and columns that exist from PostgreSQL 15 (before it, the
     // publications are listed as not restored).
     let version = rows(
@@ -262,9 +250,9 @@ pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> 
         None => 0,
     };
     if version < 150_000 {
-        return Ok(ddl);
+        return Ok(String::new());
     }
-    for r in rows(
+    statements(
         conn,
         target,
         "SELECT format('CREATE PUBLICATION %I%s WITH (publish = %L, publish_via_partition_root = %s)', p.pubname, \
@@ -286,13 +274,7 @@ pub(super) async fn publications(conn: &mut PgConnection, target: &PgTarget) -> 
                 CASE WHEN p.pubviaroot THEN 'true' ELSE 'false' END) \
            FROM pg_publication p ORDER BY p.pubname",
     )
-    .await?
-    {
-        let stmt: String = col(&r, 0)?;
-        ddl.push_str(&stmt);
-        ddl.push_str(";\n");
-    }
-    Ok(ddl)
+    .await
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ fn acls_sql() -> String {
         e("c.relacl"),
         e("att.attacl"),
         e("m.lomacl"),
-        item = ITEM,
+        item = item(),
     )
 }
 
@@ -131,9 +131,12 @@ const ROLE: &str = "COALESCE((SELECT r.rolname::text FROM pg_roles r WHERE r.oid
 
 /// One privilege of a list: its entry's number, the grantee, the privilege, grantable (the
 /// last three null for an emptied list).
-const ITEM: &str = "a.ord, CASE WHEN a.grantee IS NULL THEN NULL \
-                    ELSE COALESCE((SELECT r.rolname::text FROM pg_roles r WHERE r.oid = a.grantee), '') END AS grantee, \
-                    a.privilege::text AS privilege, a.grantable";
+fn item() -> String {
+    format!(
+        "a.ord, CASE WHEN a.grantee IS NULL THEN NULL ELSE {ROLE} END AS grantee, \
+         a.privilege::text AS privilege, a.grantable"
+    )
+}
 
 /// Rows of (…, grantee, privilege, grantable) in a list's order, folded into entries: one per
 /// run of the same grantee.

@@ -4,7 +4,7 @@
 
 use sqlx::postgres::PgConnection;
 
-use super::rows;
+use super::{rows, statements};
 use crate::error::Result;
 use crate::source::postgres::sql::{lit, not_extension, qualified, quote_ident, USER_NS};
 use crate::source::postgres::{col, PgTarget};
@@ -266,7 +266,7 @@ pub(super) async fn operators(conn: &mut PgConnection, target: &PgTarget) -> Res
              JOIN pg_namespace n2 ON n2.oid = o2.oprnamespace WHERE o2.oid = {oid})"
         )
     };
-    statements_of(
+    statements(
         conn,
         target,
         &format!(
@@ -288,17 +288,6 @@ pub(super) async fn operators(conn: &mut PgConnection, target: &PgTarget) -> Res
         ),
     )
     .await
-}
-
-/// Each row of `sql` (one text column, a statement) ended with `;` and a newline.
-async fn statements_of(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<String> {
-    let mut ddl = String::new();
-    for r in rows(conn, target, sql).await? {
-        let stmt: String = col(&r, 0)?;
-        ddl.push_str(&stmt);
-        ddl.push_str(";\n");
-    }
-    Ok(ddl)
 }
 
 #[cfg(test)]
