@@ -5,7 +5,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 # Node.js from the npm registry when the system's is too old for Vite (scripts/setup.sh).
 export PATH := $(CURDIR)/.tools/node/bin:$(PATH)
 
-.PHONY: run test setup ui app e2e bench faults fuzz
+.PHONY: run test setup ui app e2e bench faults fuzz package
 
 setup:
 	@scripts/setup.sh
@@ -35,8 +35,22 @@ test: setup
 	@git diff --quiet -- ui/src/bindings || { echo "ui/src/bindings is stale: commit what cargo test -p schoolvault-app wrote"; git --no-pager diff --stat -- ui/src/bindings; exit 1; }
 	cargo test --locked 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
 	$(MAKE) e2e
-	@awk '/^test result:/ {p += $$4; f += $$6} /^browser tests:/ {p += $$3; f += $$5} /Tests +[0-9]+ passed/ {for (i = 1; i <= NF; i++) if ($$i == "passed") p += $$(i-1); for (i = 1; i <= NF; i++) if ($$i == "failed") f += $$(i-1)} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
+	$(MAKE) package
+	scripts/package-test.sh 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
+	@awk '/^test result:/ {p += $$4; f += $$6} /^(browser|package) tests:/ {p += $$3; f += $$5} /Tests +[0-9]+ passed/ {for (i = 1; i <= NF; i++) if ($$i == "passed") p += $$(i-1); for (i = 1; i <= NF; i++) if ($$i == "failed") f += $$(i-1)} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
 	@if [ -s target/skipped.txt ]; then sort -u target/skipped.txt | sed 's/^/note: /'; fi
+
+# The packages a school installs: the release app and CLI, bundled by Tauri's bundler (tauri-cli,
+# pinned in scripts/setup.sh) into target/release/bundle/deb/SchoolVault_<version>_amd64.deb and
+# target/release/bundle/rpm/SchoolVault-<version>-1.x86_64.rpm. The CLI goes in beside the app
+# (/usr/bin/schoolvault) as Tauri's "external binary", named for the target as it expects.
+# scripts/package-test.sh checks them (make test runs it).
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+package: setup ui
+	cargo build --release --locked -p schoolvault-cli
+	mkdir -p target/sidecar && cp target/release/schoolvault target/sidecar/schoolvault-$(HOST_TRIPLE)
+	cd src-tauri && cargo tauri build --ci --bundles deb,rpm --config tauri.package.conf.json -- --locked
+	@ls -l target/release/bundle/deb/*.deb target/release/bundle/rpm/*.rpm
 
 # The desktop app end to end (tests/desktop.rs): a virtual display, a private D-Bus session
 # with an unlocked gnome-keyring, tauri-driver + WebKitWebDriver. Screenshots: target/screenshots.

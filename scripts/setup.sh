@@ -18,7 +18,8 @@ command -v node >/dev/null || need+=(nodejs npm)
 command -v npm >/dev/null || need+=(npm)
 # The desktop app (Tauri 2 on WebKitGTK) and its tests (a display, the WebDriver, Chromium).
 for pkg in libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
-           xvfb xauth webkit2gtk-driver chromium; do
+           xvfb xauth webkit2gtk-driver chromium \
+           rpm desktop-file-utils libgtk-3-bin x11-utils; do   # the package install test
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -63,6 +64,12 @@ fi
 if ! command -v tauri-driver >/dev/null; then
   echo "setup: installing tauri-driver 2.1.0 (cargo install)"
   cargo install -q tauri-driver --version 2.1.0 --locked
+fi
+
+# Tauri's bundler, which makes the .deb and the .rpm (`make package`).
+if [ "$(cargo tauri --version 2>/dev/null)" != "tauri-cli 2.12.4" ]; then
+  echo "setup: installing tauri-cli 2.12.4 (cargo install; makes the packages)"
+  cargo install -q tauri-cli --version 2.12.4 --locked
 fi
 
 # The S3 server of the offsite tests (s3s-fs: it checks signatures and checksums).

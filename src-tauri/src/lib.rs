@@ -30,6 +30,7 @@ macro_rules! handler {
             $crate::commands::connection::create_demo,
             $crate::commands::key::key_generate,
             $crate::commands::key::key_import,
+            $crate::commands::key::key_import_file,
             $crate::commands::key::key_save_recovery,
             $crate::commands::key::key_show_once,
             $crate::commands::backups::list_backups,
@@ -104,6 +105,13 @@ pub fn run() {
         let handle = app.handle().clone();
         let shell = desktop::Desktop::new(&handle);
         let state = app_state(Box::new(shell)).map_err(|e| e.message)?;
+        if state.config().app.start_at_login {
+            // Rewrite the login entry for the program running now: after an install (or a move
+            // from a build to the package) it points at the installed binary, not an old path.
+            if let Err(e) = state.shell().autostart(true) {
+                eprintln!("warning: the start-at-login entry could not be refreshed: {e}");
+            }
+        }
         app.manage(state);
         if std::env::args().any(|a| a == "--minimized") {
             if let Some(w) = app.get_webview_window("main") {
