@@ -55,6 +55,8 @@ export const api = {
   createDemo: () => invoke<AppStatus>("create_demo"),
   keyGenerate: () => invoke<KeyInfo>("key_generate"),
   keyImport: (hex: string) => invoke<KeyInfo>("key_import", { hex }),
+  /** Import the key from a file chosen in a native dialog (null: cancelled). */
+  keyImportFile: () => invoke<KeyInfo | null>("key_import_file"),
   keySaveRecovery: () => invoke<string | null>("key_save_recovery"),
   keyShowOnce: () => invoke<void>("key_show_once"),
   listBackups: () => invoke<BackupRow[]>("list_backups"),
@@ -69,13 +71,14 @@ export const api = {
   /** `roles`: into a database without the backup's tables on a server that lacks the backup's
    *  roles (`RestorePreview.missing_roles`), "create" them without login, or make SchoolVault's
    *  login the "owner" of everything; null otherwise. */
-  restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void, roles: "create" | "owner" | null = null) =>
+  restore: (what: string, confirmName: string, safetyBackup: boolean, trustDevKey: boolean, onProgress: (p: Progress) => void, roles: "create" | "owner" | null = null, endSessions = false) =>
     invoke<RestoreResult>("restore", {
       what,
       confirmName,
       safetyBackup,
       trustDevKey,
       roles,
+      endSessions,
       onProgress: channel(onProgress),
     }),
   pickRestoreFile: () => invoke<string | null>("pick_restore_file"),

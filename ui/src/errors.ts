@@ -27,6 +27,7 @@ const TITLES: Record<string, [string, Action]> = {
   inconsistent: ["The backup did not survive the check", "none"],
   cancelled: ["Cancelled", "none"],
   busy: ["Another job is running", "retry"],
+  in_use: ["The database is in use", "retry"],
   invalid_input: ["Please check what you entered", "none"],
   password_needed: ["Type the password for this server", "none"],
   untrusted_file: ["This file could have been written by anyone", "none"],

@@ -79,6 +79,7 @@ const PHASES: Record<string, string> = {
   export: "Exporting tables",
   finish: "Finishing the file",
   safety_backup: "Taking a safety backup first",
+  wait_lock: "Waiting for other sessions to let go of the tables",
   restore: "Restoring tables",
   verify: "Reading the backup back",
   commit: "Committing",

@@ -27,6 +27,8 @@ const preview: RestorePreview = {
   warnings: [],
   dev_key: false,
   missing_roles: [],
+  sessions: [],
+  lock_timeout_secs: 60,
 };
 
 // An old-system file that opened only with the public development key.

@@ -112,6 +112,16 @@ pub(crate) enum Command {
         /// --role does.
         #[arg(long, value_name = "ROLE")]
         owner: Option<String>,
+        /// Into the live database: give up, nothing changed, when other sessions (the ERP in
+        /// use) keep the tables locked for more than SECS seconds [default: wait until they
+        /// end].
+        #[arg(long, value_name = "SECS", conflicts_with = "create_db")]
+        lock_timeout: Option<u64>,
+        /// Into the live database: end the other sessions on it (pg_terminate_backend; their
+        /// open transactions roll back) just before emptying the tables. Needs a superuser or
+        /// a member of pg_signal_backend.
+        #[arg(long, conflicts_with = "create_db")]
+        end_sessions: bool,
     },
     /// Delete a backup's file and its entry.
     Delete {

@@ -102,8 +102,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trust_dev_key,
             create_roles,
             owner,
+            lock_timeout,
+            end_sessions,
         } => {
             let args = RestoreArgs {
+                lock_timeout: lock_timeout.map(std::time::Duration::from_secs),
+                end_sessions,
                 backup,
                 yes,
                 target_db,

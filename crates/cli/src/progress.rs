@@ -68,6 +68,7 @@ impl Progress for Bar {
             Phase::Export => "export",
             Phase::Finish => "finish",
             Phase::SafetyBackup => "safety",
+            Phase::WaitLock => "waiting",
             Phase::Restore => "restore",
             Phase::Verify => "verify",
             Phase::Commit => "commit",

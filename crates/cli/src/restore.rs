@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RestoreOutcome};
 use schoolvault_engine::legacy::V1Mode;
+use schoolvault_engine::source::postgres;
 use schoolvault_engine::{Error, ErrorKind, Result};
 
 use crate::output::Report;
@@ -28,6 +29,10 @@ pub(crate) struct RestoreArgs {
     pub(crate) trust_dev_key: bool,
     /// Roles the server lacks: refuse, create, or one owner.
     pub(crate) roles: jobs::RoleChoice,
+    /// Give up when the tables stay locked longer than this.
+    pub(crate) lock_timeout: Option<std::time::Duration>,
+    /// End the other sessions on the target first.
+    pub(crate) end_sessions: bool,
 }
 
 impl Report for RestoreOutcome {
@@ -72,6 +77,9 @@ impl Report for RestoreOutcome {
 pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<RestoreOutcome> {
     let url = args.target_db.or_else(|| session.db.clone());
     let target = target(url.as_deref(), &session.settings, "restore into")?;
+    if args.create_db.is_none() {
+        announce_sessions(&target, args.end_sessions, args.lock_timeout).await;
+    }
     if !args.yes && args.create_db.is_none() {
         confirm(
             &format!(
@@ -93,6 +101,8 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
         create_db: args.create_db,
         trust_dev_key: args.trust_dev_key,
         roles: args.roles,
+        lock_timeout: args.lock_timeout,
+        end_sessions: args.end_sessions,
         ..RestoreOptions::default()
     };
     jobs::restore(
@@ -103,6 +113,38 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
         session.progress.clone(),
     )
     .await
+}
+
+/// Before a replace restore: who else is connected to the database (their open transactions
+/// hold the tables the restore empties), and what the restore will do about them.
+async fn announce_sessions(
+    target: &postgres::PgTarget,
+    end: bool,
+    lock_timeout: Option<std::time::Duration>,
+) {
+    // A database that cannot be reached, or does not exist, is the restore's own error.
+    let Ok(sessions) = postgres::other_sessions(target).await else {
+        return;
+    };
+    if sessions.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} other session{} connected to {} (tell the school's users about the downtime first):",
+        sessions.len(),
+        if sessions.len() == 1 { " is" } else { "s are" },
+        target.describe()
+    );
+    for s in &sessions {
+        eprintln!("  {}", s.describe());
+    }
+    if end {
+        eprintln!("They are ended (--end-sessions) just before the tables are emptied; their open transactions roll back.");
+    } else if let Some(t) = lock_timeout {
+        eprintln!("The restore waits up to {} s for those holding the tables (--lock-timeout), then stops with nothing changed; --end-sessions ends them first.", t.as_secs());
+    } else {
+        eprintln!("The restore waits for those holding the tables to finish; --end-sessions ends them first, --lock-timeout SECS gives up after SECS seconds.");
+    }
 }
 
 /// Ask on a terminal; refuse elsewhere.

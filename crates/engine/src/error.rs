@@ -51,6 +51,8 @@ pub enum ErrorKind {
     Cancelled,
     /// Another backup or restore holds the run lock.
     Busy,
+    /// Other sessions on the database hold the locks a restore needs (the ERP is in use).
+    InUse,
     /// A bad argument or setting.
     InvalidInput,
     /// The file could have been written by anyone (an old-system file under the public
@@ -90,6 +92,7 @@ impl ErrorKind {
             ErrorKind::Catalog => "catalog",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Busy => "busy",
+            ErrorKind::InUse => "in_use",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Untrusted => "untrusted_file",
             ErrorKind::DestinationUnreachable => "destination_unreachable",

@@ -20,6 +20,9 @@ pub enum Phase {
     Finish,
     /// Taking the safety backup before a restore.
     SafetyBackup,
+    /// Waiting for other sessions to release the tables a restore empties (`table` says who
+    /// holds them).
+    WaitLock,
     /// Loading data into the target.
     Restore,
     /// Reading a backup back and checking it.

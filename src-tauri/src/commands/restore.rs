@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RoleChoice};
 use schoolvault_engine::progress::Silent;
+use schoolvault_engine::source::{postgres, Session};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -39,11 +40,18 @@ pub async fn restore_preview(
     let target = state.target()?;
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let download = ChannelProgress::new(on_progress);
-    let p = detached(move || async move {
+    let (p, sessions) = detached(move || async move {
         // A backup listed from a destination (a new computer) comes down first, checked,
         // with its progress on the channel.
         jobs::fetch(&vault, &offsite, &w, download).await?;
-        Ok(jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?)
+        let p = jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?;
+        // Who else is connected (none for a database that does not exist yet).
+        let sessions = if p.missing_roles.is_empty() {
+            postgres::other_sessions(&target).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok((p, sessions))
     })
     .await?;
     Ok(RestorePreview {
@@ -73,8 +81,14 @@ pub async fn restore_preview(
         warnings: p.warnings,
         dev_key: p.dev_key,
         missing_roles: p.missing_roles,
+        sessions: sessions.iter().map(Session::describe).collect(),
+        lock_timeout_secs: LOCK_TIMEOUT.as_secs(),
     })
 }
+
+/// How long a restore from the app waits for other sessions' locks on the tables before it
+/// stops, nothing changed (the modal says so; the CLI waits unless told otherwise).
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Restore `what` into the configured database, atomically; `confirm_name` must be the
 /// database's name (the modal's typed confirmation, checked here again). `trust_dev_key`
@@ -82,6 +96,8 @@ pub async fn restore_preview(
 /// the public development key opened; without it the engine refuses such a file
 /// (`untrusted_file`).
 #[tauri::command]
+// Each argument is a named field of the IPC call the modal makes.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     state: State<'_, AppState>,
     what: String,
@@ -89,6 +105,7 @@ pub async fn restore(
     safety_backup: bool,
     trust_dev_key: Option<bool>,
     roles: Option<String>,
+    end_sessions: Option<bool>,
     on_progress: Channel<dto::Progress>,
 ) -> Res<RestoreResult> {
     let what = checked_what(&state, &what)?;
@@ -123,6 +140,8 @@ pub async fn restore(
         cancel: cancel.clone(),
         trust_dev_key: trust_dev_key.unwrap_or(false),
         roles,
+        lock_timeout: Some(LOCK_TIMEOUT),
+        end_sessions: end_sessions.unwrap_or(false),
         ..RestoreOptions::default()
     };
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());

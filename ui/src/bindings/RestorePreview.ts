@@ -63,4 +63,15 @@ dev_key: boolean,
  * Into a database without the backup's tables: the backup's roles this server lacks
  * (the modal then asks: create them, or the login SchoolVault uses owns everything).
  */
-missing_roles: Array<string>, };
+missing_roles: Array<string>, 
+/**
+ * The other sessions connected to the target database now, one line each ("pid 4242
+ * erp-web (user erp from 10.0.0.7, idle in transaction since …)"): their open
+ * transactions hold up a replace restore, so the modal lists them and offers to end them.
+ */
+sessions: Array<string>, 
+/**
+ * How long a replace restore from the app waits for those sessions' locks before it
+ * stops, nothing changed.
+ */
+lock_timeout_secs: number, };

@@ -98,6 +98,20 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
         h("label", { class: "check" }, ownerRoles, ` Make ${login} (the login SchoolVault uses) the owner of everything`),
       )
     : null;
+  // The school is still connected: the ERP's open transactions hold up the restore. Said
+  // before it starts, with the choice to end them (or to let the restore wait, up to a limit).
+  const endSessions = h("input", { type: "checkbox", id: "end-sessions", "data-testid": "end-sessions" });
+  const sessions = p.sessions.length
+    ? h(
+        "div",
+        { class: "note", role: "note", "data-testid": "sessions" },
+        h("strong", {}, `${p.sessions.length} other ${p.sessions.length === 1 ? "session is" : "sessions are"} connected to ${p.target_database}. `),
+        "Tell the school's users that the system is going down and ask them to close it first: their unsaved work is lost. ",
+        `An open transaction holds the tables: the restore waits up to ${p.lock_timeout_secs} s for it, then stops with nothing changed.`,
+        h("ul", { class: "sessions" }, p.sessions.map((s) => h("li", {}, s))),
+        h("label", { class: "check" }, endSessions, " End these sessions when the restore starts (their open transactions are rolled back; needs a superuser login, or one in pg_signal_backend)"),
+      )
+    : null;
   const rows = p.tables.map((t) =>
     h(
       "tr",
@@ -120,6 +134,7 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
     ),
     untrusted,
     missing,
+    sessions,
     h(
       "p",
       { class: "summary" },
@@ -142,11 +157,11 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
     h("div", { class: "actions" }, h("button", { class: "secondary", onclick: () => m.close() }, "Cancel"), go),
   );
   const roles = () => (p.missing_roles.length === 0 ? null : ownerRoles.checked ? "owner" : "create");
-  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), p.dev_key && trust.checked, hooks, roles()));
+  go.addEventListener("click", () => void run(m, p, safety.checked, confirm.value.trim(), p.dev_key && trust.checked, hooks, roles(), endSessions.checked));
   confirm.focus();
 }
 
-async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks, roles: "create" | "owner" | null) {
+async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, trustDevKey: boolean, hooks: RestoreHooks, roles: "create" | "owner" | null, endSessions: boolean) {
   const view = progressView(`Restoring ${p.target_database}`, () => void api.cancelJob());
   // Open until it ends: its progress, the result and the undo are here.
   m.lock(true);
@@ -157,7 +172,7 @@ async function run(m: Modal, p: RestorePreview, safety: boolean, name: string, t
   );
   let result: RestoreResult;
   try {
-    result = await api.restore(p.what, name, safety, trustDevKey, view.update, roles);
+    result = await api.restore(p.what, name, safety, trustDevKey, view.update, roles, endSessions);
   } catch (e) {
     m.lock(false);
     showError(m, e);

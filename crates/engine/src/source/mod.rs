@@ -4,4 +4,4 @@
 pub mod model;
 pub mod postgres;
 
-pub use model::{Privileges, SequenceValue, SourceInfo, TableManifest};
+pub use model::{describe_sessions, Privileges, SequenceValue, Session, SourceInfo, TableManifest};

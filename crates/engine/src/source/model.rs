@@ -199,3 +199,76 @@ pub struct Policy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
 }
+
+/// Another session connected to the database being restored (the ERP's users, its connection
+/// pool, a report tool): what a replace restore shows before it starts and while it waits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    /// The server's process id of the session.
+    pub pid: i32,
+    /// The login it connected as (empty when this login may not see it).
+    pub user: String,
+    /// The `application_name` it gave (empty if none).
+    pub application: String,
+    /// The client's address, if over the network and visible.
+    pub client: Option<String>,
+    /// Since when: its open transaction's start, else the connection's.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `active`, `idle`, `idle in transaction`…; empty when this login may not see it.
+    pub state: String,
+    /// It has a transaction open (which holds its locks until it ends).
+    pub in_transaction: bool,
+}
+
+impl Session {
+    /// One line: "pid 4242 erp-web (user erp from 10.0.0.7, idle in transaction since
+    /// 2026-12-03 09:12:03 UTC)".
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut who = format!("pid {}", self.pid);
+        if !self.application.is_empty() {
+            who.push(' ');
+            who.push_str(&self.application);
+        }
+        let mut detail = Vec::new();
+        let mut by = String::new();
+        if !self.user.is_empty() {
+            by = format!("user {}", self.user);
+        }
+        if let Some(c) = &self.client {
+            by = if by.is_empty() {
+                format!("from {c}")
+            } else {
+                format!("{by} from {c}")
+            };
+        }
+        if !by.is_empty() {
+            detail.push(by);
+        }
+        let state = self.state.as_str();
+        let since = self
+            .since
+            .map(|s| format!("since {}", s.format("%Y-%m-%d %H:%M:%S UTC")));
+        match (state.is_empty(), since) {
+            (false, Some(s)) => detail.push(format!("{state} {s}")),
+            (false, None) => detail.push(state.to_string()),
+            (true, Some(s)) => detail.push(s),
+            (true, None) => {}
+        }
+        if detail.is_empty() {
+            who
+        } else {
+            format!("{who} ({})", detail.join(", "))
+        }
+    }
+}
+
+/// The sessions as one line each, "; "-joined, for a message.
+#[must_use]
+pub fn describe_sessions(sessions: &[Session]) -> String {
+    sessions
+        .iter()
+        .map(Session::describe)
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -28,7 +28,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
 pub use crate::source::postgres::RoleChoice;
-use crate::source::postgres::{self, privileges_sql, PgTarget, RestoreTxn, RoleMap};
+use crate::source::postgres::{self, privileges_sql, LockWait, PgTarget, RestoreTxn, RoleMap};
+use crate::source::{describe_sessions, Session};
 
 use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::reading::{
@@ -56,6 +57,12 @@ pub struct RestoreOptions {
     /// A restore into a new (or empty) database: what to do about roles the backup names
     /// that the server lacks.
     pub roles: RoleChoice,
+    /// A replace restore gives up (nothing changed) when other sessions keep the tables
+    /// locked for longer than this; `None` waits as long as it takes.
+    pub lock_timeout: Option<std::time::Duration>,
+    /// End the other sessions on the target database (`pg_terminate_backend`) just before a
+    /// replace restore empties the tables: their open transactions roll back.
+    pub end_sessions: bool,
 }
 
 impl Default for RestoreOptions {
@@ -67,6 +74,8 @@ impl Default for RestoreOptions {
             create_db: None,
             trust_dev_key: false,
             roles: RoleChoice::Require,
+            lock_timeout: None,
+            end_sessions: false,
         }
     }
 }
@@ -362,7 +371,19 @@ pub(super) async fn restore_into(
     } else if fresh {
         RestoreTxn::begin_empty(conn, target).await
     } else {
-        RestoreTxn::begin(conn, target, &manifest.tables).await
+        let reporter = progress.clone();
+        let on_wait = move |holders: &[Session]| {
+            reporter.report(&ProgressEvent {
+                table: Some(describe_sessions(holders)),
+                ..ProgressEvent::phase(Phase::WaitLock)
+            });
+        };
+        let wait = LockWait {
+            timeout: opts.lock_timeout,
+            end_sessions: opts.end_sessions,
+            on_wait: &on_wait,
+        };
+        RestoreTxn::begin(conn, target, &manifest.tables, &wait).await
     };
     let mut txn = match begun {
         Ok(t) => t,
@@ -532,6 +553,9 @@ pub(super) async fn restore_v1(
     let t0 = Instant::now();
     progress.report(&ProgressEvent::phase(Phase::Restore));
     opts.cancel.check()?;
+    if opts.end_sessions {
+        postgres::end_sessions(target, None).await?;
+    }
     let tables = legacy::apply(target, &plan, opts.v1_mode).await?;
     Ok(RestoreOutcome {
         backup_id: path

@@ -16,6 +16,7 @@
 //! | `schema` | capturing the DDL from the catalogs |
 //! | `restore` | the restore transaction and the target checks |
 //! | `admin` | creating, marking and dropping databases; probing the server |
+//! | `sessions` | the other sessions on a database: who holds the locks a restore waits for; ending them |
 //! | `privileges` | owners, privileges and policies back into a restored database; the backup's roles on this server |
 
 mod admin;
@@ -23,6 +24,7 @@ mod connection;
 mod privileges;
 mod restore;
 pub mod schema;
+mod sessions;
 mod snapshot;
 mod sql;
 
@@ -35,7 +37,8 @@ pub use connection::{col, db_error, PgTarget, Tls};
 pub use privileges::{privileges_sql, RoleChoice, RoleMap};
 pub use restore::{
     any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
-    tables_present, RestoreTxn,
+    tables_present, LockWait, RestoreTxn,
 };
+pub use sessions::{blocking_sessions, end_sessions, other_sessions, sessions_locking};
 pub use snapshot::{Snapshot, SnapshotWorker, TableInfo};
 pub use sql::{qualified, quote_ident};

@@ -5,9 +5,12 @@ use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{SequenceValue, TableManifest};
+use std::time::Duration;
+
+use crate::source::{describe_sessions, SequenceValue, Session, TableManifest};
 
 use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
+use crate::source::postgres::sessions::{blocking_sessions, end_sessions, sessions_locking};
 use crate::source::postgres::sql::{column_list, qualified, USER_SCHEMAS};
 
 /// A replace-restore in progress: one transaction on the target in which the backup's tables
@@ -192,6 +195,49 @@ pub async fn check_target(
     Ok(())
 }
 
+/// How often a restore waiting for its locks says who holds them.
+const WAIT_REPORT: Duration = Duration::from_secs(2);
+
+/// How a replace restore waits for the locks on the tables it empties: other sessions' open
+/// transactions on them (the ERP in use) hold it up until they end.
+pub struct LockWait<'a> {
+    /// Give up after this long, nothing changed (`None`: wait as long as it takes).
+    pub timeout: Option<Duration>,
+    /// End the other sessions on the database first (`pg_terminate_backend`).
+    pub end_sessions: bool,
+    /// Told every few seconds, while it waits, which sessions hold it up.
+    pub on_wait: &'a (dyn Fn(&[Session]) + Send + Sync),
+}
+
+impl Default for LockWait<'_> {
+    fn default() -> Self {
+        LockWait {
+            timeout: None,
+            end_sessions: false,
+            on_wait: &|_| {},
+        }
+    }
+}
+
+/// The error of a restore that gave up waiting: who held the tables, and what to do.
+async fn lock_timed_out(target: &PgTarget, names: &[String], wait: &LockWait<'_>) -> Error {
+    let holders = sessions_locking(target, names).await.unwrap_or_default();
+    let secs = wait.timeout.map_or(0, |t| t.as_secs());
+    let who = if holders.is_empty() {
+        "they ended meanwhile".to_string()
+    } else {
+        format!("holding them: {}", describe_sessions(&holders))
+    };
+    Error::new(
+        ErrorKind::InUse,
+        format!(
+            "Other sessions on {} kept the tables to restore locked for more than {secs} s, so the restore stopped and nothing was changed; {who}",
+            target.describe()
+        ),
+        "Ask the users to close the ERP, or end those sessions and restore again (--end-sessions; in the app, End these sessions), or wait longer (--lock-timeout)",
+    )
+}
+
 impl RestoreTxn {
     /// Begin the restore on `conn`: one transaction, triggers and foreign-key checks off for
     /// the session where permitted, and every table of the backup emptied.
@@ -203,9 +249,22 @@ impl RestoreTxn {
         mut conn: PgConnection,
         target: &PgTarget,
         tables: &[TableManifest],
+        wait: &LockWait<'_>,
     ) -> Result<RestoreTxn> {
         check_target(&mut conn, target, tables).await?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_error(&e, target))?;
+        if wait.end_sessions {
+            end_sessions(target, Some(pid)).await?;
+        }
         exec(&mut conn, "BEGIN", target).await?;
+        if let Some(t) = wait.timeout {
+            // Only for taking the locks: a lock the restore holds is never given up mid-way.
+            let ms = t.as_millis().clamp(1, i32::MAX as u128);
+            exec(&mut conn, &format!("SET LOCAL lock_timeout = {ms}"), target).await?;
+        }
         let mut txn = RestoreTxn {
             conn,
             target: target.clone(),
@@ -222,17 +281,48 @@ impl RestoreTxn {
             return Err(replica_refused(target));
         }
         if !tables.is_empty() {
-            let list = tables
+            let names: Vec<String> = tables
                 .iter()
                 .map(|t| qualified(&t.schema, &t.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let Err(e) = txn.exec(&format!("TRUNCATE TABLE ONLY {list}")).await {
+                .collect();
+            let emptied = txn.truncate_watching(&names, pid, wait).await;
+            if let Err(e) = emptied {
                 txn.rollback().await;
+                if e.sqlstate() == Some("55P03") {
+                    return Err(lock_timed_out(target, &names, wait).await);
+                }
                 return Err(e.context("emptying the tables before loading"));
+            }
+            if wait.timeout.is_some() {
+                exec(&mut txn.conn, "SET LOCAL lock_timeout = 0", target).await?;
             }
         }
         Ok(txn)
+    }
+
+    /// `TRUNCATE` the tables, saying every few seconds who holds them up while it waits.
+    async fn truncate_watching(
+        &mut self,
+        names: &[String],
+        pid: i32,
+        wait: &LockWait<'_>,
+    ) -> Result<()> {
+        let sql = format!("TRUNCATE TABLE ONLY {}", names.join(", "));
+        let target = self.target.clone();
+        let mut truncate = std::pin::pin!(self.exec(&sql));
+        loop {
+            tokio::select! {
+                done = &mut truncate => return done,
+                () = tokio::time::sleep(WAIT_REPORT) => {
+                    // Looked up from another connection; a failed look is no reason to stop.
+                    if let Ok(holders) = blocking_sessions(&target, pid).await {
+                        if !holders.is_empty() {
+                            (wait.on_wait)(&holders);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Begin a restore into a database that has none of the backup's tables: one transaction
