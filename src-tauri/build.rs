@@ -9,6 +9,7 @@ const COMMANDS: &[&str] = &[
     "create_demo",
     "key_generate",
     "key_import",
+    "key_import_file",
     "key_save_recovery",
     "key_show_once",
     "list_backups",

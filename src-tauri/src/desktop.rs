@@ -211,6 +211,24 @@ impl Shell for Desktop {
         flatten(rx)
     }
 
+    fn pick_key_file(&self) -> Picked {
+        if let Some(p) = injected("SCHOOLVAULT_PICK_KEY_FILE") {
+            return picked(Some(p));
+        }
+        let window = self.app.get_webview_window("main");
+        let rx = self.on_main(move || {
+            let mut d = rfd::FileDialog::new()
+                .set_title("The key's recovery copy, or the old system's settings file (.env)")
+                .add_filter("Recovery copies and settings", &["txt", "env"])
+                .add_filter("All files", &["*"]);
+            if let Some(w) = &window {
+                d = d.set_parent(w);
+            }
+            d.pick_file()
+        });
+        flatten(rx)
+    }
+
     fn pick_backup_dir(&self, current: &Path) -> Picked {
         if let Some(p) = injected("SCHOOLVAULT_PICK_DIR") {
             return picked(Some(p));

@@ -161,6 +161,15 @@ async fn last_line(state: &AppState) -> String {
         line.push_str(" · ");
         line.push_str(&behind);
     }
+    if let Ok((key, _)) = state
+        .keys()
+        .and_then(|k| k.current().map_err(|e| CommandError::from(&e)))
+    {
+        let fp = key.fingerprint().to_string();
+        if schoolvault_engine::keychain::recovery_pending(&state.data_dir(), &fp) {
+            line.push_str(" · the key's recovery copy is NOT saved: open SchoolVault");
+        }
+    }
     line
 }
 

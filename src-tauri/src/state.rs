@@ -46,6 +46,11 @@ pub trait Shell: Send + Sync {
     fn pick_backup_dir(&self, current: &Path) -> Picked;
     /// Ask where to save the key's recovery copy (native dialog).
     fn pick_recovery_file(&self, suggested: &str) -> Picked;
+    /// Ask for a file holding a key to import: a recovery sheet, or the old system's settings
+    /// file (native dialog). The key never passes through the web view.
+    fn pick_key_file(&self) -> Picked {
+        picked(injected("SCHOOLVAULT_PICK_KEY_FILE"))
+    }
     /// Show the key's hex once, in a native dialog (never in the web view).
     fn show_secret(&self, title: &str, text: &str);
     /// Turn start-at-login on or off.

@@ -113,7 +113,8 @@ pub(crate) fn command(action: &KeyAction, keys: &Keys) -> Result<KeyReport> {
                 .read_to_string(&mut text)
                 .map_err(|e| Error::io("reading the key from stdin", &e))?;
             let text = Zeroizing::new(text);
-            let key = Key::from_hex(&text)?;
+            // The 64 hex characters, or the whole recovery sheet `key export --out` wrote.
+            let key = schoolvault_engine::keychain::key_from_recovery_text(&text)?;
             keys.store(&key)?;
             Ok(shown(&key, &KeyOrigin::Keychain, "Imported key", None))
         }

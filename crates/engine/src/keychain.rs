@@ -388,6 +388,40 @@ pub fn recovery_sheet(key: &Key) -> Zeroizing<String> {
     ))
 }
 
+/// The key in a recovery copy: the 64 hex characters alone, the old system's settings file
+/// (a `BACKUP_ENCRYPTION_KEY=…` line), or a whole [`recovery_sheet`] as saved or printed, whose
+/// "Key (64 hex)" line is read and checked against its "Key fingerprint" line (a mistyped
+/// sheet is refused, not imported as another key).
+///
+/// # Errors
+/// `InvalidInput` saying what is wrong with the text.
+pub fn key_from_recovery_text(text: &str) -> Result<Key> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    let Some(hex) = field("Key (64 hex):") else {
+        // The old system's settings (.env): `BACKUP_ENCRYPTION_KEY=…`, maybe quoted.
+        if let Some(v) = field("BACKUP_ENCRYPTION_KEY=") {
+            let v = Zeroizing::new(v);
+            return Key::from_hex(v.trim_matches(|c| c == '"' || c == '\''));
+        }
+        return Key::from_hex(text);
+    };
+    let hex = Zeroizing::new(hex);
+    let key = Key::from_hex(&hex)?;
+    if let Some(fp) = field("Key fingerprint:") {
+        if !fp.eq_ignore_ascii_case(&key.fingerprint().to_string()) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("The key on this recovery sheet does not match its fingerprint {fp}: a character of the key was changed or mistyped"),
+                "Compare the key with the printed sheet character by character and correct it",
+            ));
+        }
+    }
+    Ok(key)
+}
+
 /// Write the [`recovery_sheet`] of `key` to `path`: atomically and readable only by this
 /// user, even over an existing file that anyone could read.
 ///
@@ -430,6 +464,35 @@ pub fn recovery_pending(dir: &Path, fingerprint: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recovery_sheet_imports_as_its_key_and_a_mistyped_one_is_refused() {
+        let key = Key::generate();
+        let sheet = recovery_sheet(&key);
+        let read = key_from_recovery_text(&sheet).expect("the sheet");
+        assert_eq!(read.fingerprint(), key.fingerprint());
+        // The hex alone, as typed or from the old system's variable.
+        let hex = key.to_hex();
+        let read = key_from_recovery_text(&format!("  {}\n", hex.as_str())).expect("the hex");
+        assert_eq!(read.fingerprint(), key.fingerprint());
+        // One character of the key changed on the sheet: its fingerprint line refuses it.
+        let first = hex.chars().next().expect("64 characters");
+        let other = if first == '0' { '1' } else { '0' };
+        let bad = sheet.replacen(hex.as_str(), &format!("{other}{}", &hex[1..]), 1);
+        let e = key_from_recovery_text(&bad).expect_err("mistyped");
+        assert!(
+            e.to_string().contains("does not match its fingerprint"),
+            "{e}"
+        );
+        assert!(key_from_recovery_text("hello").is_err());
+        // The old system's .env.
+        let env = format!(
+            "DATABASE_URL=postgres://x\nBACKUP_ENCRYPTION_KEY=\"{}\"\n",
+            hex.as_str()
+        );
+        let read = key_from_recovery_text(&env).expect("the .env");
+        assert_eq!(read.fingerprint(), key.fingerprint());
+    }
 
     #[cfg(unix)]
     #[test]

@@ -401,6 +401,14 @@ pub struct Digest {
     pub last_test_restore: Option<(DateTime<Utc>, bool, String)>,
     /// Each offsite destination's state, one line each.
     pub offsite: Vec<String>,
+    /// The current key's fingerprint, when its recovery copy was never saved (generated in the
+    /// app, the copy owed): without it a lost computer loses every backup.
+    pub recovery_copy_owed: Option<String>,
+}
+
+/// The weekly report's line for a key whose recovery copy is owed.
+fn recovery_copy_line(fingerprint: &str) -> String {
+    format!("The encryption key {fingerprint} has NO saved recovery copy: if this computer is lost, every backup is lost with it. Open SchoolVault on the backup computer and save the recovery copy (the set-up screen asks for it).")
 }
 
 /// The weekly report: subject, plain text, HTML. The subject says at once whether anything
@@ -445,6 +453,9 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         },
     );
     text.push_str(&format!("Last test restore: {tested}\n"));
+    if let Some(fp) = &d.recovery_copy_owed {
+        text.push_str(&format!("\n{}\n\n", recovery_copy_line(fp)));
+    }
     for line in &d.offsite {
         text.push_str(&format!("Offsite copies at {line}\n"));
     }
@@ -488,6 +499,12 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         kept_size = crate::size::human(d.kept.1),
         tested = html_escape(&tested),
     );
+    if let Some(fp) = &d.recovery_copy_owed {
+        html.push_str(&format!(
+            "<tr><td><b>Encryption key</b></td><td><b>{}</b></td></tr>",
+            html_escape(&recovery_copy_line(fp))
+        ));
+    }
     if d.email_problems > 0 {
         html.push_str(&format!(
             "<tr><td>Emails that could not be sent</td><td>{}</td></tr>",
@@ -514,4 +531,44 @@ pub fn digest_message(d: &Digest) -> (String, String, String) {
         env!("CARGO_PKG_VERSION")
     ));
     (subject, text, html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn week() -> Digest {
+        let to = Utc::now();
+        Digest {
+            database: "erp@db:5432/school".into(),
+            from: to - chrono::Duration::days(7),
+            to,
+            succeeded: 7,
+            failed: 0,
+            failures: Vec::new(),
+            email_problems: 0,
+            last_success: None,
+            kept: (7, 1000),
+            last_test_restore: None,
+            offsite: Vec::new(),
+            recovery_copy_owed: None,
+        }
+    }
+
+    #[test]
+    fn the_weekly_report_says_when_the_keys_recovery_copy_is_owed() {
+        let (_, text, html) = digest_message(&week());
+        assert!(!text.contains("recovery copy"), "{text}");
+        assert!(!html.contains("recovery copy"), "{html}");
+        let owed = Digest {
+            recovery_copy_owed: Some("4220efac447a6419".into()),
+            ..week()
+        };
+        let (_, text, html) = digest_message(&owed);
+        assert!(
+            text.contains("The encryption key 4220efac447a6419 has NO saved recovery copy"),
+            "{text}"
+        );
+        assert!(html.contains("NO saved recovery copy"), "{html}");
+    }
 }

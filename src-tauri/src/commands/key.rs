@@ -43,11 +43,38 @@ pub async fn key_generate(state: State<'_, AppState>) -> Res<KeyInfo> {
 #[tauri::command]
 pub async fn key_import(state: State<'_, AppState>, hex: String) -> Res<KeyInfo> {
     let hex = zeroize::Zeroizing::new(hex);
-    let key = Key::from_hex(hex.trim())?;
+    let key = keychain::key_from_recovery_text(&hex)?;
     state.keys()?.store(&key)?;
     // Imported: the person has it already.
     keychain::mark_recovery_saved(&state.data_dir(), &key.fingerprint().to_string());
     Ok(key_info(&KeyOrigin::Keychain, &key))
+}
+
+/// Import the key from a file the user picks in a native dialog: its recovery sheet, a file
+/// with the 64 hex characters, or the old system's settings (`BACKUP_ENCRYPTION_KEY=…`). The key
+/// never passes through the web view. `null` if they cancel.
+#[tauri::command]
+pub async fn key_import_file(state: State<'_, AppState>) -> Res<Option<KeyInfo>> {
+    let Some(path) = state.shell().pick_key_file().await.ok().flatten() else {
+        return Ok(None);
+    };
+    let mut text = zeroize::Zeroizing::new(String::new());
+    {
+        use std::io::Read;
+        let file = std::fs::File::open(&path).map_err(|e| {
+            schoolvault_engine::Error::io(format_args!("opening {}", path.display()), &e)
+        })?;
+        // A recovery sheet is under 1 KiB; a settings file a few: never read a big file whole.
+        file.take(64 << 10).read_to_string(&mut text).map_err(|e| {
+            schoolvault_engine::Error::io(format_args!("reading {}", path.display()), &e)
+        })?;
+    }
+    let key = keychain::key_from_recovery_text(&text)
+        .map_err(|e| e.context(format_args!("{}", path.display())))?;
+    state.keys()?.store(&key)?;
+    // Imported from their copy: the person has it already.
+    keychain::mark_recovery_saved(&state.data_dir(), &key.fingerprint().to_string());
+    Ok(Some(key_info(&KeyOrigin::Keychain, &key)))
 }
 
 /// Write the key's recovery copy where the user chooses (mode 0600, replacing any file there);

@@ -50,12 +50,13 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   });
   const showKey = h("button", { class: "secondary" }, "Show the key once");
   showKey.addEventListener("click", () => void api.keyShowOnce().catch((e) => shell.error(e)));
-  const importHex = h("input", { type: "password", autocomplete: "off", placeholder: "64 hexadecimal characters" });
-  const importBtn = h("button", { class: "secondary" }, "Import");
+  // A key is imported from a file (its recovery copy, or the old system's settings file),
+  // chosen in a native dialog: it is never typed into this window.
+  const importBtn = h("button", { class: "secondary", "data-testid": "key-import-file" }, "Import a key from a file…");
   importBtn.addEventListener("click", async () => {
     try {
-      const k = await api.keyImport(importHex.value);
-      importHex.value = "";
+      const k = await api.keyImportFile();
+      if (!k) return;
       shell.toast(`Key ${k.fingerprint} imported; it is used for new backups, and older keys stay available for older backups.`);
       await shell.refreshStatus();
     } catch (e) {
@@ -217,7 +218,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
     { class: "view settings" },
     h("header", { class: "view-head" }, h("h1", {}, "Settings"), h("span", { class: "muted small" }, `Stored in ${status.config_path}`)),
     h("section", { class: "card" }, h("h2", {}, "School database"), conn.el, h("div", { class: "actions" }, testBtn, saveConn)),
-    h("section", { class: "card" }, h("h2", {}, "Encryption key"), keyLine, h("div", { class: "actions left" }, recovery, showKey), h("div", { class: "inline" }, field("Import another key", importHex), importBtn)),
+    h("section", { class: "card" }, h("h2", {}, "Encryption key"), keyLine, h("div", { class: "actions left" }, recovery, showKey, importBtn), h("p", { class: "muted small" }, "Import: the key's recovery copy (a .txt saved or written down from the sheet), or the old system's settings file (.env) holding BACKUP_ENCRYPTION_KEY.")),
     h(
       "section",
       { class: "card" },

@@ -83,9 +83,8 @@ function keyStep(shell: Shell, status: AppStatus): HTMLElement {
   const body = h("div");
   card.append(body);
   const choose = () => {
-    const hex = h("input", { type: "password", autocomplete: "off", spellcheck: "false", placeholder: "64 hexadecimal characters", "data-testid": "key-hex" });
     const gen = h("button", { class: "primary", "data-testid": "key-generate" }, "Generate a new key");
-    const imp = h("button", { class: "secondary", "data-testid": "key-import" }, "Import this key");
+    const imp = h("button", { class: "secondary", "data-testid": "key-import" }, "Import the key from a file…");
     gen.addEventListener("click", async () => {
       try {
         saved(await api.keyGenerate(), true);
@@ -95,7 +94,8 @@ function keyStep(shell: Shell, status: AppStatus): HTMLElement {
     });
     imp.addEventListener("click", async () => {
       try {
-        saved(await api.keyImport(hex.value), false);
+        const k = await api.keyImportFile();
+        if (k) saved(k, false);
       } catch (e) {
         shell.error(e);
       }
@@ -108,8 +108,7 @@ function keyStep(shell: Shell, status: AppStatus): HTMLElement {
         "div",
         { class: "choice" },
         h("h3", {}, "Coming from the old backup service?"),
-        h("p", { class: "muted" }, "Import its BACKUP_ENCRYPTION_KEY so its backup files can be restored here too."),
-        h("label", { class: "field" }, h("span", {}, "Key"), hex),
+        h("p", { class: "muted" }, "Import its BACKUP_ENCRYPTION_KEY so its backup files can be restored here too: choose the old system's settings file (.env), or a text file holding the key. A SchoolVault key comes back the same way, from its recovery copy (after a disaster)."),
         imp,
       ),
     );

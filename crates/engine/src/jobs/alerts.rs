@@ -371,6 +371,10 @@ pub async fn weekly_digest(
             .filter(|t| !t.unavailable)
             .map(|t| (t.at, t.ok, t.message)),
         offsite: offsite_lines(&vault.catalog.copies().await?),
+        recovery_copy_owed: vault.keys.current().ok().and_then(|(k, _)| {
+            let fp = k.fingerprint().to_string();
+            crate::keychain::recovery_pending(&vault.lock_dir, &fp).then_some(fp)
+        }),
     };
     let (subject, text, html) = crate::notify::digest_message(&digest);
     let started = Utc::now();
