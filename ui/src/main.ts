@@ -10,6 +10,7 @@ import * as fmt from "./format";
 import type { Screen, Shell } from "./shell";
 import { activityView } from "./views/activity";
 import { backupsView } from "./views/backups";
+import { emergencyView } from "./views/emergency";
 import { settingsView } from "./views/settings";
 import { setupView } from "./views/setup";
 
@@ -73,17 +74,25 @@ export async function start(root: HTMLElement): Promise<void> {
     },
   };
 
+  // Each render is numbered: a screen that took longer to load than the one asked for after it
+  // (a quick switch) is dropped, never shown over the newer one.
+  let renders = 0;
   const render = async () => {
     if (!status) return;
+    const mine = ++renders;
     renderBanner(status);
     // A key whose recovery copy is owed resumes the first-run step where it was left.
     const setup = !status.configured || status.key_recovery_pending;
-    const current: Screen = setup && screen !== "settings" ? "setup" : screen;
+    if (!setup && screen === "setup") screen = "backups";
+    const current: Screen = setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen;
     clear(nav);
-    if (!setup) {
-      for (const [s, label] of [["backups", "Backups"], ["activity", "Activity"], ["settings", "Settings"]] as const) {
-        nav.append(h("button", { class: `nav-item${current === s ? " active" : ""}`, "aria-current": current === s ? "page" : null, "data-testid": `nav-${s}`, onclick: () => shell.go(s) }, label));
-      }
+    // The emergency page is reachable from every screen, the first-run set-up included (a new
+    // computer after a disaster starts there).
+    const items: [Screen, string][] = setup
+      ? [["setup", "Set up"], ["emergency", "Disaster recovery"]]
+      : [["backups", "Backups"], ["activity", "Activity"], ["settings", "Settings"], ["emergency", "Disaster recovery"]];
+    for (const [s, label] of items) {
+      nav.append(h("button", { class: `nav-item${current === s ? " active" : ""}${s === "emergency" ? " nav-emergency" : ""}`, "aria-current": current === s ? "page" : null, "data-testid": `nav-${s}`, onclick: () => shell.go(s) }, label));
     }
     put(footer, 
       status.target ? h("div", { "data-testid": "target" }, status.target) : null,
@@ -94,7 +103,9 @@ export async function start(root: HTMLElement): Promise<void> {
     if (current === "setup") view = await setupView(shell, status);
     else if (current === "activity") view = await activityView(shell);
     else if (current === "settings") view = await settingsView(shell, status);
+    else if (current === "emergency") view = emergencyView(shell, status);
     else view = await backupsView(shell);
+    if (mine !== renders) return;
     put(main, view);
   };
 

@@ -77,15 +77,19 @@ export function installMock(): void {
     formats_read: [1, 2],
     key_recovery_pending: false,
   });
+  // `?slow`: jobs take seconds (a restore to watch); the list of backups takes a second to load
+  // (a quick switch to another screen must not be overtaken by it).
+  const stepMs = q.has("slow") ? 400 : 30;
   const progress = async (ch: unknown, phases: string[]) => {
     const send = (ch as { onmessage?: (p: Progress) => void } | null)?.onmessage;
     for (let i = 0; i <= 10; i++) {
       // A download reports bytes of the file and where it comes from; the rest, tables and rows.
       if (phases[0] === "download") send?.({ phase: "download", table: "NAS", tables_done: 0, tables_total: 0, rows: 0, bytes: i * 1_708_000, total_bytes: 17_080_000 });
       else send?.({ phase: phases[Math.min(phases.length - 1, Math.floor(i / 4))], table: `public.table_${i}`, tables_done: i * 17, tables_total: 175, rows: i * 125_000, bytes: i * 55_000_000, total_bytes: 550_000_000 });
-      await new Promise((r) => setTimeout(r, 30));
+      await new Promise((r) => setTimeout(r, stepMs));
     }
   };
+  let endedSessions = false;
   const preview = (what: string): RestorePreview => ({
     what,
     backup_id: what,
@@ -107,6 +111,9 @@ export function installMock(): void {
     warnings: devKeyFile(what) ? ["This old-system backup opened only with the old system's built-in development key, which is public: the file was effectively unencrypted and is NOT authenticated (anyone could have written or changed it). Restore it only if you know where it came from."] : [],
     dev_key: devKeyFile(what),
     missing_roles: [],
+    // `?sessions`: the ERP is in use (a pool connection idle in a transaction).
+    sessions: q.has("sessions") && !endedSessions ? ["pid 4242 erp-web (user erp from 10.0.0.7, idle in transaction since 2026-12-03 09:12:03 UTC)", "pid 4250 erp-web (user erp from 10.0.0.7, idle since 2026-12-03 08:00:41 UTC)"] : [],
+    lock_timeout_secs: 60,
   });
   // A check passed: recorded on the backup, as the engine does.
   const checked = (id: string, message: string) => {
@@ -158,9 +165,18 @@ export function installMock(): void {
         throw { code: "invalid_input", message: "This key is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone. Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it." };
       return (key = { fingerprint: "0123456789abcdef", origin: "keychain" });
     },
+    // The file "chosen" holds the old system's public development key (`?keyfile`: a good one).
+    key_import_file: () => {
+      if (!q.has("keyfile"))
+        throw { code: "invalid_input", message: "/home/it/old-erp/.env: This key is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone. Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it." };
+      return (key = { fingerprint: "0123456789abcdef", origin: "keychain" });
+    },
     key_save_recovery: () => "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt",
     key_show_once: () => null,
-    list_backups: () => backups,
+    list_backups: async () => {
+      if (q.has("slow")) await new Promise((r) => setTimeout(r, 1000));
+      return backups;
+    },
     backup_now: async (a) => {
       await progress(a.onProgress, ["connect", "snapshot", "export", "finish"]);
       const at = new Date().toISOString();
@@ -192,8 +208,15 @@ export function installMock(): void {
       if (a.confirmName !== "school_erp") throw { code: "invalid_input", message: "Type the database's name (school_erp) to confirm the restore." };
       if (devKeyFile(String(a.what)) && a.trustDevKey !== true)
         throw { code: "untrusted_file", message: "This old-system file opened only with the old system's public development key, so anyone could have written it (for example adding an administrator account); nothing was changed. Restore it only if you know where it came from: confirm the second warning in the app, or pass --trust-dev-key to `schoolvault restore`." };
+      if (q.has("sessions") && !endedSessions && a.endSessions !== true) {
+        // Not ended: the restore waits for the pool's open transaction, then gives up.
+        (a.onProgress as { onmessage?: (p: Progress) => void } | null)?.onmessage?.({ phase: "wait_lock", table: "pid 4242 erp-web (user erp from 10.0.0.7, idle in transaction since 2026-12-03 09:12:03 UTC)", tables_done: 0, tables_total: 0, rows: 0, bytes: 0, total_bytes: null });
+        await new Promise((r) => setTimeout(r, 300));
+        throw { code: "in_use", message: "Other sessions on backup@erp.school.lan:5432/school_erp kept the tables to restore locked for more than 60 s, so the restore stopped and nothing was changed; holding them: pid 4242 erp-web (user erp from 10.0.0.7, idle in transaction since 2026-12-03 09:12:03 UTC). Ask the users to close the ERP, or end those sessions and restore again." };
+      }
+      if (a.endSessions === true) endedSessions = true;
       await progress(a.onProgress, ["safety_backup", "restore", "commit"]);
-      return { backup_id: a.what, target: "backup@erp.school.lan:5432/school_erp", tables: 175, rows: 1_254_000, duration_ms: 9_920, safety_backup_id: "safety-1", warnings: [] };
+      return { backup_id: a.what, target: "backup@erp.school.lan:5432/school_erp", tables: 175, rows: 1_254_000, duration_ms: 9_920, safety_backup_id: "safety-1", warnings: a.endSessions === true ? ["The 2 other sessions on school_erp were ended before the tables were emptied."] : [] };
     },
     pick_restore_file: () => "/media/usb/backups/backup-2025-12-01T02-00-00-000Z.enc",
     pick_ca_file: () => "/home/it/Documents/school-ca.pem",

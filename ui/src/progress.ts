@@ -9,6 +9,12 @@ export interface ProgressView {
   update: (p: Progress) => void;
 }
 
+/** The bar's fraction (0…1), or null when the total is not known (an indeterminate bar). */
+export function progressFraction(p: Progress): number | null {
+  if (!p.total_bytes || p.total_bytes <= 0 || p.bytes >= p.total_bytes) return p.phase === "commit" ? 1 : null;
+  return p.bytes / p.total_bytes;
+}
+
 export function progressView(title: string, onCancel?: () => void): ProgressView {
   const started = Date.now();
   const label = h("div", { class: "progress-phase", "data-testid": "progress-phase" }, "Starting…");
@@ -24,9 +30,10 @@ export function progressView(title: string, onCancel?: () => void): ProgressView
   );
   const update = (p: Progress) => {
     label.textContent = fmt.phase(p.phase) + (p.table ? `: ${p.table}` : "");
-    let fraction: number | null = null;
-    if (p.total_bytes && p.total_bytes > 0) fraction = Math.min(1, p.bytes / p.total_bytes);
-    else if (p.tables_total > 0) fraction = p.tables_done / p.tables_total;
+    // A fraction only of a known total (bytes, estimated before the job from the catalog's
+    // statistics, or the file's size); otherwise the bar is indeterminate. Tables are not a
+    // measure of work: one table may hold nearly all of it.
+    const fraction = progressFraction(p);
     if (fraction === null) bar.removeAttribute("value");
     else bar.value = Math.round(fraction * 100);
     const parts = [];

@@ -15,4 +15,4 @@ export interface Shell {
   go: (screen: Screen) => void;
 }
 
-export type Screen = "backups" | "activity" | "settings" | "setup";
+export type Screen = "backups" | "activity" | "settings" | "setup" | "emergency";

@@ -314,12 +314,12 @@ await check("offsite copies: add an S3 destination (a wrong secret explained fir
   assert.equal(await offsite.getByTestId("destination-row").count(), 2);
 });
 
-await check("key import refuses the old system's public development key, in words", async (page) => {
+await check("key import (from a file, never typed) refuses the old system's public development key, in words", async (page) => {
   await page.goto(base);
   await page.getByTestId("nav-settings").click();
-  const input = page.getByPlaceholder("64 hexadecimal characters");
-  await input.fill("0123456789abcdef".repeat(4));
-  await page.getByRole("button", { name: "Import", exact: true }).click();
+  // No field to type a key into: it comes from a file chosen in a native dialog.
+  assert.equal(await page.locator("input[type=password][placeholder*=hexadecimal]").count(), 0);
+  await page.getByTestId("key-import-file").click();
   const error = page.getByTestId("error");
   await error.waitFor();
   assert.match(await error.innerText(), /public development key.*forged by anyone/s);
@@ -375,6 +375,77 @@ await check("offsite copies behind for the stale time: a banner that says so and
   await page.screenshot({ path: join(shots, "ui-offsite-behind.png") });
   await banner.getByRole("button", { name: "Open settings" }).click();
   await page.getByTestId("watchdog").waitFor();
+});
+
+await check("a running restore: progress (phase, table, rows, ETA), Esc and a click outside do not close it; then the result", async (page) => {
+  await page.goto(base + "?slow");
+  await page.getByTestId("restore").first().click();
+  await page.getByTestId("confirm-name").fill("school_erp");
+  await page.getByTestId("restore-confirm").click();
+  const detail = page.getByRole("dialog").locator(".progress-detail");
+  await page.waitForFunction(() => /rows/.test(document.querySelector("[role=dialog] .progress-detail")?.textContent ?? ""));
+  assert.match(await page.getByRole("dialog").getByTestId("progress-phase").innerText(), /public\.table_/);
+  assert.match(await detail.innerText(), /of 175 tables · [\d,]+ rows/);
+  await page.keyboard.press("Escape");
+  await page.mouse.click(5, 5);
+  assert.equal(await page.getByRole("dialog").count(), 1, "the modal stays open while the restore runs");
+  await page.waitForFunction(() => /about \d+ s left/.test(document.querySelector("[role=dialog] .progress-detail")?.textContent ?? ""));
+  await page.screenshot({ path: join(shots, "ui-restore-progress.png") });
+  await page.getByTestId("restore-result").waitFor({ timeout: 15000 });
+  assert.equal(await page.getByTestId("undo").count(), 1);
+});
+
+await check("the school is still connected: the modal lists the sessions, a restore without ending them stops, ending them restores", async (page) => {
+  await page.goto(base + "?sessions");
+  await page.getByTestId("restore").first().click();
+  const sessions = page.getByTestId("sessions");
+  await sessions.waitFor();
+  assert.match(await sessions.innerText(), /2 other sessions are connected to school_erp/);
+  assert.match(await sessions.innerText(), /pid 4242 erp-web \(user erp from 10\.0\.0\.7, idle in transaction since/);
+  assert.match(await sessions.innerText(), /waits up to 60 s/);
+  await page.screenshot({ path: join(shots, "ui-restore-sessions.png") });
+  await page.getByTestId("confirm-name").fill("school_erp");
+  await page.getByTestId("restore-confirm").click();
+  const error = page.getByRole("dialog").getByTestId("error");
+  await error.waitFor();
+  assert.match(await error.innerText(), /The database is in use/);
+  assert.match(await error.innerText(), /nothing was changed; holding them: pid 4242 erp-web/);
+  await page.keyboard.press("Escape");
+  await page.getByTestId("restore").first().click();
+  await page.getByTestId("end-sessions").check();
+  await page.getByTestId("confirm-name").fill("school_erp");
+  await page.getByTestId("restore-confirm").click();
+  await page.getByTestId("restore-result").waitFor();
+  assert.match(await page.getByTestId("restore-result").innerText(), /2 other sessions on school_erp were ended/);
+});
+
+await check("a quick switch between screens shows the last one, not the slower one asked for before", async (page) => {
+  await page.goto(base + "?slow");
+  await page.getByTestId("nav-settings").click();
+  await page.getByTestId("cron").waitFor();
+  // Backups takes a second to load; Activity, asked for just after, is ready first.
+  await page.getByTestId("nav-backups").click();
+  await page.getByTestId("nav-activity").click();
+  await page.getByTestId("run-row").first().waitFor();
+  await page.waitForTimeout(1500);
+  assert.equal(await page.getByTestId("run-row").count() > 0, true, "Activity is still shown");
+  assert.equal(await page.getByTestId("backup-now").count(), 0, "the slower Backups did not replace it");
+  assert.equal(await page.locator(".nav-item.active").innerText(), "Activity");
+});
+
+await check("disaster recovery: reachable from the first run and from every screen, the steps with their buttons", async (page) => {
+  await page.goto(base + "?setup");
+  await page.getByTestId("nav-emergency").click();
+  await page.getByTestId("emergency").waitFor();
+  assert.match(await page.getByTestId("emergency-step-2").innerText(), /No key on this computer yet/);
+  await page.getByTestId("emergency-key").click();
+  await page.getByTestId("test-connection").waitFor();
+  await page.goto(base);
+  await page.getByTestId("nav-emergency").click();
+  assert.match(await page.getByTestId("emergency-step-1").innerText(), /Connected to/);
+  await page.screenshot({ path: join(shots, "ui-emergency.png"), fullPage: true });
+  await page.getByTestId("emergency-restore").click();
+  await page.getByTestId("backup-now").waitFor();
 });
 
 await browser.close();
