@@ -233,14 +233,18 @@ impl BufferPool {
 impl ExportShared {
     fn report(&self, table: &str) {
         let c = &self.counters;
+        let bytes = c.bytes.load(Ordering::Relaxed);
         self.progress.report(&ProgressEvent {
             phase: Phase::Export,
             table: Some(table.to_string()),
             tables_done: c.tables_done.load(Ordering::Relaxed),
             tables_total: c.tables_total,
             rows: c.rows.load(Ordering::Relaxed),
-            bytes: c.bytes.load(Ordering::Relaxed),
-            total_bytes: Some(c.total_bytes),
+            bytes,
+            // The catalog's sizes are an estimate (COPY text can be larger than the table on
+            // disk: bytea, TOAST-compressed values); once passed, the total is not known and a
+            // bar shows no fraction rather than stand full while tables remain.
+            total_bytes: (bytes < c.total_bytes).then_some(c.total_bytes),
         });
     }
 }
