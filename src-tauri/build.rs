@@ -10,6 +10,8 @@ const COMMANDS: &[&str] = &[
     "key_generate",
     "key_import",
     "key_import_file",
+    "key_rotate",
+    "key_rotation_dismiss",
     "key_save_recovery",
     "key_show_once",
     "list_backups",

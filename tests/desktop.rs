@@ -335,6 +335,11 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     )
     .await;
     assert!(text.contains("rejected the password"), "{text}");
+    // Advice for this window: its settings, not the CLI's environment variable.
+    assert!(
+        text.contains("Settings") && !text.contains("PGPASSWORD"),
+        "{text}"
+    );
     assert!(
         !text.contains("wrong-password"),
         "the password leaked: {text}"
@@ -386,6 +391,53 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
         .filter(|n| n.ends_with(".svb"))
         .count();
     assert!(objects >= 1, "no backup in the bucket");
+
+    // 8. Rotate the key (its recovery copy is saved before it is used), back up with the new
+    // key, and restore the first backup, made with the earlier key.
+    // First the schedule back to once a day, so no scheduled run meets the restore below.
+    click(&c, "[data-testid=nav-settings]").await;
+    fill(&c, "[data-testid=cron]", "0 2 * * *").await;
+    click(&c, "[data-testid=save-settings]").await;
+    wait_for(&c, "[data-testid=toast]", 30).await;
+    click(&c, "[data-testid=key-rotate]").await;
+    wait_for(&c, ".modal button.primary", 30).await;
+    click(&c, ".modal button.primary").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = match c.find(Locator::Css("[data-testid=fingerprint]")).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if now.len() == 16 && now != fingerprint {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the key was not rotated: {now}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rotated = std::fs::read_to_string(&recovery).unwrap();
+    assert!(
+        !rotated.contains(&fingerprint),
+        "the new key's recovery copy replaced the old one's in the chosen file"
+    );
+    click(&c, "[data-testid=nav-backups]").await;
+    let before = count(&c, "[data-testid=backup-row]").await;
+    click(&c, "[data-testid=backup-now]").await;
+    wait_count(&c, "[data-testid=backup-row]", before + 1, 120).await;
+    wait_count(&c, "[data-testid=older-key]", 1, 30).await;
+    shot(&c, "14-key-rotated").await;
+    db.sql("UPDATE users SET name = 'Changed after the rotation' WHERE id = 1");
+    // The oldest backup (the list is newest first) was made with the earlier key.
+    click(
+        &c,
+        "[data-testid=backup-row]:last-child [data-testid=restore]",
+    )
+    .await;
+    wait_for(&c, "[data-testid=restore-confirm]", 60).await;
+    fill(&c, "[data-testid=confirm-name]", &db.name).await;
+    click(&c, "[data-testid=restore-confirm]").await;
+    wait_text(&c, "[data-testid=restore-result]", "restored", 120).await;
+    assert_eq!(db.sql("SELECT name FROM users WHERE id = 1"), original);
+    click(&c, ".modal button.primary").await;
 
     c.close().await.unwrap();
 }

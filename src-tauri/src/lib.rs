@@ -31,6 +31,8 @@ macro_rules! handler {
             $crate::commands::key::key_generate,
             $crate::commands::key::key_import,
             $crate::commands::key::key_import_file,
+            $crate::commands::key::key_rotate,
+            $crate::commands::key::key_rotation_dismiss,
             $crate::commands::key::key_save_recovery,
             $crate::commands::key::key_show_once,
             $crate::commands::backups::list_backups,

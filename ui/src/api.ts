@@ -57,6 +57,9 @@ export const api = {
   keyImport: (hex: string) => invoke<KeyInfo>("key_import", { hex }),
   /** Import the key from a file chosen in a native dialog (null: cancelled). */
   keyImportFile: () => invoke<KeyInfo | null>("key_import_file"),
+  /** Rotate the key once its recovery copy is saved (native dialog; null: cancelled). */
+  keyRotate: () => invoke<KeyInfo | null>("key_rotate"),
+  keyRotationDismiss: () => invoke<null>("key_rotation_dismiss"),
   keySaveRecovery: () => invoke<string | null>("key_save_recovery"),
   keyShowOnce: () => invoke<void>("key_show_once"),
   listBackups: () => invoke<BackupRow[]>("list_backups"),

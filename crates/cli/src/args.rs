@@ -361,8 +361,18 @@ pub(crate) enum ExportFormat {
 pub(crate) enum KeyAction {
     /// Generate a new key and make it current (earlier keys stay, for old backups).
     Generate,
-    /// Import a key: 64 hex characters on stdin (e.g. the old system's BACKUP_ENCRYPTION_KEY).
+    /// Import a key on stdin: its recovery sheet, or the 64 hex characters (e.g. the old
+    /// system's BACKUP_ENCRYPTION_KEY).
     Import,
+    /// Rotate the key (the old system's advice: every year): a new key becomes current once
+    /// its recovery sheet is written to --out; the earlier keys stay in the keychain, so older
+    /// backups still open.
+    Rotate {
+        /// Where to write the new key's recovery sheet (readable only by you), before the key
+        /// is used.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the current key (for the recovery copy). Keep it secret.
     Export {
         /// Write the recovery sheet (fingerprint, key, what to do with it) to this file,

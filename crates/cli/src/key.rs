@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use schoolvault_engine::crypto::Key;
-use schoolvault_engine::keychain::{KeyOrigin, Keys};
+use schoolvault_engine::keychain::{self, KeyOrigin, Keys};
 use schoolvault_engine::{Error, Result};
 use serde::{Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -94,11 +94,35 @@ fn shown(
 ///
 /// # Errors
 /// No key, a malformed key on stdin, keychain errors.
-pub(crate) fn command(action: &KeyAction, keys: &Keys) -> Result<KeyReport> {
+pub(crate) fn command(
+    action: &KeyAction,
+    keys: &Keys,
+    data_dir: Option<&std::path::Path>,
+) -> Result<KeyReport> {
+    let since = |key: &Key| {
+        if let Some(dir) = data_dir {
+            keychain::key_since(dir, &key.fingerprint().to_string());
+        }
+    };
     match action {
+        KeyAction::Rotate { out } => {
+            let key = Key::generate();
+            keys.rotate(&key, |k| keychain::save_recovery_sheet(k, out))?;
+            since(&key);
+            if let Some(dir) = data_dir {
+                keychain::mark_recovery_saved(dir, &key.fingerprint().to_string());
+            }
+            Ok(shown(
+                &key,
+                &KeyOrigin::Keychain,
+                "Rotated: new backups are encrypted with key",
+                Some("Its recovery sheet is in the --out file: print it or keep it away from this computer, then delete it here. Older backups still open with the earlier keys, which stay in the keychain."),
+            ))
+        }
         KeyAction::Generate => {
             let key = Key::generate();
             keys.store(&key)?;
+            since(&key);
             Ok(shown(
                 &key,
                 &KeyOrigin::Keychain,
@@ -114,13 +138,14 @@ pub(crate) fn command(action: &KeyAction, keys: &Keys) -> Result<KeyReport> {
                 .map_err(|e| Error::io("reading the key from stdin", &e))?;
             let text = Zeroizing::new(text);
             // The 64 hex characters, or the whole recovery sheet `key export --out` wrote.
-            let key = schoolvault_engine::keychain::key_from_recovery_text(&text)?;
+            let key = keychain::key_from_recovery_text(&text)?;
             keys.store(&key)?;
+            since(&key);
             Ok(shown(&key, &KeyOrigin::Keychain, "Imported key", None))
         }
         KeyAction::Export { out: Some(path) } => {
             let (key, origin) = keys.current()?;
-            schoolvault_engine::keychain::save_recovery_sheet(&key, path)?;
+            keychain::save_recovery_sheet(&key, path)?;
             Ok(shown(
                 &key,
                 &origin,

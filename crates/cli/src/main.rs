@@ -62,7 +62,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let json = cli.json;
     let keys = Keys::new(cli.key_file.as_deref(), Box::new(OsKeychain))?;
     if let Command::Key { action } = &cli.command {
-        return emit(&key::command(action, &keys)?, json).map(|()| ExitCode::SUCCESS);
+        // Beside the catalog: since when each key is used (for the yearly rotation).
+        let data_dir = cli
+            .catalog
+            .clone()
+            .or_else(|| config::default_catalog().ok())
+            .and_then(|c| c.parent().map(std::path::Path::to_path_buf));
+        return emit(&key::command(action, &keys, data_dir.as_deref())?, json)
+            .map(|()| ExitCode::SUCCESS);
     }
     let config_path = config::config_path()?;
     let settings = Config::load(&config_path)?;

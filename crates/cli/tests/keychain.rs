@@ -126,3 +126,80 @@ fn no_keychain_at_all_is_one_clear_error_and_nothing_is_written() {
     assert!(line.contains("BACKUP_ENCRYPTION_KEY"), "{line}");
     assert!(env.files().is_empty(), "{:?}", env.files());
 }
+
+#[test]
+fn key_rotate_writes_the_sheet_first_and_older_backups_still_restore() {
+    let db = TestDb::new("rotate");
+    db.load(&school_sql(), &[]);
+    let before = db.checksums();
+    let home = tempfile::tempdir().unwrap();
+    let sv = support::schoolvault_bin();
+    let h = home.path().display().to_string();
+    let script = format!(
+        r#"set -e
+        echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+        SV={sv}
+        $SV --json key generate > {h}/first.json
+        $SV --json --db '{url}' backup > {h}/old.json
+        # A sheet that cannot be written (its folder is a file): no rotation.
+        $SV --json key rotate --out {h}/first.json/new-key.txt > {h}/refused.json 2> {h}/refused.err || echo $? > {h}/refused.code
+        $SV --json key fingerprint > {h}/still.json
+        $SV --json key rotate --out {h}/new-key.txt > {h}/rotated.json 2> {h}/rotated.err
+        $SV --json --db '{url}' backup > {h}/new.json
+        # The sheet imports back as the same key (the whole sheet on stdin).
+        $SV --json key import < {h}/new-key.txt > {h}/reimport.json
+        psql -X -q -h {pg_host} -p {pg_port} -U postgres -d {db} -c "DELETE FROM attendance"
+        $SV --json --db '{url}' restore "$(python3 -c 'import json; print(json.load(open("{h}/old.json"))["id"])')" --yes > {h}/restore.json
+        "#,
+        sv = sv.display(),
+        url = db.url(),
+        pg_host = support::pg_host(),
+        pg_port = support::pg_port(),
+        db = db.name,
+    );
+    let out = support::keychain_session(home.path(), &script);
+    let read = |f: &str| std::fs::read_to_string(home.path().join(f)).unwrap_or_default();
+    let json = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&read(f)).unwrap_or_else(|_| panic!("{f}: {:?}", read(f)))
+    };
+    assert!(
+        out.status.success(),
+        "keychain session failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = json("first.json")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !read("refused.code").trim().is_empty(),
+        "an unwritable sheet refuses the rotation: {}",
+        read("refused.err")
+    );
+    assert_eq!(
+        json("still.json")["fingerprint"],
+        first.as_str(),
+        "no sheet, no new key"
+    );
+    let second = json("rotated.json")["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, first);
+    assert!(
+        read("new-key.txt").contains(&second),
+        "the sheet names the new key"
+    );
+    assert!(
+        read("rotated.err").contains("Older backups still open"),
+        "{}",
+        read("rotated.err")
+    );
+    assert_eq!(json("reimport.json")["fingerprint"], second.as_str());
+    // The old backup is under the first key, the new one under the second; the old restores.
+    assert_eq!(json("old.json")["key_fingerprint"], first.as_str());
+    assert_eq!(json("new.json")["key_fingerprint"], second.as_str());
+    assert_eq!(json("restore.json")["rows"], json("old.json")["rows"]);
+    assert_eq!(db.checksums(), before);
+}

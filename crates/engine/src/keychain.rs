@@ -240,7 +240,8 @@ impl Keys {
             ErrorKind::WrongKey,
             format!("This backup was encrypted with key {wanted}, but {have}"),
             "Import the matching key from your recovery copy with `schoolvault key import` (or set BACKUP_ENCRYPTION_KEY to it)",
-        ))
+        )
+        .in_app("Import the matching key from its recovery copy: Settings → Encryption key → Import a key from a file…"))
     }
 
     /// Every key at hand to try on a file that does not name its key (an old-system file):
@@ -286,7 +287,8 @@ impl Keys {
                 ErrorKind::NoKey,
                 "This computer has no SchoolVault encryption key yet",
                 "Run `schoolvault key generate`, or import your key with `schoolvault key import`",
-            )),
+            )
+            .in_app("Generate a key, or import yours from its recovery copy, in the set-up screen or Settings → Encryption key")),
         }
     }
 
@@ -301,6 +303,35 @@ impl Keys {
         self.keychain
             .set(&format!("{CURRENT}-{}", key.fingerprint()), &hex)?;
         self.keychain.set(CURRENT, &hex)
+    }
+
+    /// Whether the key can be rotated here: not when it comes from `BACKUP_ENCRYPTION_KEY` or
+    /// a key file (it is rotated there).
+    ///
+    /// # Errors
+    /// `InvalidInput` saying where the key comes from.
+    pub fn check_rotatable(&self) -> Result<()> {
+        match &self.override_key {
+            Some((_, origin)) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("The key in use comes from {origin}, not from the keychain, so it cannot be rotated here"),
+                "Generate a new key with `schoolvault key generate`, save its recovery copy, and put it where the old one was (keep the old key too, for older backups)",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Rotate to `key` (a new one): `save` writes its recovery copy first, then it becomes
+    /// current; the earlier keys stay in the keychain, so every older backup still opens. If
+    /// `save` fails, nothing changes: a key is never used before its copy exists.
+    ///
+    /// # Errors
+    /// [`Keys::check_rotatable`]'s, `save`'s, `Keychain`.
+    pub fn rotate(&self, key: &Key, save: impl FnOnce(&Key) -> Result<()>) -> Result<()> {
+        self.check_rotatable()?;
+        refuse_public_key(key, &KeyOrigin::Keychain)?;
+        save(key)?;
+        self.store(key)
     }
 }
 
@@ -461,9 +492,120 @@ pub fn recovery_pending(dir: &Path, fingerprint: &str) -> bool {
         .is_some_and(|v| v["fingerprint"] == fingerprint)
 }
 
+/// Since when each key has been used here, and whether the yearly reminder to rotate it was
+/// dismissed (beside the catalog, `keys.json`: fingerprints and dates, never a key).
+fn key_ledger(dir: &Path) -> std::path::PathBuf {
+    dir.join("keys.json")
+}
+
+fn read_ledger(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read(key_ledger(dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+fn write_ledger(dir: &Path, ledger: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let body = serde_json::Value::Object(ledger.clone()).to_string();
+    crate::storage::write_private(&key_ledger(dir), body.as_bytes())
+}
+
+/// Since when the key with `fingerprint` is used here, recording now when it is new (a key
+/// made before this record existed counts from the first time it is seen).
+pub fn key_since(dir: &Path, fingerprint: &str) -> chrono::DateTime<chrono::Utc> {
+    let mut ledger = read_ledger(dir);
+    if let Some(at) = ledger
+        .get(fingerprint)
+        .and_then(|e| e["since"].as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        return at.with_timezone(&chrono::Utc);
+    }
+    let now = chrono::Utc::now();
+    ledger.insert(
+        fingerprint.to_string(),
+        serde_json::json!({ "since": now.to_rfc3339() }),
+    );
+    // Not recorded (a read-only folder): asked again next time, no harm done.
+    let _ = write_ledger(dir, &ledger);
+    now
+}
+
+/// The old system's advice: a new key every year.
+pub const KEY_ROTATION_DAYS: i64 = 365;
+
+/// Whether the key with `fingerprint` is older than a year here and the reminder to rotate it
+/// was not dismissed.
+pub fn rotation_due(dir: &Path, fingerprint: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+    let since = key_since(dir, fingerprint);
+    let dismissed = read_ledger(dir)
+        .get(fingerprint)
+        .is_some_and(|e| e["reminder_dismissed"].as_bool() == Some(true));
+    !dismissed && now - since > chrono::Duration::days(KEY_ROTATION_DAYS)
+}
+
+/// Dismiss the yearly reminder for the key with `fingerprint` (a rotated key starts afresh).
+///
+/// # Errors
+/// `Io` writing the record.
+pub fn dismiss_rotation_reminder(dir: &Path, fingerprint: &str) -> Result<()> {
+    key_since(dir, fingerprint);
+    let mut ledger = read_ledger(dir);
+    if let Some(e) = ledger.get_mut(fingerprint).and_then(|e| e.as_object_mut()) {
+        e.insert("reminder_dismissed".into(), serde_json::Value::Bool(true));
+    }
+    write_ledger(dir, &ledger)
+}
+
+/// Record when the key with `fingerprint` came into use (a test's clock: `at`).
+///
+/// # Errors
+/// `Io` writing the record.
+pub fn record_key_since(
+    dir: &Path,
+    fingerprint: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let mut ledger = read_ledger(dir);
+    ledger.insert(
+        fingerprint.to_string(),
+        serde_json::json!({ "since": at.to_rfc3339() }),
+    );
+    write_ledger(dir, &ledger)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_older_than_a_year_is_due_for_rotation_until_dismissed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = chrono::Utc::now();
+        // First seen now: not due.
+        assert!(!rotation_due(dir.path(), "aaaa", now));
+        assert!(!rotation_due(
+            dir.path(),
+            "aaaa",
+            now + chrono::Duration::days(300)
+        ));
+        assert!(rotation_due(
+            dir.path(),
+            "aaaa",
+            now + chrono::Duration::days(366)
+        ));
+        dismiss_rotation_reminder(dir.path(), "aaaa").expect("dismissed");
+        assert!(!rotation_due(
+            dir.path(),
+            "aaaa",
+            now + chrono::Duration::days(366)
+        ));
+        // Another key counts from its own day.
+        record_key_since(dir.path(), "bbbb", now - chrono::Duration::days(400)).expect("noted");
+        assert!(rotation_due(dir.path(), "bbbb", now));
+        assert!(!rotation_due(dir.path(), "aaaa", now));
+    }
 
     #[test]
     fn a_recovery_sheet_imports_as_its_key_and_a_mistyped_one_is_refused() {

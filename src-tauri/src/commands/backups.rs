@@ -23,9 +23,19 @@ pub async fn list_backups(state: State<'_, AppState>) -> Res<Vec<BackupRow>> {
     list.sort_by_key(|b| std::cmp::Reverse(b.created_at));
     let copies = vault.catalog.copies().await?;
     let destinations = state.config().destinations;
+    let current = vault
+        .keys
+        .current()
+        .ok()
+        .map(|(k, _)| k.fingerprint().to_string());
     Ok(list
         .iter()
-        .map(|b| BackupRow::with_copies(b, &copies, &destinations))
+        .map(|b| {
+            let mut row = BackupRow::with_copies(b, &copies, &destinations);
+            // A backup listed from a destination may not know its key yet ("").
+            row.older_key = !row.key.is_empty() && current.as_ref().is_some_and(|c| *c != row.key);
+            row
+        })
         .collect())
 }
 

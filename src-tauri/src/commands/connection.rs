@@ -27,6 +27,16 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
     let key_recovery_pending = key.as_ref().is_some_and(|k| {
         schoolvault_engine::keychain::recovery_pending(&state.data_dir(), &k.fingerprint)
     });
+    let key_since = key
+        .as_ref()
+        .map(|k| schoolvault_engine::keychain::key_since(&state.data_dir(), &k.fingerprint));
+    let key_rotation_due = key.as_ref().is_some_and(|k| {
+        schoolvault_engine::keychain::rotation_due(
+            &state.data_dir(),
+            &k.fingerprint,
+            chrono::Utc::now(),
+        )
+    });
     Ok(AppStatus {
         configured: config.database.is_some() && key.is_some(),
         database: config.database.as_ref().map(DbForm::from_settings),
@@ -43,6 +53,8 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         format_writes: schoolvault_engine::archive::FORMAT_VERSION,
         formats_read: vec![1, schoolvault_engine::archive::FORMAT_VERSION],
         key_recovery_pending,
+        key_rotation_due,
+        key_since: key_since.map(|t| t.to_rfc3339()),
     })
 }
 

@@ -34,6 +34,7 @@ pub async fn key_generate(state: State<'_, AppState>) -> Res<KeyInfo> {
     }
     let key = Key::generate();
     keys.store(&key)?;
+    keychain::key_since(&state.data_dir(), &key.fingerprint().to_string());
     // Owed until saved, across restarts: the first-run step and a banner say so until then.
     keychain::mark_recovery_pending(&state.data_dir(), &key.fingerprint().to_string())?;
     Ok(key_info(&KeyOrigin::Keychain, &key))
@@ -45,6 +46,7 @@ pub async fn key_import(state: State<'_, AppState>, hex: String) -> Res<KeyInfo>
     let hex = zeroize::Zeroizing::new(hex);
     let key = keychain::key_from_recovery_text(&hex)?;
     state.keys()?.store(&key)?;
+    keychain::key_since(&state.data_dir(), &key.fingerprint().to_string());
     // Imported: the person has it already.
     keychain::mark_recovery_saved(&state.data_dir(), &key.fingerprint().to_string());
     Ok(key_info(&KeyOrigin::Keychain, &key))
@@ -72,9 +74,40 @@ pub async fn key_import_file(state: State<'_, AppState>) -> Res<Option<KeyInfo>>
     let key = keychain::key_from_recovery_text(&text)
         .map_err(|e| e.context(format_args!("{}", path.display())))?;
     state.keys()?.store(&key)?;
+    keychain::key_since(&state.data_dir(), &key.fingerprint().to_string());
     // Imported from their copy: the person has it already.
     keychain::mark_recovery_saved(&state.data_dir(), &key.fingerprint().to_string());
     Ok(Some(key_info(&KeyOrigin::Keychain, &key)))
+}
+
+/// Rotate the key: a new key becomes current once its recovery copy is saved where the user
+/// chooses (native dialog); the earlier keys stay in the keychain, so older backups still
+/// open. `null` if they cancel: nothing changed.
+#[tauri::command]
+pub async fn key_rotate(state: State<'_, AppState>) -> Res<Option<KeyInfo>> {
+    let keys = state.keys()?;
+    // A key from the environment or a key file: said before any dialog.
+    keys.check_rotatable()?;
+    let key = Key::generate();
+    let fp = key.fingerprint().to_string();
+    let asked = state
+        .shell()
+        .pick_recovery_file(&format!("schoolvault-key-{fp}.txt"));
+    let Some(path) = asked.await.ok().flatten() else {
+        return Ok(None);
+    };
+    keys.rotate(&key, |k| keychain::save_recovery_sheet(k, &path))?;
+    keychain::key_since(&state.data_dir(), &fp);
+    keychain::mark_recovery_saved(&state.data_dir(), &fp);
+    Ok(Some(key_info(&KeyOrigin::Keychain, &key)))
+}
+
+/// Dismiss the yearly reminder to rotate the current key.
+#[tauri::command]
+pub async fn key_rotation_dismiss(state: State<'_, AppState>) -> Res<()> {
+    let (key, _) = state.keys()?.current()?;
+    keychain::dismiss_rotation_reminder(&state.data_dir(), &key.fingerprint().to_string())?;
+    Ok(())
 }
 
 /// Write the key's recovery copy where the user chooses (mode 0600, replacing any file there);

@@ -40,7 +40,10 @@ pub use backups::{
     verify_backup,
 };
 pub use connection::{create_demo, demo_offer, save_connection, status, test_connection, DEMO_DB};
-pub use key::{key_generate, key_import, key_import_file, key_save_recovery, key_show_once};
+pub use key::{
+    key_generate, key_import, key_import_file, key_rotate, key_rotation_dismiss, key_save_recovery,
+    key_show_once,
+};
 pub use offsite::{
     list_destinations, remove_destination, save_destination, sync_now, test_destination,
 };

@@ -68,4 +68,13 @@ formats_read: Array<number>,
  * The current key was generated here and its recovery copy is not saved yet: the
  * first-run step is resumed and a banner says so until it is.
  */
-key_recovery_pending: boolean, };
+key_recovery_pending: boolean, 
+/**
+ * The current key is over a year old here (the old system's advice: a new key every
+ * year) and the reminder was not dismissed.
+ */
+key_rotation_due: boolean, 
+/**
+ * Since when the current key is used here (RFC 3339).
+ */
+key_since: string | null, };

@@ -66,4 +66,13 @@ verify_message: string | null,
 /**
  * When it was checked.
  */
-verified_at: string | null, };
+verified_at: string | null, 
+/**
+ * The fingerprint of the key it is encrypted with.
+ */
+key: string, 
+/**
+ * Made with an earlier key than the current one (rotated since; kept in the keychain, so
+ * it still opens).
+ */
+older_key: boolean, };

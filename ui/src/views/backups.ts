@@ -63,12 +63,15 @@ export function showUpload(list: HTMLElement, p: Progress): boolean {
   return true;
 }
 
+// What a Verify or Test restore just said, by backup: kept across redraws of the screen (the
+// app redraws it when a job ends or a failure comes), so a result does not vanish unread.
+const outcomes = new Map<string, { ok: boolean; text: string }>();
+
 export async function backupsView(shell: Shell): Promise<HTMLElement> {
   const list = h("div", { "data-testid": "backup-list" });
   const progressSlot = h("div");
   const backupBtn = h("button", { class: "primary", "data-testid": "backup-now" }, "Back up now");
   const fileBtn = h("button", { class: "secondary", "data-testid": "restore-file" }, "Restore from file…");
-  const outcomes = new Map<string, { ok: boolean; text: string }>();
 
   const refresh = async () => {
     try {
@@ -120,7 +123,14 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
     return h(
       "tr",
       { "data-testid": "backup-row", "data-id": b.id, "data-kind": b.kind },
-      h("td", {}, fmt.when(b.created_at), outcome ? h("div", { class: outcome.ok ? "note ok" : "note bad", role: "status" }, outcome.text) : null),
+      h(
+        "td",
+        {},
+        fmt.when(b.created_at),
+        // Made before the key was rotated: it opens with the earlier key, kept in the keychain.
+        b.older_key ? h("div", { class: "muted small", "data-testid": "older-key", title: "Made before the key was rotated: it opens with that earlier key, which stays in this computer's keychain. Keep that key's recovery copy too." }, `earlier key ${b.key}`) : null,
+        outcome ? h("div", { class: outcome.ok ? "note ok" : "note bad", role: "status" }, outcome.text) : null,
+      ),
       h("td", {}, h("span", { class: `kind ${b.kind}` }, fmt.kind(b.kind))),
       h("td", { class: "num" }, fmt.bytes(b.size)),
       h("td", { class: "num" }, unknown ? dash() : fmt.duration(b.duration_ms)),

@@ -6,6 +6,7 @@ import { api, type AppStatus, type Settings } from "../api";
 import { h, put } from "../dom";
 import * as fmt from "../format";
 import type { Shell } from "../shell";
+import { confirmModal } from "../modal";
 import { connectionForm } from "./connection";
 import { offsiteSection } from "./destinations";
 import { cronOf, dailyOf, WEEKDAYS } from "../schedule";
@@ -50,6 +51,26 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   });
   const showKey = h("button", { class: "secondary" }, "Show the key once");
   showKey.addEventListener("click", () => void api.keyShowOnce().catch((e) => shell.error(e)));
+  // Rotation (the old system's advice: a new key every year). The new key is used only once
+  // its recovery copy is saved: the save dialog comes first, a cancel changes nothing.
+  const rotateBtn = h("button", { class: "secondary", "data-testid": "key-rotate" }, "Rotate key…");
+  rotateBtn.addEventListener("click", async () => {
+    const yes = await confirmModal(
+      "Rotate the encryption key?",
+      "A new key encrypts every backup from now on. The current key stays in this computer's keychain, so older backups still open; keep its recovery copy too. First you save the new key's recovery copy: until it is saved, nothing changes.",
+      "Save the new key's recovery copy…",
+    );
+    if (!yes) return;
+    try {
+      const k = await api.keyRotate();
+      if (!k) return;
+      shell.toast(`New key ${k.fingerprint} is current; its recovery copy is saved. Older backups still open with the earlier key.`);
+      await shell.refreshStatus();
+    } catch (e) {
+      shell.error(e);
+    }
+  });
+
   // A key is imported from a file (its recovery copy, or the old system's settings file),
   // chosen in a native dialog: it is never typed into this window.
   const importBtn = h("button", { class: "secondary", "data-testid": "key-import-file" }, "Import a key from a file…");
@@ -218,7 +239,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
     { class: "view settings" },
     h("header", { class: "view-head" }, h("h1", {}, "Settings"), h("span", { class: "muted small" }, `Stored in ${status.config_path}`)),
     h("section", { class: "card" }, h("h2", {}, "School database"), conn.el, h("div", { class: "actions" }, testBtn, saveConn)),
-    h("section", { class: "card" }, h("h2", {}, "Encryption key"), keyLine, h("div", { class: "actions left" }, recovery, showKey, importBtn), h("p", { class: "muted small" }, "Import: the key's recovery copy (a .txt saved or written down from the sheet), or the old system's settings file (.env) holding BACKUP_ENCRYPTION_KEY.")),
+    h("section", { class: "card" }, h("h2", {}, "Encryption key"), keyLine, h("div", { class: "actions left" }, recovery, showKey, rotateBtn, importBtn), status.key_since ? h("p", { class: "muted small", "data-testid": "key-since" }, `In use here since ${fmt.when(status.key_since)}. The old system advised a new key every year (Rotate key…).`) : null, h("p", { class: "muted small" }, "Import: the key's recovery copy (a .txt saved or written down from the sheet), or the old system's settings file (.env) holding BACKUP_ENCRYPTION_KEY.")),
     h(
       "section",
       { class: "card" },
