@@ -12,11 +12,14 @@ use schoolvault_engine::progress::Silent;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
-use tauri::{AppHandle, Manager, Wry};
+use tauri::{AppHandle, Emitter, Manager, Wry};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_notification::NotificationExt as _;
 
 use crate::state::{injected, picked, AppState, Look, Picked, Shell};
+
+/// The event the window listens to, to look at the status again (`ui/src/main.ts`).
+pub const STATUS_CHANGED: &str = "status-changed";
 
 const IDLE: &[u8] = include_bytes!("../../icons/tray-idle.png");
 const RUNNING: &[u8] = include_bytes!("../../icons/tray-running.png");
@@ -281,6 +284,10 @@ impl Shell for Desktop {
                 .set_buttons(rfd::MessageButtons::Ok)
                 .show();
         }));
+    }
+
+    fn changed(&self) {
+        let _ = self.app.emit(STATUS_CHANGED, ());
     }
 
     fn autostart(&self, on: bool) -> Result<(), String> {

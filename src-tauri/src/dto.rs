@@ -37,7 +37,8 @@ impl From<schoolvault_engine::Error> for CommandError {
 
 impl From<&schoolvault_engine::Error> for CommandError {
     fn from(e: &schoolvault_engine::Error) -> Self {
-        CommandError::new(e.code(), e.to_string())
+        // Advice for this window: its settings and buttons, not the CLI's flags.
+        CommandError::new(e.code(), e.for_app())
     }
 }
 
@@ -194,6 +195,11 @@ pub struct AppStatus {
     /// The current key was generated here and its recovery copy is not saved yet: the
     /// first-run step is resumed and a banner says so until it is.
     pub key_recovery_pending: bool,
+    /// The current key is over a year old here (the old system's advice: a new key every
+    /// year) and the reminder was not dismissed.
+    pub key_rotation_due: bool,
+    /// Since when the current key is used here (RFC 3339).
+    pub key_since: Option<String>,
 }
 
 /// What "Test connection" found.
@@ -251,6 +257,11 @@ pub struct BackupRow {
     pub verify_message: Option<String>,
     /// When it was checked.
     pub verified_at: Option<String>,
+    /// The fingerprint of the key it is encrypted with.
+    pub key: String,
+    /// Made with an earlier key than the current one (rotated since; kept in the keychain, so
+    /// it still opens).
+    pub older_key: bool,
 }
 
 impl From<&BackupRecord> for BackupRow {
@@ -271,6 +282,8 @@ impl From<&BackupRecord> for BackupRow {
             verified: b.verify_ok,
             verify_message: b.verify_message.clone(),
             verified_at: b.verified_at.map(|t| t.to_rfc3339()),
+            key: b.key_fingerprint.clone(),
+            older_key: false,
         }
     }
 }

@@ -55,6 +55,9 @@ pub trait Shell: Send + Sync {
     fn show_secret(&self, title: &str, text: &str);
     /// Turn start-at-login on or off.
     fn autostart(&self, on: bool) -> Result<(), String>;
+    /// What the window shows changed (a job started or ended, a failure, the next run): it
+    /// looks again at once, instead of asking every few seconds.
+    fn changed(&self) {}
 }
 
 /// The answer of a file dialog (`None`: cancelled).
@@ -164,6 +167,7 @@ pub struct JobSlot<'a>(&'a AppState);
 impl Drop for JobSlot<'_> {
     fn drop(&mut self) {
         *locked(&self.0.job) = None;
+        self.0.shell.changed();
     }
 }
 
@@ -385,6 +389,8 @@ impl AppState {
             what: what.to_string(),
             cancel: cancel.clone(),
         });
+        drop(job);
+        self.shell.changed();
         Ok((JobSlot(self), cancel))
     }
 
@@ -412,6 +418,7 @@ impl AppState {
             Look::Idle
         });
         *locked(&self.failure) = f;
+        self.shell.changed();
     }
 
     /// The failure waiting to be acknowledged.
@@ -426,6 +433,9 @@ impl AppState {
 
     /// Set the next scheduled run.
     pub fn set_next_run(&self, t: Option<DateTime<Utc>>) {
-        *locked(&self.next_run) = t;
+        let was = std::mem::replace(&mut *locked(&self.next_run), t);
+        if was != t {
+            self.shell.changed();
+        }
     }
 }

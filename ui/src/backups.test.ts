@@ -26,6 +26,8 @@ const row = (id: string, verified: boolean | null, verify_message: string | null
   verified,
   verify_message,
   verified_at,
+  key: "4220efac447a6419",
+  older_key: false,
 });
 
 // Local times, so that the expected text does not depend on the machine's time zone.

@@ -126,15 +126,44 @@ export async function start(root: HTMLElement): Promise<void> {
           h("button", { class: "small secondary", onclick: () => shell.go("settings") }, "Open settings"),
         );
 
+  // The old system's advice, a new key every year: said once the key is older, until it is
+  // rotated or the reminder dismissed.
+  const rotationBanner = (s: AppStatus) =>
+    !s.key_rotation_due
+      ? null
+      : h(
+          "div",
+          { class: "banner warn", role: "status", "data-testid": "rotation-banner" },
+          h("div", {}, h("strong", {}, "The encryption key is over a year old."), h("p", {}, `In use since ${fmt.when(s.key_since)}. A new key every year limits what one lost or leaked key opens; older backups still open with the old key, which stays in the keychain.`)),
+          h("button", { class: "small secondary", onclick: () => shell.go("settings") }, "Rotate key…"),
+          h(
+            "button",
+            {
+              class: "small secondary",
+              "data-testid": "rotation-dismiss",
+              onclick: async () => {
+                try {
+                  await api.keyRotationDismiss();
+                  await shell.refreshStatus();
+                } catch (e) {
+                  shell.error(e);
+                }
+              },
+            },
+            "Dismiss",
+          ),
+        );
+
   const renderBanner = (s: AppStatus) => {
     if (!s.failure) {
-      put(banner, offsiteBanner(s));
+      put(banner, offsiteBanner(s), rotationBanner(s));
       return;
     }
     const f = s.failure;
     const x = explain({ code: f.code, message: f.message });
     put(banner, 
       offsiteBanner(s),
+      rotationBanner(s),
       h(
         "div",
         { class: "banner bad", role: "alert", "data-testid": "failure-banner" },
@@ -163,21 +192,37 @@ export async function start(root: HTMLElement): Promise<void> {
   };
 
   await shell.refreshStatus();
-  // Keep the status line fresh (a scheduled backup may have run meanwhile).
-  setInterval(async () => {
+  // The app says when what the window shows changed (a job started or ended, a failure, the
+  // next run): the status is looked at then, and the screen redrawn only if it changed and the
+  // person is not in the middle of something there (a job of theirs running).
+  const follow = async () => {
     try {
       const s = await api.status();
       const changed =
         JSON.stringify(s.failure) !== JSON.stringify(status?.failure) ||
         JSON.stringify(s.offsite_behind) !== JSON.stringify(status?.offsite_behind) ||
-        s.next_run !== status?.next_run;
+        s.key_rotation_due !== status?.key_rotation_due ||
+        s.next_run !== status?.next_run ||
+        s.running !== status?.running;
       status = s;
-      if (changed) renderBanner(s);
-      if (changed && screen === "backups" && s.configured && !s.running) await render();
+      if (!changed) return;
+      renderBanner(s);
+      if (screen === "backups" && s.configured && !s.running && !document.querySelector("[role=dialog]")) await render();
     } catch {
-      // the next tick retries
+      // the next event looks again
     }
-  }, 15000);
+  };
+  await onStatusChanged(follow);
+}
+
+/** Call `f` whenever the app says the status changed. */
+async function onStatusChanged(f: () => Promise<void>): Promise<void> {
+  try {
+    const { listen } = await import("@tauri-apps/api/event");
+    await listen("status-changed", () => void f());
+  } catch {
+    // Outside the app (no event bridge): nothing to follow.
+  }
 }
 
 async function boot() {

@@ -42,11 +42,14 @@ export function installMock(): void {
     verified,
     verify_message: verified ? message : null,
     verified_at: verified ? new Date(now - i * day - 3_600_000 * 14 + 60_000).toISOString() : null,
+    // The oldest one was made before the key was last rotated.
+    key: i === 3 ? "3f9a0c1d2e4b5a69" : "4220efac447a6419",
+    older_key: false,
   });
   let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true, "test restore: 175 tables, 1,254,000 rows restored and compared"), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
   const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "success", error_code: null, message: null, backup_id: b.id }));
   let failure = q.has("failure")
-    ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
+    ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Type the right password in Settings → School database, then Test connection and Save.", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
     : null;
   if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
   const defaultDir = "/home/it/.local/share/schoolvault/backups";
@@ -76,6 +79,9 @@ export function installMock(): void {
     format_writes: 2,
     formats_read: [1, 2],
     key_recovery_pending: false,
+    // `?oldkey`: the key is over a year old (until rotated or the reminder dismissed).
+    key_rotation_due: q.has("oldkey") && !rotationDismissed && key?.fingerprint === "4220efac447a6419",
+    key_since: key ? (key.fingerprint === "4220efac447a6419" ? new Date(now - (q.has("oldkey") ? 400 : 90) * day).toISOString() : new Date(now).toISOString()) : null,
   });
   // `?slow`: jobs take seconds (a restore to watch); the list of backups takes a second to load
   // (a quick switch to another screen must not be overtaken by it).
@@ -90,6 +96,7 @@ export function installMock(): void {
     }
   };
   let endedSessions = false;
+  let rotationDismissed = false;
   const preview = (what: string): RestorePreview => ({
     what,
     backup_id: what,
@@ -143,7 +150,7 @@ export function installMock(): void {
       const form = a.form as DbForm;
       if (form.password_saved && !a.password && !(configured && db.password_saved && sameServer(form)))
         throw { code: "password_needed", message: `The saved password is sent only to the connection it was saved for, and ${form.user}@${form.host}:${form.port} (TLS ${form.tls}) is another server, port or user, or a less checked connection; nothing was sent. Type the password for ${form.user}@${form.host}:${form.port} in the Password field, then try again.` };
-      if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Check the password in the settings (or PGPASSWORD).", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null };
+      if (a.password === "wrong") throw { code: "db_auth", message: "The database server rejected the password for user backup. Type the right password in Settings → School database, then Test connection and Save.", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null };
       return { target: `backup@${form.host}:5432/${form.name}`, server_version: "PostgreSQL 15.4", tables: 175, size: 692_000_000 };
     },
     save_connection: (a) => {
@@ -171,16 +178,21 @@ export function installMock(): void {
         throw { code: "invalid_input", message: "/home/it/old-erp/.env: This key is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone. Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it." };
       return (key = { fingerprint: "0123456789abcdef", origin: "keychain" });
     },
+    key_rotate: () => (key = { fingerprint: "7c6d5e4f3a2b1c0d", origin: "keychain" }),
+    key_rotation_dismiss: () => {
+      rotationDismissed = true;
+      return null;
+    },
     key_save_recovery: () => "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt",
     key_show_once: () => null,
     list_backups: async () => {
       if (q.has("slow")) await new Promise((r) => setTimeout(r, 1000));
-      return backups;
+      return backups.map((b) => ({ ...b, older_key: b.key !== "" && b.key !== key?.fingerprint }));
     },
     backup_now: async (a) => {
       await progress(a.onProgress, ["connect", "snapshot", "export", "finish"]);
       const at = new Date().toISOString();
-      const b = { ...backup(0, "manual", null), id: `manual-${Date.now()}`, created_at: at, copies: destinations.filter((d) => d.enabled).map((d): CopyRow => (unreachable.has(d.name) ? { destination: d.name, state: "pending", error: cloudDown, since: at } : { destination: d.name, state: "done", error: null, since: null })) };
+      const b = { ...backup(0, "manual", null), id: `manual-${Date.now()}`, created_at: at, key: key?.fingerprint ?? "", copies: destinations.filter((d) => d.enabled).map((d): CopyRow => (unreachable.has(d.name) ? { destination: d.name, state: "pending", error: cloudDown, since: at } : { destination: d.name, state: "done", error: null, since: null })) };
       backups = [b, ...backups];
       return b;
     },
@@ -302,9 +314,20 @@ export function installMock(): void {
       return null;
     },
   };
-  mockIPC(async (cmd, args) => {
-    const handler = handlers[cmd];
-    if (!handler) throw { code: "internal", message: `The mock has no command ${cmd}` };
-    return handler((args ?? {}) as Args);
-  });
+  mockIPC(
+    async (cmd, args) => {
+      const handler = handlers[cmd];
+      if (!handler) throw { code: "internal", message: `The mock has no command ${cmd}` };
+      return handler((args ?? {}) as Args);
+    },
+    { shouldMockEvents: true },
+  );
+  // `?failurelater`: a scheduled backup fails two seconds after the window opens, and the app
+  // says so with its event (as the real one does when a job ends).
+  if (q.has("failurelater")) {
+    setTimeout(() => {
+      failure = { at: new Date().toISOString(), operation: "scheduled backup", code: "db_unreachable", message: "Cannot reach the database server at backup@erp.school.lan:5432/school_erp (connection refused).", email_error: null };
+      void import("@tauri-apps/api/event").then(({ emit }) => emit("status-changed"));
+    }, 2000);
+  }
 }

@@ -419,6 +419,51 @@ await check("the school is still connected: the modal lists the sessions, a rest
   assert.match(await page.getByTestId("restore-result").innerText(), /2 other sessions on school_erp were ended/);
 });
 
+await check("key rotation: a year-old key is said; the new key needs its recovery copy first; the list shows which key each backup uses", async (page) => {
+  await page.goto(base + "?oldkey");
+  const banner = page.getByTestId("rotation-banner");
+  await banner.waitFor();
+  assert.match(await banner.innerText(), /over a year old/);
+  // Before: only the backup made before an earlier rotation shows its key.
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await page.getByTestId("older-key").count(), 1);
+  assert.match(await page.getByTestId("older-key").innerText(), /earlier key 3f9a0c1d2e4b5a69/);
+  await banner.getByRole("button", { name: "Rotate key…" }).click();
+  await page.getByTestId("key-rotate").click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /until it is saved, nothing changes/);
+  await page.screenshot({ path: join(shots, "ui-key-rotate.png") });
+  await dialog.getByRole("button", { name: "Save the new key's recovery copy…" }).click();
+  await page.getByText("New key 7c6d5e4f3a2b1c0d is current").waitFor();
+  await page.waitForFunction(() => !document.querySelector("[data-testid=rotation-banner]"));
+  await page.getByTestId("nav-backups").click();
+  await page.getByTestId("backup-row").first().waitFor();
+  assert.equal(await page.getByTestId("older-key").count(), 4, "every earlier backup names its key");
+  await page.getByTestId("backup-now").click();
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=backup-row]").length === 5);
+  assert.equal(await page.locator("[data-testid=backup-row]").first().getByTestId("older-key").count(), 0, "the new backup uses the new key");
+});
+
+await check("the yearly rotation reminder can be dismissed", async (page) => {
+  await page.goto(base + "?oldkey");
+  await page.getByTestId("rotation-dismiss").click();
+  await page.waitForFunction(() => !document.querySelector("[data-testid=rotation-banner]"));
+});
+
+await check("events, not polling: a failure is shown as soon as the app says so, and a verify result just shown survives the redraw", async (page) => {
+  await page.goto(base + "?failurelater");
+  await page.getByTestId("verify").nth(1).click();
+  const note = page.locator("[data-testid=backup-row] .note.ok");
+  await note.first().waitFor();
+  const said = await note.first().innerText();
+  // Within a few seconds of the event (the old poll looked every 15 s).
+  await page.getByTestId("failure-banner").waitFor({ timeout: 5000 });
+  assert.match(await page.getByTestId("failure-banner").innerText(), /Cannot reach the database server/);
+  await page.waitForTimeout(300);
+  assert.equal(await note.first().innerText(), said, "the verify result is still there after the redraw");
+});
+
 await check("a quick switch between screens shows the last one, not the slower one asked for before", async (page) => {
   await page.goto(base + "?slow");
   await page.getByTestId("nav-settings").click();

@@ -109,6 +109,9 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     guidance: String,
+    /// The guidance where it is read in the desktop app, when it differs: the app's own
+    /// settings and buttons, not the CLI's flags and environment variables.
+    app_guidance: Option<String>,
     cause: Option<Cause>,
 }
 
@@ -132,7 +135,29 @@ impl Error {
             kind,
             message: message.into(),
             guidance: guidance.into(),
+            app_guidance: None,
             cause: None,
+        }
+    }
+
+    /// This error, with what to do said for the desktop app's reader (its settings and
+    /// buttons) where `guidance` names the CLI's flags or environment variables.
+    #[must_use]
+    pub fn in_app(mut self, guidance: impl Into<String>) -> Self {
+        self.app_guidance = Some(guidance.into());
+        self
+    }
+
+    /// The one line as the desktop app shows it: the app's guidance where there is one.
+    pub fn for_app(&self) -> String {
+        match &self.app_guidance {
+            Some(g) => Error {
+                app_guidance: None,
+                guidance: g.clone(),
+                ..self.clone()
+            }
+            .to_string(),
+            None => self.to_string(),
         }
     }
 

@@ -269,8 +269,9 @@ fn db_error_inner(err: &sqlx::Error, target: &PgTarget) -> Error {
                 "28P01" => Error::new(
                     ErrorKind::DbAuth,
                     format!("The database server {at} rejected the password for user {}", target.options.get_username()),
-                    "Check the password in the settings (or PGPASSWORD)",
-                ),
+                    "Check the password (schoolvault config set-db --password-stdin, or PGPASSWORD)",
+                )
+                .in_app("Type the right password in Settings → School database, then Test connection and Save"),
                 "28000" => Error::new(
                     ErrorKind::DbAuth,
                     format!("The database server {at} refused the login: {msg}"),

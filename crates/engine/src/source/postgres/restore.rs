@@ -234,8 +234,9 @@ async fn lock_timed_out(target: &PgTarget, names: &[String], wait: &LockWait<'_>
             "Other sessions on {} kept the tables to restore locked for more than {secs} s, so the restore stopped and nothing was changed; {who}",
             target.describe()
         ),
-        "Ask the users to close the ERP, or end those sessions and restore again (--end-sessions; in the app, End these sessions), or wait longer (--lock-timeout)",
+        "Ask the users to close the ERP, or end those sessions and restore again (--end-sessions), or wait longer (--lock-timeout SECS)",
     )
+    .in_app("Ask the users to close the ERP, or restore again with “End these sessions” ticked")
 }
 
 impl RestoreTxn {
