@@ -137,6 +137,12 @@ window_appears() {
         fi
         sleep 0.5
       done
+      # The window may show before the start-up has rewritten the start-at-login entry: give
+      # it time to, before the app is ended (checked below).
+      for _ in $(seq 1 40); do
+        [ -f "$HOME/.config/autostart/SchoolVault.desktop" ] && break
+        sleep 0.5
+      done
       pkill -f "^${1}schoolvault-app"
       [ -n "${ok:-}" ]' _ "$prefix/usr/bin/"
 }
