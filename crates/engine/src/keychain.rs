@@ -538,7 +538,16 @@ pub const KEY_ROTATION_DAYS: i64 = 365;
 /// Whether the key with `fingerprint` is older than a year here and the reminder to rotate it
 /// was not dismissed.
 pub fn rotation_due(dir: &Path, fingerprint: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let since = key_since(dir, fingerprint);
+    rotation_due_since(dir, fingerprint, key_since(dir, fingerprint), now)
+}
+
+/// [`rotation_due`] for a key whose [`key_since`] the caller has already read.
+pub fn rotation_due_since(
+    dir: &Path,
+    fingerprint: &str,
+    since: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
     let dismissed = read_ledger(dir)
         .get(fingerprint)
         .is_some_and(|e| e["reminder_dismissed"].as_bool() == Some(true));

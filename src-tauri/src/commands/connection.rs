@@ -27,13 +27,15 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
     let key_recovery_pending = key.as_ref().is_some_and(|k| {
         schoolvault_engine::keychain::recovery_pending(&state.data_dir(), &k.fingerprint)
     });
+    let dir = state.data_dir();
     let key_since = key
         .as_ref()
-        .map(|k| schoolvault_engine::keychain::key_since(&state.data_dir(), &k.fingerprint));
-    let key_rotation_due = key.as_ref().is_some_and(|k| {
-        schoolvault_engine::keychain::rotation_due(
-            &state.data_dir(),
+        .map(|k| schoolvault_engine::keychain::key_since(&dir, &k.fingerprint));
+    let key_rotation_due = key.as_ref().zip(key_since).is_some_and(|(k, since)| {
+        schoolvault_engine::keychain::rotation_due_since(
+            &dir,
             &k.fingerprint,
+            since,
             chrono::Utc::now(),
         )
     });

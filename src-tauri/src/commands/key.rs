@@ -90,16 +90,22 @@ pub async fn key_rotate(state: State<'_, AppState>) -> Res<Option<KeyInfo>> {
     keys.check_rotatable()?;
     let key = Key::generate();
     let fp = key.fingerprint().to_string();
-    let asked = state
-        .shell()
-        .pick_recovery_file(&format!("schoolvault-key-{fp}.txt"));
-    let Some(path) = asked.await.ok().flatten() else {
+    let Some(path) = recovery_path(&state, &fp).await else {
         return Ok(None);
     };
     keys.rotate(&key, |k| keychain::save_recovery_sheet(k, &path))?;
     keychain::key_since(&state.data_dir(), &fp);
     keychain::mark_recovery_saved(&state.data_dir(), &fp);
     Ok(Some(key_info(&KeyOrigin::Keychain, &key)))
+}
+
+/// Where the person wants the recovery copy of the key `fp` (native save dialog); `None` if
+/// they cancel.
+async fn recovery_path(state: &AppState, fp: &str) -> Option<std::path::PathBuf> {
+    let asked = state
+        .shell()
+        .pick_recovery_file(&format!("schoolvault-key-{fp}.txt"));
+    asked.await.ok().flatten()
 }
 
 /// Dismiss the yearly reminder to rotate the current key.
@@ -116,10 +122,7 @@ pub async fn key_rotation_dismiss(state: State<'_, AppState>) -> Res<()> {
 pub async fn key_save_recovery(state: State<'_, AppState>) -> Res<Option<String>> {
     let (key, _) = state.keys()?.current()?;
     let fp = key.fingerprint().to_string();
-    let asked = state
-        .shell()
-        .pick_recovery_file(&format!("schoolvault-key-{fp}.txt"));
-    let Some(path) = asked.await.ok().flatten() else {
+    let Some(path) = recovery_path(&state, &fp).await else {
         return Ok(None);
     };
     schoolvault_engine::keychain::save_recovery_sheet(&key, &path)?;
