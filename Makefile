@@ -35,8 +35,8 @@ test: setup
 	@git diff --quiet -- ui/src/bindings || { echo "ui/src/bindings is stale: commit what cargo test -p schoolvault-app wrote"; git --no-pager diff --stat -- ui/src/bindings; exit 1; }
 	cargo test --locked 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
 	$(MAKE) e2e
-	$(MAKE) package
-	scripts/package-test.sh 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
+	$(MAKE) package PACKAGE_PROFILE=debug
+	scripts/package-test.sh target/debug/bundle 2>&1 | tee -a target/test.log; test $${PIPESTATUS[0]} -eq 0
 	@awk '/^test result:/ {p += $$4; f += $$6} /^(browser|package) tests:/ {p += $$3; f += $$5} /Tests +[0-9]+ passed/ {for (i = 1; i <= NF; i++) if ($$i == "passed") p += $$(i-1); for (i = 1; i <= NF; i++) if ($$i == "failed") f += $$(i-1)} END {printf "tests: %d passed, %d failed\n", p, f}' target/test.log
 	@if [ -s target/skipped.txt ]; then sort -u target/skipped.txt | sed 's/^/note: /'; fi
 
@@ -44,13 +44,16 @@ test: setup
 # pinned in scripts/setup.sh) into target/release/bundle/deb/SchoolVault_<version>_amd64.deb and
 # target/release/bundle/rpm/SchoolVault-<version>-1.x86_64.rpm. The CLI goes in beside the app
 # (/usr/bin/schoolvault) as Tauri's "external binary", named for the target as it expects.
-# scripts/package-test.sh checks them (make test runs it).
+# scripts/package-test.sh checks them. `make test` builds the same packages from the debug build
+# it has just tested (PACKAGE_PROFILE=debug, into target/debug/bundle): same bundler, config, files
+# and install test, without a second compile of the whole stack (it took CI's time and disk).
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+PACKAGE_PROFILE ?= release
 package: setup ui
-	cargo build --release --locked -p schoolvault-cli
-	mkdir -p target/sidecar && cp target/release/schoolvault target/sidecar/schoolvault-$(HOST_TRIPLE)
-	cd src-tauri && cargo tauri build --ci --bundles deb,rpm --config tauri.package.conf.json -- --locked
-	@ls -l target/release/bundle/deb/*.deb target/release/bundle/rpm/*.rpm
+	cargo build --locked -p schoolvault-cli $(if $(filter release,$(PACKAGE_PROFILE)),--release)
+	mkdir -p target/sidecar && cp target/$(PACKAGE_PROFILE)/schoolvault target/sidecar/schoolvault-$(HOST_TRIPLE)
+	cd src-tauri && cargo tauri build --ci $(if $(filter debug,$(PACKAGE_PROFILE)),--debug) --bundles deb,rpm --config tauri.package.conf.json -- --locked
+	@ls -l target/$(PACKAGE_PROFILE)/bundle/deb/*.deb target/$(PACKAGE_PROFILE)/bundle/rpm/*.rpm
 
 # The desktop app end to end (tests/desktop.rs): a virtual display, a private D-Bus session
 # with an unlocked gnome-keyring, tauri-driver + WebKitWebDriver. Screenshots: target/screenshots.
@@ -67,7 +70,7 @@ bench: setup
 	cargo build --release --locked -p schoolvault-cli
 	scripts/bench.sh
 
-# Fault injection, the long form (crates/cli/tests/faults.rs): each operation killed with
+# Fault injection, the long form (crates/cli/tests/faults/): each operation killed with
 # SIGKILL at 20 random moments, and its connection terminated from the server, each followed by
 # the checks that nothing is lost or half-done; one summary line per operation. (make test runs
 # the short form, 3 kills each, inside cargo test.)

@@ -10,7 +10,7 @@
 # - the package removed: the user's settings, catalog and backups are still there.
 #
 # The app runs with a HOME of its own (a temporary folder) and its own D-Bus session, so it never
-# touches the settings of the person running the tests. Last line: `package tests: N passed, M failed`.
+# touches the settings of the person running the tests. Usage: package-test.sh [BUNDLE_DIR]. Last line: `package tests: N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,10 +34,13 @@ finish() {
   exit $?
 }
 
-deb=$(ls target/release/bundle/deb/*.deb 2>/dev/null | head -1)
-rpm=$(ls target/release/bundle/rpm/*.rpm 2>/dev/null | head -1)
+# The bundle folder: target/release/bundle (`make package`) unless given (`make test` passes
+# target/debug/bundle, the packages of the build it tested).
+bundle=${1:-target/release/bundle}
+deb=$(ls "$bundle"/deb/*.deb 2>/dev/null | head -1)
+rpm=$(ls "$bundle"/rpm/*.rpm 2>/dev/null | head -1)
 if [ -z "$deb" ] || [ -z "$rpm" ]; then
-  echo "FAIL no package in target/release/bundle: run make package first"
+  echo "FAIL no package in $bundle: run make package first"
   failed=$((failed + 1))
   finish
 fi
