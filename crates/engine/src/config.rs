@@ -30,6 +30,7 @@ fn project_dirs() -> Result<directories::ProjectDirs> {
             "This computer's data folder cannot be found (no home directory)",
             "Give the folders explicitly with --dir and --catalog",
         )
+        .in_app("Give this user a home folder: SchoolVault keeps its settings there")
     })
 }
 

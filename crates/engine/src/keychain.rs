@@ -48,7 +48,8 @@ pub struct OsKeychain;
 
 fn keychain_error(err: &keyring::Error) -> Error {
     let guidance = "Unlock the keychain (on Linux: GNOME Keyring or another Secret Service must be running and unlocked), or set BACKUP_ENCRYPTION_KEY / use --key-file";
-    match err {
+    let in_app = "Unlock the keychain (on Linux: GNOME Keyring or another Secret Service must be running and unlocked), then try again";
+    let e = match err {
         keyring::Error::NoStorageAccess(_) => Error::new(
             ErrorKind::Keychain,
             "The OS keychain is locked or refused access",
@@ -64,7 +65,8 @@ fn keychain_error(err: &keyring::Error) -> Error {
             format!("The OS keychain failed: {other}"),
             guidance,
         ),
-    }
+    };
+    e.in_app(in_app)
 }
 
 impl Keychain for OsKeychain {
@@ -268,6 +270,9 @@ impl Keys {
                     "The keychain's SchoolVault encryption key is not a valid key",
                     "Import your key again with `schoolvault key import`",
                 )
+                .in_app(
+                    "Import your key again: Settings → Encryption key → Import a key from a file…",
+                )
             }),
             None => Ok(None),
         }
@@ -316,7 +321,8 @@ impl Keys {
                 ErrorKind::InvalidInput,
                 format!("The key in use comes from {origin}, not from the keychain, so it cannot be rotated here"),
                 "Generate a new key with `schoolvault key generate`, save its recovery copy, and put it where the old one was (keep the old key too, for older backups)",
-            )),
+            )
+            .in_app("Rotate it where it is set: put a new key there and keep the old one too, for older backups")),
             None => Ok(()),
         }
     }
@@ -349,6 +355,10 @@ pub fn refuse_public_key(key: &Key, origin: &KeyOrigin) -> Result<()> {
         KeyOrigin::Keychain => "This key".to_string(),
         other => format!("The key in {other}"),
     };
+    let in_app = match origin {
+        KeyOrigin::Keychain => "Generate a new key: Settings → Encryption key; old-system files made with the development key are still read without importing it",
+        _ => "Remove it there, or put a key of your own in its place; old-system files made with the development key are still read without it",
+    };
     Err(Error::new(
         ErrorKind::InvalidInput,
         format!("{what} is the old system's public development key (0123…cdef, printed in its guide): backups made with it could be read and forged by anyone"),
@@ -356,7 +366,8 @@ pub fn refuse_public_key(key: &Key, origin: &KeyOrigin) -> Result<()> {
             KeyOrigin::Keychain => "Generate a new key with `schoolvault key generate` (or Settings → Encryption key); old-system files made with the development key are still read without importing it",
             _ => "Unset it (or point it at a key of your own, e.g. from `schoolvault key generate`); old-system files made with the development key are still read without it",
         },
-    ))
+    )
+    .in_app(in_app))
 }
 
 /// Read a key file: 64 hex characters, readable by its owner only.

@@ -42,7 +42,8 @@ impl Retention {
                 crate::ErrorKind::InvalidInput,
                 "Keeping backups for 0 days, with no newest, weekly or monthly backups kept, would remove every backup",
                 "Keep backups for at least 1 day (30 is a good choice), or also keep the newest N (--keep-last)",
-            ));
+            )
+            .in_app("Keep every backup for at least 1 day (30 is a good choice), or also keep the newest few"));
         }
         Ok(())
     }
@@ -76,7 +77,7 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
     newest_first.sort_by_key(|b| std::cmp::Reverse(b.created_at));
     let complete: Vec<&&BackupRecord> = newest_first
         .iter()
-        .filter(|b| b.status == "complete")
+        .filter(|b| b.status.is_complete())
         .collect();
     let mut keep: std::collections::HashSet<&str> = std::collections::HashSet::new();
     // Never every backup: the newest one that verified stays, or, when none has been
@@ -125,7 +126,7 @@ pub fn plan(backups: &[BackupRecord], policy: &Retention, now: DateTime<Utc>) ->
         .into_iter()
         // Only what is understood is pruned: a damaged, incomplete or unreadable file (a
         // foreign file, another key's v1 file) stays until a person deletes it.
-        .filter(|b| b.status == "complete")
+        .filter(|b| b.status.is_complete())
         // The old system's files are the school's history from before SchoolVault: a person
         // decides when they go.
         .filter(|b| b.engine != crate::legacy::CATALOG_ENGINE)
@@ -188,6 +189,8 @@ mod tests {
     }
     use std::path::PathBuf;
 
+    use crate::catalog::BackupStatus;
+
     fn backup(
         id: &str,
         days_ago: i64,
@@ -200,7 +203,7 @@ mod tests {
             path: PathBuf::from(format!("/b/{id}.svb")),
             created_at: now - Duration::days(days_ago),
             kind,
-            status: "complete".into(),
+            status: BackupStatus::Complete,
             size: 1,
             sha256: String::new(),
             key_fingerprint: String::new(),
@@ -257,11 +260,11 @@ mod tests {
     fn only_complete_backups_are_ever_pruned() {
         let now = Utc::now();
         let mut damaged = backup("damaged", 90, BackupKind::Scheduled, Some(false), now);
-        damaged.status = "damaged".into();
+        damaged.status = BackupStatus::Unusable(crate::ErrorKind::Damaged);
         let mut foreign = backup("foreign-enc", 90, BackupKind::Manual, Some(false), now);
-        foreign.status = "not_a_backup".into();
+        foreign.status = BackupStatus::Unusable(crate::ErrorKind::NotABackup);
         let mut cut = backup("cut", 120, BackupKind::Scheduled, None, now);
-        cut.status = "truncated".into();
+        cut.status = BackupStatus::Unusable(crate::ErrorKind::Truncated);
         let mut old_system = backup("old-system", 400, BackupKind::Manual, Some(true), now);
         old_system.engine = crate::legacy::CATALOG_ENGINE.into();
         let list = vec![

@@ -314,6 +314,7 @@ pub(super) fn untrusted_v1() -> Error {
         "This old-system file opened only with the old system's public development key, so anyone could have written it (for example adding an administrator account); nothing was changed",
         "Restore it only if you know where it came from: confirm the second warning in the app, or pass --trust-dev-key to `schoolvault restore`",
     )
+    .in_app("Restore it only if you know where it came from: tick the second warning in the restore window")
 }
 
 pub(super) fn v1_warnings(v1: &V1Backup) -> Vec<String> {

@@ -49,7 +49,8 @@ pub async fn test_restore(
             ErrorKind::InvalidInput,
             "A test restore needs a SchoolVault backup; an old-system file carries no schema to restore into a scratch database",
             "Use `schoolvault verify FILE` for old-system files",
-        ));
+        )
+        .in_app("Use Verify for old-system files"));
     }
     let id = match &record {
         Some(r) => r.id.clone(),
@@ -236,7 +237,7 @@ pub async fn routine_test_restore(
         .list()
         .await?
         .into_iter()
-        .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety && !is_v1_record(b))
+        .filter(|b| b.status.is_complete() && b.kind != BackupKind::Safety && !is_v1_record(b))
         .max_by_key(|b| b.created_at);
     let Some(newest) = newest else {
         return Ok(None);

@@ -163,6 +163,7 @@ pub(super) fn not_a_backup() -> Error {
         "This file is not a SchoolVault backup, or it is an old-system backup made with another key",
         "For an old-system .enc file, set BACKUP_ENCRYPTION_KEY to that system's key (or import it with `schoolvault key import`)",
     )
+    .in_app("For an old-system .enc file, import that system's key first: Settings → Encryption key → Import a key from a file… (its .env file holds it)")
 }
 
 /// The most JSON an old-system file may decompress to: the old service built it as one

@@ -111,7 +111,8 @@ impl Location {
                 ErrorKind::InvalidInput,
                 "The destination address holds a password",
                 "Leave the password out of the address; give it with --secret-stdin (it is kept in the keychain)",
-            ));
+            )
+            .in_app("Leave the password out of the address and type it in the password field (it is kept in the keychain)"));
         }
         match parsed.scheme() {
             "file" => {

@@ -76,6 +76,7 @@ fn secret_for(
                 d.name
             ),
         )
+        .in_app(format!("Type it again: Settings → Offsite copies → {} → Change", d.name))
     })
 }
 
@@ -216,7 +217,8 @@ impl Store {
                                 "Give one: `schoolvault destination add {} URL --access-key-id ID --secret-stdin`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
                                 d.name
                             ),
-                        ))
+                        )
+                        .in_app(format!("Give its access key ID and secret: Settings → Offsite copies → {} → Change", d.name)))
                     }
                 }
                 Operator::new(b)
@@ -315,7 +317,8 @@ impl Store {
                 ErrorKind::DestinationUnreachable,
                 format!("Destination {name} cannot be reached ({doing}: {detail})"),
                 "Check the network and that the server is up; the copy waits and is tried again at the next backup or `schoolvault sync`",
-            ),
+            )
+            .in_app("Check the network and that the server is up; the copy waits and is tried again at the next backup or with Sync now"),
         }
     }
 
@@ -552,7 +555,8 @@ impl Store {
                 ErrorKind::Damaged,
                 format!("The local file of backup {name} changed since it was written, so it was not copied to {}", self.name),
                 "Run `schoolvault verify` on it; copy a good backup instead",
-            ));
+            )
+            .in_app("Verify it on the Backups screen; copy a good backup instead"));
         }
         writer
             .close()
@@ -714,7 +718,8 @@ impl Store {
                     ErrorKind::Damaged,
                     format!("The copy of {name} at {} is damaged (its checksum does not match)", self.name),
                     "Use another copy of this backup (another destination, or the local one); `schoolvault sync --verify` replaces a damaged copy",
-                ));
+                )
+                .in_app("Use another copy of this backup (another destination, or the one on this computer)"));
             }
         }
         partial.commit(out.into_std().await)?;

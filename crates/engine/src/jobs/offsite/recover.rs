@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::archive::{read_preamble, EXTENSION};
-use crate::catalog::{BackupRecord, CopyRecord, CopyState};
+use crate::catalog::{BackupRecord, BackupStatus, CopyRecord, CopyState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::offsite::{DestinationSettings, Store};
 use crate::progress::{Phase, Progress, ProgressEvent};
@@ -38,7 +38,7 @@ pub async fn rescan_from(
         if !o.name.ends_with(&format!(".{EXTENSION}")) {
             entries.push(entry(
                 "skipped",
-                Some("an old-system file: copy it into the backup folder and run `schoolvault rescan`".into()),
+                Some("an old-system file: download it and restore it as a file".into()),
             ));
             continue;
         }
@@ -74,7 +74,7 @@ pub async fn rescan_from(
                     path: local.clone(),
                     created_at: h.created_at,
                     kind: h.kind,
-                    status: "complete".into(),
+                    status: BackupStatus::Complete,
                     size: o.size,
                     sha256,
                     key_fingerprint: h.key_fingerprint.clone(),
@@ -172,5 +172,6 @@ pub async fn fetch(
             ),
             "Copy the file back into the backup folder, or run `schoolvault rescan --from NAME` on the destination that has it",
         )
+        .in_app("Copy the file back into the backup folder, or use “Find backups in…” on the destination that has it")
     }))
 }

@@ -105,6 +105,7 @@ impl PgTarget {
                 "The database address is not a valid PostgreSQL URL",
                 "Write it as postgres://USER@HOST:PORT/DATABASE (put the password in the keychain or PGPASSWORD, not in the URL)",
             )
+            .in_app("Check the server, port and database name in Settings → School database")
         })?;
         Ok(PgTarget {
             options: session_options(options),

@@ -134,7 +134,8 @@ impl RoleMap {
                     ErrorKind::TargetMismatch,
                     format!("The role {owner} does not exist on {}; nothing was changed", target.server()),
                     "Give --owner a role the server has (the application's own login), or create it first",
-                ));
+                )
+                .in_app("Create that role first, or choose to create the missing roles in the restore window"));
             }
         }
         let missing: Vec<String> = names
@@ -152,7 +153,8 @@ impl RoleMap {
                         missing.join(", ")
                     ),
                     "Create them first, or restore with --create-roles (made without login; give them passwords afterwards) or --owner ROLE (every object owned by one existing role, as pg_restore --no-owner --role does)",
-                ));
+                )
+                .in_app("Create them first, or restore again choosing, in the restore window, to create them (without login) or to give everything to the login SchoolVault uses"));
             }
             RoleChoice::Create if !missing.is_empty() => {
                 let infos: Vec<&RoleInfo> = privileges

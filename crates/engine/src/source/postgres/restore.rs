@@ -140,6 +140,7 @@ pub(super) fn replica_refused(target: &PgTarget) -> Error {
         format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
         format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
     )
+    .in_app(format!("Connect as a superuser (Settings → School database), or on PostgreSQL 15+ have the server's administrator run `GRANT SET ON PARAMETER session_replication_role TO {user}`"))
 }
 
 /// Check that `target` has every table of the backup with every column, without changing
