@@ -41,7 +41,7 @@ fn backup_record(
         path: dir.join(format!("{id}.svb")),
         created_at,
         kind,
-        status: "complete".into(),
+        status: schoolvault_engine::catalog::BackupStatus::Complete,
         size,
         sha256: String::new(),
         key_fingerprint: String::new(),
