@@ -270,7 +270,7 @@ impl From<&BackupRecord> for BackupRow {
             id: b.id.clone(),
             created_at: b.created_at.to_rfc3339(),
             kind: b.kind,
-            status: b.status.clone(),
+            status: b.status.to_string(),
             size: b.size,
             duration_ms: b.duration_ms,
             tables: b.tables,

@@ -57,7 +57,7 @@ impl Report for Listing {
                 (Some(true), None) => "ok".to_string(),
                 _ => "-".to_string(),
             };
-            let mut status = if b.status == "complete" {
+            let mut status = if b.status.is_complete() {
                 String::new()
             } else {
                 format!("  [{}]", b.status)

@@ -15,6 +15,58 @@ use sqlx::Row;
 use crate::archive::BackupKind;
 use crate::error::{Error, ErrorKind, Result};
 
+/// Whether a listed backup can be used: complete, or the error that makes its file unusable
+/// (`wrong_key`, `damaged`…). Stored and serialised as `complete` or that error's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupStatus {
+    /// The file is whole and opens with a key at hand.
+    Complete,
+    /// The file cannot be used, for this reason.
+    Unusable(ErrorKind),
+}
+
+impl BackupStatus {
+    /// `complete`, or the error's code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Complete => "complete",
+            BackupStatus::Unusable(kind) => kind.code(),
+        }
+    }
+
+    /// The status stored as `s`; a code this version does not know reads as damaged.
+    pub fn parse(s: &str) -> BackupStatus {
+        if s == "complete" {
+            BackupStatus::Complete
+        } else {
+            BackupStatus::Unusable(ErrorKind::from_code(s).unwrap_or(ErrorKind::Damaged))
+        }
+    }
+
+    /// Whether the backup can be used.
+    pub fn is_complete(self) -> bool {
+        self == BackupStatus::Complete
+    }
+}
+
+impl From<&Error> for BackupStatus {
+    fn from(e: &Error) -> Self {
+        BackupStatus::Unusable(e.kind())
+    }
+}
+
+impl std::fmt::Display for BackupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for BackupStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A backup as the catalog knows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupRecord {
@@ -26,8 +78,8 @@ pub struct BackupRecord {
     pub created_at: DateTime<Utc>,
     /// Manual, scheduled or safety.
     pub kind: BackupKind,
-    /// `complete`, or the error code that makes the file unusable (`wrong_key`, `damaged`…).
-    pub status: String,
+    /// Complete, or the error that makes the file unusable.
+    pub status: BackupStatus,
     /// File size in bytes.
     pub size: u64,
     /// SHA-256 of the file, hex.
@@ -307,6 +359,7 @@ fn catalog_error(err: &sqlx::Error, path: &Path) -> Error {
         format!("The backup catalog {} failed: {err}", path.display()),
         "Check the folder's permissions and free space; `schoolvault rescan` rebuilds the catalog from the backup files",
     )
+    .in_app("Check the backup folder's permissions and free space, then try again")
 }
 
 impl Catalog {
@@ -653,7 +706,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRecord> {
         path: PathBuf::from(get::<String>(row, "path")?),
         created_at: time(get(row, "created_at")?)?,
         kind: BackupKind::parse(&kind).unwrap_or(BackupKind::Manual),
-        status: get(row, "status")?,
+        status: BackupStatus::parse(&get::<String>(row, "status")?),
         size: count("size")?,
         sha256: get(row, "sha256")?,
         key_fingerprint: get(row, "key_fingerprint")?,
@@ -680,7 +733,7 @@ async fn put(conn: &mut sqlx::SqliteConnection, r: &BackupRecord) -> sqlx::Resul
     .bind(r.path.to_string_lossy().into_owned())
     .bind(r.created_at.to_rfc3339())
     .bind(r.kind.as_str())
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(r.size as i64)
     .bind(&r.sha256)
     .bind(&r.key_fingerprint)

@@ -70,6 +70,41 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (for reading a code back).
+    pub const ALL: [ErrorKind; 26] = [
+        ErrorKind::WrongKey,
+        ErrorKind::NoKey,
+        ErrorKind::Keychain,
+        ErrorKind::Truncated,
+        ErrorKind::Damaged,
+        ErrorKind::NotABackup,
+        ErrorKind::UnsupportedVersion,
+        ErrorKind::NotFound,
+        ErrorKind::DbUnreachable,
+        ErrorKind::DbAuth,
+        ErrorKind::TableUnreadable,
+        ErrorKind::Database,
+        ErrorKind::DiskFull,
+        ErrorKind::TargetMismatch,
+        ErrorKind::Inconsistent,
+        ErrorKind::Io,
+        ErrorKind::Catalog,
+        ErrorKind::Cancelled,
+        ErrorKind::Busy,
+        ErrorKind::InUse,
+        ErrorKind::InvalidInput,
+        ErrorKind::Untrusted,
+        ErrorKind::DestinationUnreachable,
+        ErrorKind::DestinationAuth,
+        ErrorKind::DestinationMissing,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind whose [`code`](Self::code) this is.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
     /// The stable code, as the UI and `--json` output see it.
     pub fn code(self) -> &'static str {
         match self {
@@ -307,6 +342,23 @@ mod tests {
             .context("building the indexes");
         assert_eq!(e.sqlstate(), Some("40P01"));
         assert!(e.message().starts_with("building the indexes"));
+    }
+
+    #[test]
+    fn every_code_reads_back_as_its_kind_and_a_backup_status_round_trips() {
+        use crate::catalog::BackupStatus;
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_code(k.code()), Some(k));
+            let s = BackupStatus::Unusable(k);
+            assert_eq!(BackupStatus::parse(s.as_str()), s);
+        }
+        assert_eq!(ErrorKind::from_code("no_such_code"), None);
+        assert_eq!(BackupStatus::parse("complete"), BackupStatus::Complete);
+        // A code a later version wrote: unusable all the same.
+        assert_eq!(
+            BackupStatus::parse("something_new"),
+            BackupStatus::Unusable(ErrorKind::Damaged)
+        );
     }
 
     #[test]

@@ -348,7 +348,7 @@ pub async fn weekly_digest(
         .map(|r| (r.started_at, r.message.clone().unwrap_or_default()))
         .collect();
     let all = vault.catalog.list().await?;
-    let kept: Vec<&BackupRecord> = all.iter().filter(|b| b.status == "complete").collect();
+    let kept: Vec<&BackupRecord> = all.iter().filter(|b| b.status.is_complete()).collect();
     let last_success = kept
         .iter()
         .filter(|b| b.kind != BackupKind::Safety)

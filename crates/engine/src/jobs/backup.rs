@@ -21,8 +21,8 @@ use crate::archive::{
     self, gzip_tar_entry, gzip_tar_trailer, part_path, ArchiveWriter, BackupKind, End, Header,
     Manifest, TableEnd, TableManifest, EXTENSION, PART_SIZE,
 };
-use crate::catalog::BackupRecord;
 use crate::catalog::Operation;
+use crate::catalog::{BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{PgTarget, Snapshot, SnapshotWorker, TableInfo};
@@ -386,7 +386,7 @@ pub(super) async fn backup_inner(
         path,
         created_at: started,
         kind: opts.kind,
-        status: "complete".into(),
+        status: BackupStatus::Complete,
         size: written.size,
         sha256: written.sha256,
         key_fingerprint: write_key.key.fingerprint().to_string(),

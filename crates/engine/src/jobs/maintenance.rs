@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::archive::{self, read_preamble, BackupKind, EXTENSION};
-use crate::catalog::BackupRecord;
 use crate::catalog::Operation;
+use crate::catalog::{BackupRecord, BackupStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self};
 use crate::progress::Progress;
@@ -36,12 +36,13 @@ pub(super) async fn delete_locked(vault: &Locked<'_>, id: &str) -> Result<Backup
             ErrorKind::NotFound,
             format!("There is no backup with id {id:?}"),
             "Run `schoolvault list` to see the backups",
-        ));
+        )
+        .in_app("It may have been removed already: choose one from the list"));
     };
     // The entry goes first, then the file: a run killed in between leaves a complete file
     // that is not listed (rescan lists it again), never a listed backup whose file is gone.
     // File first, a killed prune left entries that `list` showed as complete and that could
-    // not be restored (found by crates/cli/tests/faults.rs).
+    // not be restored (found by crates/cli/tests/faults/).
     vault.catalog.remove(id).await?;
     match std::fs::remove_file(&rec.path) {
         Ok(()) => {}
@@ -84,8 +85,8 @@ pub(super) async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecor
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let (status, message) = match &opened {
-        Ok(_) => ("complete".to_string(), None),
-        Err(e) => (e.code().to_string(), Some(e.to_string())),
+        Ok(_) => (BackupStatus::Complete, None),
+        Err(e) => (BackupStatus::from(e), Some(e.to_string())),
     };
     // The file's claim, but never later than the file was written (nor than now).
     let created_at = opened
@@ -100,7 +101,7 @@ pub(super) async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecor
         path: path.to_path_buf(),
         created_at,
         kind: BackupKind::Manual,
-        status: status.clone(),
+        status,
         size,
         sha256,
         key_fingerprint: opened
@@ -121,7 +122,7 @@ pub(super) async fn v1_record(vault: &Vault, path: &Path) -> Result<(BackupRecor
         record,
         RescanEntry {
             path: path.to_path_buf(),
-            status,
+            status: status.to_string(),
             message,
         },
     ))
@@ -194,8 +195,8 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
         };
         let (sha256, size) = sha?;
         let (status, tables, rows, message) = match &scan {
-            Ok(s) => ("complete".to_string(), s.tables, s.end.total_rows, None),
-            Err(e) => (e.code().to_string(), 0, 0, Some(e.to_string())),
+            Ok(s) => (BackupStatus::Complete, s.tables, s.end.total_rows, None),
+            Err(e) => (BackupStatus::from(e), 0, 0, Some(e.to_string())),
         };
         let duration_ms = scan
             .as_ref()
@@ -215,7 +216,7 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
             path: path.clone(),
             created_at: header.created_at,
             kind: header.kind,
-            status: status.clone(),
+            status,
             size,
             sha256,
             key_fingerprint: header.key_fingerprint.clone(),
@@ -231,7 +232,7 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
         });
         entries.push(RescanEntry {
             path,
-            status,
+            status: status.to_string(),
             message,
         });
     }

@@ -152,7 +152,8 @@ impl Vault {
                         rec.path.display()
                     ),
                     "Run `schoolvault rescan` to update the list, or copy the file back",
-                ));
+                )
+                .in_app("Copy the file back into the backup folder, or restore a copy of it with Restore from file…"));
             }
             return Ok((rec.path.clone(), Some(rec)));
         }
@@ -160,7 +161,8 @@ impl Vault {
             ErrorKind::NotFound,
             format!("There is no backup with id {what:?} and no file at that path"),
             "Run `schoolvault list` to see the backups, or give the path of a backup file",
-        ))
+        )
+        .in_app("Choose a backup from the list, or pick its file with Restore from file…"))
     }
 
     /// Take the run lock: one backup, restore, prune, delete, rescan or test restore at a
@@ -186,7 +188,7 @@ impl Vault {
             .into_iter()
             // An old-system file's time is what the file claims: never proof that SchoolVault
             // backed up (a claimed future time would silence the schedule and the alerts).
-            .filter(|b| b.status == "complete" && b.kind != BackupKind::Safety && !is_v1_record(b))
+            .filter(|b| b.status.is_complete() && b.kind != BackupKind::Safety && !is_v1_record(b))
             .map(|b| b.created_at)
             .max())
     }

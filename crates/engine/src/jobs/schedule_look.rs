@@ -137,7 +137,7 @@ pub async fn run_due_with(
             .record_run(run_record(
                 Operation::CatchUp,
                 Some(BackupKind::Scheduled),
-                Utc::now(),
+                now,
                 &made,
                 made.as_ref().ok().map(|b| b.backup.id.clone()),
                 Some(note),
@@ -355,7 +355,7 @@ pub async fn look(
     }
     // Copies owed and due (a new backup, or a pending one whose backoff is over); another run
     // holding the lock makes them wait for the next look.
-    match plan.offsite.due(vault, Utc::now()).await {
+    match plan.offsite.due(vault, now).await {
         Ok(true) => {
             let opts = SyncOptions {
                 prune: true,

@@ -58,7 +58,7 @@ pub(super) async fn create_owned_database(
     // A name that exists is refused before it is written down, not after: noted first, a run
     // killed (kill -9, a crash, a power cut) before create_database's own check left someone
     // else's database in the ledger, and the next backup dropped it. Found by
-    // crates/cli/tests/faults.rs (`restore --create-db` naming the live database, killed: it was gone).
+    // crates/cli/tests/faults/ (`restore --create-db` naming the live database, killed: it was gone).
     postgres::refuse_existing(server, name).await?;
     let mut entries = ledger_read(vault);
     entries.push(CreatedDatabase {

@@ -140,7 +140,7 @@ pub(super) async fn copyable(vault: &Vault) -> Result<Vec<BackupRecord>> {
         .list()
         .await?
         .into_iter()
-        .filter(|b| b.status == "complete" && b.path.is_file())
+        .filter(|b| b.status.is_complete() && b.path.is_file())
         .collect())
 }
 
@@ -316,7 +316,7 @@ async fn sync_one(
             .list()
             .await?
             .into_iter()
-            .filter(|b| b.status == "complete")
+            .filter(|b| b.status.is_complete())
             .collect();
         verify_one(vault, &store, &listed, &mut copies, opts.read_back, report).await?;
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use chrono::Utc;
 
 use crate::archive::{BackupKind, EXTENSION};
-use crate::catalog::{BackupRecord, CopyState};
+use crate::catalog::{BackupRecord, BackupStatus, CopyState};
 use crate::error::{ErrorKind, Result};
 use crate::offsite::{RemoteObject, Store};
 use crate::retention::{self, Retention};
@@ -92,7 +92,7 @@ fn record_from_name(o: &RemoteObject) -> Option<BackupRecord> {
         path: Path::new(&o.name).to_path_buf(),
         created_at,
         kind: BackupKind::Scheduled,
-        status: "complete".into(),
+        status: BackupStatus::Complete,
         size: o.size,
         sha256: String::new(),
         key_fingerprint: String::new(),

@@ -120,7 +120,7 @@ pub(in crate::jobs) async fn load_parallel(
     // loading parts of one table at once interleave its rows on disk, and a test restore
     // (which reads each table back in its physical order and compares the SHA-256 with
     // end.json) then reported a good backup as damaged: every time for a table of two parts
-    // (found by crates/cli/tests/faults.rs, whose school database has one).
+    // (found by crates/cli/tests/faults/, whose school database has one).
     let mut senders = Vec::new();
     let mut loaders = Vec::new();
     for _ in 0..2 {

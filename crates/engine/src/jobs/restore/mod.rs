@@ -232,7 +232,8 @@ pub(super) async fn restore_inner(
                             target.describe()
                         ),
                         "Restore into the database the backup came from, into an empty database, or into a new one with --create-db NAME",
-                    ));
+                    )
+                    .in_app("Restore it into the database it came from, or into an empty one (Settings → School database)"));
                 }
             }
             if !fresh {
@@ -464,7 +465,7 @@ pub(super) async fn restore_into(
     }
     if !fresh && !end.large_objects.is_empty() {
         warnings.push(format!(
-            "the backup holds {} large object(s); a restore into the live database changes table rows only, so they were left as they are (restore into a new database with --create-db to get them)",
+            "the backup holds {} large object(s); a restore into the live database changes table rows only, so they were left as they are (restore into a new, empty database to get them)",
             end.large_objects.len()
         ));
     }
