@@ -28,6 +28,7 @@ const shell: Shell = {
   explain: (e) => String(e),
   refreshStatus: async () => {},
   go: () => {},
+  follow: () => {},
 };
 
 beforeEach(() => {

@@ -94,6 +94,7 @@ const shell: Shell = {
   explain: (e) => `${(e as { message: string }).message}`,
   refreshStatus: async () => {},
   go: () => {},
+  follow: () => {},
 };
 
 beforeEach(() => {

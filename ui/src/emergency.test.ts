@@ -10,7 +10,7 @@ const base: AppStatus = { configured: true, database: { host: "10.0.0.5", port: 
 const fresh: AppStatus = { ...base, configured: false, database: null, target: null, key: null };
 
 function shellGoing(to: Screen[]): Shell {
-  return { error: (e) => { throw e; }, toast: () => {}, busy: () => {}, explain: (e) => String(e), refreshStatus: async () => {}, go: (s) => void to.push(s) };
+  return { error: (e) => { throw e; }, toast: () => {}, busy: () => {}, explain: (e) => String(e), refreshStatus: async () => {}, go: (s) => void to.push(s), follow: () => {} };
 }
 
 describe("disaster recovery", () => {

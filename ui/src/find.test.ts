@@ -26,6 +26,7 @@ const shell: Shell = {
   explain: (e) => String(e),
   refreshStatus: async () => {},
   go: () => {},
+  follow: () => {},
 };
 
 let destinations: DestinationRow[] = [];

@@ -72,7 +72,10 @@ export async function start(root: HTMLElement): Promise<void> {
       screen = s;
       void render();
     },
+    follow: () => {},
   };
+  // How the screen shown updates itself in place (shell.follow), if it can.
+  let update: (() => Promise<void>) | null = null;
 
   // Each render is numbered: a screen that took longer to load than the one asked for after it
   // (a quick switch) is dropped, never shown over the newer one.
@@ -85,28 +88,36 @@ export async function start(root: HTMLElement): Promise<void> {
     const setup = !status.configured || status.key_recovery_pending;
     if (!setup && screen === "setup") screen = "backups";
     const current: Screen = setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen;
+    renderChrome(status, setup, current);
+    let follows: (() => Promise<void>) | null = null;
+    const viewShell: Shell = { ...shell, follow: (u) => (follows = u) };
+    let view: HTMLElement;
+    if (current === "setup") view = await setupView(viewShell, status);
+    else if (current === "activity") view = await activityView(viewShell);
+    else if (current === "settings") view = await settingsView(viewShell, status);
+    else if (current === "emergency") view = emergencyView(viewShell, status);
+    else view = await backupsView(viewShell);
+    if (mine !== renders) return;
+    update = follows;
+    put(main, view);
+  };
+
+  // The navigation and the sidebar's foot (the database, the next run, the version).
+  const renderChrome = (s: AppStatus, setup: boolean, current: Screen) => {
     clear(nav);
     // The emergency page is reachable from every screen, the first-run set-up included (a new
     // computer after a disaster starts there).
     const items: [Screen, string][] = setup
       ? [["setup", "Set up"], ["emergency", "Disaster recovery"]]
       : [["backups", "Backups"], ["activity", "Activity"], ["settings", "Settings"], ["emergency", "Disaster recovery"]];
-    for (const [s, label] of items) {
-      nav.append(h("button", { class: `nav-item${current === s ? " active" : ""}${s === "emergency" ? " nav-emergency" : ""}`, "aria-current": current === s ? "page" : null, "data-testid": `nav-${s}`, onclick: () => shell.go(s) }, label));
+    for (const [id, label] of items) {
+      nav.append(h("button", { class: `nav-item${current === id ? " active" : ""}${id === "emergency" ? " nav-emergency" : ""}`, "aria-current": current === id ? "page" : null, "data-testid": `nav-${id}`, onclick: () => shell.go(id) }, label));
     }
-    put(footer, 
-      status.target ? h("div", { "data-testid": "target" }, status.target) : null,
-      status.next_run ? h("div", { "data-testid": "next-run" }, `Next backup ${fmt.when(status.next_run)}`) : null,
-      h("button", { type: "button", class: "link about-link", "data-testid": "about", onclick: () => aboutModal(status!) }, `Version ${status.version} · About`),
+    put(footer,
+      s.target ? h("div", { "data-testid": "target" }, s.target) : null,
+      s.next_run ? h("div", { "data-testid": "next-run" }, `Next backup ${fmt.when(s.next_run)}`) : null,
+      h("button", { type: "button", class: "link about-link", "data-testid": "about", onclick: () => aboutModal(s) }, `Version ${s.version} · About`),
     );
-    let view: HTMLElement;
-    if (current === "setup") view = await setupView(shell, status);
-    else if (current === "activity") view = await activityView(shell);
-    else if (current === "settings") view = await settingsView(shell, status);
-    else if (current === "emergency") view = emergencyView(shell, status);
-    else view = await backupsView(shell);
-    if (mine !== renders) return;
-    put(main, view);
   };
 
   // Offsite destinations with no copy for the stale-backup time: said until they catch up
@@ -193,21 +204,22 @@ export async function start(root: HTMLElement): Promise<void> {
 
   await shell.refreshStatus();
   // The app says when what the window shows changed (a job started or ended, a failure, the
-  // next run): the status is looked at then, and the screen redrawn only if it changed and the
-  // person is not in the middle of something there (a job of theirs running).
+  // next run): the status is looked at then; the banners and the sidebar are redrawn, and the
+  // screen only updates what it lists (shell.follow), once no job is running. Only a change of
+  // set-up (configured, or the key's recovery copy owed) draws the screen again.
   const follow = async () => {
     try {
       const s = await api.status();
-      const changed =
-        JSON.stringify(s.failure) !== JSON.stringify(status?.failure) ||
-        JSON.stringify(s.offsite_behind) !== JSON.stringify(status?.offsite_behind) ||
-        s.key_rotation_due !== status?.key_rotation_due ||
-        s.next_run !== status?.next_run ||
-        s.running !== status?.running;
+      const prev = status;
       status = s;
-      if (!changed) return;
+      if (s.configured !== prev?.configured || s.key_recovery_pending !== prev?.key_recovery_pending) {
+        await render();
+        return;
+      }
       renderBanner(s);
-      if (screen === "backups" && s.configured && !s.running && !document.querySelector("[role=dialog]")) await render();
+      const setup = !s.configured || s.key_recovery_pending;
+      renderChrome(s, setup, setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen);
+      if (!s.running && update) await update();
     } catch {
       // the next event looks again
     }

@@ -330,4 +330,12 @@ export function installMock(): void {
       void import("@tauri-apps/api/event").then(({ emit }) => emit("status-changed"));
     }, 2000);
   }
+  // `?backuplater`: a scheduled backup ends two seconds after the window opens; the app says so.
+  if (q.has("backuplater")) {
+    setTimeout(() => {
+      const at = new Date().toISOString();
+      backups = [{ ...backup(0, "scheduled", null), id: `scheduled-${Date.now()}`, created_at: at, key: key?.fingerprint ?? "" }, ...backups];
+      void import("@tauri-apps/api/event").then(({ emit }) => emit("status-changed"));
+    }, 2000);
+  }
 }

@@ -8,7 +8,7 @@ import type { Shell } from "./shell";
 import { setupView } from "./views/setup";
 
 const status: AppStatus = { configured: true, database: { host: "127.0.0.1", port: 5432, name: "school", user: "postgres", tls: "prefer", ca_file: null, password_saved: false }, target: "postgres@127.0.0.1:5432/school", key: { fingerprint: "4220efac447a6419", origin: "keychain" }, key_error: null, backup_dir: "/backups", config_path: "/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 2, formats_read: [1, 2], key_recovery_pending: true, key_rotation_due: false, key_since: null };
-const shell: Shell = { error: (e) => { throw e; }, toast: () => {}, busy: () => {}, explain: (e) => String(e), refreshStatus: async () => {}, go: () => {} };
+const shell: Shell = { error: (e) => { throw e; }, toast: () => {}, busy: () => {}, explain: (e) => String(e), refreshStatus: async () => {}, go: () => {}, follow: () => {} };
 
 const settings: Settings = { backup_dir: "/backups", start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
 const saved: Settings[] = [];

@@ -13,6 +13,10 @@ export interface Shell {
   refreshStatus: () => Promise<void>;
   /** Go to a screen. */
   go: (screen: Screen) => void;
+  /** How the screen being drawn updates itself in place when the app says something changed
+   * (a job ended): the window calls `update` then, instead of drawing the whole screen again,
+   * so what the person has open, typed or just been shown stays. */
+  follow: (update: () => Promise<void>) => void;
 }
 
 export type Screen = "backups" | "activity" | "settings" | "setup" | "emergency";

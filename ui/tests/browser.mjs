@@ -456,12 +456,30 @@ await check("events, not polling: a failure is shown as soon as the app says so,
   await page.getByTestId("verify").nth(1).click();
   const note = page.locator("[data-testid=backup-row] .note.ok");
   await note.first().waitFor();
+  await page.evaluate(() => {
+    window.__head = document.querySelector(".view-head");
+    window.__row = document.querySelector("[data-testid=backup-row]");
+  });
   const said = await note.first().innerText();
   // Within a few seconds of the event (the old poll looked every 15 s).
   await page.getByTestId("failure-banner").waitFor({ timeout: 5000 });
   assert.match(await page.getByTestId("failure-banner").innerText(), /Cannot reach the database server/);
   await page.waitForTimeout(300);
   assert.equal(await note.first().innerText(), said, "the verify result is still there after the redraw");
+  // Nothing else was drawn again: the same screen, the same rows (the list did not change).
+  assert.equal(await page.evaluate(() => window.__head.isConnected && window.__row.isConnected), true, "the screen and its rows were not redrawn");
+});
+
+await check("a scheduled backup that ends while the window is open: its row appears, the rest of the screen stays", async (page) => {
+  await page.goto(base + "?backuplater");
+  await page.getByTestId("backup-row").first().waitFor();
+  await page.evaluate(() => {
+    window.__head = document.querySelector(".view-head");
+    window.__button = document.querySelector("[data-testid=backup-now]");
+  });
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=backup-row]").length === 5, null, { timeout: 5000 });
+  assert.equal(await page.locator("[data-testid=backup-row]").first().getAttribute("data-kind"), "scheduled");
+  assert.equal(await page.evaluate(() => window.__head.isConnected && window.__button.isConnected), true, "only the list was redrawn");
 });
 
 await check("a quick switch between screens shows the last one, not the slower one asked for before", async (page) => {

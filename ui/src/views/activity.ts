@@ -1,7 +1,7 @@
 // Activity: every run (backups, restores, checks, emails, pruning) with its outcome.
 
 import { api } from "../api";
-import { h } from "../dom";
+import { h, put } from "../dom";
 import * as fmt from "../format";
 import type { Operation } from "../bindings/Operation";
 import type { Shell } from "../shell";
@@ -32,12 +32,30 @@ export function operationLabel(op: Operation | string): string {
 }
 
 export async function activityView(shell: Shell): Promise<HTMLElement> {
-  let runs: Awaited<ReturnType<typeof api.history>> = [];
-  try {
-    runs = await api.history(200);
-  } catch (e) {
-    shell.error(e);
-  }
+  const slot = h("div", { "data-testid": "activity-list" });
+  let drawn = "";
+  const load = async (onlyIfChanged: boolean) => {
+    let runs: Awaited<ReturnType<typeof api.history>> = [];
+    try {
+      runs = await api.history(200);
+    } catch (e) {
+      if (!onlyIfChanged) shell.error(e);
+      if (onlyIfChanged) return;
+    }
+    const now = JSON.stringify(runs);
+    if (onlyIfChanged && now === drawn) return;
+    drawn = now;
+    put(slot, table(runs));
+  };
+  await load(false);
+  // A run that ended while the screen is open appears without drawing the screen again.
+  shell.follow(() => load(true));
+  return h("div", { class: "view" }, h("header", { class: "view-head" }, h("h1", {}, "Activity")), slot);
+}
+
+function table(runs: Awaited<ReturnType<typeof api.history>>): HTMLElement {
+  if (runs.length === 0)
+    return h("div", { class: "empty" }, h("h3", {}, "Nothing has happened yet"), h("p", {}, "Backups, restores, checks and emails appear here with their outcome."));
   const body = runs.map((r) => {
     const ok = r.outcome === "success";
     return h(
@@ -50,16 +68,9 @@ export async function activityView(shell: Shell): Promise<HTMLElement> {
     );
   });
   return h(
-    "div",
-    { class: "view" },
-    h("header", { class: "view-head" }, h("h1", {}, "Activity")),
-    runs.length === 0
-      ? h("div", { class: "empty" }, h("h3", {}, "Nothing has happened yet"), h("p", {}, "Backups, restores, checks and emails appear here with their outcome."))
-      : h(
-          "table",
-          { class: "activity" },
-          h("thead", {}, h("tr", {}, ["When", "What", "Outcome", "Details"].map((t) => h("th", {}, t)))),
-          h("tbody", {}, body),
-        ),
+    "table",
+    { class: "activity" },
+    h("thead", {}, h("tr", {}, ["When", "What", "Outcome", "Details"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, body),
   );
 }

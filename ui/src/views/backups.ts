@@ -73,13 +73,22 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
   const backupBtn = h("button", { class: "primary", "data-testid": "backup-now" }, "Back up now");
   const fileBtn = h("button", { class: "secondary", "data-testid": "restore-file" }, "Restore from file…");
 
-  const refresh = async () => {
+  // The list as last drawn: an update that finds it unchanged leaves the rows alone (what is
+  // selected, focused or scrolled to stays).
+  let drawn = "";
+  const refresh = async (onlyIfChanged = false) => {
     try {
-      renderList(await api.listBackups());
+      const rows = await api.listBackups();
+      const now = JSON.stringify(rows);
+      if (onlyIfChanged && now === drawn) return;
+      drawn = now;
+      renderList(rows);
     } catch (e) {
-      shell.error(e);
+      if (!onlyIfChanged) shell.error(e);
     }
   };
+  // When the app says something changed (a scheduled backup or an upload ended): the list only.
+  shell.follow(() => refresh(true));
 
   const renderList = (rows: BackupRow[]) => {
     clear(list);
@@ -95,7 +104,7 @@ export async function backupsView(shell: Shell): Promise<HTMLElement> {
       );
       const finder = h("div");
       list.append(finder);
-      void findBackupsCard(shell, refresh).then((card) => put(finder, card));
+      void findBackupsCard(shell, () => refresh()).then((card) => put(finder, card));
       return;
     }
     const body = rows.map((b) => row(b));
