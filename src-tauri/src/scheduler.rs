@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{Local, Utc};
 use schoolvault_engine::catalog::Operation;
-use schoolvault_engine::jobs::{self, EmailPlan, ScheduleLook};
+use schoolvault_engine::jobs::{self, LookSettings};
 use schoolvault_engine::progress::{Progress, ProgressEvent};
 use schoolvault_engine::schedule::Schedule;
 
@@ -52,26 +52,13 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
         let vault = state.vault().await?;
         let result: Result<jobs::DueOutcome, CommandError> = async {
             let target = state.target()?;
-            let schedule = schedule.clone();
             let tray = TrayProgress::new(state.shell_handle());
             let keychain: Arc<dyn Keychain> = state.keychain_handle();
             let job_cancel = cancel.clone();
             detached(move || async move {
-                let email = email_plan(&config.email, keychain.as_ref());
-                let retention = config.retention.policy();
-                let offsite = jobs::Offsite::from_config(&config, keychain.clone());
-                let plan = ScheduleLook {
-                    target: &target,
-                    schedule: &schedule,
-                    retention: &retention,
-                    catch_up: config.schedule.catch_up,
-                    zone: config.schedule.timezone.as_deref(),
-                    watchdog: config.schedule.watchdog(),
-                    test_restore: config.schedule.test_restore,
-                    email: &email,
-                    cancel: job_cancel,
-                    offsite: &offsite,
-                };
+                // The settings file's look, built as the CLI builds it.
+                let look = LookSettings::from_config(&config, keychain)?;
+                let plan = look.look(&target, job_cancel);
                 let done = jobs::look(&vault, &plan, Utc::now(), tray).await;
                 Ok(outcome_of(done))
             })
@@ -102,21 +89,6 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
     );
     let until = (next - Utc::now()).to_std().unwrap_or_default();
     Ok(until.min(Duration::from_secs(30)))
-}
-
-/// The app's email settings as the engine's jobs use them (the SMTP password from the
-/// keychain).
-pub fn email_plan(
-    email: &schoolvault_engine::config::EmailSettings,
-    keychain: &dyn Keychain,
-) -> EmailPlan {
-    EmailPlan {
-        smtp: email.smtp(keychain),
-        // Only when emails are on: the school database is not read for nothing.
-        admins_query: email.enabled.then(|| email.admins_query()).flatten(),
-        stale_after: chrono::Duration::hours(i64::from(email.stale_hours.max(1))),
-        weekly_digest: email.weekly_digest,
-    }
 }
 
 /// How the app shows a look: the backup's error, or the weekly test restore's (the newest

@@ -60,13 +60,25 @@ pub(crate) fn smtp_settings(config: &Config) -> Result<Option<SmtpSettings>> {
     }))
 }
 
-/// The email settings as the engine's jobs use them: the environment's or the file's.
+/// The email settings as the engine's jobs use them: the settings file's, as the app reads
+/// them ([`EmailPlan::from_config`]), with the SMTP server and the school's administrators
+/// from the environment where it sets them.
 pub(crate) fn email_plan(config: &Config) -> EmailPlan {
+    let file = EmailPlan::from_config(&config.email, &OsKeychain);
+    let from_env = std::env::var_os("SCHOOLVAULT_SMTP_HOST").is_some();
     EmailPlan {
-        smtp: smtp_settings(config),
-        admins_query: admins_query(config),
-        stale_after: chrono::Duration::hours(i64::from(config.email.stale_hours.max(1))),
-        weekly_digest: config.email.weekly_digest,
+        smtp: if from_env {
+            smtp_settings(config)
+        } else {
+            file.smtp
+        },
+        // Emails turned on by the environment go to the file's administrators too.
+        admins_query: if from_env || std::env::var_os("SCHOOLVAULT_NOTIFY_DB_ADMINS").is_some() {
+            admins_query(config)
+        } else {
+            file.admins_query
+        },
+        ..file
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use schoolvault_engine::config::Config;
-use schoolvault_engine::jobs::{self, Cancel, DueOutcome, ScheduleLook, Vault};
+use schoolvault_engine::jobs::{self, Cancel, DueOutcome, LookSettings, Vault};
 use schoolvault_engine::keychain::OsKeychain;
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::retention::Retention;
@@ -162,20 +162,14 @@ async fn run_due_once(
     watchdog: Duration,
     progress: &Arc<dyn Progress>,
 ) -> Result<jobs::DueOutcome> {
-    let email = email_plan(settings);
-    let offsite = jobs::Offsite::from_config(settings, Arc::new(OsKeychain));
-    let plan = ScheduleLook {
-        target,
-        schedule,
-        retention,
-        catch_up: settings.schedule.catch_up,
-        zone: settings.schedule.timezone.as_deref(),
-        watchdog,
-        test_restore: settings.schedule.test_restore,
-        email: &email,
-        cancel: Cancel::default(),
-        offsite: &offsite,
-    };
+    // The settings file's look, as the app builds it, with this command's schedule, retention
+    // and watchdog, and email from the environment when it is set there.
+    let mut look = LookSettings::from_config(settings, Arc::new(OsKeychain))?;
+    look.schedule = schedule.clone();
+    look.retention = *retention;
+    look.watchdog = watchdog;
+    look.email = email_plan(settings);
+    let plan = look.look(target, Cancel::default());
     let done = jobs::look(vault, &plan, chrono::Utc::now(), progress.clone()).await;
     for w in &done.warnings {
         eprintln!("warning: {w}");

@@ -77,7 +77,7 @@ pub async fn run_backup(
         let limit = config.schedule.watchdog();
         let keychain = state.keychain_handle();
         detached(move || async move {
-            let email = crate::scheduler::email_plan(&config.email, keychain.as_ref());
+            let email = jobs::EmailPlan::from_config(&config.email, keychain.as_ref());
             let offsite = jobs::Offsite::from_config(&config, keychain.clone());
             let done =
                 jobs::backup_attended(&vault, &target, &opts, limit, &email, &offsite, progress)

@@ -42,12 +42,12 @@
 //! [`writer`] the archive writer; [`reader`] the preamble, decryption and the walk over the
 //! entries.
 
-mod reader;
 mod entries;
+mod reader;
 mod writer;
 
-pub use reader::*;
 pub use entries::*;
+pub use reader::*;
 pub use writer::*;
 
 use chrono::{DateTime, Utc};

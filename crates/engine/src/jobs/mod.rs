@@ -51,7 +51,7 @@ pub use restore::{
     RoleChoice,
 };
 pub use schedule_look::{
-    first_look, look, run_due_with, DueOutcome, EmailPlan, LookOutcome, ScheduleLook,
+    first_look, look, run_due_with, DueOutcome, EmailPlan, LookOutcome, LookSettings, ScheduleLook,
     FIRST_LOOK_FILE, RETRY_AFTER, SLOT_ATTEMPTS,
 };
 pub use test_restore::{

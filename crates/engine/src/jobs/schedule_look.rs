@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::archive::BackupKind;
 use crate::catalog::BackupRecord;
 use crate::catalog::Operation;
+use crate::config::{Config, EmailSettings};
 use crate::error::{Error, ErrorKind, Result};
+use crate::keychain::Keychain;
 use crate::notify::SmtpSettings;
 use crate::progress::{Progress, Watched};
 use crate::retention::{Prune, Retention};
@@ -165,6 +167,79 @@ pub struct EmailPlan {
     pub stale_after: chrono::Duration,
     /// Send the weekly report (Monday 07:00 in the schedule's zone).
     pub weekly_digest: bool,
+}
+
+impl EmailPlan {
+    /// The settings file's email: the SMTP server (its password from `keychain`), the
+    /// school's administrators too when emails are on and they are asked for, the stale-backup
+    /// alert and the weekly report. The app's and the CLI's looks start from this.
+    pub fn from_config(email: &EmailSettings, keychain: &dyn Keychain) -> EmailPlan {
+        EmailPlan {
+            smtp: email.smtp(keychain),
+            // Only when emails are on: the school database is not read for nothing.
+            admins_query: email.enabled.then(|| email.admins_query()).flatten(),
+            stale_after: chrono::Duration::hours(i64::from(email.stale_hours.max(1))),
+            weekly_digest: email.weekly_digest,
+        }
+    }
+}
+
+/// What a look at the schedule works with, as the settings file says: built the same way by
+/// the app and the CLI (which may then set the schedule, retention, watchdog or email from
+/// its own flags and environment), and lent to each look with [`LookSettings::look`].
+#[derive(Debug)]
+pub struct LookSettings {
+    /// When backups run.
+    pub schedule: Schedule,
+    /// What to keep after a scheduled backup.
+    pub retention: Retention,
+    /// Run a slot missed while the computer was off.
+    pub catch_up: bool,
+    /// The schedule's time zone (for the weekly report), else local time.
+    pub zone: Option<String>,
+    /// A backup that makes no progress for this long is stopped.
+    pub watchdog: std::time::Duration,
+    /// The weekly test restore after a scheduled backup.
+    pub test_restore: bool,
+    /// Emails.
+    pub email: EmailPlan,
+    /// The offsite destinations.
+    pub offsite: Offsite,
+}
+
+impl LookSettings {
+    /// The look the settings file describes (secrets from `keychain`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a cron expression or time zone that does not parse.
+    pub fn from_config(config: &Config, keychain: Arc<dyn Keychain>) -> Result<LookSettings> {
+        Ok(LookSettings {
+            schedule: Schedule::parse(&config.schedule.cron, config.schedule.timezone.as_deref())?,
+            retention: config.retention.policy(),
+            catch_up: config.schedule.catch_up,
+            zone: config.schedule.timezone.clone(),
+            watchdog: config.schedule.watchdog(),
+            test_restore: config.schedule.test_restore,
+            email: EmailPlan::from_config(&config.email, keychain.as_ref()),
+            offsite: Offsite::from_config(config, keychain),
+        })
+    }
+
+    /// One look's plan on `target`, stopped by `cancel`.
+    pub fn look<'a>(&'a self, target: &'a PgTarget, cancel: Cancel) -> ScheduleLook<'a> {
+        ScheduleLook {
+            target,
+            schedule: &self.schedule,
+            retention: &self.retention,
+            catch_up: self.catch_up,
+            zone: self.zone.as_deref(),
+            watchdog: self.watchdog,
+            test_restore: self.test_restore,
+            email: &self.email,
+            cancel,
+            offsite: &self.offsite,
+        }
+    }
 }
 
 /// What one look at the schedule works with: the same for the app and the CLI.
