@@ -450,6 +450,30 @@ impl Config {
     /// # Errors
     /// `InvalidInput` naming the setting and what to do.
     pub fn validate(&self) -> Result<()> {
+        if let Some(db) = &self.database {
+            for (what, v) in [
+                ("server", &db.host),
+                ("database name", &db.name),
+                ("user", &db.user),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("The school database's {what} is empty"),
+                        "Fill it in (server, database name and user are all needed)",
+                    ));
+                }
+            }
+        }
+        if let Some(dir) = &self.backup.dir {
+            if !dir.is_absolute() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("The backup folder {} is not a full path", dir.display()),
+                    "Give the whole path, e.g. /srv/backups (a relative one would move with the working folder)",
+                ));
+            }
+        }
         crate::schedule::Schedule::parse(&self.schedule.cron, self.schedule.timezone.as_deref())?;
         if !(1..=1440).contains(&self.schedule.watchdog_minutes) {
             return Err(Error::new(
@@ -617,6 +641,11 @@ mod tests {
             (
                 "[email]\nenabled = true\nhost = \"smtp.example\"\nsecurity = \"ssl\"\nto = [\"a@b.example\"]\n",
                 "security",
+            ),
+            ("[backup]\ndir = \"backups\"\n", "not a full path"),
+            (
+                "[database]\nhost = \"db\"\nname = \" \"\nuser = \"backup\"\n",
+                "database name is empty",
             ),
         ] {
             std::fs::write(&path, text).expect("write");

@@ -55,12 +55,6 @@ pub async fn save_settings(
     smtp_password: Option<String>,
 ) -> Res<Settings> {
     let zone = Some(settings.timezone.trim()).filter(|z| !z.is_empty());
-    if settings.email_enabled && settings.smtp_host.trim().is_empty() {
-        return Err(CommandError::new(
-            "invalid_input",
-            "Emails are on but the SMTP server is empty. Enter it, or turn emails off.",
-        ));
-    }
     let smtp_user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
     if settings.email_enabled {
         // The engine's own checks, e.g. no login over `plain` to another machine (the probe
