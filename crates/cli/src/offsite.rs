@@ -300,12 +300,13 @@ pub(crate) async fn destination(
         }
         DestinationAction::Remove { name } => {
             let d = settings.destination(&name)?.clone();
+            // First, under the run lock: a sync running now makes this wait, nothing changed.
+            jobs::forget_destination(&session.vault, &d.name).await?;
             settings.destinations.retain(|o| o.name != d.name);
             settings.save(&session.config_path)?;
             if d.secret_saved {
                 OsKeychain.delete(&d.secret_account())?;
             }
-            session.vault.catalog.remove_copies_at(&d.name).await?;
             Ok(DestinationDone::Removed { removed: d.name })
         }
     }

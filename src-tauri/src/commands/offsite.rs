@@ -164,16 +164,13 @@ pub async fn test_destination(state: State<'_, AppState>, name: String) -> Res<(
 #[tauri::command]
 pub async fn remove_destination(state: State<'_, AppState>, name: String) -> Res<()> {
     let d = state.config().destination(&name)?.clone();
+    // First, under the run lock: a sync running now makes this wait, nothing changed.
+    let vault = state.vault().await?;
+    jobs::forget_destination(&vault, &d.name).await?;
     state.update_config(|c| c.destinations.retain(|o| o.name != d.name))?;
     if d.secret_saved {
         state.keychain_handle().delete(&d.secret_account())?;
     }
-    state
-        .vault()
-        .await?
-        .catalog
-        .remove_copies_at(&d.name)
-        .await?;
     Ok(())
 }
 

@@ -42,8 +42,8 @@ pub use backup::{backup, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
 pub use maintenance::{delete, prune, rescan, RescanEntry};
 pub use offsite::{
-    copies_of, fetch, rescan_from, retry_after, sync, Behind, DestinationReport, Finding, Offsite,
-    SyncOptions, Tally,
+    copies_of, fetch, forget_destination, rescan_from, retry_after, sync, Behind,
+    DestinationReport, Finding, Offsite, SyncOptions, Tally,
 };
 pub use reading::verify_reader;
 pub use restore::{

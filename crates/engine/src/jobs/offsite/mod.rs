@@ -192,6 +192,17 @@ pub(super) fn failed_copy(
     }
 }
 
+/// Forget what the catalog knows of destination `name`'s copies (the destination is being
+/// removed from the settings; the files there stay), under the run lock, so no sync is
+/// recording a copy there at the same time.
+///
+/// # Errors
+/// `Busy` when another run holds the lock (nothing changed); `Catalog`.
+pub async fn forget_destination(vault: &Vault, name: &str) -> Result<()> {
+    let locked = vault.lock()?;
+    locked.catalog.remove_copies_at(name).await
+}
+
 /// Copy every complete backup to every enabled destination that lacks it, then (with the
 /// options) verify and prune there. A destination that fails is reported and its copies are
 /// left pending; the others go on.
