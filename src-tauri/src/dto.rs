@@ -9,7 +9,7 @@ use schoolvault_engine::catalog::{
     BackupRecord, CopyRecord, CopyState, Operation, Outcome, RunRecord,
 };
 use schoolvault_engine::config::DatabaseSettings;
-use schoolvault_engine::progress::ProgressEvent;
+use schoolvault_engine::progress::{Phase, ProgressEvent};
 use schoolvault_engine::source::postgres::Tls;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -403,8 +403,8 @@ pub struct FoundBackups {
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(export)]
 pub struct Progress {
-    /// `connect`, `snapshot`, `export`, `finish`, `safety_backup`, `restore`, `verify`, `commit`.
-    pub phase: String,
+    /// What the job is doing (the engine's phases, a union type in TypeScript).
+    pub phase: Phase,
     /// The table being worked on.
     pub table: Option<String>,
     /// Tables done.
@@ -426,12 +426,8 @@ pub struct Progress {
 
 impl From<&ProgressEvent> for Progress {
     fn from(e: &ProgressEvent) -> Self {
-        let phase = serde_json::to_value(e.phase)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", e.phase).to_lowercase());
         Progress {
-            phase,
+            phase: e.phase,
             table: e.table.clone(),
             tables_done: e.tables_done,
             tables_total: e.tables_total,

@@ -142,7 +142,7 @@ describe("backups: an upload in progress", () => {
   test("shows its share on its backup's row (a copy not listed yet gets its chip); false for a row not listed", async () => {
     const view = await backupsView(shell);
     const list = view.querySelector<HTMLElement>("[data-testid=backup-list]")!;
-    const up = (table: string, bytes: number) => ({ phase: "upload", table, tables_done: 0, tables_total: 0, rows: 0, bytes, total_bytes: 1_000_000 });
+    const up = (table: string, bytes: number) => ({ phase: "upload" as const, table, tables_done: 0, tables_total: 0, rows: 0, bytes, total_bytes: 1_000_000 });
     expect(showUpload(list, up("Cloud: offsite", 450_000))).toBe(true);
     const chip = list.querySelector<HTMLElement>('[data-id="offsite"] [data-testid=copy-Cloud]')!;
     expect(chip.textContent).toBe("Cloud: uploading 45%");

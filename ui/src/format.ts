@@ -1,5 +1,8 @@
 // Numbers, sizes, dates and durations as people read them.
 
+import type { BackupKind } from "./bindings/BackupKind";
+import type { Phase } from "./bindings/Phase";
+
 // The engine's rule (crates/engine/src/size.rs), so the app, the CLI and the emails write one
 // backup's size the same way: decimal units, one decimal below 100 of a unit, none above.
 export function bytes(n: number): string {
@@ -73,7 +76,9 @@ export function etaText(seconds: number | null): string {
   return `about ${Math.round(seconds / 60)} min left`;
 }
 
-const PHASES: Record<string, string> = {
+// Every phase the engine reports (`progress::Phase`, exported by ts-rs): a phase missing here
+// does not compile.
+const PHASES: Record<Phase, string> = {
   connect: "Connecting to the database",
   snapshot: "Taking a consistent snapshot",
   export: "Exporting tables",
@@ -87,10 +92,12 @@ const PHASES: Record<string, string> = {
   download: "Downloading the backup from its destination",
 };
 
-export function phase(p: string): string {
+export function phase(p: Phase): string {
   return PHASES[p] ?? p;
 }
 
-export function kind(k: string): string {
-  return { manual: "Manual", scheduled: "Scheduled", safety: "Safety" }[k] ?? k;
+const KINDS: Record<BackupKind, string> = { manual: "Manual", scheduled: "Scheduled", safety: "Safety" };
+
+export function kind(k: BackupKind | string): string {
+  return KINDS[k as BackupKind] ?? k;
 }

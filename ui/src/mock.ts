@@ -9,6 +9,7 @@
 import { mockIPC } from "@tauri-apps/api/mocks";
 import { dailyOf } from "./schedule";
 import type { BackupKind } from "./bindings/BackupKind";
+import type { Phase } from "./bindings/Phase";
 import type { AppStatus, BackupRow, CopyRow, DbForm, DestinationRow, Progress, RestorePreview, RunRow, Settings, SyncRow } from "./api";
 
 type Args = Record<string, unknown>;
@@ -86,7 +87,7 @@ export function installMock(): void {
   // `?slow`: jobs take seconds (a restore to watch); the list of backups takes a second to load
   // (a quick switch to another screen must not be overtaken by it).
   const stepMs = q.has("slow") ? 400 : 30;
-  const progress = async (ch: unknown, phases: string[]) => {
+  const progress = async (ch: unknown, phases: Phase[]) => {
     const send = (ch as { onmessage?: (p: Progress) => void } | null)?.onmessage;
     for (let i = 0; i <= 10; i++) {
       // A download reports bytes of the file and where it comes from; the rest, tables and rows.

@@ -9,6 +9,8 @@ use serde::Serialize;
 /// What the job is doing right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
 pub enum Phase {
     /// Connecting to the database.
     Connect,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use schoolvault_engine::jobs;
-use schoolvault_engine::progress::{Progress, ProgressEvent};
+use schoolvault_engine::progress::{Phase, Progress, ProgressEvent};
 use tauri::ipc::Channel;
 
 use crate::dto::{self, CommandError, Failure};
@@ -79,7 +79,7 @@ where
 /// Progress events to the window's channel, at most ten a second (phase changes always).
 pub struct ChannelProgress {
     channel: Channel<dto::Progress>,
-    last: Mutex<(Option<Instant>, String)>,
+    last: Mutex<(Option<Instant>, Option<Phase>)>,
 }
 
 impl ChannelProgress {
@@ -87,7 +87,7 @@ impl ChannelProgress {
     pub fn new(channel: Channel<dto::Progress>) -> Arc<Self> {
         Arc::new(ChannelProgress {
             channel,
-            last: Mutex::new((None, String::new())),
+            last: Mutex::new((None, None)),
         })
     }
 }
@@ -102,8 +102,8 @@ impl Progress for ChannelProgress {
         let due = last
             .0
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
-        if due || last.1 != p.phase {
-            *last = (Some(Instant::now()), p.phase.clone());
+        if due || last.1 != Some(p.phase) {
+            *last = (Some(Instant::now()), Some(p.phase));
             let _ = self.channel.send(p);
         }
     }
