@@ -2,6 +2,8 @@
 //! and retention prunes by policy without touching the newest verified backup.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/smtp.rs"]
+mod smtp;
 mod support;
 
 use support::{school_sql, Env, TestDb};
@@ -442,4 +444,120 @@ fn a_new_installation_waits_for_its_first_slot() {
         "0 2 * * *",
     ]);
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), remembered);
+}
+
+/// The subject and recipients of each message, sorted: what two looks must agree on.
+fn envelopes(server: &smtp::SmtpServer) -> Vec<String> {
+    let mut v: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                m.lines()
+                    .find(|l| l.starts_with(name))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            format!("{} | {}", header("Subject:"), header("To:"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_app_and_the_cli_look_at_the_schedule_the_same_way() {
+    use std::sync::Arc;
+
+    use schoolvault_engine::config::Config;
+    use schoolvault_engine::jobs::{self, Cancel, LookSettings};
+    use schoolvault_engine::keychain::OsKeychain;
+    use schoolvault_engine::progress::Silent;
+
+    // The same settings file for both: a school database that does not answer (the slot's
+    // backup fails), email on to a real SMTP server, a slot missed since the first look.
+    let settings = |port: u16| {
+        format!(
+            "[database]\nhost = \"127.0.0.1\"\nport = 1\nname = \"erp\"\nuser = \"backup\"\n\n\
+             [schedule]\ncron = \"0 2 * * *\"\ncatch_up = true\n\n\
+             [email]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n\
+             from = \"schoolvault@school.example\"\nto = [\"it@school.example\", \"head@school.example\"]\n"
+        )
+    };
+    let look_of = |env: &Env, port: u16| {
+        env.installed_before();
+        let path = env.dir.path().join("config.toml");
+        std::fs::write(&path, settings(port)).unwrap();
+        path
+    };
+
+    // `schoolvault schedule run-due`, from the settings file.
+    let cli_env = Env::new();
+    let cli_mail = smtp::SmtpServer::start(&cli_env.dir.path().join("smtp"));
+    let cli_config = look_of(&cli_env, cli_mail.port);
+    let out = cli_env
+        .std_cmd()
+        .env("SCHOOLVAULT_CONFIG", &cli_config)
+        .args(["--json", "schedule", "run-due"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the slot's backup cannot work");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("db_unreachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The app's scheduler: the same settings file, through the calls it makes
+    // (scheduler::tick builds LookSettings from the file and runs jobs::look).
+    let app_env = Env::new();
+    let app_mail = smtp::SmtpServer::start(&app_env.dir.path().join("smtp"));
+    let app_config = look_of(&app_env, app_mail.port);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cli_runs, app_runs) = rt.block_on(async {
+        let config = Config::load(&app_config).unwrap();
+        let vault = vault_of(&app_env).await;
+        let look = LookSettings::from_config(&config, Arc::new(OsKeychain)).unwrap();
+        let target = config
+            .database
+            .as_ref()
+            .unwrap()
+            .target_with(&OsKeychain)
+            .unwrap();
+        let done = jobs::look(
+            &vault,
+            &look.look(&target, Cancel::default()),
+            chrono::Utc::now(),
+            Arc::new(Silent),
+        )
+        .await;
+        let e = done.run.expect_err("the slot's backup cannot work");
+        assert_eq!(e.code(), "db_unreachable", "{e}");
+        let runs = |v: schoolvault_engine::jobs::Vault| async move {
+            let mut r: Vec<String> = v
+                .catalog
+                .runs(50)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:?} {:?} {:?} {:?}",
+                        r.operation, r.kind, r.outcome, r.error_code
+                    )
+                })
+                .collect();
+            r.sort();
+            r
+        };
+        (runs(vault_of(&cli_env).await).await, runs(vault).await)
+    });
+    assert!(!app_runs.is_empty());
+    assert_eq!(cli_runs, app_runs, "the same history");
+    let (cli_sent, app_sent) = (envelopes(&cli_mail), envelopes(&app_mail));
+    assert!(
+        cli_sent.iter().any(|m| m.contains("it@school.example")),
+        "{cli_sent:?}"
+    );
+    assert_eq!(cli_sent, app_sent, "the same emails to the same people");
 }
