@@ -238,7 +238,7 @@ pub(super) async fn restore_inner(
             }
             if !fresh {
                 postgres::check_target(&mut conn, target, &manifest.tables).await?;
-                postgres::check_may_disable_triggers(&mut conn, target).await?;
+                postgres::check_may_disable_triggers(&mut conn, target, &manifest.tables).await?;
             }
             drop(conn);
             // A replace changes rows, not objects: the live database keeps its owners and

@@ -1,5 +1,13 @@
 //! The restore side of PostgreSQL: the one transaction a restore runs in, the checks that the
 //! target has every table and column, and the row counts shown before a restore.
+//!
+//! A replace restore loads rows as the backup has them, so triggers must not fire and foreign
+//! keys cannot be checked table by table. A superuser (or a login granted the parameter) turns
+//! both off for its session (`session_replication_role = replica`). The tables' owner (the
+//! ERP's own login, as on most hosted servers) does what `pg_restore --clean` does instead, in
+//! the same one transaction: it drops the foreign keys on and to the restored tables and
+//! disables their own triggers, loads, then re-creates the keys (checking every row) and
+//! enables the triggers again before the commit. Either way a failure leaves nothing changed.
 
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
@@ -18,6 +26,83 @@ use crate::source::postgres::sql::{column_list, qualified, USER_SCHEMAS};
 pub struct RestoreTxn {
     conn: PgConnection,
     target: PgTarget,
+    /// Run just before the commit: the foreign keys re-created and the triggers enabled again
+    /// (restoring as the tables' owner).
+    before_commit: Vec<String>,
+}
+
+/// What the tables' owner drops and disables for a replace restore, and how it is put back.
+struct OwnerPlan {
+    /// `ALTER TABLE … DROP CONSTRAINT …` and `… DISABLE TRIGGER …`, in order.
+    undo: Vec<String>,
+    /// The same, re-created and enabled, in order.
+    redo: Vec<String>,
+}
+
+/// The owner's way, when this login owns every restored table and every table whose foreign
+/// keys point at one (`None` when it does not).
+async fn owner_plan(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    names: &[String],
+) -> Result<Option<OwnerPlan>> {
+    let not_owned: i64 = sqlx::query_scalar(
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+         SELECT count(*) FROM pg_class c \
+         WHERE (c.oid IN (SELECT oid FROM t) \
+                OR c.oid IN (SELECT conrelid FROM pg_constraint \
+                             WHERE contype = 'f' AND confrelid IN (SELECT oid FROM t))) \
+           AND NOT pg_has_role(c.relowner, 'USAGE')",
+    )
+    .bind(names)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    if not_owned > 0 {
+        return Ok(None);
+    }
+    // The foreign keys on and to the tables (a partition's inherited copies follow their
+    // parent's), then the triggers that would fire for an ordinary session (enabled, not
+    // ALWAYS or REPLICA ones: a replica session would run those too).
+    let keys: Vec<(String, String, String)> = sqlx::query_as(
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+         SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid) \
+         FROM pg_constraint con \
+         WHERE con.contype = 'f' AND con.conparentid = 0 \
+           AND (con.conrelid IN (SELECT oid FROM t) OR con.confrelid IN (SELECT oid FROM t)) \
+         ORDER BY 1, 2",
+    )
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let triggers: Vec<(String, String)> = sqlx::query_as(
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+         SELECT tg.tgrelid::regclass::text, quote_ident(tg.tgname) FROM pg_trigger tg \
+         WHERE NOT tg.tgisinternal AND tg.tgenabled = 'O' AND tg.tgrelid IN (SELECT oid FROM t) \
+         ORDER BY 1, 2",
+    )
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let mut plan = OwnerPlan {
+        undo: Vec::new(),
+        redo: Vec::new(),
+    };
+    for (table, name, def) in &keys {
+        plan.undo
+            .push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+        plan.redo
+            .push(format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"));
+    }
+    for (table, name) in &triggers {
+        plan.undo
+            .push(format!("ALTER TABLE {table} DISABLE TRIGGER {name}"));
+        plan.redo
+            .push(format!("ALTER TABLE {table} ENABLE TRIGGER {name}"));
+    }
+    Ok(Some(plan))
 }
 
 /// How many of `tables` the target has.
@@ -117,12 +202,18 @@ pub async fn any_user_table(conn: &mut PgConnection, target: &PgTarget) -> Resul
     .map_err(|e| db_error(&e, target))
 }
 
-/// Check, without changing anything, that this session may turn off triggers and foreign-key
-/// checks (`session_replication_role = replica`), which a replace restore needs.
+/// Check, without changing anything, that this session may restore `tables` in place: it may
+/// turn off triggers and foreign-key checks (`session_replication_role = replica`), or it owns
+/// the tables (and those whose foreign keys point at them), so it may drop and re-create the
+/// keys and disable its triggers itself.
 ///
 /// # Errors
 /// `DbAuth` saying what to grant.
-pub async fn check_may_disable_triggers(conn: &mut PgConnection, target: &PgTarget) -> Result<()> {
+pub async fn check_may_disable_triggers(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableManifest],
+) -> Result<()> {
     let probe = sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
         .execute(&mut *conn)
         .await;
@@ -130,6 +221,13 @@ pub async fn check_may_disable_triggers(conn: &mut PgConnection, target: &PgTarg
         return Ok(());
     }
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| qualified(&t.schema, &t.name))
+        .collect();
+    if owner_plan(conn, target, &names).await?.is_some() {
+        return Ok(());
+    }
     Err(replica_refused(target))
 }
 
@@ -137,10 +235,10 @@ pub(super) fn replica_refused(target: &PgTarget) -> Error {
     let user = target.options.get_username().to_string();
     Error::new(
         ErrorKind::DbAuth,
-        format!("The database user {user} may not turn off triggers and foreign-key checks for its session (session_replication_role), which a replace restore needs; nothing was changed"),
-        format!("Restore as a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
+        format!("The database user {user} neither owns the tables to restore nor may turn off triggers and foreign-key checks for its session (session_replication_role), one of which a replace restore needs; nothing was changed"),
+        format!("Restore as the tables' owner (the ERP's own login) or a superuser, or on PostgreSQL 15+ run `GRANT SET ON PARAMETER session_replication_role TO {user}`; or restore into a new database with --create-db"),
     )
-    .in_app(format!("Connect as a superuser (Settings → School database), or on PostgreSQL 15+ have the server's administrator run `GRANT SET ON PARAMETER session_replication_role TO {user}`"))
+    .in_app(format!("Connect as the tables' owner (the ERP's own login) or a superuser in Settings → School database, or on PostgreSQL 15+ have the server's administrator run `GRANT SET ON PARAMETER session_replication_role TO {user}`"))
 }
 
 /// Check that `target` has every table of the backup with every column, without changing
@@ -270,29 +368,71 @@ impl RestoreTxn {
         let mut txn = RestoreTxn {
             conn,
             target: target.clone(),
+            before_commit: Vec::new(),
         };
+        let names: Vec<String> = tables
+            .iter()
+            .map(|t| qualified(&t.schema, &t.name))
+            .collect();
         let replica = sqlx::raw_sql(
             "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
         )
         .execute(&mut txn.conn)
         .await;
-        if replica.is_err() {
-            // Without it, user triggers would fire during the load and foreign keys would be
-            // checked table by table in the archive's order: refuse before changing anything.
-            txn.rollback().await;
-            return Err(replica_refused(target));
-        }
+        let owner = match replica {
+            Ok(_) => None,
+            // Not allowed: the tables' owner drops its foreign keys and disables its triggers
+            // instead (below, once the tables are locked).
+            Err(_) => {
+                let plan = match txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica").await {
+                    Ok(()) => owner_plan(&mut txn.conn, target, &names).await,
+                    Err(e) => Err(e),
+                };
+                match plan {
+                    Ok(Some(plan)) => Some(plan),
+                    Ok(None) => {
+                        // Triggers would fire during the load and foreign keys be checked
+                        // table by table: refuse before changing anything.
+                        txn.rollback().await;
+                        return Err(replica_refused(target));
+                    }
+                    Err(e) => {
+                        txn.rollback().await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
         if !tables.is_empty() {
-            let names: Vec<String> = tables
-                .iter()
-                .map(|t| qualified(&t.schema, &t.name))
-                .collect();
-            let emptied = txn.truncate_watching(&names, pid, wait).await;
-            if let Err(e) = emptied {
+            // The locks first, saying who holds them up while it waits; then nothing waits.
+            let locked = txn
+                .exec_watching(
+                    &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")),
+                    pid,
+                    wait,
+                )
+                .await;
+            if let Err(e) = locked {
                 txn.rollback().await;
                 if e.sqlstate() == Some("55P03") {
                     return Err(lock_timed_out(target, &names, wait).await);
                 }
+                return Err(e.context("locking the tables before loading"));
+            }
+            if let Some(plan) = owner {
+                for sql in &plan.undo {
+                    if let Err(e) = txn.exec(sql).await {
+                        txn.rollback().await;
+                        return Err(e.context("setting the foreign keys and triggers aside"));
+                    }
+                }
+                txn.before_commit = plan.redo;
+            }
+            let emptied = txn
+                .exec(&format!("TRUNCATE TABLE ONLY {}", names.join(", ")))
+                .await;
+            if let Err(e) = emptied {
+                txn.rollback().await;
                 return Err(e.context("emptying the tables before loading"));
             }
             if wait.timeout.is_some() {
@@ -302,16 +442,10 @@ impl RestoreTxn {
         Ok(txn)
     }
 
-    /// `TRUNCATE` the tables, saying every few seconds who holds them up while it waits.
-    async fn truncate_watching(
-        &mut self,
-        names: &[String],
-        pid: i32,
-        wait: &LockWait<'_>,
-    ) -> Result<()> {
-        let sql = format!("TRUNCATE TABLE ONLY {}", names.join(", "));
+    /// Run `sql` (which takes locks), saying every few seconds who holds it up while it waits.
+    async fn exec_watching(&mut self, sql: &str, pid: i32, wait: &LockWait<'_>) -> Result<()> {
         let target = self.target.clone();
-        let mut truncate = std::pin::pin!(self.exec(&sql));
+        let mut truncate = std::pin::pin!(self.exec(sql));
         loop {
             tokio::select! {
                 done = &mut truncate => return done,
@@ -344,6 +478,7 @@ impl RestoreTxn {
         Ok(RestoreTxn {
             conn,
             target: target.clone(),
+            before_commit: Vec::new(),
         })
     }
 
@@ -362,6 +497,7 @@ impl RestoreTxn {
         Ok(RestoreTxn {
             conn,
             target: target.clone(),
+            before_commit: Vec::new(),
         })
     }
 
@@ -472,6 +608,16 @@ impl RestoreTxn {
     /// Database errors at commit (deferred constraints among them); the database is then as it
     /// was before.
     pub async fn commit(mut self) -> Result<()> {
+        // As the tables' owner: the foreign keys back (each checks every row) and the
+        // triggers on again, still inside the transaction.
+        for sql in std::mem::take(&mut self.before_commit) {
+            if let Err(e) = self.exec(&sql).await {
+                self.rollback().await;
+                return Err(
+                    e.context("re-creating the foreign keys after loading (nothing was changed)")
+                );
+            }
+        }
         let r = self.exec("COMMIT").await;
         let _ = self.conn.close().await;
         r
