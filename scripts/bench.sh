@@ -64,10 +64,14 @@ for sf in $SCALES; do
     python3 -c "print(f'offsite copy: {$sv_size/1e6/$up_s:.0f} MB/s, {$up_s/$sv_s:.2f}x the backup time, peak RSS {$up_kb/1024:.0f} MiB')"
   fi
 
-  # Restore: SchoolVault replace-restore into a copy vs pg_restore of the -Fc dump into an
-  # empty database (pg_restore also builds indexes and constraints).
+  # Restore: SchoolVault's replace restore into a live copy (indexed, in one transaction) vs
+  # what a pg_dump user runs for the same job, also all or nothing:
+  # pg_restore --clean --if-exists --single-transaction into a live copy. Then into a new
+  # database vs pg_restore into an empty one (both build indexes and constraints after the data).
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
   read -r _ rs_s rs_kb < <(measure schoolvault-restore "$SV" restore "$sv_file" --yes --no-safety-backup --target-db "postgres://postgres@127.0.0.1:5432/${db}_copy")
+  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
+  read -r _ pc_s pc_kb < <(measure pg_restore-clean pg_restore $PG --clean --if-exists --single-transaction -d "${db}_copy" "$WORK/dump.fc")
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
   read -r _ rn_s rn_kb < <(measure schoolvault-create-db "$SV" --db "postgres://postgres@127.0.0.1:5432/postgres" restore "$sv_file" --create-db "${db}_copy")
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy"
@@ -77,9 +81,11 @@ for sf in $SCALES; do
   psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
   printf "%-22s %8s %10s\n" "restore of $db" "wall s" "peak RSS kB"
   printf "%-22s %8s %10s\n" "schoolvault (replace)" "$rs_s" "$rs_kb"
+  printf "%-22s %8s %10s\n" "pg_restore --clean -1" "$pc_s" "$pc_kb"
   printf "%-22s %8s %10s\n" "schoolvault --create-db" "$rn_s" "$rn_kb"
   printf "%-22s %8s %10s\n" "pg_restore" "$pr_s" "$pr_kb"
   printf "%-22s %8s %10s\n" "pg_restore -j2" "$pr2_s" "$pr2_kb"
+  python3 -c "print(f'replace (live database): schoolvault / pg_restore --clean --single-transaction {$rs_s/$pc_s:.2f}')"
   python3 -c "print(f'new database: schoolvault / pg_restore {$rn_s/$pr_s:.2f}, / pg_restore -j2 {$rn_s/$pr2_s:.2f}')"
   echo
 done

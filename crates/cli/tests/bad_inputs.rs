@@ -311,9 +311,20 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
     let role = format!("sv_owner_{:x}", rand::random::<u32>());
     owned_by(&db, &role);
     let owner = url_for(&role, &db.name);
+    // A view grouping by a primary key depends on it: that key must stay in place.
+    db.sql("CREATE VIEW school_sizes AS SELECT s.id, s.name, count(u.id) AS users FROM schools s LEFT JOIN users u ON u.school_id = s.id GROUP BY s.id");
     let keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace::regnamespace::text IN ('public', 'finance')";
     let triggers = "SELECT string_agg(tgname || ':' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal";
-    let (keys_before, triggers_before) = (db.sql(keys), db.sql(triggers));
+    // Every index and constraint, as the server writes them (the restore rebuilds most).
+    let schema = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM (\
+        SELECT indexdef AS d FROM pg_indexes WHERE schemaname IN ('public', 'finance') UNION ALL \
+        SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' || convalidated \
+        FROM pg_constraint WHERE connamespace::regnamespace::text IN ('public', 'finance')) x";
+    let (keys_before, triggers_before, schema_before) =
+        (db.sql(keys), db.sql(triggers), db.sql(schema));
+    // Which index is which object: a rebuilt one is a new object.
+    let oids = "SELECT 'users_email_key'::regclass::oid || ' ' || 'schools_pkey'::regclass::oid";
+    let oids_before = db.sql(oids);
     assert!(
         keys_before.trim().parse::<u32>().unwrap() >= 4,
         "{keys_before}"
@@ -342,7 +353,27 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
     let ok = r.status.success();
     let stderr = String::from_utf8_lossy(&r.stderr).to_string();
     let after = db.checksums();
-    let (keys_after, triggers_after) = (db.sql(keys), db.sql(triggers));
+    let (keys_after, triggers_after, schema_after) =
+        (db.sql(keys), db.sql(triggers), db.sql(schema));
+    let oids_after = db.sql(oids);
+    // The same as a superuser (triggers and key checks off for its session; the indexes and
+    // the keys no foreign key needs are built again after the data).
+    db.sql("DELETE FROM attendance");
+    let su = env
+        .cmd()
+        .args([
+            "--json",
+            "--db",
+            &db.url(),
+            "restore",
+            &id,
+            "--yes",
+            "--no-safety-backup",
+        ])
+        .output()
+        .unwrap();
+    let su_stderr = String::from_utf8_lossy(&su.stderr).to_string();
+    let (after_su, schema_su) = (db.checksums(), db.sql(schema));
 
     // A restore the keys refuse: a table made since the backup points at a school the backup
     // does not have. Re-creating its key fails, and the whole restore with it: nothing changed.
@@ -376,6 +407,29 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
     assert_eq!(
         triggers_after, triggers_before,
         "every trigger is back, as enabled as before"
+    );
+    assert_eq!(
+        schema_after, schema_before,
+        "every index and constraint is back, the same"
+    );
+    let (email_before, pkey_before) = oids_before.split_once(' ').unwrap();
+    let (email_after, pkey_after) = oids_after.split_once(' ').unwrap();
+    assert_ne!(
+        email_after, email_before,
+        "the unique index was built again after the data"
+    );
+    assert_eq!(
+        pkey_after, pkey_before,
+        "the key a view depends on stayed in place"
+    );
+    assert!(
+        su.status.success(),
+        "the superuser's restore failed: {su_stderr}"
+    );
+    assert_eq!(after_su, at_backup, "the superuser's restore is the backup");
+    assert_eq!(
+        schema_su, schema_before,
+        "every index and constraint is back, the same"
     );
     assert!(
         !refused.status.success(),

@@ -480,6 +480,19 @@ pub(super) async fn restore_into(
         txn.rollback().await;
         return Err(e);
     }
+    // The indexes and keys set aside for the load, built again (each checks every row).
+    let rebuilt = txn
+        .put_back(|sql, _, _| {
+            progress.report(&ProgressEvent {
+                table: Some(sql.chars().take(80).collect()),
+                ..ProgressEvent::phase(Phase::Restore)
+            });
+        })
+        .await;
+    if let Err(e) = rebuilt {
+        txn.rollback().await;
+        return Err(e);
+    }
     progress.report(&ProgressEvent::phase(Phase::Commit));
     txn.commit().await?;
     Ok(RestoreOutcome {

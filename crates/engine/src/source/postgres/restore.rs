@@ -31,68 +31,144 @@ pub struct RestoreTxn {
     before_commit: Vec<String>,
 }
 
-/// What the tables' owner drops and disables for a replace restore, and how it is put back.
+/// What a replace restore sets aside before loading and puts back before the commit.
 struct OwnerPlan {
-    /// `ALTER TABLE … DROP CONSTRAINT …` and `… DISABLE TRIGGER …`, in order.
+    /// `ALTER TABLE … DROP CONSTRAINT …`, `DROP INDEX …`, `… DISABLE TRIGGER …`, in order.
     undo: Vec<String>,
-    /// The same, re-created and enabled, in order.
+    /// The same, re-created and enabled, in the reverse order of dependence.
     redo: Vec<String>,
 }
 
-/// The owner's way, when this login owns every restored table and every table whose foreign
-/// keys point at one (`None` when it does not).
+/// What the tables' owner sets aside for a replace restore, when this login owns every
+/// restored table and every table whose foreign keys point at one (`None` when it does not).
+///
+/// The indexes and the primary-key and unique constraints are dropped and built again after
+/// the data, as `pg_restore` does: one sorted build per index instead of an index update per
+/// row. Those a comment, `CLUSTER`, replica identity or another tablespace refers to stay (a
+/// re-creation would lose that), as do those of partitioned tables. With `keys_and_triggers` (a login that may not
+/// turn off triggers and key checks for its session), the foreign keys on and to the tables
+/// are dropped and re-created too (each then checks every row), and the triggers that would
+/// fire for an ordinary session disabled and enabled again; otherwise a key constraint that a
+/// foreign key needs stays.
 async fn owner_plan(
     conn: &mut PgConnection,
     target: &PgTarget,
     names: &[String],
+    keys_and_triggers: bool,
 ) -> Result<Option<OwnerPlan>> {
     let not_owned: i64 = sqlx::query_scalar(
         "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
          SELECT count(*) FROM pg_class c \
          WHERE (c.oid IN (SELECT oid FROM t) \
-                OR c.oid IN (SELECT conrelid FROM pg_constraint \
-                             WHERE contype = 'f' AND confrelid IN (SELECT oid FROM t))) \
+                OR ($2 AND c.oid IN (SELECT conrelid FROM pg_constraint \
+                             WHERE contype = 'f' AND confrelid IN (SELECT oid FROM t)))) \
            AND NOT pg_has_role(c.relowner, 'USAGE')",
     )
     .bind(names)
+    .bind(keys_and_triggers)
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))?;
     if not_owned > 0 {
         return Ok(None);
     }
+    let rows = |sql: &'static str| {
+        sqlx::query_as::<_, (String, String, String)>(sql)
+            .bind(names)
+            .bind(keys_and_triggers)
+    };
     // The foreign keys on and to the tables (a partition's inherited copies follow their
-    // parent's), then the triggers that would fire for an ordinary session (enabled, not
-    // ALWAYS or REPLICA ones: a replica session would run those too).
-    let keys: Vec<(String, String, String)> = sqlx::query_as(
+    // parent's).
+    let keys = if keys_and_triggers {
+        rows(
+            "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+             SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid) \
+             FROM pg_constraint con \
+             WHERE $2 AND con.contype = 'f' AND con.conparentid = 0 \
+               AND (con.conrelid IN (SELECT oid FROM t) OR con.confrelid IN (SELECT oid FROM t)) \
+             ORDER BY 1, 2",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error(&e, target))?
+    } else {
+        Vec::new()
+    };
+    // Primary-key and unique constraints of plain tables that nothing else depends on (a view
+    // grouping by the key does); one a foreign key needs only when the foreign keys are set
+    // aside too.
+    let constraints = rows(
         "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
          SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid) \
-         FROM pg_constraint con \
-         WHERE con.contype = 'f' AND con.conparentid = 0 \
-           AND (con.conrelid IN (SELECT oid FROM t) OR con.confrelid IN (SELECT oid FROM t)) \
+         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+         JOIN pg_index i ON i.indexrelid = con.conindid \
+         WHERE con.contype IN ('p', 'u') AND con.conrelid IN (SELECT oid FROM t) \
+           AND c.relkind = 'r' AND NOT c.relispartition \
+           AND NOT i.indisclustered AND NOT i.indisreplident \
+           AND (SELECT reltablespace FROM pg_class WHERE oid = i.indexrelid) = 0 \
+           AND NOT EXISTS (SELECT 1 FROM pg_description d WHERE d.objoid IN (con.oid, con.conindid)) \
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refclassid = 'pg_constraint'::regclass \
+                           AND d.refobjid = con.oid AND d.deptype = 'n') \
+           AND ($2 OR NOT EXISTS (SELECT 1 FROM pg_constraint f \
+                                  WHERE f.contype = 'f' AND f.conindid = con.conindid)) \
          ORDER BY 1, 2",
     )
-    .bind(names)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))?;
-    let triggers: Vec<(String, String)> = sqlx::query_as(
+    // Indexes of plain tables that back no constraint and that no foreign key uses.
+    let indexes = rows(
         "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
-         SELECT tg.tgrelid::regclass::text, quote_ident(tg.tgname) FROM pg_trigger tg \
-         WHERE NOT tg.tgisinternal AND tg.tgenabled = 'O' AND tg.tgrelid IN (SELECT oid FROM t) \
+         SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+         WHERE $2 IS NOT NULL AND i.indrelid IN (SELECT oid FROM t) \
+           AND c.relkind = 'r' AND NOT c.relispartition AND i.indisvalid \
+           AND (SELECT reltablespace FROM pg_class WHERE oid = i.indexrelid) = 0 \
+           AND NOT i.indisclustered AND NOT i.indisreplident \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid) \
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = i.indexrelid \
+                           AND d.classid = 'pg_constraint'::regclass) \
+           AND NOT EXISTS (SELECT 1 FROM pg_description d WHERE d.objoid = i.indexrelid) \
          ORDER BY 1, 2",
     )
-    .bind(names)
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))?;
+    // The triggers that would fire for an ordinary session (enabled, not ALWAYS or REPLICA
+    // ones: a replica session would run those too).
+    let triggers: Vec<(String, String)> = if keys_and_triggers {
+        sqlx::query_as(
+            "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+             SELECT tg.tgrelid::regclass::text, quote_ident(tg.tgname) FROM pg_trigger tg \
+             WHERE NOT tg.tgisinternal AND tg.tgenabled = 'O' AND tg.tgrelid IN (SELECT oid FROM t) \
+             ORDER BY 1, 2",
+        )
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error(&e, target))?
+    } else {
+        Vec::new()
+    };
     let mut plan = OwnerPlan {
         undo: Vec::new(),
         redo: Vec::new(),
     };
-    for (table, name, def) in &keys {
+    // Set aside: foreign keys, then the constraints and indexes they could need, then the
+    // triggers. Put back: indexes, constraints, foreign keys, triggers.
+    for (table, name, _) in &keys {
         plan.undo
             .push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+    }
+    for (table, name, _) in &constraints {
+        plan.undo
+            .push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+    }
+    for (_, index, def) in &indexes {
+        plan.undo.push(format!("DROP INDEX {index}"));
+        plan.redo.push(def.clone());
+    }
+    for (table, name, def) in constraints.iter().chain(&keys) {
         plan.redo
             .push(format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"));
     }
@@ -225,7 +301,7 @@ pub async fn check_may_disable_triggers(
         .iter()
         .map(|t| qualified(&t.schema, &t.name))
         .collect();
-    if owner_plan(conn, target, &names).await?.is_some() {
+    if owner_plan(conn, target, &names, true).await?.is_some() {
         return Ok(());
     }
     Err(replica_refused(target))
@@ -380,12 +456,21 @@ impl RestoreTxn {
         .execute(&mut txn.conn)
         .await;
         let owner = match replica {
-            Ok(_) => None,
+            // Triggers and key checks are off for the session: the indexes and the key
+            // constraints no foreign key needs are built again after the data, where this
+            // login owns the tables.
+            Ok(_) => match owner_plan(&mut txn.conn, target, &names, false).await {
+                Ok(plan) => plan,
+                Err(e) => {
+                    txn.rollback().await;
+                    return Err(e);
+                }
+            },
             // Not allowed: the tables' owner drops its foreign keys and disables its triggers
             // instead (below, once the tables are locked).
             Err(_) => {
                 let plan = match txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica").await {
-                    Ok(()) => owner_plan(&mut txn.conn, target, &names).await,
+                    Ok(()) => owner_plan(&mut txn.conn, target, &names, true).await,
                     Err(e) => Err(e),
                 };
                 match plan {
@@ -420,10 +505,14 @@ impl RestoreTxn {
                 return Err(e.context("locking the tables before loading"));
             }
             if let Some(plan) = owner {
-                for sql in &plan.undo {
+                // The builds before the commit get memory and parallel workers.
+                let builds = "SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL max_parallel_maintenance_workers = 2";
+                for sql in std::iter::once(builds).chain(plan.undo.iter().map(String::as_str)) {
                     if let Err(e) = txn.exec(sql).await {
                         txn.rollback().await;
-                        return Err(e.context("setting the foreign keys and triggers aside"));
+                        return Err(
+                            e.context("setting the indexes, foreign keys and triggers aside")
+                        );
                     }
                 }
                 txn.before_commit = plan.redo;
@@ -602,6 +691,25 @@ impl RestoreTxn {
         Ok(())
     }
 
+    /// Put back what was set aside for the load (the indexes and keys built again, the
+    /// triggers enabled), telling `each` each statement, how many came before it and how many
+    /// there are; the caller rolls back on an error. [`RestoreTxn::commit`] does it too.
+    ///
+    /// # Errors
+    /// Database errors: an index or key the restored rows break, naming it.
+    pub async fn put_back(&mut self, mut each: impl FnMut(&str, usize, usize)) -> Result<()> {
+        let steps = std::mem::take(&mut self.before_commit);
+        for (i, sql) in steps.iter().enumerate() {
+            each(sql, i, steps.len());
+            self.exec(sql).await.map_err(|e| {
+                e.context(
+                    "re-creating the indexes and foreign keys after loading (nothing was changed)",
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Make the restore visible.
     ///
     /// # Errors
@@ -613,9 +721,9 @@ impl RestoreTxn {
         for sql in std::mem::take(&mut self.before_commit) {
             if let Err(e) = self.exec(&sql).await {
                 self.rollback().await;
-                return Err(
-                    e.context("re-creating the foreign keys after loading (nothing was changed)")
-                );
+                return Err(e.context(
+                    "re-creating the indexes and foreign keys after loading (nothing was changed)",
+                ));
             }
         }
         let r = self.exec("COMMIT").await;
