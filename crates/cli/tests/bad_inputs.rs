@@ -333,23 +333,27 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
     let id = b["id"].as_str().unwrap().to_string();
     let at_backup = db.checksums();
 
+    // Restore the backup, no safety backup, as the login of `url`.
+    let restore_as = |url: &str| {
+        env.cmd()
+            .args([
+                "--json",
+                "--db",
+                url,
+                "restore",
+                &id,
+                "--yes",
+                "--no-safety-backup",
+            ])
+            .output()
+            .unwrap()
+    };
+
     // Changed since (the audit trigger fires for these), then restored by the owner: the rows
     // are the backup's, the trigger did not fire during the load (the audit table is the
     // backup's too), and every foreign key and trigger is back as it was.
     db.sql("UPDATE users SET name = name || ' (changed)'; DELETE FROM attendance");
-    let r = env
-        .cmd()
-        .args([
-            "--json",
-            "--db",
-            &owner,
-            "restore",
-            &id,
-            "--yes",
-            "--no-safety-backup",
-        ])
-        .output()
-        .unwrap();
+    let r = restore_as(&owner);
     let ok = r.status.success();
     let stderr = String::from_utf8_lossy(&r.stderr).to_string();
     let after = db.checksums();
@@ -359,19 +363,7 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
     // The same as a superuser (triggers and key checks off for its session; the indexes and
     // the keys no foreign key needs are built again after the data).
     db.sql("DELETE FROM attendance");
-    let su = env
-        .cmd()
-        .args([
-            "--json",
-            "--db",
-            &db.url(),
-            "restore",
-            &id,
-            "--yes",
-            "--no-safety-backup",
-        ])
-        .output()
-        .unwrap();
+    let su = restore_as(&db.url());
     let su_stderr = String::from_utf8_lossy(&su.stderr).to_string();
     let (after_su, schema_su) = (db.checksums(), db.sql(schema));
 
@@ -383,19 +375,7 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
          INSERT INTO campus_maps VALUES (9001); RESET ROLE"
     ));
     let before_refused = db.checksums();
-    let refused = env
-        .cmd()
-        .args([
-            "--json",
-            "--db",
-            &owner,
-            "restore",
-            &id,
-            "--yes",
-            "--no-safety-backup",
-        ])
-        .output()
-        .unwrap();
+    let refused = restore_as(&owner);
     let refused_stderr = String::from_utf8_lossy(&refused.stderr).to_string();
     let after_refused = db.checksums();
     let keys_refused = db.sql(keys);
@@ -448,6 +428,68 @@ fn the_tables_owner_restores_in_place_without_triggers_firing_and_keeps_every_ke
         keys_refused.trim().parse::<u32>().unwrap(),
         keys_before.trim().parse::<u32>().unwrap() + 1,
         "the keys, the new one included, are all still there"
+    );
+}
+
+#[test]
+fn the_owner_restores_partitioned_keys_commented_keys_and_function_indexes_as_they_were() {
+    let db = TestDb::new("owner_parts");
+    let role = format!("sv_owner_{:x}", rand::random::<u32>());
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON SCHEMA public TO {role}; SET ROLE {role}; \
+         CREATE TABLE customers (id int, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region); \
+         CREATE TABLE customers_1 PARTITION OF customers FOR VALUES IN (1); \
+         CREATE TABLE customers_2 PARTITION OF customers FOR VALUES IN (2); \
+         CREATE TABLE orders (id int, region int, customer int, \
+           FOREIGN KEY (customer, region) REFERENCES customers) PARTITION BY LIST (region); \
+         CREATE TABLE orders_1 PARTITION OF orders FOR VALUES IN (1); \
+         CREATE TABLE orders_2 PARTITION OF orders FOR VALUES IN (2); \
+         CREATE TABLE notes (id int PRIMARY KEY, customer int, region int, body text, \
+           CONSTRAINT notes_customer FOREIGN KEY (customer, region) REFERENCES customers); \
+         COMMENT ON CONSTRAINT notes_customer ON notes IS 'who the note is about'; \
+         CREATE FUNCTION initials(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT left($1, 2) $$; \
+         CREATE INDEX notes_initials ON notes (initials(body)); \
+         CREATE INDEX notes_body ON notes (body); \
+         INSERT INTO customers SELECT g, 1 + g % 2 FROM generate_series(1, 200) g; \
+         INSERT INTO orders SELECT g, 1 + (g % 200 + 1) % 2, g % 200 + 1 FROM generate_series(1, 1000) g; \
+         INSERT INTO notes SELECT g, g, 1 + g % 2, 'note ' || g FROM generate_series(1, 200) g; \
+         RESET ROLE"
+    ));
+    let env = Env::new();
+    let owner = url_for(&role, &db.name);
+    let schema = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM (\
+        SELECT indexdef AS d FROM pg_indexes WHERE schemaname = 'public' UNION ALL \
+        SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' \
+          || convalidated || ' ' || coalesce(obj_description(oid, 'pg_constraint'), '-') \
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace) x";
+    let schema_before = db.sql(schema);
+    let b = env.json(&["--db", &owner, "backup"]);
+    let at_backup = db.checksums();
+    db.sql("DELETE FROM orders WHERE id > 500; UPDATE notes SET body = 'changed'");
+    let r = env
+        .cmd()
+        .args([
+            "--json",
+            "--db",
+            &owner,
+            "restore",
+            b["id"].as_str().unwrap(),
+            "--yes",
+            "--no-safety-backup",
+        ])
+        .output()
+        .unwrap();
+    let (after, schema_after) = (db.checksums(), db.sql(schema));
+    drop_role(&db, &role);
+    assert!(
+        r.status.success(),
+        "the owner's restore failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(after, at_backup, "the owner's restore is the backup");
+    assert_eq!(
+        schema_after, schema_before,
+        "keys, comments and indexes as they were"
     );
 }
 

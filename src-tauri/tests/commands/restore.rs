@@ -222,28 +222,7 @@ fn files_named_by_the_web_view_must_be_picked_and_an_unauthenticated_old_file_ne
     );
     let name = || psql(&db, "SELECT name FROM \"User\" WHERE id = 'u1'");
 
-    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
-    let backups = dir.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nhost = {host:?}\nport = {port}\nname = {db:?}\nuser = \"postgres\"\ntls = \"disable\"\n\n\
-             [backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n",
-            host = pg_host(),
-            port = pg_port(),
-            dir = backups.display().to_string(),
-        ),
-    )
-    .unwrap();
-    let shell = Picking::default();
-    let (app, w) = open_app_with(
-        config,
-        dir.path().join("catalog.sqlite"),
-        Box::new(shell.clone()),
-        Arc::new(MemoryKeychain::default()),
-    );
+    let (app, w, shell, backups) = app_on(dir.path(), &db);
 
     // A path the user never picked, even one that passes through the backup folder: refused
     // by every command that takes a backup, before anything is read.
@@ -379,28 +358,7 @@ fn errors_in_the_app_point_to_its_own_settings_and_buttons() {
     psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
     psql("postgres", &format!("CREATE DATABASE {db}"));
     psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY, name text); INSERT INTO pupils VALUES (1, 'Ada');");
-    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
-    let backups = dir.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nhost = {host:?}\nport = {port}\nname = {db:?}\nuser = \"postgres\"\ntls = \"disable\"\n\n\
-             [backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n",
-            host = pg_host(),
-            port = pg_port(),
-            dir = backups.display().to_string(),
-        ),
-    )
-    .unwrap();
-    let shell = Picking::default();
-    let (app, w) = open_app_with(
-        config,
-        dir.path().join("catalog.sqlite"),
-        Box::new(shell.clone()),
-        Arc::new(MemoryKeychain::default()),
-    );
+    let (app, w, shell, _) = app_on(dir.path(), &db);
 
     // A backup, then the database no longer has its table but is not empty.
     let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:1"})).unwrap();
@@ -493,4 +451,41 @@ fn errors_in_the_app_point_to_its_own_settings_and_buttons() {
         "postgres",
         &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
     );
+}
+
+/// The app on database `db` with its settings, backup folder and catalog in `dir`, file
+/// dialogs that answer what the test says, a keychain in memory, and a key from the
+/// environment; schedule off.
+fn app_on(
+    dir: &std::path::Path,
+    db: &str,
+) -> (
+    support::MockApp,
+    tauri::WebviewWindow<tauri::test::MockRuntime>,
+    Picking,
+    PathBuf,
+) {
+    std::env::set_var("BACKUP_ENCRYPTION_KEY", "11".repeat(32));
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nhost = {host:?}\nport = {port}\nname = {db:?}\nuser = \"postgres\"\ntls = \"disable\"\n\n\
+             [backup]\ndir = {dir:?}\n\n[schedule]\nenabled = false\n",
+            host = pg_host(),
+            port = pg_port(),
+            dir = backups.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let shell = Picking::default();
+    let (app, w) = open_app_with(
+        config,
+        dir.join("catalog.sqlite"),
+        Box::new(shell.clone()),
+        Arc::new(MemoryKeychain::default()),
+    );
+    (app, w, shell, backups)
 }

@@ -57,7 +57,8 @@ async fn owner_plan(
     keys_and_triggers: bool,
 ) -> Result<Option<OwnerPlan>> {
     let not_owned: i64 = sqlx::query_scalar(
-        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n UNION \
+                    SELECT a.relid FROM unnest($1::text[]) n, pg_partition_ancestors(to_regclass(n)) a) \
          SELECT count(*) FROM pg_class c \
          WHERE (c.oid IN (SELECT oid FROM t) \
                 OR ($2 AND c.oid IN (SELECT conrelid FROM pg_constraint \
@@ -77,17 +78,21 @@ async fn owner_plan(
             .bind(names)
             .bind(keys_and_triggers)
     };
-    // The foreign keys on and to the tables (a partition's inherited copies follow their
-    // parent's).
-    let keys = if keys_and_triggers {
-        rows(
-            "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
-             SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid) \
+    // The foreign keys on and to the tables and their partitioned parents (a partition's
+    // inherited copies follow their parent's), with their comments, which a re-created key
+    // must get again.
+    let keys: Vec<(String, String, String, Option<String>)> = if keys_and_triggers {
+        sqlx::query_as(
+            "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n UNION \
+                        SELECT a.relid FROM unnest($1::text[]) n, pg_partition_ancestors(to_regclass(n)) a) \
+             SELECT con.conrelid::regclass::text, quote_ident(con.conname), pg_get_constraintdef(con.oid), \
+                    quote_literal(obj_description(con.oid, 'pg_constraint')) \
              FROM pg_constraint con \
-             WHERE $2 AND con.contype = 'f' AND con.conparentid = 0 \
+             WHERE con.contype = 'f' AND con.conparentid = 0 \
                AND (con.conrelid IN (SELECT oid FROM t) OR con.confrelid IN (SELECT oid FROM t)) \
              ORDER BY 1, 2",
         )
+        .bind(names)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| db_error(&e, target))?
@@ -116,7 +121,9 @@ async fn owner_plan(
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))?;
-    // Indexes of plain tables that back no constraint and that no foreign key uses.
+    // Indexes of plain tables that back no constraint and that no foreign key uses; not those
+    // calling a function of the user's (PostgreSQL 17+ builds an index with a safe
+    // search_path that such a function may not expect) or with a statistics target.
     let indexes = rows(
         "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n) \
          SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) \
@@ -129,6 +136,11 @@ async fn owner_plan(
            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = i.indexrelid \
                            AND d.classid = 'pg_constraint'::regclass) \
            AND NOT EXISTS (SELECT 1 FROM pg_description d WHERE d.objoid = i.indexrelid) \
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                           AND d.objid = i.indexrelid AND d.refclassid = 'pg_proc'::regclass \
+                           AND d.refobjid >= 16384) \
+           AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indexrelid \
+                           AND coalesce(a.attstattarget, -1) >= 0) \
          ORDER BY 1, 2",
     )
     .fetch_all(&mut *conn)
@@ -156,7 +168,7 @@ async fn owner_plan(
     };
     // Set aside: foreign keys, then the constraints and indexes they could need, then the
     // triggers. Put back: indexes, constraints, foreign keys, triggers.
-    for (table, name, _) in &keys {
+    for (table, name, _, _) in &keys {
         plan.undo
             .push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
     }
@@ -168,9 +180,18 @@ async fn owner_plan(
         plan.undo.push(format!("DROP INDEX {index}"));
         plan.redo.push(def.clone());
     }
-    for (table, name, def) in constraints.iter().chain(&keys) {
+    for (table, name, def) in &constraints {
         plan.redo
             .push(format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"));
+    }
+    for (table, name, def, comment) in &keys {
+        plan.redo
+            .push(format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"));
+        if let Some(comment) = comment {
+            plan.redo.push(format!(
+                "COMMENT ON CONSTRAINT {name} ON {table} IS {comment}"
+            ));
+        }
     }
     for (table, name) in &triggers {
         plan.undo
@@ -179,6 +200,27 @@ async fn owner_plan(
             .push(format!("ALTER TABLE {table} ENABLE TRIGGER {name}"));
     }
     Ok(Some(plan))
+}
+
+/// The tables outside `names` whose foreign keys point at one of them (or at a partitioned
+/// parent of one): locked with them when the owner sets those keys aside.
+async fn referencing_tables(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    names: &[String],
+) -> Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) n UNION \
+                    SELECT a.relid FROM unnest($1::text[]) n, pg_partition_ancestors(to_regclass(n)) a) \
+         SELECT DISTINCT con.conrelid::regclass::text FROM pg_constraint con \
+         WHERE con.contype = 'f' AND con.confrelid IN (SELECT oid FROM t) \
+           AND con.conrelid NOT IN (SELECT oid FROM t) \
+         ORDER BY 1",
+    )
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))
 }
 
 /// How many of `tables` the target has.
@@ -455,44 +497,45 @@ impl RestoreTxn {
         )
         .execute(&mut txn.conn)
         .await;
-        let owner = match replica {
-            // Triggers and key checks are off for the session: the indexes and the key
-            // constraints no foreign key needs are built again after the data, where this
-            // login owns the tables.
-            Ok(_) => match owner_plan(&mut txn.conn, target, &names, false).await {
-                Ok(plan) => plan,
+        // Allowed: triggers and key checks are off for the session, and the indexes and the
+        // key constraints no foreign key needs are built again after the data, where this
+        // login owns the tables. Not allowed: the tables' owner drops its foreign keys and
+        // disables its triggers instead; anyone else is refused before anything changes.
+        let keys_and_triggers = replica.is_err();
+        if keys_and_triggers {
+            let plan = match txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica").await {
+                Ok(()) => owner_plan(&mut txn.conn, target, &names, true).await,
+                Err(e) => Err(e),
+            };
+            match plan {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    txn.rollback().await;
+                    return Err(replica_refused(target));
+                }
                 Err(e) => {
                     txn.rollback().await;
                     return Err(e);
                 }
-            },
-            // Not allowed: the tables' owner drops its foreign keys and disables its triggers
-            // instead (below, once the tables are locked).
-            Err(_) => {
-                let plan = match txn.exec("ROLLBACK TO SAVEPOINT schoolvault_replica").await {
-                    Ok(()) => owner_plan(&mut txn.conn, target, &names, true).await,
-                    Err(e) => Err(e),
-                };
-                match plan {
-                    Ok(Some(plan)) => Some(plan),
-                    Ok(None) => {
-                        // Triggers would fire during the load and foreign keys be checked
-                        // table by table: refuse before changing anything.
-                        txn.rollback().await;
-                        return Err(replica_refused(target));
-                    }
+            }
+        }
+        if !tables.is_empty() {
+            // The locks first, saying who holds them up while it waits: the tables and, for the
+            // owner, those whose foreign keys point at them. Then nothing waits, and the plan
+            // is read from what is locked.
+            let mut locking = names.clone();
+            if keys_and_triggers {
+                match referencing_tables(&mut txn.conn, target, &names).await {
+                    Ok(more) => locking.extend(more),
                     Err(e) => {
                         txn.rollback().await;
                         return Err(e);
                     }
                 }
             }
-        };
-        if !tables.is_empty() {
-            // The locks first, saying who holds them up while it waits; then nothing waits.
             let locked = txn
                 .exec_watching(
-                    &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", names.join(", ")),
+                    &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", locking.join(", ")),
                     pid,
                     wait,
                 )
@@ -504,9 +547,23 @@ impl RestoreTxn {
                 }
                 return Err(e.context("locking the tables before loading"));
             }
-            if let Some(plan) = owner {
-                // The builds before the commit get memory and parallel workers.
-                let builds = "SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL max_parallel_maintenance_workers = 2";
+            let plan = match owner_plan(&mut txn.conn, target, &names, keys_and_triggers).await {
+                Ok(None) if keys_and_triggers => {
+                    txn.rollback().await;
+                    return Err(replica_refused(target));
+                }
+                Ok(plan) => plan,
+                Err(e) => {
+                    txn.rollback().await;
+                    return Err(e);
+                }
+            };
+            if let Some(plan) = plan {
+                // The builds before the commit: memory and parallel workers, and neither a
+                // login's statement timeout nor its default tablespace.
+                let builds = "SET LOCAL maintenance_work_mem = '256MB'; \
+                              SET LOCAL max_parallel_maintenance_workers = 2; \
+                              SET LOCAL statement_timeout = 0; SET LOCAL default_tablespace = ''";
                 for sql in std::iter::once(builds).chain(plan.undo.iter().map(String::as_str)) {
                     if let Err(e) = txn.exec(sql).await {
                         txn.rollback().await;
