@@ -9,6 +9,7 @@ use schoolvault_engine::catalog::{
     BackupRecord, CopyRecord, CopyState, Operation, Outcome, RunRecord,
 };
 use schoolvault_engine::config::DatabaseSettings;
+use schoolvault_engine::notify::Security;
 use schoolvault_engine::progress::{Phase, ProgressEvent};
 use schoolvault_engine::source::postgres::Tls;
 use serde::{Deserialize, Serialize};
@@ -72,8 +73,8 @@ pub struct DbForm {
     pub name: String,
     /// User.
     pub user: String,
-    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full`.
-    pub tls: String,
+    /// libpq's `sslmode`.
+    pub tls: Tls,
     /// The CA certificate (PEM) that `verify-ca` / `verify-full` trust, chosen with the native
     /// dialog (`pick_ca_file`); `null`: the public web roots. Ignored by the other modes.
     pub ca_file: Option<String>,
@@ -89,7 +90,7 @@ impl DbForm {
             port: d.port,
             name: d.name.clone(),
             user: d.user.clone(),
-            tls: d.tls.as_str().to_string(),
+            tls: d.tls,
             ca_file: d.ca_file.as_ref().map(|p| p.display().to_string()),
             password_saved: d.password_saved,
         }
@@ -114,7 +115,7 @@ impl DbForm {
                 ));
             }
         }
-        let tls = Tls::parse(self.tls.trim())?;
+        let tls = self.tls;
         let ca_file = self
             .ca_file
             .as_deref()
@@ -610,8 +611,8 @@ pub struct Settings {
     pub smtp_host: String,
     /// SMTP port.
     pub smtp_port: u16,
-    /// `starttls`, `tls` or `plain`.
-    pub smtp_security: String,
+    /// How the SMTP connection is secured.
+    pub smtp_security: Security,
     /// SMTP login (empty: none).
     pub smtp_user: String,
     /// An SMTP password is saved in the keychain (it is never sent to the UI).

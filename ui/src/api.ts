@@ -18,6 +18,8 @@ import type { RestoreResult } from "./bindings/RestoreResult";
 import type { RunRow } from "./bindings/RunRow";
 import type { Settings } from "./bindings/Settings";
 import type { SyncRow } from "./bindings/SyncRow";
+import type { Security } from "./bindings/Security";
+import type { Tls } from "./bindings/Tls";
 
 export type {
   AppStatus,
@@ -35,8 +37,10 @@ export type {
   RestorePreview,
   RestoreResult,
   RunRow,
+  Security,
   Settings,
   SyncRow,
+  Tls,
 };
 
 function channel(onProgress: (p: Progress) => void): Channel<Progress> {

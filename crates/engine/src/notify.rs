@@ -16,10 +16,15 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the SMTP connection is secured. Its settings names (`starttls`, `tls`, `plain`) are
+/// also what the app's settings form sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
 pub enum Security {
     /// STARTTLS on the submission port (587).
+    #[default]
     StartTls,
     /// Implicit TLS (465).
     Tls,

@@ -205,7 +205,7 @@ fn demo_form() -> DbForm {
         port: 5432,
         name: DEMO_DB.into(),
         user: std::env::var("SCHOOLVAULT_DEMO_USER").unwrap_or_else(|_| "postgres".into()),
-        tls: Tls::Disable.as_str().into(),
+        tls: Tls::Disable,
         ca_file: None,
         password_saved: false,
     }

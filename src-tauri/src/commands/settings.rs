@@ -6,6 +6,7 @@ use std::path::Path;
 use chrono::Utc;
 use schoolvault_engine::config::{EmailSettings, SMTP_PASSWORD_ACCOUNT};
 use schoolvault_engine::jobs;
+use schoolvault_engine::notify::Security;
 use schoolvault_engine::schedule::Schedule;
 use tauri::State;
 
@@ -33,7 +34,9 @@ pub async fn get_settings(state: State<'_, AppState>) -> Res<Settings> {
         email_enabled: c.email.enabled,
         smtp_host: c.email.host.clone(),
         smtp_port: c.email.port,
-        smtp_security: c.email.security.clone(),
+        // A hand-edited name the engine does not know shows as the default (the settings
+        // screen saves a known one; `Config::validate` names the bad one).
+        smtp_security: Security::parse(&c.email.security).unwrap_or_default(),
         smtp_user: c.email.user.clone().unwrap_or_default(),
         smtp_password_saved: c.email.password_saved,
         email_from: c.email.from.clone(),
@@ -63,7 +66,7 @@ pub async fn save_settings(
             enabled: true,
             host: settings.smtp_host.trim().to_string(),
             port: settings.smtp_port,
-            security: settings.smtp_security.clone(),
+            security: settings.smtp_security.as_str().to_string(),
             user: smtp_user.clone(),
             ..EmailSettings::default()
         }
@@ -98,7 +101,7 @@ pub async fn save_settings(
         c.email.enabled = settings.email_enabled;
         c.email.host = settings.smtp_host.trim().to_string();
         c.email.port = settings.smtp_port;
-        c.email.security = settings.smtp_security.clone();
+        c.email.security = settings.smtp_security.as_str().to_string();
         c.email.user.clone_from(&smtp_user);
         c.email.from = settings.email_from.trim().to_string();
         c.email.to = settings
@@ -150,7 +153,8 @@ fn smtp_password_change(state: &AppState, settings: &Settings, typed: Option<&st
         .host
         .trim()
         .eq_ignore_ascii_case(settings.smtp_host.trim());
-    let to_plain = settings.smtp_security == "plain" && old.security != "plain";
+    let to_plain = settings.smtp_security == Security::Plain
+        && Security::parse(&old.security).ok() != Some(Security::Plain);
     if new_host || to_plain {
         if old.password_saved {
             state.keychain().delete(SMTP_PASSWORD_ACCOUNT)?;

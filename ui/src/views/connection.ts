@@ -3,7 +3,7 @@
 // is only used for the server it was saved for. The TLS mode comes with what it protects against;
 // the modes that check the server's certificate take a CA file, chosen in a native dialog.
 
-import { api, type DbForm } from "../api";
+import { api, type DbForm, type Tls } from "../api";
 import { h, put } from "../dom";
 import { explain } from "../errors";
 import * as fmt from "../format";
@@ -15,16 +15,23 @@ export interface ConnectionForm {
   test: () => Promise<boolean>;
 }
 
-/** The TLS modes, in order of strength: label and what each protects against (one line). */
-export const TLS_MODES: [string, string, string][] = [
-  ["disable", "No TLS", "Nothing is encrypted: the password and the data cross the network readable. Only for a server on this computer."],
-  ["prefer", "TLS when the server offers it", "Encrypts when the server offers it, but does not check who answers: it stops listeners, not someone posing as the server."],
-  ["require", "Always TLS", "Always encrypts, but does not check who answers: it stops listeners, not someone posing as the server."],
-  ["verify-ca", "TLS, certificate checked", "Encrypts and checks that the server's certificate is signed by the CA below (or a public one), but not the name in it."],
-  ["verify-full", "TLS, certificate and name checked", "Encrypts and checks the certificate and the server's name: the safe choice on a network you do not fully trust."],
-];
+/** Each TLS mode's label and what it protects against (one line); a mode the engine adds and
+ * this table lacks fails to compile. */
+const TLS_LABELS: Record<Tls, [string, string]> = {
+  disable: ["No TLS", "Nothing is encrypted: the password and the data cross the network readable. Only for a server on this computer."],
+  prefer: ["TLS when the server offers it", "Encrypts when the server offers it, but does not check who answers: it stops listeners, not someone posing as the server."],
+  require: ["Always TLS", "Always encrypts, but does not check who answers: it stops listeners, not someone posing as the server."],
+  "verify-ca": ["TLS, certificate checked", "Encrypts and checks that the server's certificate is signed by the CA below (or a public one), but not the name in it."],
+  "verify-full": ["TLS, certificate and name checked", "Encrypts and checks the certificate and the server's name: the safe choice on a network you do not fully trust."],
+};
 
-const verifies = (tls: string) => tls === "verify-ca" || tls === "verify-full";
+/** The TLS modes, in order of strength: mode, label and what it protects against. */
+export const TLS_MODES: [Tls, string, string][] = (["disable", "prefer", "require", "verify-ca", "verify-full"] as const).map(
+  (m) => [m, ...TLS_LABELS[m]] as [Tls, string, string],
+);
+
+const verifies = (tls: Tls) => tls === "verify-ca" || tls === "verify-full";
+const tlsOf = (v: string): Tls => TLS_MODES.find(([m]) => m === v)?.[0] ?? "prefer";
 
 export function connectionForm(initial: DbForm | null): ConnectionForm {
   const field = (label: string, input: HTMLElement, hint?: string) =>
@@ -60,7 +67,7 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
   );
   const showTls = () => {
     tlsHelp.textContent = TLS_MODES.find(([v]) => v === tls.value)?.[2] ?? "";
-    caField.hidden = !verifies(tls.value);
+    caField.hidden = !verifies(tlsOf(tls.value));
     caPath.textContent = caFile ?? "none (the public authorities)";
     caClear.hidden = caFile === null;
   };
@@ -98,8 +105,8 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
       port: Number(port.value) || 5432,
       name: name.value.trim(),
       user: user.value.trim(),
-      tls: tls.value,
-      ca_file: verifies(tls.value) ? caFile : null,
+      tls: tlsOf(tls.value),
+      ca_file: verifies(tlsOf(tls.value)) ? caFile : null,
       password_saved: initial?.password_saved === true && password.value === "",
     },
     password: password.value === "" ? null : password.value,

@@ -2,7 +2,7 @@
 // retention, the offsite copies (./destinations.ts), start at login. One file shared with the
 // `schoolvault` CLI.
 
-import { api, type AppStatus, type Settings } from "../api";
+import { api, type AppStatus, type Security, type Settings } from "../api";
 import { h, put } from "../dom";
 import * as fmt from "../format";
 import type { Shell } from "../shell";
@@ -10,6 +10,15 @@ import { confirmModal } from "../modal";
 import { connectionForm } from "./connection";
 import { offsiteSection } from "./destinations";
 import { cronOf, dailyOf, WEEKDAYS } from "../schedule";
+
+/** How the SMTP connection is secured, as the form offers it; a value the engine adds and this
+ * table lacks fails to compile. */
+const SECURITY_LABELS: Record<Security, string> = {
+  starttls: "STARTTLS (port 587)",
+  tls: "TLS (port 465)",
+  plain: "None (a relay on this machine only)",
+};
+const securityOf = (v: string): Security => (v in SECURITY_LABELS ? (v as Security) : "starttls");
 
 export async function settingsView(shell: Shell, status: AppStatus): Promise<HTMLElement> {
   let s: Settings;
@@ -143,7 +152,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
   const smtpSecurity = h(
     "select",
     { "data-testid": "smtp-security" },
-    [["starttls", "STARTTLS (port 587)"], ["tls", "TLS (port 465)"], ["plain", "None (a relay on this machine only)"]].map(([v, label]) => h("option", { value: v, selected: s.smtp_security === v }, label)),
+    (Object.entries(SECURITY_LABELS) as [Security, string][]).map(([v, label]) => h("option", { value: v, selected: s.smtp_security === v }, label)),
   );
   const smtpUser = h("input", { type: "text", value: s.smtp_user, autocomplete: "off" });
   const smtpPassword = h("input", { type: "password", autocomplete: "off", placeholder: s.smtp_password_saved ? "saved in the keychain (type to change)" : "", "data-testid": "smtp-password" });
@@ -209,7 +218,7 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
         email_enabled: emailOn.checked,
         smtp_host: smtpHost.value,
         smtp_port: Number(smtpPort.value) || 587,
-        smtp_security: smtpSecurity.value,
+        smtp_security: securityOf(smtpSecurity.value),
         smtp_user: smtpUser.value,
         smtp_password_saved: s.smtp_password_saved,
         email_from: emailFrom.value,
