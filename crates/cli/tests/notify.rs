@@ -271,13 +271,13 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
         };
         vault
             .catalog
-            .put(&record("old", Days::days(3), BackupKind::Scheduled))
+            .arrange_backup(&record("old", Days::days(3), BackupKind::Scheduled))
             .await
             .unwrap();
         // A recent safety backup does not count as a backup of the school.
         vault
             .catalog
-            .put(&record("safety", Days::hours(1), BackupKind::Safety))
+            .arrange_backup(&record("safety", Days::hours(1), BackupKind::Safety))
             .await
             .unwrap();
         let settings = plain_smtp(smtp.port, &["head@school.example", "it@school.example"]);
@@ -293,7 +293,7 @@ fn the_settings_file_sets_up_email_and_the_stale_alert_is_sent_once() {
         // A backup that succeeded two hours ago: nothing is stale.
         vault
             .catalog
-            .put(&record("fresh", Days::hours(2), BackupKind::Manual))
+            .arrange_backup(&record("fresh", Days::hours(2), BackupKind::Manual))
             .await
             .unwrap();
         assert_eq!(
@@ -382,12 +382,12 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
         };
         vault
             .catalog
-            .add_run(&run(monday - Days::days(2), "success", None))
+            .arrange_run(&run(monday - Days::days(2), "success", None))
             .await
             .unwrap();
         vault
             .catalog
-            .add_run(&run(
+            .arrange_run(&run(
                 monday - Days::days(1),
                 "failure",
                 Some("Cannot reach the database server 127.0.0.1:1 (connection refused)."),
@@ -396,7 +396,7 @@ fn the_weekly_report_goes_out_once_a_week_on_monday_morning() {
             .unwrap();
         vault
             .catalog
-            .put(&backup_record(
+            .arrange_backup(&backup_record(
                 dir.path(),
                 "20261128-020000-abcd",
                 monday - Days::days(2),
@@ -516,7 +516,7 @@ fn an_alert_that_cannot_be_sent_is_tried_again_hourly_not_at_every_look() {
         let now = Utc::now();
         vault
             .catalog
-            .put(&backup_record(
+            .arrange_backup(&backup_record(
                 dir.path(),
                 "old",
                 now - Days::days(3),
@@ -649,7 +649,7 @@ fn a_destination_behind_for_the_stale_time_is_emailed_once_per_episode_and_repor
         // Waiting for a day: not yet.
         vault
             .catalog
-            .set_copy(&copy("a", CopyState::Pending, now - Days::hours(24)))
+            .arrange_copy(&copy("a", CopyState::Pending, now - Days::hours(24)))
             .await
             .unwrap();
         let alert = |at| jobs::destination_alert(&vault, &settings, &offsite, max, at);
@@ -660,13 +660,13 @@ fn a_destination_behind_for_the_stale_time_is_emailed_once_per_episode_and_repor
         // Up to date again, then behind again: a new episode, a new alert.
         vault
             .catalog
-            .set_copy(&copy("a", CopyState::Done, now))
+            .arrange_copy(&copy("a", CopyState::Done, now))
             .await
             .unwrap();
         assert!(alert(now + Days::hours(60)).await.unwrap().is_empty());
         vault
             .catalog
-            .set_copy(&copy("b", CopyState::Failed, now + Days::hours(61)))
+            .arrange_copy(&copy("b", CopyState::Failed, now + Days::hours(61)))
             .await
             .unwrap();
         assert_eq!(alert(now + Days::hours(200)).await.unwrap(), vec!["nas"]);

@@ -423,7 +423,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn put(&self, r: &BackupRecord) -> Result<()> {
+    pub(crate) async fn put(&self, r: &BackupRecord) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.err(&e))?;
         put(&mut conn, r).await.map_err(|e| self.err(&e))
     }
@@ -457,7 +457,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn remove(&self, id: &str) -> Result<()> {
+    pub(crate) async fn remove(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM backups WHERE id = ?")
             .bind(id)
             .execute(&self.pool)
@@ -470,7 +470,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn replace_all(&self, records: &[BackupRecord]) -> Result<()> {
+    pub(crate) async fn replace_all(&self, records: &[BackupRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(&e))?;
         sqlx::query("DELETE FROM backups")
             .execute(&mut *tx)
@@ -487,7 +487,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn set_verified(
+    pub(crate) async fn set_verified(
         &self,
         id: &str,
         at: DateTime<Utc>,
@@ -511,7 +511,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn add_run(&self, r: &RunRecord) -> Result<()> {
+    pub(crate) async fn add_run(&self, r: &RunRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO runs (started_at, finished_at, operation, kind, outcome, error_code, \
              message, backup_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -572,7 +572,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn set_copy(&self, c: &CopyRecord) -> Result<()> {
+    pub(crate) async fn set_copy(&self, c: &CopyRecord) -> Result<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO copies (backup_id, destination, state, error_code, error, \
              attempts, since, next_try_at, size, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -609,7 +609,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn remove_copy(&self, backup_id: &str, destination: &str) -> Result<()> {
+    pub(crate) async fn remove_copy(&self, backup_id: &str, destination: &str) -> Result<()> {
         sqlx::query("DELETE FROM copies WHERE backup_id = ? AND destination = ?")
             .bind(backup_id)
             .bind(destination)
@@ -625,7 +625,7 @@ impl Catalog {
     ///
     /// # Errors
     /// `Catalog`.
-    pub async fn remove_copies_at(&self, destination: &str) -> Result<()> {
+    pub(crate) async fn remove_copies_at(&self, destination: &str) -> Result<()> {
         sqlx::query("DELETE FROM copies WHERE destination = ?")
             .bind(destination)
             .execute(&self.pool)
@@ -749,4 +749,33 @@ async fn put(conn: &mut sqlx::SqliteConnection, r: &BackupRecord) -> sqlx::Resul
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The catalog's writers for tests that arrange a history; the jobs write it under the run
+/// lock, and the shipped programs have no other way in.
+#[cfg(feature = "test-support")]
+impl Catalog {
+    /// [`Catalog::put`], for a test.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn arrange_backup(&self, r: &BackupRecord) -> Result<()> {
+        self.put(r).await
+    }
+
+    /// [`Catalog::add_run`], for a test.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn arrange_run(&self, r: &RunRecord) -> Result<()> {
+        self.add_run(r).await
+    }
+
+    /// [`Catalog::set_copy`], for a test.
+    ///
+    /// # Errors
+    /// `Catalog`.
+    pub async fn arrange_copy(&self, c: &CopyRecord) -> Result<()> {
+        self.set_copy(c).await
+    }
 }
