@@ -54,26 +54,21 @@ pub use settings::{
 
 type Res<T> = Result<T, CommandError>;
 
-/// Run an engine job to completion on a blocking thread of the runtime. The engine's job futures
-/// are not all provably `Send` (rustc's limits with higher-ranked lifetimes in their inner
-/// closures), and Tauri's async commands must be; `make` builds the future on that thread.
+/// Run an engine job to completion as its own task on the runtime, so the job finishes (and
+/// leaves the backup folder and the database consistent) even if the window that started it
+/// goes away. The engine's job futures are `Send`; no thread is tied up while they wait.
 pub async fn detached<T, F, Fut>(make: F) -> Res<T>
 where
     T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Res<T>> + 'static,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Res<T>> + Send + 'static,
 {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(make()))
-        .await
-        .map_err(|e| {
-            CommandError::new(
-                "internal",
-                format!(
-                    "The job stopped unexpectedly ({e}). Nothing was changed; please report this."
-                ),
-            )
-        })?
+    tauri::async_runtime::spawn(make()).await.map_err(|e| {
+        CommandError::new(
+            "internal",
+            format!("The job stopped unexpectedly ({e}). Nothing was changed; please report this."),
+        )
+    })?
 }
 
 /// Progress events to the window's channel, at most ten a second (phase changes always).

@@ -25,7 +25,8 @@ use crate::catalog::Operation;
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
-use crate::source::postgres::{PgTarget, Snapshot, SnapshotWorker, TableInfo};
+use crate::source::postgres::PgTarget;
+use crate::source::{Source, TableInfo, TableReader};
 use crate::storage::PartialFile;
 
 use crate::jobs::scratch::{sweep_created, sweep_partials};
@@ -90,7 +91,10 @@ pub(super) async fn backup_locked(
     progress: Arc<dyn Progress>,
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
-    let result = backup_inner(vault, target, opts, progress, started).await;
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    sweep_partials(vault);
+    sweep_created(vault, target).await;
+    let result = export(vault, target, opts, progress, started).await;
     let id = result.as_ref().ok().map(|o| o.backup.id.clone());
     vault
         .record_run(run_record(
@@ -143,10 +147,12 @@ pub(super) struct Counters {
 /// Every large object of the snapshot into the archive (`large-objects/<oid>/<part>.bin`,
 /// [`archive::LARGE_OBJECT_PART`] bytes at most each, so memory stays bounded), with what
 /// `end.json` records of each.
-async fn export_large_objects(shared: &ExportShared) -> Result<Vec<archive::LargeObjectEnd>> {
-    let target = &shared.target;
-    let mut worker = SnapshotWorker::join(target, &shared.snapshot_id).await?;
-    let oids = worker.large_objects(target).await?;
+async fn export_large_objects<S: Source>(
+    source: &S,
+    shared: &ExportShared,
+) -> Result<Vec<archive::LargeObjectEnd>> {
+    let mut worker = source.join_snapshot(&shared.snapshot_id).await?;
+    let oids = worker.large_objects().await?;
     let mut ends = Vec::with_capacity(oids.len());
     for (i, oid) in oids.iter().copied().enumerate() {
         shared.cancel.check()?;
@@ -157,7 +163,7 @@ async fn export_large_objects(shared: &ExportShared) -> Result<Vec<archive::Larg
         let (mut hasher, mut size, mut part) = (Sha256::new(), 0u64, 0u32);
         loop {
             let bytes = worker
-                .read_large_object(target, oid, size, archive::LARGE_OBJECT_PART)
+                .read_large_object(oid, size, archive::LARGE_OBJECT_PART)
                 .await?;
             if bytes.is_empty() && part > 0 {
                 break;
@@ -193,7 +199,6 @@ async fn export_large_objects(shared: &ExportShared) -> Result<Vec<archive::Larg
 }
 
 pub(super) struct ExportShared {
-    target: PgTarget,
     snapshot_id: String,
     queue: Mutex<VecDeque<TableInfo>>,
     sink: Arc<Mutex<ArchiveWriter>>,
@@ -249,23 +254,22 @@ impl ExportShared {
     }
 }
 
-pub(super) async fn backup_inner(
+/// Export `source`'s snapshot into a new archive in the vault and list it: written against the
+/// [`Source`] traits only, the same for every database engine.
+pub(super) async fn export<S: Source>(
     vault: &Vault,
-    target: &PgTarget,
+    source: &S,
     opts: &BackupOptions,
     progress: Arc<dyn Progress>,
     started: DateTime<Utc>,
 ) -> Result<BackupOutcome> {
     let t0 = Instant::now();
-    progress.report(&ProgressEvent::phase(Phase::Connect));
-    sweep_partials(vault);
-    sweep_created(vault, target).await;
-    let snapshot = Snapshot::open(target).await?;
+    let (coordinator, snapshot) = source.open_snapshot().await?;
     progress.report(&ProgressEvent::phase(Phase::Snapshot));
     let write_key = match vault.keys.for_writing() {
         Ok(k) => k,
         Err(e) => {
-            let _ = snapshot.close(target).await;
+            let _ = source.close_snapshot(coordinator).await;
             return Err(e);
         }
     };
@@ -295,8 +299,8 @@ pub(super) async fn backup_inner(
         tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
         sequences: snapshot.sequences.clone(),
         schema: true,
-        unsupported: snapshot.schema.unsupported.clone(),
-        privileges: snapshot.schema.privileges.clone(),
+        unsupported: snapshot.unsupported.clone(),
+        privileges: snapshot.privileges.clone(),
     };
     let mtime = snapshot.taken_at.timestamp().max(0) as u64;
     let level = opts.compression_level.clamp(1, 9);
@@ -308,16 +312,15 @@ pub(super) async fn backup_inner(
     writer.write_member(
         &gzip_tar_entry(
             archive::PRE_DATA,
-            snapshot.schema.pre_data.as_bytes(),
+            snapshot.pre_data.as_bytes(),
             mtime,
             level,
         )
         .map_err(|e| Error::io("compressing", &e))?,
     )?;
-    let post_data = snapshot.schema.post_data.clone();
+    let post_data = snapshot.post_data.clone();
 
     let shared = Arc::new(ExportShared {
-        target: target.clone(),
         snapshot_id: snapshot.id.clone(),
         queue: Mutex::new(snapshot.tables.iter().cloned().collect()),
         sink: Arc::new(Mutex::new(writer)),
@@ -336,21 +339,21 @@ pub(super) async fn backup_inner(
     });
     let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
     let exported =
-        futures_util::future::try_join_all((0..workers).map(|_| export_worker(shared.clone())))
+        futures_util::future::try_join_all((0..workers).map(|_| export_worker(source, &shared)))
             .await;
     // Large objects are data too: their bytes, part by part, from the same snapshot.
     let exported = match exported {
-        Ok(e) => export_large_objects(&shared).await.map(|l| (e, l)),
+        Ok(e) => export_large_objects(source, &shared).await.map(|l| (e, l)),
         Err(e) => Err(e),
     };
     let (exported, large_objects) = match exported {
         Ok(e) => e,
         Err(e) => {
-            let _ = snapshot.close(target).await;
+            let _ = source.close_snapshot(coordinator).await;
             return Err(e);
         }
     };
-    snapshot.close(target).await?;
+    source.close_snapshot(coordinator).await?;
 
     progress.report(&ProgressEvent::phase(Phase::Finish));
     let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
@@ -408,8 +411,11 @@ pub(super) async fn backup_inner(
     })
 }
 
-pub(super) async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<TableEnd>> {
-    let mut worker = SnapshotWorker::join(&shared.target, &shared.snapshot_id).await?;
+pub(super) async fn export_worker<S: Source>(
+    source: &S,
+    shared: &Arc<ExportShared>,
+) -> Result<Vec<TableEnd>> {
+    let mut worker = source.join_snapshot(&shared.snapshot_id).await?;
     let mut done = Vec::new();
     loop {
         shared.cancel.check()?;
@@ -419,7 +425,7 @@ pub(super) async fn export_worker(shared: Arc<ExportShared>) -> Result<Vec<Table
             .map_err(|_| internal("queue poisoned"))?
             .pop_front();
         let Some(table) = next else { break };
-        done.push(export_table(&mut worker, &table.manifest, &shared).await?);
+        done.push(export_table(&mut worker, &table.manifest, shared).await?);
         shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
         shared.report(&table.manifest.display_name());
     }
@@ -478,14 +484,14 @@ impl PartWriter {
     }
 }
 
-pub(super) async fn export_table(
-    worker: &mut SnapshotWorker,
+pub(super) async fn export_table<R: TableReader>(
+    worker: &mut R,
     table: &TableManifest,
     shared: &Arc<ExportShared>,
 ) -> Result<TableEnd> {
     let name = table.display_name();
     shared.report(&name);
-    let mut stream = worker.copy_out(table, &shared.target).await?;
+    let mut stream = worker.read_table(table).await?;
     let mut hasher = Sha256::new();
     let (mut rows, mut bytes, mut parts) = (0u64, 0u64, 0u32);
     let mut batch: Vec<u8> = BufferPool::take(&shared.pool.batches, BATCH);
@@ -493,10 +499,7 @@ pub(super) async fn export_table(
     let mut part_bytes = 0usize;
     let mut at_row_end = true;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            crate::source::postgres::db_error(&e, &shared.target)
-                .context(format_args!("reading table {name}"))
-        })?;
+        let chunk = chunk?;
         hasher.update(&chunk);
         let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
         rows += newlines;

@@ -29,6 +29,8 @@ mod reading;
 mod restore;
 mod schedule_look;
 mod scratch;
+#[cfg(test)]
+mod send;
 mod test_restore;
 mod verify;
 mod watchdog;

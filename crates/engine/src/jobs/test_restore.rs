@@ -140,11 +140,11 @@ pub(super) async fn compare_scratch(
     let mut worker = SnapshotWorker::join_plain(scratch_target).await?;
     let (mut rows, mut bytes) = (0, 0);
     for (table, end) in &restored.checked {
-        let mut stream = worker.copy_out(table, scratch_target).await?;
+        let mut stream = worker.copy_out(table).await?;
         let mut h = Sha256::new();
         let (mut r, mut b) = (0u64, 0u64);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| postgres::db_error(&e, scratch_target))?;
+            let chunk = chunk?;
             h.update(&chunk);
             r += chunk.iter().filter(|&&c| c == b'\n').count() as u64;
             b += chunk.len() as u64;

@@ -135,7 +135,7 @@ pub async fn export(target: &PgTarget, key: &Key) -> Result<(Vec<u8>, u64)> {
         records += out.len() as u64;
         tables.insert(v1_key.to_string(), Value::Array(out));
     }
-    let _ = sqlx::raw_sql("COMMIT").execute(&mut conn).await;
+    let _ = sqlx::Executor::execute(&mut conn, sqlx::raw_sql("COMMIT")).await;
     let doc = serde_json::json!({
         "version": "1.0",
         "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),

@@ -183,8 +183,7 @@ pub(super) async fn references_to(
 }
 
 pub(super) async fn exec(conn: &mut PgConnection, target: &PgTarget, sql: &str) -> Result<()> {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
+    sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql))
         .await
         .map(|_| ())
         .map_err(|e| db_error(&e, target))
@@ -280,7 +279,7 @@ pub async fn apply(target: &PgTarget, plan: &V1Plan, mode: V1Mode) -> Result<Vec
             Ok(outcome)
         }
         Err(e) => {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+            let _ = sqlx::Executor::execute(&mut conn, sqlx::raw_sql("ROLLBACK")).await;
             Err(e)
         }
     }

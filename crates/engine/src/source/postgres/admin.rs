@@ -196,11 +196,13 @@ pub async fn drop_database_checked(server: &PgTarget, name: &str) -> Result<()> 
 /// Drop database `name` on `server`, best effort (a failed job cleaning up after itself).
 pub async fn drop_database(server: &PgTarget, name: &str) {
     if let Ok(mut conn) = server.connect().await {
-        let _ = sqlx::raw_sql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))
-        .execute(&mut conn)
+        let _ = sqlx::Executor::execute(
+            &mut conn,
+            sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            )),
+        )
         .await;
         let _ = conn.close().await;
     }

@@ -26,6 +26,8 @@ pub struct PgTarget {
 /// certificate names the host connected to, and is the one mode safe on an untrusted network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
 pub enum Tls {
     /// Never.
     Disable,
@@ -319,8 +321,7 @@ fn db_error_inner(err: &sqlx::Error, target: &PgTarget) -> Error {
 }
 
 pub(super) async fn exec(conn: &mut PgConnection, sql: &str, target: &PgTarget) -> Result<()> {
-    sqlx::raw_sql(sql)
-        .execute(&mut *conn)
+    sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql))
         .await
         .map(|_| ())
         .map_err(|e| db_error(&e, target))

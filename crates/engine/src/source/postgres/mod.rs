@@ -40,5 +40,5 @@ pub use restore::{
     tables_present, LockWait, RestoreTxn,
 };
 pub use sessions::{blocking_sessions, end_sessions, other_sessions, sessions_locking};
-pub use snapshot::{Snapshot, SnapshotWorker, TableInfo};
+pub use snapshot::{Snapshot, SnapshotWorker};
 pub use sql::{qualified, quote_ident};

@@ -163,12 +163,14 @@ impl RoleMap {
                     .filter(|r| missing.contains(&r.name))
                     .collect();
                 let sql = create_roles_sql(&infos, &present);
-                sqlx::raw_sql(&sql).execute(&mut *conn).await.map_err(|e| {
-                    db_error(&e, target).context(format_args!(
-                        "creating the roles {} (the restoring login needs CREATEROLE)",
-                        missing.join(", ")
-                    ))
-                })?;
+                sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(&sql))
+                    .await
+                    .map_err(|e| {
+                        db_error(&e, target).context(format_args!(
+                            "creating the roles {} (the restoring login needs CREATEROLE)",
+                            missing.join(", ")
+                        ))
+                    })?;
                 present.extend(missing.iter().cloned());
                 return Ok(RoleMap {
                     choice,

@@ -332,13 +332,15 @@ pub async fn check_may_disable_triggers(
     target: &PgTarget,
     tables: &[TableManifest],
 ) -> Result<()> {
-    let probe = sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK")
-        .execute(&mut *conn)
-        .await;
+    let probe = sqlx::Executor::execute(
+        &mut *conn,
+        sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK"),
+    )
+    .await;
     if probe.is_ok() {
         return Ok(());
     }
-    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    let _ = sqlx::Executor::execute(&mut *conn, sqlx::raw_sql("ROLLBACK")).await;
     let names: Vec<String> = tables
         .iter()
         .map(|t| qualified(&t.schema, &t.name))
@@ -492,10 +494,12 @@ impl RestoreTxn {
             .iter()
             .map(|t| qualified(&t.schema, &t.name))
             .collect();
-        let replica = sqlx::raw_sql(
-            "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
+        let replica = sqlx::Executor::execute(
+            &mut txn.conn,
+            sqlx::raw_sql(
+                "SAVEPOINT schoolvault_replica; SET LOCAL session_replication_role = replica",
+            ),
         )
-        .execute(&mut txn.conn)
         .await;
         // Allowed: triggers and key checks are off for the session, and the indexes and the
         // key constraints no foreign key needs are built again after the data, where this
@@ -790,7 +794,7 @@ impl RestoreTxn {
 
     /// Undo everything.
     pub async fn rollback(mut self) {
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        let _ = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql("ROLLBACK")).await;
         let _ = self.conn.close().await;
     }
 }

@@ -4,39 +4,22 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::source::adapter::{SnapshotContents, Source, TableInfo, TableReader};
 use crate::source::{SequenceValue, SourceInfo, TableManifest};
 
 use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
 use crate::source::postgres::sql::{column_list, qualified, quote_ident, USER_SCHEMAS};
 
-/// A table to export, with its size estimate.
-#[derive(Debug, Clone)]
-pub struct TableInfo {
-    /// What goes into the manifest.
-    pub manifest: TableManifest,
-    /// `pg_table_size`, for ordering and the progress estimate.
-    pub estimated_bytes: u64,
-}
-
-/// An open snapshot: the coordinator's connection, holding the locks, and what it saw.
+/// The coordinator of an open snapshot: its connection holds the transaction and the locks
+/// until [`Snapshot::close`]; what it saw is the [`SnapshotContents`] [`Snapshot::open`]
+/// returns beside it.
 pub struct Snapshot {
     conn: PgConnection,
-    /// The exported snapshot's id, for workers to join.
-    pub id: String,
-    /// Every table with data, largest first.
-    pub tables: Vec<TableInfo>,
-    /// Every sequence's value.
-    pub sequences: Vec<SequenceValue>,
-    /// The server and database.
-    pub source: SourceInfo,
-    /// The server's clock at the snapshot.
-    pub taken_at: DateTime<Utc>,
-    /// The schema's DDL, captured in the snapshot.
-    pub schema: crate::source::postgres::schema::Schema,
 }
 
 impl Snapshot {
@@ -46,7 +29,7 @@ impl Snapshot {
     /// # Errors
     /// Connection errors; `TableUnreadable` naming the first table or sequence the user may not
     /// read.
-    pub async fn open(target: &PgTarget) -> Result<Snapshot> {
+    pub async fn open(target: &PgTarget) -> Result<(Snapshot, SnapshotContents)> {
         let mut conn = target.connect().await?;
         // An empty search_path, as pg_dump sets it: the server's deparsers then qualify every
         // name they write (a database whose search_path names its own schema would otherwise
@@ -145,19 +128,22 @@ impl Snapshot {
             });
         }
         let schema = crate::source::postgres::schema::capture(&mut conn, target).await?;
-        Ok(Snapshot {
-            conn,
+        let contents = SnapshotContents {
             id,
             tables,
             sequences,
-            schema,
             source: SourceInfo {
                 engine: "postgresql".into(),
                 server_version,
                 database,
             },
             taken_at,
-        })
+            pre_data: schema.pre_data,
+            post_data: schema.post_data,
+            unsupported: schema.unsupported,
+            privileges: schema.privileges,
+        };
+        Ok((Snapshot { conn }, contents))
     }
 
     /// End the snapshot's transaction (after every worker has finished).
@@ -214,6 +200,7 @@ pub(super) async fn refuse_row_security(conn: &mut PgConnection, target: &PgTarg
 /// A worker's connection inside the snapshot.
 pub struct SnapshotWorker {
     conn: PgConnection,
+    target: PgTarget,
 }
 
 impl SnapshotWorker {
@@ -236,7 +223,10 @@ impl SnapshotWorker {
             target,
         )
         .await?;
-        Ok(SnapshotWorker { conn })
+        Ok(SnapshotWorker {
+            conn,
+            target: target.clone(),
+        })
     }
 
     /// Connect for reading in one `REPEATABLE READ, READ ONLY` transaction of its own (no
@@ -252,14 +242,18 @@ impl SnapshotWorker {
             target,
         )
         .await?;
-        Ok(SnapshotWorker { conn })
+        Ok(SnapshotWorker {
+            conn,
+            target: target.clone(),
+        })
     }
 
     /// The large objects in the snapshot, by oid.
     ///
     /// # Errors
     /// Database errors.
-    pub async fn large_objects(&mut self, target: &PgTarget) -> Result<Vec<u32>> {
+    pub async fn large_objects(&mut self) -> Result<Vec<u32>> {
+        let target = &self.target;
         let rows: Vec<(i64,)> =
             sqlx::query_as("SELECT oid::int8 FROM pg_largeobject_metadata ORDER BY 1")
                 .fetch_all(&mut self.conn)
@@ -277,7 +271,6 @@ impl SnapshotWorker {
     /// `TableUnreadable` when the backup's login may not read it; database errors.
     pub async fn read_large_object(
         &mut self,
-        target: &PgTarget,
         oid: u32,
         offset: u64,
         len: usize,
@@ -289,7 +282,7 @@ impl SnapshotWorker {
             .fetch_one(&mut self.conn)
             .await
             .map_err(|e| {
-                let err = db_error(&e, target);
+                let err = db_error(&e, &self.target);
                 if err.sqlstate() == Some("42501") {
                     Error::new(
                         ErrorKind::TableUnreadable,
@@ -306,12 +299,13 @@ impl SnapshotWorker {
     /// Stream `table`'s rows in COPY text format.
     ///
     /// # Errors
-    /// `TableUnreadable` naming the table, or connection errors.
+    /// `TableUnreadable` naming the table, or connection errors (also as stream items, naming
+    /// the table).
     pub async fn copy_out<'c>(
         &'c mut self,
         table: &TableManifest,
-        target: &PgTarget,
-    ) -> Result<BoxStream<'c, sqlx::Result<Bytes>>> {
+    ) -> Result<BoxStream<'c, Result<Bytes>>> {
+        let target = &self.target;
         // The coordinator holds ACCESS SHARE already; if another session queued an exclusive
         // lock behind it (a migration), waiting here would hang the backup for good, as
         // pg_dump -j knows: fail instead, naming the table.
@@ -327,15 +321,63 @@ impl SnapshotWorker {
             qualified(&table.schema, &table.name),
             column_list(&table.columns)
         );
-        self.conn
+        let name = table.display_name();
+        let stream = self
+            .conn
             .copy_out_raw(&sql)
             .await
-            .map_err(|e| unreadable(db_error(&e, target), "table", &table.display_name()))
+            .map_err(|e| unreadable(db_error(&e, target), "table", &name))?;
+        let target = target.clone();
+        Ok(stream
+            .map(move |chunk| {
+                chunk.map_err(|e| {
+                    db_error(&e, &target).context(format_args!("reading table {name}"))
+                })
+            })
+            .boxed())
     }
 
     /// End the worker's transaction.
     pub async fn close(mut self) {
-        let _ = sqlx::raw_sql("COMMIT").execute(&mut self.conn).await;
+        let _ = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql("COMMIT")).await;
         let _ = self.conn.close().await;
+    }
+}
+
+impl Source for PgTarget {
+    type Snapshot = Snapshot;
+    type Reader = SnapshotWorker;
+
+    async fn open_snapshot(&self) -> Result<(Snapshot, SnapshotContents)> {
+        Snapshot::open(self).await
+    }
+
+    async fn close_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        snapshot.close(self).await
+    }
+
+    async fn join_snapshot(&self, id: &str) -> Result<SnapshotWorker> {
+        SnapshotWorker::join(self, id).await
+    }
+}
+
+impl TableReader for SnapshotWorker {
+    async fn read_table<'c>(
+        &'c mut self,
+        table: &TableManifest,
+    ) -> Result<BoxStream<'c, Result<Bytes>>> {
+        self.copy_out(table).await
+    }
+
+    async fn large_objects(&mut self) -> Result<Vec<u32>> {
+        SnapshotWorker::large_objects(self).await
+    }
+
+    async fn read_large_object(&mut self, oid: u32, offset: u64, len: usize) -> Result<Vec<u8>> {
+        SnapshotWorker::read_large_object(self, oid, offset, len).await
+    }
+
+    async fn close(self) {
+        SnapshotWorker::close(self).await;
     }
 }
