@@ -307,6 +307,27 @@ impl Default for EmailSettings {
 }
 
 impl EmailSettings {
+    /// A login over `plain` to another machine would send the SMTP password unencrypted.
+    ///
+    /// # Errors
+    /// `InvalidInput` saying so.
+    fn refuse_plain_login(&self, security: crate::notify::Security) -> Result<()> {
+        let logs_in = self.user.as_deref().is_some_and(|u| !u.trim().is_empty());
+        let host = self.host.trim().to_ascii_lowercase();
+        let this_machine = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(&host.as_str());
+        if security != crate::notify::Security::Plain || !logs_in || this_machine {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "The email settings log in to {} without encryption (security: plain), so the SMTP password would travel unencrypted over the network",
+                self.host.trim()
+            ),
+            "Choose STARTTLS (port 587) or TLS (port 465) in the email settings; plain is only for a relay on this machine (localhost)",
+        ))
+    }
+
     /// How to send, with the saved password read from `keychain`; `None` when emails are off.
     ///
     /// # Errors
@@ -327,19 +348,8 @@ impl EmailSettings {
             ));
         }
         let user = self.user.clone().filter(|u| !u.trim().is_empty());
-        let host = self.host.trim().to_ascii_lowercase();
-        let this_machine = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(&host.as_str());
-        if security == Security::Plain && user.is_some() && !this_machine {
-            // Checked before the keychain is read: the password must not leave unencrypted.
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "The email settings log in to {} without encryption (security: plain), so the SMTP password would travel unencrypted over the network",
-                    self.host.trim()
-                ),
-                "Choose STARTTLS (port 587) or TLS (port 465) in the email settings; plain is only for a relay on this machine (localhost)",
-            ));
-        }
+        // Checked before the keychain is read: the password must not leave unencrypted.
+        self.refuse_plain_login(security)?;
         let password = if self.password_saved {
             keychain.get(SMTP_PASSWORD_ACCOUNT)?
         } else {
@@ -497,6 +507,8 @@ impl Config {
             }
         }
         if self.email.enabled {
+            let security = crate::notify::Security::parse(&self.email.security)?;
+            self.email.refuse_plain_login(security)?;
             if self.email.to.iter().all(|a| a.trim().is_empty()) && !self.email.school_admins {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -511,7 +523,6 @@ impl Config {
                     "Write addresses as name@school.example",
                 ));
             }
-            crate::notify::Security::parse(&self.email.security)?;
             if self.email.host.trim().is_empty() {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use schoolvault_engine::catalog::CopyRecord;
-use schoolvault_engine::config::RetentionSettings;
 use schoolvault_engine::jobs::{self, SyncOptions};
 use schoolvault_engine::offsite::{DestinationSettings, Store};
 use tauri::ipc::Channel;
@@ -68,28 +67,7 @@ pub async fn save_destination(
         .iter()
         .find(|d| d.name.eq_ignore_ascii_case(destination.name.trim()));
     let secret = secret.filter(|s| !s.is_empty());
-    let own = destination.keep_days.is_some()
-        || destination.keep_last.is_some()
-        || destination.keep_weekly.is_some()
-        || destination.keep_monthly.is_some();
-    let d = DestinationSettings {
-        name: existing.map_or_else(|| destination.name.trim().to_string(), |e| e.name.clone()),
-        url: destination.url.trim().to_string(),
-        enabled: destination.enabled,
-        access_key_id: destination
-            .access_key_id
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty()),
-        secret_saved: secret.is_some() || existing.is_some_and(|e| e.secret_saved),
-        retention: own.then(|| RetentionSettings {
-            keep_days: destination.keep_days.unwrap_or(0),
-            keep_last: destination.keep_last,
-            keep_weekly: destination.keep_weekly,
-            keep_monthly: destination.keep_monthly,
-        }),
-        bandwidth_kbps: destination.bandwidth_kbps,
-        lock_days: destination.lock_days,
-    };
+    let d = destination.to_settings(existing, secret.is_some());
     d.validate()?;
     d.make_folder()?;
     let keychain = state.keychain_handle();

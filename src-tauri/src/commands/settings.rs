@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::Utc;
-use schoolvault_engine::config::{EmailSettings, SMTP_PASSWORD_ACCOUNT};
+use schoolvault_engine::config::SMTP_PASSWORD_ACCOUNT;
 use schoolvault_engine::jobs;
 use schoolvault_engine::notify::Security;
 use schoolvault_engine::schedule::Schedule;
@@ -57,63 +57,20 @@ pub async fn save_settings(
     settings: Settings,
     smtp_password: Option<String>,
 ) -> Res<Settings> {
-    let zone = Some(settings.timezone.trim()).filter(|z| !z.is_empty());
-    let smtp_user = Some(settings.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
-    if settings.email_enabled {
-        // The engine's own checks, e.g. no login over `plain` to another machine (the probe
-        // has no saved password: the keychain is not read).
-        EmailSettings {
-            enabled: true,
-            host: settings.smtp_host.trim().to_string(),
-            port: settings.smtp_port,
-            security: settings.smtp_security.as_str().to_string(),
-            user: smtp_user.clone(),
-            ..EmailSettings::default()
-        }
-        .smtp(state.keychain())?;
-    }
     let dir = settings.backup_dir.trim();
     if dir.is_empty() || !Path::new(dir).is_absolute() {
         return Err(CommandError::new(
-            "invalid_input",
+            schoolvault_engine::ErrorKind::InvalidInput,
             "The backup folder must be a full path (e.g. /srv/backups).",
         ));
     }
     // Only the current folder, the default one, or one chosen in the folder dialog: the
     // backup folder decides which files the web view may name.
     let dir = state.allowed_backup_dir(Path::new(dir))?;
+    let apply = |c: &mut schoolvault_engine::config::Config| settings.apply_to(c, &dir);
     // The settings as they would be saved, checked by the engine's rules (the same as for a
-    // hand-edited file and the CLI) before anything is changed.
-    let apply = |c: &mut schoolvault_engine::config::Config| {
-        let default_dir = schoolvault_engine::config::default_backup_dir().ok();
-        c.backup.dir = Some(dir.clone()).filter(|d| Some(d) != default_dir.as_ref());
-        c.app.start_at_login = settings.start_at_login;
-        c.schedule.enabled = settings.schedule_enabled;
-        c.schedule.cron = settings.cron.trim().to_string();
-        c.schedule.timezone = zone.map(str::to_string);
-        c.schedule.catch_up = settings.catch_up;
-        c.schedule.watchdog_minutes = settings.watchdog_minutes;
-        c.schedule.test_restore = settings.test_restore;
-        c.retention.keep_days = settings.keep_days;
-        c.retention.keep_last = settings.keep_last;
-        c.retention.keep_weekly = settings.keep_weekly;
-        c.retention.keep_monthly = settings.keep_monthly;
-        c.email.enabled = settings.email_enabled;
-        c.email.host = settings.smtp_host.trim().to_string();
-        c.email.port = settings.smtp_port;
-        c.email.security = settings.smtp_security.as_str().to_string();
-        c.email.user.clone_from(&smtp_user);
-        c.email.from = settings.email_from.trim().to_string();
-        c.email.to = settings
-            .email_to
-            .iter()
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect();
-        c.email.school_admins = settings.school_admins;
-        c.email.stale_hours = settings.stale_hours.max(1);
-        c.email.weekly_digest = settings.weekly_digest;
-    };
+    // hand-edited file and the CLI; e.g. no SMTP login over `plain` to another machine)
+    // before anything is changed.
     let mut candidate = state.config();
     apply(&mut candidate);
     candidate.validate()?;
@@ -122,7 +79,10 @@ pub async fn save_settings(
             .shell()
             .autostart(settings.start_at_login)
             .map_err(|e| {
-                CommandError::new("io", format!("Start at login could not be changed: {e}."))
+                CommandError::new(
+                    schoolvault_engine::ErrorKind::Io,
+                    format!("Start at login could not be changed: {e}."),
+                )
             })?;
     }
     let smtp_saved = smtp_password_change(&state, &settings, smtp_password.as_deref())?;
@@ -184,7 +144,7 @@ pub async fn send_test_email(state: State<'_, AppState>) -> Res<usize> {
         .smtp(state.keychain())?
         .ok_or_else(|| {
             CommandError::new(
-                "invalid_input",
+                schoolvault_engine::ErrorKind::InvalidInput,
                 "Emails are off. Turn them on and save the settings first.",
             )
         })?;
