@@ -2,18 +2,55 @@
 //! ts-rs (`ui/src/bindings/`, written by `cargo test -p schoolvault-app`), never written twice.
 //! No type here carries a key or a password towards the UI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::catalog::{
     BackupRecord, CopyRecord, CopyState, Operation, Outcome, RunRecord,
 };
-use schoolvault_engine::config::DatabaseSettings;
+use schoolvault_engine::config::{Config, DatabaseSettings, RetentionSettings};
 use schoolvault_engine::notify::Security;
+use schoolvault_engine::offsite::DestinationSettings;
 use schoolvault_engine::progress::{Phase, ProgressEvent};
 use schoolvault_engine::source::postgres::Tls;
+use schoolvault_engine::ErrorKind;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+
+/// The app's own error codes, beside the engine's [`ErrorKind`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum AppErrorCode {
+    /// The saved password belongs to another connection: type it.
+    PasswordNeeded,
+    /// No database is set up yet.
+    NotConfigured,
+}
+
+/// Every code a command's error can carry: the UI's table of titles and actions is keyed by
+/// it, and fails to compile when one is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(untagged)]
+#[ts(export)]
+pub enum ErrorCode {
+    /// The engine's.
+    Engine(ErrorKind),
+    /// The app's own.
+    App(AppErrorCode),
+}
+
+impl From<ErrorKind> for ErrorCode {
+    fn from(k: ErrorKind) -> Self {
+        ErrorCode::Engine(k)
+    }
+}
+
+impl From<AppErrorCode> for ErrorCode {
+    fn from(c: AppErrorCode) -> Self {
+        ErrorCode::App(c)
+    }
+}
 
 /// Every command's error: a stable code the UI maps to text and actions, and the engine's
 /// one-line message (what happened, what to do).
@@ -21,7 +58,7 @@ use ts_rs::TS;
 #[ts(export)]
 pub struct CommandError {
     /// e.g. `db_auth`, `wrong_key`, `cancelled`.
-    pub code: String,
+    pub code: ErrorCode,
     /// One line for people.
     pub message: String,
     /// A failed backup's email to the administrators could not be sent: why.
@@ -39,15 +76,15 @@ impl From<schoolvault_engine::Error> for CommandError {
 impl From<&schoolvault_engine::Error> for CommandError {
     fn from(e: &schoolvault_engine::Error) -> Self {
         // Advice for this window: its settings and buttons, not the CLI's flags.
-        CommandError::new(e.code(), e.for_app())
+        CommandError::new(e.kind(), e.for_app())
     }
 }
 
 impl CommandError {
     /// An error of the app's own (not the engine's).
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         CommandError {
-            code: code.to_string(),
+            code: code.into(),
             message: message.into(),
             email_error: None,
         }
@@ -110,7 +147,7 @@ impl DbForm {
         ] {
             if v.trim().is_empty() {
                 return Err(CommandError::new(
-                    "invalid_input",
+                    ErrorKind::InvalidInput,
                     format!("The {what} is empty. Fill it in and try again."),
                 ));
             }
@@ -153,7 +190,7 @@ pub struct Failure {
     /// `backup`, `scheduled backup`, `restore`…
     pub operation: String,
     /// Error code.
-    pub code: String,
+    pub code: ErrorCode,
     /// The message.
     pub message: String,
     /// Why the administrators could not be emailed about it, if they could not.
@@ -368,6 +405,42 @@ pub struct DestinationRow {
     pub last_error: Option<String>,
 }
 
+impl DestinationRow {
+    /// The destination as the settings file keeps it: the name of the one it changes
+    /// (`existing`, matched without case) is kept, and a secret is saved when one was typed
+    /// (`secret_typed`) or already was.
+    pub fn to_settings(
+        &self,
+        existing: Option<&DestinationSettings>,
+        secret_typed: bool,
+    ) -> DestinationSettings {
+        let own = self.keep_days.is_some()
+            || self.keep_last.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some();
+        DestinationSettings {
+            name: existing.map_or_else(|| self.name.trim().to_string(), |e| e.name.clone()),
+            url: self.url.trim().to_string(),
+            enabled: self.enabled,
+            access_key_id: self
+                .access_key_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string),
+            secret_saved: secret_typed || existing.is_some_and(|e| e.secret_saved),
+            retention: own.then(|| RetentionSettings {
+                keep_days: self.keep_days.unwrap_or(0),
+                keep_last: self.keep_last,
+                keep_weekly: self.keep_weekly,
+                keep_monthly: self.keep_monthly,
+            }),
+            bandwidth_kbps: self.bandwidth_kbps,
+            lock_days: self.lock_days,
+        }
+    }
+}
+
 /// What "Sync now" did at one destination.
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(export)]
@@ -553,8 +626,8 @@ pub struct RunRow {
     pub kind: Option<BackupKind>,
     /// Success or failure.
     pub outcome: Outcome,
-    /// The error's code.
-    pub error_code: Option<String>,
+    /// The error's code (none for a code this version does not know).
+    pub error_code: Option<ErrorKind>,
     /// The error, or a summary.
     pub message: Option<String>,
     /// The backup concerned.
@@ -569,7 +642,7 @@ impl From<&RunRecord> for RunRow {
             operation: r.operation,
             kind: r.kind,
             outcome: r.outcome,
-            error_code: r.error_code.clone(),
+            error_code: r.error_code.as_deref().and_then(ErrorKind::from_code),
             message: r.message.clone(),
             backup_id: r.backup_id.clone(),
         }
@@ -627,6 +700,43 @@ pub struct Settings {
     pub stale_hours: u32,
     /// Also send a weekly report every Monday morning.
     pub weekly_digest: bool,
+}
+
+impl Settings {
+    /// Write the form's values into `c` (the backup folder already checked: `dir`), trimmed as
+    /// the settings file keeps them; the SMTP password's state is the command's to decide.
+    pub fn apply_to(&self, c: &mut Config, dir: &Path) {
+        let default_dir = schoolvault_engine::config::default_backup_dir().ok();
+        c.backup.dir = Some(dir.to_path_buf()).filter(|d| Some(d) != default_dir.as_ref());
+        c.app.start_at_login = self.start_at_login;
+        c.schedule.enabled = self.schedule_enabled;
+        c.schedule.cron = self.cron.trim().to_string();
+        c.schedule.timezone = Some(self.timezone.trim())
+            .filter(|z| !z.is_empty())
+            .map(str::to_string);
+        c.schedule.catch_up = self.catch_up;
+        c.schedule.watchdog_minutes = self.watchdog_minutes;
+        c.schedule.test_restore = self.test_restore;
+        c.retention.keep_days = self.keep_days;
+        c.retention.keep_last = self.keep_last;
+        c.retention.keep_weekly = self.keep_weekly;
+        c.retention.keep_monthly = self.keep_monthly;
+        c.email.enabled = self.email_enabled;
+        c.email.host = self.smtp_host.trim().to_string();
+        c.email.port = self.smtp_port;
+        c.email.security = self.smtp_security.as_str().to_string();
+        c.email.user = Some(self.smtp_user.trim().to_string()).filter(|u| !u.is_empty());
+        c.email.from = self.email_from.trim().to_string();
+        c.email.to = self
+            .email_to
+            .iter()
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect();
+        c.email.school_admins = self.school_admins;
+        c.email.stale_hours = self.stale_hours.max(1);
+        c.email.weekly_digest = self.weekly_digest;
+    }
 }
 
 /// The demo database offered on first run.

@@ -74,7 +74,7 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
                 }
             }
             // Another run (the CLI) holds the lock: it will report its own outcome.
-            Err(e) if e.code == schoolvault_engine::ErrorKind::Busy.code() => {}
+            Err(e) if e.code == schoolvault_engine::ErrorKind::Busy.into() => {}
             _ => finish(state, "scheduled backup", &result, false, true, &cancel),
         }
     }

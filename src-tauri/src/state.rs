@@ -362,7 +362,7 @@ impl AppState {
         let config = self.config();
         let db = config.database.as_ref().ok_or_else(|| {
             CommandError::new(
-                "not_configured",
+                crate::dto::AppErrorCode::NotConfigured,
                 "No database is set up yet. Open Settings and enter the school database's connection.",
             )
         })?;
@@ -377,7 +377,7 @@ impl AppState {
         let mut job = locked(&self.job);
         if let Some(j) = job.as_ref() {
             return Err(CommandError::new(
-                "busy",
+                schoolvault_engine::ErrorKind::Busy,
                 format!(
                     "A {} is running. Wait for it to finish (or cancel it), then try again.",
                     j.what

@@ -1,6 +1,7 @@
 // The one place where error codes from the backend become words and actions.
 
 import type { CommandError } from "./bindings/CommandError";
+import type { ErrorCode } from "./bindings/ErrorCode";
 
 export type Action = "settings" | "retry" | "import-key" | "none";
 
@@ -10,7 +11,9 @@ export interface Explained {
   action: Action;
 }
 
-const TITLES: Record<string, [string, Action]> = {
+/** Every code the backend can send; a code the engine adds and this table lacks fails to
+ * compile. */
+const TITLES: Record<ErrorCode, [string, Action]> = {
   db_auth: ["The database refused the login", "settings"],
   db_unreachable: ["The database server cannot be reached", "settings"],
   not_found: ["Not found", "none"],
@@ -21,6 +24,9 @@ const TITLES: Record<string, [string, Action]> = {
   truncated: ["The backup file is incomplete", "none"],
   damaged: ["The backup file is damaged", "none"],
   not_a_backup: ["This is not a backup file", "none"],
+  unsupported_version: ["This backup was made by a newer SchoolVault", "none"],
+  database: ["The database reported an error", "retry"],
+  catalog: ["The list of backups cannot be read", "none"],
   table_unreadable: ["A table could not be read", "settings"],
   disk_full: ["The disk is full", "none"],
   target_mismatch: ["The database does not match the backup", "none"],
@@ -44,7 +50,8 @@ function isCommandError(e: unknown): e is CommandError {
 
 export function explain(e: unknown): Explained {
   if (isCommandError(e)) {
-    const [title, action] = TITLES[e.code] ?? ["Something went wrong", "retry"];
+    // A code from a newer backend than this window (never in a matched build) still reads.
+    const [title, action] = (TITLES as Partial<Record<string, [string, Action]>>)[e.code] ?? ["Something went wrong", "retry"];
     return { title, detail: e.message, action };
   }
   return { title: "Something went wrong", detail: String(e), action: "retry" };

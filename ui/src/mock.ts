@@ -10,6 +10,7 @@ import { mockIPC } from "@tauri-apps/api/mocks";
 import { dailyOf } from "./schedule";
 import type { BackupKind } from "./bindings/BackupKind";
 import type { Phase } from "./bindings/Phase";
+import type { Failure } from "./bindings/Failure";
 import type { AppStatus, BackupRow, CopyRow, DbForm, DestinationRow, Progress, RestorePreview, RunRow, Settings, SyncRow } from "./api";
 
 type Args = Record<string, unknown>;
@@ -49,10 +50,10 @@ export function installMock(): void {
   });
   let backups: BackupRow[] = q.has("empty") ? [] : [backup(0, "scheduled", true, "test restore: 175 tables, 1,254,000 rows restored and compared"), backup(1, "manual", null), backup(2, "safety", null), backup(3, "scheduled", true)];
   const runs: RunRow[] = backups.map((b) => ({ started_at: b.created_at, finished_at: b.created_at, operation: "backup", kind: b.kind, outcome: "success", error_code: null, message: null, backup_id: b.id }));
-  let failure = q.has("failure")
+  let failure: Failure | null = q.has("failure")
     ? { at: new Date(now - 3_600_000 * 6).toISOString(), operation: "scheduled backup", code: "db_auth", message: "The database server 127.0.0.1:5432 rejected the password for user backup. Type the right password in Settings → School database, then Test connection and Save.", email_error: "The email could not be sent through smtp.school.example:587 (connection refused). Check the mail server, port, security and login in the email settings, then send a test email." as string | null }
     : null;
-  if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code, message: failure.message, backup_id: null });
+  if (failure) runs.unshift({ started_at: failure.at, finished_at: failure.at, operation: "backup", kind: "scheduled", outcome: "failure", error_code: failure.code === "password_needed" || failure.code === "not_configured" ? null : failure.code, message: failure.message, backup_id: null });
   const defaultDir = "/home/it/.local/share/schoolvault/backups";
   const pickedDirs = new Set<string>();
   let settings: Settings = { backup_dir: defaultDir, start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };

@@ -12,6 +12,8 @@ use std::io;
 /// What went wrong, as a stable code for programs (the UI, scripts, tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
 pub enum ErrorKind {
     /// The backup was encrypted with a key this computer does not have.
     WrongKey,
@@ -57,6 +59,7 @@ pub enum ErrorKind {
     InvalidInput,
     /// The file could have been written by anyone (an old-system file under the public
     /// development key): restoring it needs the person's explicit trust.
+    #[serde(rename = "untrusted_file")]
     Untrusted,
     /// An offsite destination (folder, bucket, WebDAV server) cannot be reached now: the
     /// copy waits and is tried again.
@@ -328,6 +331,15 @@ impl From<sqlx::migrate::MigrateError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_serialises_as_its_code_and_reads_back() {
+        for k in ErrorKind::ALL {
+            let json = serde_json::to_value(k).expect("serialise");
+            assert_eq!(json, serde_json::json!(k.code()), "{k:?}");
+            assert_eq!(ErrorKind::from_code(k.code()), Some(k));
+        }
+    }
 
     #[test]
     fn the_cause_is_kept_for_programs_not_read_from_the_text() {

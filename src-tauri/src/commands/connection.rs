@@ -133,7 +133,7 @@ fn password_needed(form: &DatabaseSettings) -> CommandError {
             form.user, form.host, form.port
         ),
     );
-    CommandError::new("password_needed", why.to_string())
+    CommandError::new(crate::dto::AppErrorCode::PasswordNeeded, why.to_string())
 }
 
 /// Connect with the form's details and say what is there, or exactly what is wrong. The saved

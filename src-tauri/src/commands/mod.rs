@@ -65,7 +65,7 @@ where
 {
     tauri::async_runtime::spawn(make()).await.map_err(|e| {
         CommandError::new(
-            "internal",
+            schoolvault_engine::ErrorKind::Internal,
             format!("The job stopped unexpectedly ({e}). Nothing was changed; please report this."),
         )
     })?
@@ -129,7 +129,7 @@ pub fn finish<T>(
             state.set_failure(Some(Failure {
                 at: Utc::now().to_rfc3339(),
                 operation: what.to_string(),
-                code: e.code.clone(),
+                code: e.code,
                 message: e.message.clone(),
                 email_error: e.email_error.clone(),
             }));

@@ -112,7 +112,7 @@ pub async fn restore(
     let target = state.target()?;
     if confirm_name.trim() != target.database() {
         return Err(CommandError::new(
-            "invalid_input",
+            schoolvault_engine::ErrorKind::InvalidInput,
             format!(
                 "Type the database's name ({}) to confirm the restore.",
                 target.database()
@@ -130,7 +130,7 @@ pub async fn restore(
         Some("owner") => RoleChoice::Owner(target.user()),
         Some(other) => {
             return Err(CommandError::new(
-                "invalid_input",
+                schoolvault_engine::ErrorKind::InvalidInput,
                 format!("{other:?} is not a choice for the missing roles (create or owner)."),
             ))
         }
