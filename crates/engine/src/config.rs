@@ -653,6 +653,10 @@ mod tests {
                 "[email]\nenabled = true\nhost = \"smtp.example\"\nsecurity = \"ssl\"\nto = [\"a@b.example\"]\n",
                 "security",
             ),
+            (
+                "[email]\nenabled = true\nhost = \"smtp.example\"\nsecurity = \"plain\"\nuser = \"it\"\nto = [\"a@b.example\"]\n",
+                "without encryption",
+            ),
             ("[backup]\ndir = \"backups\"\n", "not a full path"),
             (
                 "[database]\nhost = \"db\"\nname = \" \"\nuser = \"backup\"\n",

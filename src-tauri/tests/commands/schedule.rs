@@ -97,7 +97,10 @@ fn the_apps_schedule_catches_up_once_shows_it_in_the_tray_and_reports_a_failure(
     );
     let failure = state.failure().unwrap();
     assert_eq!(failure.operation, "scheduled backup");
-    assert_eq!(failure.code, schoolvault_engine::ErrorKind::DbUnreachable.into());
+    assert_eq!(
+        failure.code,
+        schoolvault_engine::ErrorKind::DbUnreachable.into()
+    );
     assert_eq!(failure.email_error, None);
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{mails:?}");

@@ -181,14 +181,15 @@ fn the_connection_takes_every_tls_mode_and_only_a_picked_ca_file() {
     )
     .unwrap();
     assert_eq!(s["database"]["ca_file"], Value::Null, "{s}");
+    // The mode is typed: an unknown one never reaches the command (the IPC layer refuses
+    // it, naming the five), and nothing is saved.
     let err = call(
         &w,
         "test_connection",
         json!({"form": form("verify", Value::Null), "password": null}),
     )
     .unwrap_err();
-    assert_eq!(err["code"], "invalid_input", "{err}");
-    assert!(message(&err).contains("verify-full"), "{err}");
+    assert!(err.to_string().contains("verify-full"), "{err}");
     call(
         &w,
         "save_connection",

@@ -65,6 +65,9 @@ pub struct BackupOutcome {
     pub key_generated: bool,
     /// Database objects the backup does not reproduce (listed in its manifest).
     pub unsupported: Vec<String>,
+    /// What the person should know about this backup, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Make a backup of `target` into the vault.
@@ -80,6 +83,38 @@ pub async fn backup(
 ) -> Result<BackupOutcome> {
     let vault = vault.lock()?;
     backup_locked(&vault, target, opts, progress).await
+}
+
+/// Make a backup of any [`Source`] (a MariaDB/MySQL database…) into the vault, under the run
+/// lock, recorded in the history. [`backup`] is this for PostgreSQL, with its own upkeep
+/// (leftover scratch databases); the attended run (watchdog, emails, offsite copies) is
+/// PostgreSQL's for now.
+///
+/// # Errors
+/// As [`backup`].
+pub async fn backup_source<S: Source>(
+    vault: &Vault,
+    source: &S,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
+    let vault = vault.lock()?;
+    let started = Utc::now();
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    sweep_partials(&vault);
+    let result = export(&vault, source, opts, progress, started).await;
+    let id = result.as_ref().ok().map(|o| o.backup.id.clone());
+    vault
+        .record_run(run_record(
+            Operation::Backup,
+            Some(opts.kind),
+            started,
+            &result,
+            id,
+            None,
+        ))
+        .await;
+    result
 }
 
 /// [`backup`] for a run that already holds the lock (a scheduled slot, a restore's safety
@@ -264,7 +299,8 @@ pub(super) async fn export<S: Source>(
     started: DateTime<Utc>,
 ) -> Result<BackupOutcome> {
     let t0 = Instant::now();
-    let (coordinator, snapshot) = source.open_snapshot().await?;
+    let readers = opts.jobs.clamp(1, 16);
+    let (coordinator, snapshot) = source.open_snapshot(readers).await?;
     progress.report(&ProgressEvent::phase(Phase::Snapshot));
     let write_key = match vault.keys.for_writing() {
         Ok(k) => k,
@@ -337,7 +373,7 @@ pub(super) async fn export<S: Source>(
         cancel: opts.cancel.clone(),
         pool: BufferPool::default(),
     });
-    let workers = opts.jobs.clamp(1, 16).min(snapshot.tables.len().max(1));
+    let workers = readers.min(snapshot.tables.len().max(1));
     let exported =
         futures_util::future::try_join_all((0..workers).map(|_| export_worker(source, &shared)))
             .await;
@@ -408,6 +444,7 @@ pub(super) async fn export<S: Source>(
         backup: record,
         key_generated: write_key.generated,
         unsupported: manifest.unsupported.clone(),
+        warnings: snapshot.warnings.clone(),
     })
 }
 

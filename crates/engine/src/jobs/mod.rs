@@ -40,7 +40,7 @@ pub use alerts::{
     with_known_admins, DIGEST_CRON, RETRY_ALERT,
 };
 pub use attended::{backup_attended, Attended};
-pub use backup::{backup, BackupOptions, BackupOutcome};
+pub use backup::{backup, backup_source, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
 pub use maintenance::{delete, prune, rescan, RescanEntry};
 pub use offsite::{

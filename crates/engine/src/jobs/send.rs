@@ -32,11 +32,13 @@ fn every_job_is_send(
     schedule: &Schedule,
     policy: &Retention,
     destination: &DestinationSettings,
+    mariadb: &crate::source::mysql::MyTarget,
     progress: Arc<dyn Progress>,
 ) {
     let now = Utc::now();
     let p = || progress.clone();
     send(backup(vault, target, backup_opts, p()));
+    send(backup_source(vault, mariadb, backup_opts, p()));
     send(backup_attended(
         vault,
         target,

@@ -308,6 +308,8 @@ impl Store {
                 "Check the destination's address (bucket, folder)",
             ),
             K::ConfigInvalid => config_error(name, e),
+            // OpenDAL 0.59 maps a WebDAV 401 to `Unexpected` and keeps the HTTP status only in
+            // its (private) context, which its text shows: the server's answer, not ours.
             _ if detail.contains("401") || detail.contains("Unauthorized") => Error::new(
                 ErrorKind::DestinationAuth,
                 format!("Destination {name} refused the login ({doing})"),

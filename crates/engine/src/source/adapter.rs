@@ -46,6 +46,9 @@ pub struct SnapshotContents {
     pub unsupported: Vec<String>,
     /// Owners, privileges, policies and the roles they name.
     pub privileges: Privileges,
+    /// What the person making the backup should know about it (a table outside the
+    /// snapshot's consistency…), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// A database a backup is taken of.
@@ -56,13 +59,15 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// A reader inside the snapshot.
     type Reader: TableReader;
 
-    /// Open the snapshot: lock every table against schema changes, list the tables (largest
-    /// first) and sequences, capture the schema.
+    /// Open the snapshot for up to `readers` readers at once: lock every table against schema
+    /// changes, list the tables (largest first) and sequences, capture the schema. (An engine
+    /// whose readers cannot join a snapshot later opens them here.)
     ///
     /// # Errors
     /// Connection errors; `TableUnreadable` naming the first object the login may not read.
     fn open_snapshot(
         &self,
+        readers: usize,
     ) -> impl Future<Output = Result<(Self::Snapshot, SnapshotContents)>> + Send;
 
     /// End the snapshot, after every reader has finished.
@@ -71,7 +76,8 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// Connection errors.
     fn close_snapshot(&self, snapshot: Self::Snapshot) -> impl Future<Output = Result<()>> + Send;
 
-    /// A reader that sees exactly what snapshot `id` saw.
+    /// A reader that sees exactly what snapshot `id` saw (at most `readers` at once; a
+    /// closed reader's place may be taken again).
     ///
     /// # Errors
     /// Connection errors.

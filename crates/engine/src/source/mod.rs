@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod model;
+pub mod mysql;
 pub mod postgres;
 
 pub use adapter::{SnapshotContents, Source, TableInfo, TableReader};

@@ -142,6 +142,7 @@ impl Snapshot {
             post_data: schema.post_data,
             unsupported: schema.unsupported,
             privileges: schema.privileges,
+            warnings: Vec::new(),
         };
         Ok((Snapshot { conn }, contents))
     }
@@ -348,7 +349,7 @@ impl Source for PgTarget {
     type Snapshot = Snapshot;
     type Reader = SnapshotWorker;
 
-    async fn open_snapshot(&self) -> Result<(Snapshot, SnapshotContents)> {
+    async fn open_snapshot(&self, _readers: usize) -> Result<(Snapshot, SnapshotContents)> {
         Snapshot::open(self).await
     }
 
