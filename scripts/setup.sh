@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install what `make test` / `make run` need on Debian/Ubuntu, and start PostgreSQL on
-# 127.0.0.1:5432 when nothing answers there. Idempotent: it does nothing that is already done.
+# 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306 when nothing answers there. Idempotent: it does nothing that is already done.
 set -euo pipefail
 
 need=()
 command -v psql >/dev/null || need+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v mariadb >/dev/null || need+=(mariadb-client)
+# A MariaDB server only when none answers on 127.0.0.1:3306 (the MariaDB/MySQL tests).
+(exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v dbus-run-session >/dev/null || need+=(dbus dbus-x11)
 command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
 command -v pkg-config >/dev/null || need+=(pkg-config)
@@ -104,6 +107,27 @@ fi
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
   echo "setup: installing the frontend's npm packages"
   (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# MariaDB on 127.0.0.1:3306 with root and no password, as the tests expect (Debian's root logs
+# in only through its Unix socket: the tests' root may also log in over TCP from this machine).
+my_ok() { mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'select 1' >/dev/null 2>&1; }
+if ! my_ok; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; then
+    echo "setup: starting MariaDB"
+    $SUDO service mariadb start >/dev/null 2>&1 || $SUDO /etc/init.d/mariadb start >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do
+      (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null && break
+      sleep 1
+    done
+  fi
+  $SUDO mariadb -u root -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION" 2>/dev/null || true
+  if ! my_ok; then
+    echo "setup: MariaDB does not let root log in without a password on 127.0.0.1:3306; start it" >&2
+    echo "       (service mariadb start) and allow that login, then run make again" >&2
+    exit 1
+  fi
 fi
 
 if pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -18,7 +18,8 @@ use schoolvault_engine::retention::Retention;
         BACKUP_ENCRYPTION_KEY, or the OS keychain (generated on the first backup)."
 )]
 pub(crate) struct Cli {
-    /// The database to back up or restore into: postgres://USER@HOST:PORT/DATABASE.
+    /// The database to back up or restore into: postgres://USER@HOST:PORT/DATABASE (`backup`
+    /// also takes mariadb:// or mysql://, with the password in MYSQL_PWD).
     #[arg(long, env = "SCHOOLVAULT_DB", global = true, hide_env_values = true)]
     pub(crate) db: Option<String>,
     /// The backup folder [default: the platform's data folder]/backups.

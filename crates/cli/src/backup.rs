@@ -81,7 +81,7 @@ impl Report for Made {
 /// No database, `Busy` when another backup runs, the backup's errors.
 pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Result<Made> {
     let vault = &session.vault;
-    let target = session.target("back up")?;
+    let target = session.database("back up")?;
     let opts = BackupOptions {
         kind: match kind {
             KindArg::Manual => BackupKind::Manual,
@@ -105,7 +105,8 @@ pub(crate) async fn backup(session: &Session, kind: KindArg, jobs: usize) -> Res
         eprintln!("warning: {e}");
     }
     let out = done.backup?;
-    let mut warnings = copy_warnings(&done.copies);
+    let mut warnings = out.warnings.clone();
+    warnings.extend(copy_warnings(&done.copies));
     warnings.extend(
         done.copy_error
             .map(|e| format!("the offsite copies were not made: {e}")),

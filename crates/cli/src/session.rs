@@ -10,7 +10,9 @@ use schoolvault_engine::config::{self, Config};
 use schoolvault_engine::jobs::{Offsite, Vault};
 use schoolvault_engine::keychain::{Keys, OsKeychain};
 use schoolvault_engine::progress::Progress;
+use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::source::Database;
 use schoolvault_engine::{Error, ErrorKind, Result};
 
 use crate::args::Cli;
@@ -78,6 +80,23 @@ impl Session {
     pub(crate) fn target(&self, what: &str) -> Result<PgTarget> {
         target(self.db.as_deref(), &self.settings, what)
     }
+
+    /// The database to back up: `--db` (PostgreSQL, MariaDB or MySQL), else the settings
+    /// file's.
+    ///
+    /// # Errors
+    /// As [`target`].
+    pub(crate) fn database(&self, what: &str) -> Result<Database> {
+        match self.db.as_deref() {
+            Some(url) if MyTarget::is_url(url) => {
+                if MyTarget::url_has_password(url) {
+                    eprintln!("warning: the database address holds a password, which other users of this computer can see (in `ps`, shell history); put it in MYSQL_PWD instead");
+                }
+                Ok(Database::MariaDb(MyTarget::parse(url)?))
+            }
+            _ => Ok(Database::Postgres(self.target(what)?)),
+        }
+    }
 }
 
 /// The database: `--db` / `SCHOOLVAULT_DB`, else the settings file's (password from the keychain).
@@ -85,6 +104,13 @@ impl Session {
 /// # Errors
 /// `InvalidInput` when neither names one; a bad address; keychain errors.
 pub(crate) fn target(url: Option<&str>, config: &Config, what: &str) -> Result<PgTarget> {
+    if url.is_some_and(MyTarget::is_url) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("To {what} a database this version needs PostgreSQL; a MariaDB/MySQL database is backed up with `schoolvault backup --db mysql://…`, and its backups verify, inspect and copy like any other"),
+            "Restoring into MariaDB/MySQL and scheduling its backups come in a later version; give a postgres:// address here",
+        ));
+    }
     if let Some(url) = url {
         if PgTarget::url_has_password(url) {
             eprintln!("warning: the database address holds a password, which other users of this computer can see (in `ps`, shell history); put it in PGPASSWORD or save it with `schoolvault config set-db --password-stdin` instead");

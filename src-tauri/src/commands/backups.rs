@@ -79,9 +79,16 @@ pub async fn run_backup(
         detached(move || async move {
             let email = jobs::EmailPlan::from_config(&config.email, keychain.as_ref());
             let offsite = jobs::Offsite::from_config(&config, keychain.clone());
-            let done =
-                jobs::backup_attended(&vault, &target, &opts, limit, &email, &offsite, progress)
-                    .await;
+            let done = jobs::backup_attended(
+                &vault,
+                &schoolvault_engine::source::Database::Postgres(target),
+                &opts,
+                limit,
+                &email,
+                &offsite,
+                progress,
+            )
+            .await;
             Ok(match done.backup {
                 Err(e) => Err((CommandError::from(&e), done.email_error)),
                 Ok(made) => {

@@ -19,10 +19,10 @@ pub(super) async fn with_school_admins(
     vault: &Vault,
     settings: &crate::notify::SmtpSettings,
     admins_query: Option<&str>,
-    target: &PgTarget,
+    target: Option<&PgTarget>,
 ) -> crate::notify::SmtpSettings {
     let mut settings = settings.clone();
-    if let Some(query) = admins_query {
+    if let (Some(query), Some(target)) = (admins_query, target) {
         let (admins, _) = refresh_admins(vault, target, query).await;
         for a in admins {
             if !settings.to.iter().any(|t| t.eq_ignore_ascii_case(&a)) {
@@ -43,11 +43,11 @@ pub async fn notify_failure(
     settings: &crate::notify::SmtpSettings,
     admins_query: Option<&str>,
     kind: BackupKind,
-    target: &PgTarget,
+    target: &crate::source::Database,
     error: &Error,
 ) -> Result<usize> {
     let started = Utc::now();
-    let settings = &with_school_admins(vault, settings, admins_query, target).await;
+    let settings = &with_school_admins(vault, settings, admins_query, target.postgres()).await;
     let last_success = vault.last_success().await.ok().flatten();
     let failure = crate::notify::Failure {
         at: started,

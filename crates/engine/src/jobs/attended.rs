@@ -9,10 +9,11 @@ use std::time::Duration;
 use crate::catalog::Operation;
 use crate::error::{ErrorKind, Result};
 use crate::progress::{Progress, Watched};
-use crate::source::postgres::PgTarget;
+use crate::source::Database;
+use futures_util::FutureExt;
 
 use crate::jobs::alerts::{notify_failure, refresh_admins};
-use crate::jobs::backup::{backup, BackupOptions, BackupOutcome};
+use crate::jobs::backup::{backup, backup_source, BackupOptions, BackupOutcome};
 use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::schedule_look::EmailPlan;
 use crate::jobs::watchdog::watch;
@@ -41,7 +42,7 @@ const ADMINS_READ_LIMIT: Duration = Duration::from_secs(20);
 /// success.
 pub async fn backup_attended(
     vault: &Vault,
-    target: &PgTarget,
+    target: &Database,
     opts: &BackupOptions,
     limit: Duration,
     email: &EmailPlan,
@@ -49,7 +50,10 @@ pub async fn backup_attended(
     progress: Arc<dyn Progress>,
 ) -> Attended {
     let watched = Arc::new(Watched::new(progress));
-    let job = backup(vault, target, opts, watched.clone());
+    let job = match target {
+        Database::Postgres(t) => backup(vault, t, opts, watched.clone()).boxed(),
+        Database::MariaDb(t) => backup_source(vault, t, opts, watched.clone()).boxed(),
+    };
     let made = watch(
         vault,
         Operation::Backup,
@@ -82,7 +86,7 @@ pub async fn backup_attended(
             };
         }
         Ok(_) => {
-            if let Some(query) = &email.admins_query {
+            if let (Some(query), Some(target)) = (&email.admins_query, target.postgres()) {
                 // Briefly: a locked table must not hold up the backup's end.
                 let _ =
                     tokio::time::timeout(ADMINS_READ_LIMIT, refresh_admins(vault, target, query))

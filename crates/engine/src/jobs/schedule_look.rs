@@ -394,7 +394,7 @@ pub async fn look(
                     smtp,
                     plan.email.admins_query.as_deref(),
                     BackupKind::Scheduled,
-                    plan.target,
+                    &crate::source::Database::Postgres(plan.target.clone()),
                     e,
                 )
                 .await

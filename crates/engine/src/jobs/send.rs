@@ -39,9 +39,10 @@ fn every_job_is_send(
     let p = || progress.clone();
     send(backup(vault, target, backup_opts, p()));
     send(backup_source(vault, mariadb, backup_opts, p()));
+    let database = crate::source::Database::Postgres(target.clone());
     send(backup_attended(
         vault,
-        target,
+        &database,
         backup_opts,
         Duration::from_secs(1),
         email,

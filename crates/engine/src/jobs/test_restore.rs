@@ -318,7 +318,7 @@ pub async fn notify_test_restore_failure(
     let backup_id = last_test_restore(vault)
         .map(|m| m.backup_id)
         .unwrap_or_default();
-    let settings = with_school_admins(vault, settings, admins_query, target).await;
+    let settings = with_school_admins(vault, settings, admins_query, Some(target)).await;
     let failure = crate::notify::Failure {
         at: started,
         kind: "test restore".into(),

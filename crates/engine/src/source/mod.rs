@@ -11,3 +11,43 @@ pub mod postgres;
 
 pub use adapter::{SnapshotContents, Source, TableInfo, TableReader};
 pub use model::{describe_sessions, Privileges, SequenceValue, Session, SourceInfo, TableManifest};
+
+/// A database SchoolVault backs up: PostgreSQL, or MariaDB/MySQL.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(postgres::PgTarget),
+    /// MariaDB or MySQL.
+    MariaDb(mysql::MyTarget),
+}
+
+impl Database {
+    /// A `postgres://`, `mysql://` or `mariadb://` address.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an address neither engine reads (the message never repeats it).
+    pub fn parse(url: &str) -> crate::Result<Database> {
+        if mysql::MyTarget::is_url(url) {
+            Ok(Database::MariaDb(mysql::MyTarget::parse(url)?))
+        } else {
+            Ok(Database::Postgres(postgres::PgTarget::parse(url)?))
+        }
+    }
+
+    /// `user@host:port/database`, safe to show.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Postgres(t) => t.describe(),
+            Database::MariaDb(t) => t.describe(),
+        }
+    }
+
+    /// The PostgreSQL target, for what only PostgreSQL does yet (restore, the school's
+    /// administrators read from the ERP).
+    pub fn postgres(&self) -> Option<&postgres::PgTarget> {
+        match self {
+            Database::Postgres(t) => Some(t),
+            Database::MariaDb(_) => None,
+        }
+    }
+}

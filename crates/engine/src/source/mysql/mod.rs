@@ -69,9 +69,7 @@ impl MyTarget {
                 "Write it as mysql://USER@HOST:PORT/DATABASE",
             ));
         }
-        let has_password = url::Url::parse(&format!("mysql://{rest}"))
-            .is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty()));
-        if !has_password {
+        if !MyTarget::url_has_password(trimmed) {
             if let Ok(p) = std::env::var("MYSQL_PWD") {
                 options = options.password(&p);
             }
@@ -86,6 +84,14 @@ impl MyTarget {
             options,
             readers: Arc::default(),
         })
+    }
+
+    /// Whether the address carries a password (which then shows in `ps` and shell history:
+    /// the CLI warns).
+    pub fn url_has_password(url: &str) -> bool {
+        let rest = url.trim().split_once("://").map_or("", |(_, r)| r);
+        url::Url::parse(&format!("mysql://{rest}"))
+            .is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty()))
     }
 
     /// `user@host:port/database`, safe to show.
