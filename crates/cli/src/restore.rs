@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RestoreOutcome};
 use schoolvault_engine::legacy::V1Mode;
+use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres;
 use schoolvault_engine::{Error, ErrorKind, Result};
 
@@ -70,12 +71,41 @@ impl Report for RestoreOutcome {
     }
 }
 
+/// `restore --create-db NAME` on a MariaDB/MySQL server: a new database, never a live one yet.
+async fn restore_mariadb(
+    session: &Session,
+    server: &str,
+    backup: &str,
+    create_db: Option<&str>,
+) -> Result<RestoreOutcome> {
+    let Some(name) = create_db else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "This version restores a MariaDB/MySQL backup into a new database only; replacing a live database's data is not ready yet, and nothing was changed",
+            "Add --create-db NEW_NAME to restore into a new database on that server",
+        ));
+    };
+    let server = MyTarget::parse(server)?;
+    crate::offsite::fetch(session, backup).await?;
+    jobs::restore_new_mariadb(
+        &session.vault,
+        backup,
+        &server,
+        name,
+        session.progress.clone(),
+    )
+    .await
+}
+
 /// `restore`: replace the target's data with the backup's, in one transaction.
 ///
 /// # Errors
 /// No database, not confirmed, `Busy`, the restore's errors.
 pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<RestoreOutcome> {
     let url = args.target_db.or_else(|| session.db.clone());
+    if let Some(server) = url.as_deref().filter(|u| MyTarget::is_url(u)) {
+        return restore_mariadb(session, server, &args.backup, args.create_db.as_deref()).await;
+    }
     let target = target(url.as_deref(), &session.settings, "restore into")?;
     if args.create_db.is_none() {
         announce_sessions(&target, args.end_sessions, args.lock_timeout).await;

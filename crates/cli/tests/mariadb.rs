@@ -410,11 +410,182 @@ fn a_wrong_login_an_unknown_database_or_a_restore_into_mariadb_say_what_to_do() 
         env.files()
     );
 
-    // Backed up, but not restored into MariaDB yet: said plainly, nothing touched.
+    // Replacing a live MariaDB database is not ready yet: said plainly, nothing touched; nor
+    // is a new database of an existing name written into.
     let made = env.json(&["--db", &url, "backup"]);
     let id = made["id"].as_str().unwrap();
+    db.sql("INSERT INTO t VALUES (2)");
     let (code, line) = env.fails(&["--db", &url, "restore", id, "--yes"]);
     assert_eq!(code, "invalid_input", "{line}");
-    assert!(line.contains("MariaDB/MySQL"), "{line}");
-    assert_eq!(db.sql("SELECT COUNT(*) FROM t").trim(), "1");
+    assert!(line.contains("--create-db"), "{line}");
+    let (code, line) = env.fails(&["--db", &url, "restore", id, "--create-db", &db.name]);
+    assert_eq!(code, "target_mismatch", "{line}");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM t").trim(), "2");
+    // A PostgreSQL backup is not poured into MariaDB.
+    let pg = support::TestDb::new("mypg");
+    pg.sql("CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p VALUES (1)");
+    let pg_backup = env.json(&["--db", &pg.url(), "backup"]);
+    let fresh = format!("sv_never_{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let (code, line) = env.fails(&[
+        "--db",
+        &url,
+        "restore",
+        pg_backup["id"].as_str().unwrap(),
+        "--create-db",
+        &fresh,
+    ]);
+    assert_eq!(code, "target_mismatch", "{line}");
+    assert!(mariadb(None, &format!("SHOW DATABASES LIKE '{fresh}'"))
+        .trim()
+        .is_empty());
+}
+
+/// Every table's `SHOW CREATE TABLE`, and the other objects' definitions, of `db`.
+fn schema_of(db: &MyDb) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in db
+        .sql("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+        .lines()
+    {
+        let name = t.split('\t').next().unwrap();
+        let create = db.sql(&format!("SHOW CREATE TABLE `{name}`"));
+        out.push(create.replace("\\n", "\n"));
+    }
+    out.push(db.sql(&format!(
+        "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{}' ORDER BY 1",
+        db.name
+    )).replace(&db.name, "DB"));
+    out.push(db.sql(&format!(
+        "SELECT TRIGGER_NAME, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_STATEMENT, ACTION_TIMING FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{}' ORDER BY 1",
+        db.name
+    )));
+    out.push(db.sql(&format!(
+        "SELECT ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{}' ORDER BY 1",
+        db.name
+    )));
+    out
+}
+
+#[test]
+fn a_mariadb_backup_restores_into_a_new_database_equal_in_schema_and_every_value() {
+    let db = MyDb::new("round");
+    db.sql(
+        "SET SESSION sql_mode = '';
+         CREATE TABLE counter (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB;
+         INSERT INTO counter (id, v) VALUES (5, 1), (9, 2);
+         CREATE TABLE kinds (
+           id INT PRIMARY KEY,
+           amount DECIMAL(30,10), flags BIT(10), raw BLOB, bin BINARY(4),
+           note TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci, latin VARCHAR(20) CHARACTER SET latin1,
+           at DATETIME(6), ts TIMESTAMP(6) NULL DEFAULT NULL,
+           doc JSON, mood ENUM('happy','sad'), tags SET('a','b','c'),
+           doubled INT AS (id * 2) VIRTUAL, stored INT AS (id + 1) STORED,
+           zero DATE NULL, empty VARCHAR(10), big BIGINT UNSIGNED, f DOUBLE, KEY (amount)
+         ) ENGINE=InnoDB;
+         INSERT INTO kinds (id, amount, flags, raw, bin, note, latin, at, ts, doc, mood, tags, zero, empty, big, f) VALUES
+           (0, 12345678901234567890.0123456789, b'1010000001', X'00FF0A095C1A0D', X'00000000',
+            'emoji \u{1F600} tab\there\nnew line \\\\ back', 'caf\u{e9}', '2024-02-29 23:59:59.123456',
+            '2024-06-01 12:00:00.5', '{\"a\": [1, 2.5, null]}', 'sad', 'a,c', '0000-00-00', '',
+            18446744073709551615, 0.1),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL),
+           (3, -0.0000000001, b'0', '', X'41424344', '\u{fc} \u{df} \u{4e2d}', '', '1000-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'happy', 'b', '2000-01-01', 'NULL', 0, -1.5e300);
+         CREATE TABLE parent (id INT NOT NULL, k CHAR(2) NOT NULL, child_id INT NULL, PRIMARY KEY (id, k)) ENGINE=InnoDB;
+         CREATE TABLE child (id INT PRIMARY KEY, parent_id INT NOT NULL, parent_k CHAR(2) NOT NULL,
+           FOREIGN KEY (parent_id, parent_k) REFERENCES parent (id, k) ON DELETE CASCADE) ENGINE=InnoDB;
+         ALTER TABLE parent ADD FOREIGN KEY (child_id) REFERENCES child (id) ON DELETE SET NULL;
+         INSERT INTO parent VALUES (1, 'aa', NULL); INSERT INTO child VALUES (10, 1, 'aa'); UPDATE parent SET child_id = 10;
+         CREATE TABLE audit (n INT) ENGINE=InnoDB;
+         CREATE TABLE nokey (v VARCHAR(5)) ENGINE=InnoDB;
+         INSERT INTO nokey VALUES ('b'), ('a'), (''), (NULL), ('b');
+         CREATE TABLE one (v VARCHAR(5) NULL) ENGINE=InnoDB;
+         INSERT INTO one VALUES (''), (NULL), ('x');
+         DELIMITER //
+         CREATE TRIGGER child_audit AFTER INSERT ON child FOR EACH ROW BEGIN INSERT INTO audit VALUES (NEW.id); INSERT INTO audit VALUES (NEW.id + 1); END //
+         CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2 //
+         DELIMITER ;
+         INSERT INTO child VALUES (11, 1, 'aa');
+         CREATE VIEW family AS SELECT p.id AS parent, c.id AS child, twice(c.id) AS t FROM parent p JOIN child c ON c.parent_id = p.id;",
+    );
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let id = made["id"].as_str().unwrap();
+
+    let copy = MyDb {
+        name: format!("sv_copy_{:08x}", rand::random::<u32>()),
+    };
+    let restored = env.json(&["--db", &db.url(), "restore", id, "--create-db", &copy.name]);
+    assert_eq!(restored["rows"], made["rows"], "{restored}");
+
+    let dir = env.dir.path().join("plain");
+    unpack(&env, id, &dir);
+    for table in [
+        "counter", "kinds", "parent", "child", "audit", "nokey", "one",
+    ] {
+        let (columns, _) = archived_rows(&dir, table);
+        assert_eq!(
+            server_rows(&copy, table, &columns),
+            server_rows(&db, table, &columns),
+            "{table}"
+        );
+    }
+    // Generated columns are computed again; the trigger did not fire while rows loaded (the
+    // audit holds what the source's does), and it fires again now.
+    assert_eq!(
+        copy.sql("SELECT id, doubled, stored FROM kinds ORDER BY id"),
+        db.sql("SELECT id, doubled, stored FROM kinds ORDER BY id")
+    );
+    assert_eq!(copy.sql("SELECT COUNT(*) FROM audit").trim(), "2");
+    copy.sql("INSERT INTO child VALUES (12, 1, 'aa')");
+    assert_eq!(copy.sql("SELECT COUNT(*) FROM audit").trim(), "4");
+    copy.sql("DELETE FROM child WHERE id = 12; DELETE FROM audit WHERE n >= 12");
+    // The same schema: tables (keys, character sets, AUTO_INCREMENT), view, trigger, function.
+    assert_eq!(schema_of(&copy), schema_of(&db));
+    // The foreign keys hold.
+    let refused = mariadb_as(
+        "root",
+        Some(&copy.name),
+        "INSERT INTO child VALUES (99, 5, 'zz')",
+    );
+    assert!(refused.is_err_and(|e| e.contains("foreign key constraint")));
+}
+
+#[test]
+fn a_restore_into_mariadb_that_fails_leaves_no_database_behind() {
+    let db = MyDb::new("fails");
+    db.sql("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let id = made["id"].as_str().unwrap().to_string();
+    // A damaged copy of the backup: the restore fails, and the new database is gone.
+    let file = made["file"].as_str().unwrap();
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes.len() - 200;
+    bytes[at] ^= 0x55;
+    let damaged = env.dir.path().join("damaged.svb");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let fresh = format!("sv_gone_{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let (code, _) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        damaged.to_str().unwrap(),
+        "--create-db",
+        &fresh,
+    ]);
+    assert!(
+        ["damaged", "truncated", "inconsistent"].contains(&code.as_str()),
+        "{code}"
+    );
+    assert!(
+        mariadb(None, &format!("SHOW DATABASES LIKE '{fresh}'"))
+            .trim()
+            .is_empty(),
+        "the half-made database was dropped"
+    );
+    // The good one restores.
+    let copy = MyDb {
+        name: fresh.clone(),
+    };
+    env.json(&["--db", &db.url(), "restore", &id, "--create-db", &copy.name]);
+    assert_eq!(copy.sql("SELECT v FROM t ORDER BY id"), "a\nb\n");
 }

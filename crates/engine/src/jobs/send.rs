@@ -39,6 +39,7 @@ fn every_job_is_send(
     let p = || progress.clone();
     send(backup(vault, target, backup_opts, p()));
     send(backup_source(vault, mariadb, backup_opts, p()));
+    send(restore_new_mariadb(vault, "id", mariadb, "new", p()));
     let database = crate::source::Database::Postgres(target.clone());
     send(backup_attended(
         vault,

@@ -3,9 +3,11 @@
 //! file merged or replaced. Loading and post-data live in the submodules.
 
 mod load;
+mod mariadb;
 mod post_data;
 mod preview;
 
+pub use mariadb::restore_new_mariadb;
 pub use preview::{restore_preview, PreviewTable, RestorePreview};
 
 use std::fs::File;

@@ -7,6 +7,7 @@
 //! server's text protocol sends it (DECIMAL digits, DATETIME(6) micro-seconds, BIT and BLOB
 //! bytes, JSON text), with TIMESTAMPs in UTC.
 
+mod restore;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -18,7 +19,8 @@ use sqlx::ConnectOptions;
 
 use crate::error::{Error, ErrorKind, Result};
 
-pub use snapshot::{MyReader, MySnapshot};
+pub use restore::{create_database, drop_database, NewDatabase};
+pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -108,6 +110,14 @@ impl MyTarget {
     /// The database's name.
     pub fn database(&self) -> String {
         self.options.get_database().unwrap_or_default().to_string()
+    }
+
+    /// The same server and login, another database.
+    pub fn with_database(&self, database: &str) -> MyTarget {
+        MyTarget {
+            options: self.options.clone().database(database),
+            readers: Arc::default(),
+        }
     }
 
     /// Open a connection.

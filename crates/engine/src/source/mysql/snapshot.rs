@@ -33,7 +33,7 @@ pub struct MyReader {
 /// bodies hold `;`), as after `DELIMITER ;;` in the `mariadb` client.
 pub const STATEMENT_END: &str = "\n;;\n";
 
-async fn exec(conn: &mut MySqlConnection, target: &MyTarget, sql: &str) -> Result<()> {
+pub(super) async fn exec(conn: &mut MySqlConnection, target: &MyTarget, sql: &str) -> Result<()> {
     sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql))
         .await
         .map(|_| ())
@@ -41,7 +41,7 @@ async fn exec(conn: &mut MySqlConnection, target: &MyTarget, sql: &str) -> Resul
 }
 
 /// Every row of `sql` through the text protocol, each column as text (NULL: `None`).
-async fn text_rows(
+pub(super) async fn text_rows(
     conn: &mut MySqlConnection,
     target: &MyTarget,
     sql: &str,
@@ -69,11 +69,11 @@ fn raw(row: &MySqlRow, i: usize) -> Option<&[u8]> {
 }
 
 /// `s` as an SQL string literal.
-fn literal(s: &str) -> String {
+pub(super) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-fn text(row: &[Option<String>], i: usize) -> String {
+pub(super) fn text(row: &[Option<String>], i: usize) -> String {
     row.get(i).cloned().flatten().unwrap_or_default()
 }
 
@@ -437,8 +437,28 @@ impl TableReader for MyReader {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
+        // In primary-key order (InnoDB's own, so no sort): the optimizer could otherwise scan
+        // a covering secondary index, and the order, hence the checksum a restore is checked
+        // against, would depend on its statistics.
+        let key = text_rows(
+            conn,
+            target,
+            &format!(
+                "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_NAME = {} AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+                literal(&table.schema),
+                literal(&table.name)
+            ),
+        )
+        .await?;
+        let order = if key.is_empty() {
+            String::new()
+        } else {
+            let cols: Vec<String> = key.iter().map(|r| quote_ident(&text(r, 0))).collect();
+            format!(" ORDER BY {}", cols.join(", "))
+        };
         *sql = format!(
-            "SELECT {cols} FROM {}.{}",
+            "SELECT {cols} FROM {}.{}{order}",
             quote_ident(&table.schema),
             quote_ident(&table.name)
         );
