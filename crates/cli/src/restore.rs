@@ -71,30 +71,47 @@ impl Report for RestoreOutcome {
     }
 }
 
-/// `restore --create-db NAME` on a MariaDB/MySQL server: a new database, never a live one yet.
+/// `restore` on a MariaDB/MySQL server: into a new database (`--create-db`), or over the live
+/// one, all or nothing.
 async fn restore_mariadb(
     session: &Session,
     server: &str,
-    backup: &str,
-    create_db: Option<&str>,
+    args: &RestoreArgs,
 ) -> Result<RestoreOutcome> {
-    let Some(name) = create_db else {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "This version restores a MariaDB/MySQL backup into a new database only; replacing a live database's data is not ready yet, and nothing was changed",
-            "Add --create-db NEW_NAME to restore into a new database on that server",
-        ));
-    };
     let server = MyTarget::parse(server)?;
-    crate::offsite::fetch(session, backup).await?;
-    jobs::restore_new_mariadb(
-        &session.vault,
-        backup,
-        &server,
-        name,
-        session.progress.clone(),
-    )
-    .await
+    match args.create_db.as_deref() {
+        Some(name) => {
+            crate::offsite::fetch(session, &args.backup).await?;
+            jobs::restore_new_mariadb(
+                &session.vault,
+                &args.backup,
+                &server,
+                name,
+                session.progress.clone(),
+            )
+            .await
+        }
+        None => {
+            if !args.yes {
+                confirm(
+                    &format!(
+                        "This replaces ALL data in the backup's tables of {} with the backup's.",
+                        server.describe()
+                    ),
+                    &server.database(),
+                )?;
+            }
+            crate::offsite::fetch(session, &args.backup).await?;
+            jobs::restore_replace_mariadb(
+                &session.vault,
+                &args.backup,
+                &server,
+                !args.no_safety_backup,
+                session.progress.clone(),
+            )
+            .await
+        }
+    }
 }
 
 /// `restore`: replace the target's data with the backup's, in one transaction.
@@ -102,9 +119,9 @@ async fn restore_mariadb(
 /// # Errors
 /// No database, not confirmed, `Busy`, the restore's errors.
 pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<RestoreOutcome> {
-    let url = args.target_db.or_else(|| session.db.clone());
+    let url = args.target_db.clone().or_else(|| session.db.clone());
     if let Some(server) = url.as_deref().filter(|u| MyTarget::is_url(u)) {
-        return restore_mariadb(session, server, &args.backup, args.create_db.as_deref()).await;
+        return restore_mariadb(session, server, &args).await;
     }
     let target = target(url.as_deref(), &session.settings, "restore into")?;
     if args.create_db.is_none() {

@@ -75,6 +75,16 @@ impl MyDb {
 
 impl Drop for MyDb {
     fn drop(&mut self) {
+        // A killed restore's scratch database beside it, too.
+        if let Ok(list) = mariadb_as(
+            "root",
+            None,
+            &format!("SHOW DATABASES LIKE '{}\\_sv%'", self.name),
+        ) {
+            for d in list.lines().filter(|d| !d.is_empty()) {
+                let _ = mariadb_as("root", None, &format!("DROP DATABASE IF EXISTS `{d}`"));
+            }
+        }
         let _ = mariadb_as(
             "root",
             None,
@@ -410,14 +420,10 @@ fn a_wrong_login_an_unknown_database_or_a_restore_into_mariadb_say_what_to_do() 
         env.files()
     );
 
-    // Replacing a live MariaDB database is not ready yet: said plainly, nothing touched; nor
-    // is a new database of an existing name written into.
+    // A new database of an existing name is never written into.
     let made = env.json(&["--db", &url, "backup"]);
     let id = made["id"].as_str().unwrap();
     db.sql("INSERT INTO t VALUES (2)");
-    let (code, line) = env.fails(&["--db", &url, "restore", id, "--yes"]);
-    assert_eq!(code, "invalid_input", "{line}");
-    assert!(line.contains("--create-db"), "{line}");
     let (code, line) = env.fails(&["--db", &url, "restore", id, "--create-db", &db.name]);
     assert_eq!(code, "target_mismatch", "{line}");
     assert_eq!(db.sql("SELECT COUNT(*) FROM t").trim(), "2");
@@ -588,4 +594,188 @@ fn a_restore_into_mariadb_that_fails_leaves_no_database_behind() {
     };
     env.json(&["--db", &db.url(), "restore", &id, "--create-db", &copy.name]);
     assert_eq!(copy.sql("SELECT v FROM t ORDER BY id"), "a\nb\n");
+}
+
+/// Every table of `db` as the server prints it (hex values, sorted rows), by name.
+fn all_rows(db: &MyDb) -> Vec<(String, Vec<Vec<Option<String>>>)> {
+    let mut out = Vec::new();
+    for t in db
+        .sql("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+        .lines()
+    {
+        let name = t.split('\t').next().unwrap().to_string();
+        let cols: Vec<String> = db
+            .sql(&format!(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{name}' AND EXTRA NOT LIKE '%GENERATED%' ORDER BY ORDINAL_POSITION"
+            ))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let rows = server_rows(db, &name, &cols);
+        out.push((name, rows));
+    }
+    out
+}
+
+fn school(db: &MyDb) {
+    db.sql(
+        "CREATE TABLE pupils (id INT PRIMARY KEY, name VARCHAR(40) CHARACTER SET utf8mb4, born DATE, photo BLOB) ENGINE=InnoDB;
+         CREATE TABLE marks (id INT AUTO_INCREMENT PRIMARY KEY, pupil_id INT NOT NULL, mark DECIMAL(4,1),
+           FOREIGN KEY (pupil_id) REFERENCES pupils (id) ON DELETE CASCADE) ENGINE=InnoDB;
+         CREATE TABLE audit (n INT) ENGINE=InnoDB;
+         INSERT INTO pupils SELECT seq, CONCAT('pupil ', seq, ' \u{e9}'), '2015-01-01' + INTERVAL seq DAY, X'00FF' FROM seq_1_to_3000;
+         INSERT INTO marks (pupil_id, mark) SELECT 1 + (seq MOD 3000), (seq MOD 200) / 10 FROM seq_1_to_20000;
+         DELIMITER //
+         CREATE TRIGGER marks_audit AFTER INSERT ON marks FOR EACH ROW BEGIN INSERT INTO audit VALUES (NEW.id); END //
+         DELIMITER ;
+         CREATE VIEW report AS SELECT p.name, AVG(m.mark) AS avg FROM pupils p JOIN marks m ON m.pupil_id = p.id GROUP BY p.id;",
+    );
+}
+
+#[test]
+fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
+    let db = MyDb::new("live");
+    school(&db);
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let id = made["id"].as_str().unwrap();
+    let before = all_rows(&db);
+    let schema_before = schema_of(&db);
+
+    // The school works on: rows change, are added and go; a new table appears.
+    db.sql(
+        "UPDATE pupils SET name = 'changed' WHERE id <= 10; DELETE FROM pupils WHERE id > 2900;
+         INSERT INTO marks (pupil_id, mark) VALUES (1, 9.9), (2, 1.1);
+         CREATE TABLE newer (x INT); INSERT INTO newer VALUES (1);",
+    );
+    assert_ne!(all_rows(&db), before);
+
+    let restored = env.json(&["--db", &db.url(), "restore", id, "--yes"]);
+    let safety = restored["safety_backup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Every table of the backup is back, the triggers did not fire while loading, the schema
+    // is the backup's; a table made since is left alone and named.
+    let after: Vec<_> = all_rows(&db)
+        .into_iter()
+        .filter(|(t, _)| t != "newer")
+        .collect();
+    assert_eq!(after, before);
+    let schema_now: Vec<String> = schema_of(&db)
+        .into_iter()
+        .filter(|s| !s.starts_with("newer\t"))
+        .collect();
+    assert_eq!(schema_now, schema_before);
+    assert_eq!(db.sql("SELECT COUNT(*) FROM newer").trim(), "1");
+    assert!(
+        restored["warnings"].to_string().contains("newer"),
+        "{restored}"
+    );
+    // The trigger works on the restored table; the foreign keys hold.
+    // (The audit was empty in the backup; the two marks added since were audited.)
+    db.sql("INSERT INTO marks (pupil_id, mark) VALUES (3, 5.0)");
+    assert_eq!(db.sql("SELECT COUNT(*) FROM audit").trim(), "1");
+    assert!(mariadb_as(
+        "root",
+        Some(&db.name),
+        "INSERT INTO marks (pupil_id, mark) VALUES (99999, 1)"
+    )
+    .is_err());
+    // No scratch or undo database is left behind.
+    assert!(
+        mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_sv%'", db.name))
+            .trim()
+            .is_empty()
+    );
+    // The safety backup undoes it.
+    db.sql("DELETE FROM audit");
+    env.json(&[
+        "--db",
+        &db.url(),
+        "restore",
+        &safety,
+        "--yes",
+        "--no-safety-backup",
+    ]);
+    assert_eq!(db.sql("SELECT COUNT(*) FROM audit").trim(), "2");
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM pupils WHERE name = 'changed'")
+            .trim(),
+        "10"
+    );
+    let kept = mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svu%'", db.name));
+    assert_eq!(
+        kept.lines().count(),
+        1,
+        "without a safety backup the replaced tables are kept: {kept}"
+    );
+}
+
+#[test]
+fn a_mariadb_restore_killed_or_failing_at_any_point_leaves_the_live_database_as_it_was_or_restored()
+{
+    let db = MyDb::new("kill");
+    school(&db);
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let id = made["id"].as_str().unwrap().to_string();
+    let restored_rows = all_rows(&db);
+    db.sql("UPDATE pupils SET name = 'changed'; DELETE FROM marks WHERE id > 100;");
+    let changed_rows = all_rows(&db);
+
+    // A damaged copy fails while loading the scratch database: nothing changed.
+    let mut bytes = std::fs::read(made["file"].as_str().unwrap()).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    let damaged = env.dir.path().join("damaged.svb");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let (code, _) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        damaged.to_str().unwrap(),
+        "--yes",
+        "--no-safety-backup",
+    ]);
+    assert!(
+        ["damaged", "truncated", "inconsistent"].contains(&code.as_str()),
+        "{code}"
+    );
+    assert_eq!(all_rows(&db), changed_rows);
+
+    // Killed at several points: either as it was, or wholly restored.
+    let mut saw_before = false;
+    for ms in [150u64, 400, 800, 1500] {
+        let mut child = env
+            .std_cmd()
+            .args([
+                "--db",
+                &db.url(),
+                "restore",
+                &id,
+                "--yes",
+                "--no-safety-backup",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let now = all_rows(&db);
+        if now == changed_rows {
+            saw_before = true;
+        } else {
+            assert_eq!(
+                now, restored_rows,
+                "killed after {ms} ms ({status}): neither before nor restored"
+            );
+            // Back to the changed state for the next round.
+            db.sql("UPDATE pupils SET name = 'changed'; DELETE FROM marks WHERE id > 100;");
+            assert_eq!(all_rows(&db), changed_rows);
+        }
+    }
+    assert!(saw_before, "no kill landed before the swap");
 }

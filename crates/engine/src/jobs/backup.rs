@@ -99,10 +99,20 @@ pub async fn backup_source<S: Source>(
     progress: Arc<dyn Progress>,
 ) -> Result<BackupOutcome> {
     let vault = vault.lock()?;
+    backup_source_locked(&vault, source, opts, progress).await
+}
+
+/// [`backup_source`] for a run that already holds the lock (a restore's safety backup).
+pub(super) async fn backup_source_locked<S: Source>(
+    vault: &Locked<'_>,
+    source: &S,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
     let started = Utc::now();
     progress.report(&ProgressEvent::phase(Phase::Connect));
-    sweep_partials(&vault);
-    let result = export(&vault, source, opts, progress, started).await;
+    sweep_partials(vault);
+    let result = export(vault, source, opts, progress, started).await;
     let id = result.as_ref().ok().map(|o| o.backup.id.clone());
     vault
         .record_run(run_record(

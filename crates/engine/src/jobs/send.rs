@@ -40,6 +40,7 @@ fn every_job_is_send(
     send(backup(vault, target, backup_opts, p()));
     send(backup_source(vault, mariadb, backup_opts, p()));
     send(restore_new_mariadb(vault, "id", mariadb, "new", p()));
+    send(restore_replace_mariadb(vault, "id", mariadb, true, p()));
     let database = crate::source::Database::Postgres(target.clone());
     send(backup_attended(
         vault,

@@ -1,8 +1,14 @@
-//! Restoring a MariaDB/MySQL backup into a new database on a MariaDB/MySQL server: the schema
-//! before the data, the rows, the views, triggers and events after them, then every table read
-//! back and compared with `end.json` (rows and SHA-256 of its data), so a value the server
-//! changed on the way in fails the restore. Anything that fails drops the new database: the
-//! server is left as it was.
+//! Restoring a MariaDB/MySQL backup. Into a new database: the schema before the data, the rows,
+//! the views, triggers and events after them, then every table read back and compared with
+//! `end.json` (rows and SHA-256 of its data), so a value the server changed on the way in fails
+//! the restore; anything that fails drops the new database.
+//!
+//! Over the live database, all or nothing although MariaDB commits DDL at once: the backup is
+//! restored and checked that way into a scratch database on the same server while the school
+//! works on, then one `RENAME TABLE` statement (atomic in MariaDB and MySQL) moves the live
+//! tables out and the restored ones in. Until that statement the live database is untouched;
+//! triggers (which may not cross databases) are taken off and put back around it, and a
+//! failure after it swaps back.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -14,11 +20,16 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::archive::BackupKind;
 use crate::archive::{self, read_preamble, CountingReader, End, Item, Manifest};
 use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
+use crate::jobs::backup::{backup_source_locked, BackupOptions};
 use crate::progress::{Phase, Progress, ProgressEvent};
-use crate::source::mysql::{create_database, drop_database, MyTarget, NewDatabase};
+use crate::source::mysql::{
+    create_database, create_triggers, drop_database, drop_triggers, swap_tables, tables_of,
+    triggers_of, MyTarget, NewDatabase,
+};
 use crate::source::{Source, TableReader};
 
 use crate::jobs::reading::{inconsistent, is_v2, open_archive, read_manifest, TableTally};
@@ -60,13 +71,11 @@ pub async fn restore_new_mariadb(
     result
 }
 
-async fn restore_inner(
+/// The backup file, its key and manifest, checked to be a MariaDB/MySQL SchoolVault backup.
+async fn open_mariadb_backup(
     vault: &Locked<'_>,
     what: &str,
-    server: &MyTarget,
-    name: &str,
-    progress: Arc<dyn Progress>,
-) -> Result<RestoreOutcome> {
+) -> Result<(std::path::PathBuf, crate::crypto::Key, Manifest)> {
     let (path, _) = vault.resolve(what).await?;
     if !is_v2(&path)? {
         return Err(Error::new(
@@ -87,29 +96,227 @@ async fn restore_inner(
             "Restore it with --db postgres://… (a PostgreSQL server)",
         ));
     }
+    Ok((path, key, manifest))
+}
+
+async fn restore_inner(
+    vault: &Locked<'_>,
+    what: &str,
+    server: &MyTarget,
+    name: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let (path, key, manifest) = open_mariadb_backup(vault, what).await?;
     progress.report(&ProgressEvent::phase(Phase::Connect));
     let target = create_database(server, name).await?;
     let t0 = Instant::now();
     let result = load(&path, key, &target, &manifest, progress).await;
     match result {
-        Ok((rows, warnings)) => Ok(RestoreOutcome {
-            backup_id: manifest.backup_id.clone(),
-            target: target.describe(),
-            tables: manifest.tables.len() as u64,
-            rows,
-            duration_ms: t0.elapsed().as_millis() as u64,
-            safety_backup: None,
-            format: archive::FORMAT_VERSION,
-            v1_tables: None,
-            warnings,
-            checked: Vec::new(),
-            large_objects: Vec::new(),
-        }),
+        Ok((rows, warnings)) => Ok(outcome(&manifest, &target, rows, t0, None, warnings)),
         Err(e) => {
             drop_database(server, name).await;
             Err(e)
         }
     }
+}
+
+fn outcome(
+    manifest: &Manifest,
+    target: &MyTarget,
+    rows: u64,
+    t0: Instant,
+    safety_backup: Option<crate::catalog::BackupRecord>,
+    warnings: Vec<String>,
+) -> RestoreOutcome {
+    RestoreOutcome {
+        backup_id: manifest.backup_id.clone(),
+        target: target.describe(),
+        tables: manifest.tables.len() as u64,
+        rows,
+        duration_ms: t0.elapsed().as_millis() as u64,
+        safety_backup,
+        format: archive::FORMAT_VERSION,
+        v1_tables: None,
+        warnings,
+        checked: Vec::new(),
+        large_objects: Vec::new(),
+    }
+}
+
+/// Replace the data of the live MariaDB/MySQL database `live` with backup `what`'s, all or
+/// nothing: restored and checked in a scratch database, then swapped in by one atomic
+/// `RENAME TABLE`. A safety backup of `live` is taken first unless `safety` is false; then the
+/// replaced tables are kept in a database of their own (named in the result's warnings)
+/// instead of being dropped.
+///
+/// # Errors
+/// As [`restore_new_mariadb`]; a table held by a session of the school for over a minute
+/// (nothing changed). The live database is unchanged on any failure.
+pub async fn restore_replace_mariadb(
+    vault: &Vault,
+    what: &str,
+    live: &MyTarget,
+    safety: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let vault = &vault.lock()?;
+    let started = Utc::now();
+    let result = replace_inner(vault, what, live, safety, progress).await;
+    let id = result.as_ref().ok().map(|o| o.backup_id.clone());
+    let summary = result
+        .as_ref()
+        .ok()
+        .map(|o| format!("{} tables, {} rows into {}", o.tables, o.rows, o.target));
+    vault
+        .record_run(run_record(
+            Operation::Restore,
+            None,
+            started,
+            &result,
+            id,
+            summary,
+        ))
+        .await;
+    result
+}
+
+/// A name beside `live` for a restore's own database (MariaDB names are at most 64 characters).
+fn beside(live: &str, tag: &str) -> String {
+    let head: String = live.chars().take(48).collect();
+    format!("{head}_{tag}_{:04x}", rand::random::<u16>())
+}
+
+async fn replace_inner(
+    vault: &Locked<'_>,
+    what: &str,
+    live: &MyTarget,
+    safety: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreOutcome> {
+    let (path, key, manifest) = open_mariadb_backup(vault, what).await?;
+    progress.report(&ProgressEvent::phase(Phase::Connect));
+    let live_name = live.database();
+    let live_tables = tables_of(live).await?;
+    let safety_backup = if safety {
+        progress.report(&ProgressEvent::phase(Phase::SafetyBackup));
+        let opts = BackupOptions {
+            kind: BackupKind::Safety,
+            ..BackupOptions::default()
+        };
+        Some(
+            backup_source_locked(vault, live, &opts, progress.clone())
+                .await
+                .map_err(|e| e.context("taking the safety backup (nothing was changed)"))?
+                .backup,
+        )
+    } else {
+        None
+    };
+    let t0 = Instant::now();
+    let scratch_name = beside(&live_name, "svr");
+    let scratch = create_database(live, &scratch_name).await?;
+    let loaded = load(&path, key, &scratch, &manifest, progress.clone()).await;
+    let rows = match loaded {
+        Ok((rows, _)) => rows,
+        Err(e) => {
+            drop_database(live, &scratch_name).await;
+            return Err(e);
+        }
+    };
+    let undo_name = beside(&live_name, "svu");
+    let swapped = swap_in(
+        live,
+        &scratch,
+        &undo_name,
+        &live_tables,
+        &manifest,
+        &progress,
+    )
+    .await;
+    drop_database(live, &scratch_name).await;
+    let mut warnings = Vec::new();
+    match swapped {
+        Ok(()) => {}
+        Err(e) => {
+            drop_database(live, &undo_name).await;
+            return Err(e);
+        }
+    }
+    let restored: Vec<&str> = manifest.tables.iter().map(|t| t.name.as_str()).collect();
+    let kept: Vec<&String> = live_tables
+        .iter()
+        .filter(|t| !restored.contains(&t.as_str()))
+        .collect();
+    if !kept.is_empty() {
+        warnings.push(format!(
+            "Tables that are not in the backup were left as they are: {}",
+            kept.iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if safety_backup.is_some() {
+        drop_database(live, &undo_name).await;
+    } else {
+        warnings.push(format!(
+            "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken); drop it when you no longer need them"
+        ));
+    }
+    Ok(outcome(&manifest, live, rows, t0, safety_backup, warnings))
+}
+
+/// Swap the restored tables of `scratch` into `live`, the live ones into a new database
+/// `undo_name`. On failure the live database is as it was.
+async fn swap_in(
+    live: &MyTarget,
+    scratch: &MyTarget,
+    undo_name: &str,
+    live_tables: &[String],
+    manifest: &Manifest,
+    progress: &Arc<dyn Progress>,
+) -> Result<()> {
+    let new: Vec<String> = manifest.tables.iter().map(|t| t.name.clone()).collect();
+    let old: Vec<String> = live_tables
+        .iter()
+        .filter(|t| new.contains(t))
+        .cloned()
+        .collect();
+    // Triggers may not move between databases: the restored ones are taken off (and created
+    // on the live tables after the swap), the live ones of the swapped tables too (and put
+    // back if the swap fails).
+    let new_triggers = triggers_of(scratch).await?;
+    drop_triggers(scratch, &new_triggers).await?;
+    let old_triggers: Vec<_> = triggers_of(live)
+        .await?
+        .into_iter()
+        .filter(|t| old.contains(&t.table))
+        .collect();
+    create_database(live, undo_name).await?;
+    progress.report(&ProgressEvent::phase(Phase::Commit));
+    let live_name = live.database();
+    let scratch_name = scratch.database();
+    if let Err(e) = drop_triggers(live, &old_triggers).await {
+        let _ = create_triggers(live, &old_triggers).await;
+        return Err(e);
+    }
+    if let Err(e) = swap_tables(live, &live_name, &scratch_name, undo_name, &old, &new).await {
+        let _ = create_triggers(live, &old_triggers).await;
+        return Err(e);
+    }
+    if let Err(e) = create_triggers(live, &new_triggers).await {
+        // Back as it was: the restored tables out, the live ones in, their triggers on them.
+        let _ = drop_triggers(live, &new_triggers).await;
+        let back = swap_tables(live, &live_name, undo_name, &scratch_name, &new, &old).await;
+        let _ = create_triggers(live, &old_triggers).await;
+        return Err(match back {
+            Ok(()) => e.context("creating the backup's triggers; the live tables were put back"),
+            Err(b) => e.context(format_args!(
+                "creating the backup's triggers, and putting the live tables back failed too ({b}); they are in database {undo_name}"
+            )),
+        });
+    }
+    Ok(())
 }
 
 /// Stream the archive into `target`, then read every table back and compare.

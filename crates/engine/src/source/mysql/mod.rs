@@ -19,7 +19,10 @@ use sqlx::ConnectOptions;
 
 use crate::error::{Error, ErrorKind, Result};
 
-pub use restore::{create_database, drop_database, NewDatabase};
+pub use restore::{
+    create_database, create_triggers, drop_database, drop_triggers, swap_tables, tables_of,
+    triggers_of, NewDatabase, TriggerDef,
+};
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -418,6 +418,184 @@ pub(crate) fn without_definer(stmt: &str) -> String {
     format!("{}{}", &stmt[..at], rest[end..].trim_start())
 }
 
+/// A trigger, as it is created again: on which table, under which SQL mode.
+#[derive(Debug, Clone)]
+pub struct TriggerDef {
+    /// Its name.
+    pub name: String,
+    /// Its table.
+    pub table: String,
+    /// The SQL mode it was created under.
+    pub sql_mode: String,
+    /// `CREATE TRIGGER …`, without its definer.
+    pub create: String,
+}
+
+/// The base tables of `target`'s database.
+///
+/// # Errors
+/// Database errors.
+pub async fn tables_of(target: &MyTarget) -> Result<Vec<String>> {
+    let mut conn = target.connect().await?;
+    let rows = text_rows(
+        &mut conn,
+        target,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 1",
+    )
+    .await;
+    let _ = conn.close().await;
+    Ok(rows?.iter().map(|r| text(r, 0)).collect())
+}
+
+/// The triggers of `target`'s database, with what creates them again.
+///
+/// # Errors
+/// Database errors; `TableUnreadable` when a definition cannot be read.
+pub async fn triggers_of(target: &MyTarget) -> Result<Vec<TriggerDef>> {
+    let mut conn = target.connect().await?;
+    let result = async {
+        let names = text_rows(
+            &mut conn,
+            target,
+            "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA = DATABASE() ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
+        )
+        .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in &names {
+            let name = text(n, 0);
+            let rows = text_rows(
+                &mut conn,
+                target,
+                &format!("SHOW CREATE TRIGGER {}", quote_ident(&name)),
+            )
+            .await?;
+            let row = rows.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::TableUnreadable,
+                    format!("The definition of trigger {name} cannot be read"),
+                    "Restore as the database's owner",
+                )
+            })?;
+            out.push(TriggerDef {
+                name,
+                table: text(n, 1),
+                sql_mode: text(row, 1),
+                create: without_definer(&text(row, 2)),
+            });
+        }
+        Ok(out)
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+/// Drop `triggers` from `target`'s database.
+///
+/// # Errors
+/// Database errors.
+pub async fn drop_triggers(target: &MyTarget, triggers: &[TriggerDef]) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let mut result = exec(&mut conn, target, "SET SESSION lock_wait_timeout = 60").await;
+    for t in triggers {
+        if result.is_err() {
+            break;
+        }
+        result = exec(
+            &mut conn,
+            target,
+            &format!("DROP TRIGGER IF EXISTS {}", quote_ident(&t.name)),
+        )
+        .await;
+    }
+    let _ = conn.close().await;
+    result
+}
+
+/// Create `triggers` in `target`'s database, each under its SQL mode.
+///
+/// # Errors
+/// The first the server refuses, named.
+pub async fn create_triggers(target: &MyTarget, triggers: &[TriggerDef]) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let mut result = Ok(());
+    for t in triggers {
+        result = async {
+            exec(
+                &mut conn,
+                target,
+                &format!("SET SESSION sql_mode = {}", literal(&t.sql_mode)),
+            )
+            .await?;
+            exec(&mut conn, target, &t.create).await
+        }
+        .await
+        .map_err(|e| e.context(format_args!("creating trigger {}", t.name)));
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = conn.close().await;
+    result
+}
+
+/// In one atomic `RENAME TABLE`: each of `old` from database `live` to database `undo`, and
+/// each of `new` from database `scratch` to `live`. Either every table moves or none does.
+///
+/// # Errors
+/// Database errors (nothing moved).
+pub async fn swap_tables(
+    server: &MyTarget,
+    live: &str,
+    scratch: &str,
+    undo: &str,
+    old: &[String],
+    new: &[String],
+) -> Result<()> {
+    let moves: Vec<String> = old
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{} TO {}.{}",
+                quote_ident(live),
+                quote_ident(t),
+                quote_ident(undo),
+                quote_ident(t)
+            )
+        })
+        .chain(new.iter().map(|t| {
+            format!(
+                "{}.{} TO {}.{}",
+                quote_ident(scratch),
+                quote_ident(t),
+                quote_ident(live),
+                quote_ident(t)
+            )
+        }))
+        .collect();
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let admin = server.with_database("information_schema");
+    let mut conn = admin.connect().await?;
+    // Sessions of the school holding a table (an open transaction) make the rename wait; after
+    // a minute it gives up, nothing moved.
+    let result = exec(
+        &mut conn,
+        &admin,
+        &format!(
+            "SET SESSION lock_wait_timeout = 60; RENAME TABLE {}",
+            moves.join(", ")
+        ),
+    )
+    .await
+    .map_err(|e| e.context("swapping the restored tables in"));
+    let _ = conn.close().await;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
