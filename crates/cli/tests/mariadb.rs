@@ -778,4 +778,16 @@ fn a_mariadb_restore_killed_or_failing_at_any_point_leaves_the_live_database_as_
         }
     }
     assert!(saw_before, "no kill landed before the swap");
+    // A restore cleans up what a killed one left while loading, and restores.
+    env.json(&[
+        "--db",
+        &db.url(),
+        "restore",
+        &id,
+        "--yes",
+        "--no-safety-backup",
+    ]);
+    assert_eq!(all_rows(&db), restored_rows);
+    let left = mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svr%'", db.name));
+    assert!(left.trim().is_empty(), "{left}");
 }

@@ -27,8 +27,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::backup::{backup_source_locked, BackupOptions};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::mysql::{
-    create_database, create_triggers, drop_database, drop_triggers, swap_tables, tables_of,
-    triggers_of, MyTarget, NewDatabase,
+    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, swap_tables,
+    tables_of, triggers_of, MyTarget, NewDatabase,
 };
 use crate::source::{Source, TableReader};
 
@@ -182,8 +182,12 @@ pub async fn restore_replace_mariadb(
 
 /// A name beside `live` for a restore's own database (MariaDB names are at most 64 characters).
 fn beside(live: &str, tag: &str) -> String {
+    format!("{}{:04x}", beside_prefix(live, tag), rand::random::<u16>())
+}
+
+fn beside_prefix(live: &str, tag: &str) -> String {
     let head: String = live.chars().take(48).collect();
-    format!("{head}_{tag}_{:04x}", rand::random::<u16>())
+    format!("{head}_{tag}_")
 }
 
 async fn replace_inner(
@@ -213,6 +217,9 @@ async fn replace_inner(
         None
     };
     let t0 = Instant::now();
+    // A scratch database left by a restore that was killed while loading (this machine's run
+    // lock keeps two restores apart) goes first.
+    let _ = drop_leftovers(live, &beside_prefix(&live_name, "svr")).await;
     let scratch_name = beside(&live_name, "svr");
     let scratch = create_database(live, &scratch_name).await?;
     let loaded = load(&path, key, &scratch, &manifest, progress.clone()).await;

@@ -20,8 +20,8 @@ use sqlx::ConnectOptions;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use restore::{
-    create_database, create_triggers, drop_database, drop_triggers, swap_tables, tables_of,
-    triggers_of, NewDatabase, TriggerDef,
+    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, swap_tables,
+    tables_of, triggers_of, NewDatabase, TriggerDef,
 };
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
 

@@ -55,6 +55,49 @@ pub async fn create_database(server: &MyTarget, name: &str) -> Result<MyTarget> 
     Ok(server.with_database(name))
 }
 
+/// Drop the databases whose names start with `prefix` (a killed restore's scratch databases).
+///
+/// # Errors
+/// Database errors.
+pub async fn drop_leftovers(server: &MyTarget, prefix: &str) -> Result<Vec<String>> {
+    let admin = server.with_database("information_schema");
+    let mut conn = admin.connect().await?;
+    let pattern: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '_' | '%' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let found = text_rows(
+        &mut conn,
+        &admin,
+        &format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE {}",
+            literal(&format!("{pattern}%"))
+        ),
+    )
+    .await;
+    let mut dropped = Vec::new();
+    if let Ok(rows) = &found {
+        for r in rows {
+            let name = text(r, 0);
+            if exec(
+                &mut conn,
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {}", quote_ident(&name)),
+            )
+            .await
+            .is_ok()
+            {
+                dropped.push(name);
+            }
+        }
+    }
+    let _ = conn.close().await;
+    found.map(|_| dropped)
+}
+
 /// Drop database `name` (a restore's own, after a failure); errors are ignored.
 pub async fn drop_database(server: &MyTarget, name: &str) {
     let admin = server.with_database("information_schema");
