@@ -8,6 +8,7 @@ use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::catalog::{BackupRecord, RunRecord};
 use schoolvault_engine::jobs::{self, InspectReport, RescanEntry, Vault, VerifyReport};
 use schoolvault_engine::retention::Prune;
+use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres::PgTarget;
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
@@ -212,6 +213,18 @@ pub(crate) async fn verify(
     crate::offsite::fetch(session, backup).await?;
     if !test_restore {
         return jobs::verify(vault, backup, session.progress.clone()).await;
+    }
+    // A MariaDB/MySQL backup is test-restored on the --db MariaDB/MySQL server.
+    if let Some(url) = session.db.as_deref().filter(|u| MyTarget::is_url(u)) {
+        let server = MyTarget::parse(url)?;
+        return jobs::test_restore_mariadb(
+            vault,
+            backup,
+            &server,
+            scratch_db.as_deref(),
+            session.progress.clone(),
+        )
+        .await;
     }
     // --scratch-db takes a database name on the --db server, or a whole URL.
     let (server, name) = match scratch_db {

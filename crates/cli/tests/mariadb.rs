@@ -251,9 +251,20 @@ fn a_mariadb_backup_holds_every_value_exactly_and_its_schema() {
     assert_eq!(made["tables"], 5, "{made}");
     let id = made["id"].as_str().unwrap();
 
-    // Read back completely and checked, as any backup.
+    // Read back completely and checked, as any backup; a test restore on the same server
+    // restores it into a scratch database, compares every table, and drops it.
     let verified = env.json(&["verify", id]);
     assert_eq!(verified["rows"], made["rows"], "{verified}");
+    let tested = env.json(&["--db", &db.url(), "verify", id, "--test-restore"]);
+    assert_eq!(tested["rows"], made["rows"], "{tested}");
+    let listed = env.json(&["list"]);
+    assert!(
+        listed.to_string().contains("test restore: 5 tables"),
+        "{listed}"
+    );
+    assert!(mariadb(None, "SHOW DATABASES LIKE 'schoolvault\\_verify%'")
+        .trim()
+        .is_empty());
     let inspected = env.json(&["inspect", id]);
     assert_eq!(
         inspected["manifest"]["source"]["engine"], "mariadb",

@@ -41,6 +41,7 @@ fn every_job_is_send(
     send(backup_source(vault, mariadb, backup_opts, p()));
     send(restore_new_mariadb(vault, "id", mariadb, "new", p()));
     send(restore_replace_mariadb(vault, "id", mariadb, true, p()));
+    send(test_restore_mariadb(vault, "id", mariadb, None, p()));
     let database = crate::source::Database::Postgres(target.clone());
     send(backup_attended(
         vault,

@@ -143,6 +143,84 @@ fn outcome(
     }
 }
 
+/// A test restore of MariaDB/MySQL backup `what`: restored into the scratch database `scratch`
+/// (default `schoolvault_verify_<id>`) on `server`'s server, every table read back and
+/// compared with `end.json`, the scratch database dropped whatever happened. The outcome is
+/// recorded in the catalog, as for PostgreSQL.
+///
+/// # Errors
+/// As [`restore_new_mariadb`]; `TargetMismatch` when the scratch name exists.
+pub async fn test_restore_mariadb(
+    vault: &Vault,
+    what: &str,
+    server: &MyTarget,
+    scratch: Option<&str>,
+    progress: Arc<dyn Progress>,
+) -> Result<crate::jobs::VerifyReport> {
+    let started = Utc::now();
+    let vault = &vault.lock()?;
+    let result = async {
+        let (path, key, manifest) = open_mariadb_backup(vault, what).await?;
+        let name = scratch.map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "schoolvault_verify_{}",
+                manifest.backup_id.replace('-', "_")
+            )
+            .to_lowercase()
+        });
+        let target = create_database(server, &name).await?;
+        let loaded = load(&path, key, &target, &manifest, progress).await;
+        drop_database(server, &name).await;
+        let (rows, warnings) = loaded?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(crate::jobs::VerifyReport {
+            backup_id: manifest.backup_id.clone(),
+            path: path.clone(),
+            tables: manifest.tables.len() as u64,
+            rows,
+            bytes,
+            format: archive::FORMAT_VERSION,
+            warnings,
+        })
+    }
+    .await;
+    let (ok, msg) = match &result {
+        Ok(r) => (
+            true,
+            format!(
+                "test restore: {} tables, {} rows restored and compared",
+                r.tables, r.rows
+            ),
+        ),
+        Err(e) => (false, format!("test restore failed: {e}")),
+    };
+    let id = match &result {
+        Ok(r) => Some(r.backup_id.clone()),
+        Err(_) => vault
+            .resolve(what)
+            .await
+            .ok()
+            .and_then(|(_, r)| r)
+            .map(|r| r.id),
+    };
+    if let Some(id) = &id {
+        if vault.catalog.get(id).await?.is_some() {
+            vault.catalog.set_verified(id, Utc::now(), ok, &msg).await?;
+        }
+    }
+    vault
+        .record_run(run_record(
+            Operation::TestRestore,
+            None,
+            started,
+            &result,
+            id,
+            Some(msg),
+        ))
+        .await;
+    result
+}
+
 /// Replace the data of the live MariaDB/MySQL database `live` with backup `what`'s, all or
 /// nothing: restored and checked in a scratch database, then swapped in by one atomic
 /// `RENAME TABLE`. A safety backup of `live` is taken first unless `safety` is false; then the

@@ -7,7 +7,7 @@ mod mariadb;
 mod post_data;
 mod preview;
 
-pub use mariadb::{restore_new_mariadb, restore_replace_mariadb};
+pub use mariadb::{restore_new_mariadb, restore_replace_mariadb, test_restore_mariadb};
 pub use preview::{restore_preview, PreviewTable, RestorePreview};
 
 use std::fs::File;
