@@ -65,10 +65,12 @@ e2e:
 run: setup app
 	target/debug/schoolvault-app
 
-# Speed, size and memory against pg_dump on this machine (see README, Measurements).
+# Speed, size and memory against pg_dump, and against mariadb-dump and mydumper, on this
+# machine (see README, Measurements).
 bench: setup
 	cargo build --release --locked -p schoolvault-cli
 	scripts/bench.sh
+	scripts/bench-mariadb.sh
 
 # Fault injection, the long form (crates/cli/tests/faults/): each operation killed with
 # SIGKILL at 20 random moments, and its connection terminated from the server, each followed by

@@ -58,7 +58,8 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
             detached(move || async move {
                 // The settings file's look, built as the CLI builds it.
                 let look = LookSettings::from_config(&config, keychain)?;
-                let plan = look.look(&target, job_cancel);
+                let database = schoolvault_engine::source::Database::Postgres(target);
+                let plan = look.look(&database, job_cancel);
                 let done = jobs::look(&vault, &plan, Utc::now(), tray).await;
                 Ok(outcome_of(done))
             })

@@ -13,14 +13,14 @@ use schoolvault_engine::keychain::OsKeychain;
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::retention::Retention;
 use schoolvault_engine::schedule::Schedule;
-use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::source::Database;
 use schoolvault_engine::{ErrorKind, Result};
 use serde::{Serialize, Serializer};
 
 use crate::args::{PolicyArgs, ScheduleAction};
 use crate::email::email_plan;
 use crate::output::Report;
-use crate::session::{target, Session};
+use crate::session::Session;
 
 /// What a `schedule` command did.
 pub(crate) enum Scheduled {
@@ -103,7 +103,7 @@ pub(crate) async fn command(
             schedule.upcoming(chrono::Utc::now(), count)?,
         )),
         ScheduleAction::RunDue => {
-            let target = target(session.db.as_deref(), &settings, "back up")?;
+            let target = session.database("back up")?;
             let retention = policy.policy(&settings);
             let done = run_due_once(
                 vault, &settings, &target, &schedule, &retention, watchdog, progress,
@@ -115,7 +115,7 @@ pub(crate) async fn command(
             })
         }
         ScheduleAction::Run => {
-            let target = target(session.db.as_deref(), &settings, "back up")?;
+            let target = session.database("back up")?;
             let retention = policy.policy(&settings);
             let mut announced = None;
             loop {
@@ -156,7 +156,7 @@ pub(crate) async fn command(
 async fn run_due_once(
     vault: &Vault,
     settings: &Config,
-    target: &PgTarget,
+    target: &Database,
     schedule: &Schedule,
     retention: &Retention,
     watchdog: Duration,

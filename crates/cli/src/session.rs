@@ -107,8 +107,8 @@ pub(crate) fn target(url: Option<&str>, config: &Config, what: &str) -> Result<P
     if url.is_some_and(MyTarget::is_url) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("To {what} a database this version needs PostgreSQL; a MariaDB/MySQL database is backed up with `schoolvault backup --db mysql://…`, and its backups verify, inspect and copy like any other"),
-            "Restoring into MariaDB/MySQL and scheduling its backups come in a later version; give a postgres:// address here",
+            format!("To {what} a database this version needs PostgreSQL (a MariaDB/MySQL database is backed up, restored, test-restored and scheduled, but not this)"),
+            "Give a postgres:// address here",
         ));
     }
     if let Some(url) = url {

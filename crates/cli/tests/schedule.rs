@@ -6,6 +6,7 @@
 mod smtp;
 mod support;
 
+use schoolvault_engine::source::Database;
 use support::{school_sql, Env, TestDb};
 
 /// The engine's own vault on `env`'s backup folder and catalog, with `env`'s key (from a key
@@ -119,7 +120,7 @@ fn the_app_and_schedule_run_due_racing_make_one_backup() {
         };
         jobs::run_due_with(
             &vault,
-            &PgTarget::parse(&db.url()).unwrap(),
+            &Database::Postgres(PgTarget::parse(&db.url()).unwrap()),
             &Schedule::parse("0 2 * * *", None).unwrap(),
             &Retention::default(),
             chrono::Utc::now(),
@@ -263,7 +264,8 @@ fn a_failed_slot_is_retried_twice_half_an_hour_apart_then_waits_for_the_next() {
     rt.block_on(async {
         let vault = vault_of(&env).await;
         // The database server is down: every attempt fails at once.
-        let down = PgTarget::parse("postgres://postgres@127.0.0.1:1/school").unwrap();
+        let down =
+            Database::Postgres(PgTarget::parse("postgres://postgres@127.0.0.1:1/school").unwrap());
         // A daily slot about twelve hours ago, missed; the injected clock is the real one, so
         // the attempts' own records (real time) and the clock agree.
         let now = Utc::now();
@@ -526,7 +528,7 @@ fn the_app_and_the_cli_look_at_the_schedule_the_same_way() {
             .unwrap();
         let done = jobs::look(
             &vault,
-            &look.look(&target, Cancel::default()),
+            &look.look(&Database::Postgres(target.clone()), Cancel::default()),
             chrono::Utc::now(),
             Arc::new(Silent),
         )

@@ -265,3 +265,20 @@ fn a_wrong_login_an_unknown_database_or_a_restore_into_mariadb_say_what_to_do() 
         .trim()
         .is_empty());
 }
+
+#[test]
+fn the_schedule_backs_up_a_mariadb_database_when_a_slot_is_due() {
+    let db = MyDb::new("sched");
+    db.sql("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);");
+    let env = Env::new();
+    env.installed_before();
+    let done = env.json(&["--db", &db.url(), "schedule", "run-due"]);
+    assert!(!done["backup"].is_null(), "{done}");
+    let list = env.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["kind"], "scheduled", "{list}");
+    assert_eq!(list[0]["engine"], "mariadb", "{list}");
+    // The slot is covered: the next look makes none.
+    let again = env.json(&["--db", &db.url(), "schedule", "run-due"]);
+    assert!(again["backup"].is_null(), "{again}");
+}

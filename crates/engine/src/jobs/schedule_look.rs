@@ -18,12 +18,12 @@ use crate::notify::SmtpSettings;
 use crate::progress::{Progress, Watched};
 use crate::retention::{Prune, Retention};
 use crate::schedule::{Due, Schedule};
-use crate::source::postgres::PgTarget;
+use crate::source::Database;
 
 use crate::jobs::alerts::{
     destination_alert, notify_failure, stale_alert, weekly_digest, with_known_admins,
 };
-use crate::jobs::backup::{backup_locked, BackupOptions};
+use crate::jobs::backup::{backup_locked, backup_source_locked, BackupOptions};
 use crate::jobs::maintenance::prune_locked;
 use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::test_restore::{notify_test_restore_failure, routine_test_restore};
@@ -106,7 +106,7 @@ pub(super) async fn what_is_due(
 #[allow(clippy::too_many_arguments)]
 pub async fn run_due_with(
     vault: &Vault,
-    target: &PgTarget,
+    target: &Database,
     schedule: &Schedule,
     policy: &Retention,
     now: DateTime<Utc>,
@@ -128,7 +128,10 @@ pub async fn run_due_with(
     let Some((due, retry)) = what_is_due(vault, schedule, now, catch_up, anchor).await? else {
         return Ok(DueOutcome::nothing());
     };
-    let made = backup_locked(vault, target, opts, progress).await;
+    let made = match target {
+        Database::Postgres(t) => backup_locked(vault, t, opts, progress).await,
+        Database::MariaDb(t) => backup_source_locked(vault, t, opts, progress).await,
+    };
     if due.catch_up && !retry {
         let note = format!(
             "catch-up for the slot of {} ({} missed)",
@@ -226,7 +229,7 @@ impl LookSettings {
     }
 
     /// One look's plan on `target`, stopped by `cancel`.
-    pub fn look<'a>(&'a self, target: &'a PgTarget, cancel: Cancel) -> ScheduleLook<'a> {
+    pub fn look<'a>(&'a self, target: &'a Database, cancel: Cancel) -> ScheduleLook<'a> {
         ScheduleLook {
             target,
             schedule: &self.schedule,
@@ -246,7 +249,7 @@ impl LookSettings {
 #[derive(Debug)]
 pub struct ScheduleLook<'a> {
     /// The school's database.
-    pub target: &'a PgTarget,
+    pub target: &'a Database,
     /// When backups run.
     pub schedule: &'a Schedule,
     /// What to keep after a scheduled backup.
@@ -394,7 +397,7 @@ pub async fn look(
                     smtp,
                     plan.email.admins_query.as_deref(),
                     BackupKind::Scheduled,
-                    &crate::source::Database::Postgres(plan.target.clone()),
+                    plan.target,
                     e,
                 )
                 .await
@@ -404,16 +407,23 @@ pub async fn look(
                 Err(e) => Some(e.to_string()),
             };
         }
+        // The weekly test restore is PostgreSQL's for now (`verify --test-restore` does it
+        // for a MariaDB backup).
         Ok(done) if done.backup.is_some() && plan.test_restore => {
-            match routine_test_restore(vault, plan.target, now).await {
-                Ok(report) => outcome.test_restore = report,
-                Err(e) => {
+            let tested = match plan.target.postgres() {
+                Some(pg) => Some((pg, routine_test_restore(vault, pg, now).await)),
+                None => None,
+            };
+            match tested {
+                None => {}
+                Some((_, Ok(report))) => outcome.test_restore = report,
+                Some((pg, Err(e))) => {
                     outcome.email_error = match &plan.email.smtp {
                         Ok(Some(smtp)) => notify_test_restore_failure(
                             vault,
                             smtp,
                             plan.email.admins_query.as_deref(),
-                            plan.target,
+                            pg,
                             &e,
                         )
                         .await

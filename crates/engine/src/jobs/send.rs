@@ -64,7 +64,7 @@ fn every_job_is_send(
     send(export_v1(vault, target, None));
     send(run_due_with(
         vault,
-        target,
+        &database,
         schedule,
         policy,
         now,
