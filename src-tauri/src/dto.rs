@@ -13,6 +13,7 @@ use schoolvault_engine::notify::Security;
 use schoolvault_engine::offsite::DestinationSettings;
 use schoolvault_engine::progress::{Phase, ProgressEvent};
 use schoolvault_engine::source::postgres::Tls;
+use schoolvault_engine::source::Engine;
 use schoolvault_engine::ErrorKind;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -102,6 +103,9 @@ impl CommandError {
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct DbForm {
+    /// PostgreSQL (when left out) or MariaDB/MySQL.
+    #[serde(default)]
+    pub engine: Engine,
     /// Server host.
     pub host: String,
     /// Server port.
@@ -123,6 +127,7 @@ impl DbForm {
     /// From the settings file.
     pub fn from_settings(d: &DatabaseSettings) -> Self {
         DbForm {
+            engine: d.engine,
             host: d.host.clone(),
             port: d.port,
             name: d.name.clone(),
@@ -160,6 +165,7 @@ impl DbForm {
             .filter(|p| tls.verifies() && !p.is_empty())
             .map(PathBuf::from);
         Ok(DatabaseSettings {
+            engine: self.engine,
             host: self.host.trim().to_string(),
             port: self.port,
             name: self.name.trim().to_string(),
@@ -246,7 +252,7 @@ pub struct AppStatus {
 pub struct ConnectionReport {
     /// `user@host:port/db`.
     pub target: String,
-    /// `PostgreSQL 15.4`.
+    /// `PostgreSQL 15.4`, `MariaDB 10.11.19`.
     pub server_version: String,
     /// User tables.
     #[ts(type = "number")]

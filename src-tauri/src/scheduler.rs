@@ -51,15 +51,14 @@ pub async fn tick(state: &AppState) -> Result<Duration, CommandError> {
         let (slot, cancel) = state.start_job("scheduled backup")?;
         let vault = state.vault().await?;
         let result: Result<jobs::DueOutcome, CommandError> = async {
-            let target = state.target()?;
+            let target = state.database()?;
             let tray = TrayProgress::new(state.shell_handle());
             let keychain: Arc<dyn Keychain> = state.keychain_handle();
             let job_cancel = cancel.clone();
             detached(move || async move {
                 // The settings file's look, built as the CLI builds it.
                 let look = LookSettings::from_config(&config, keychain)?;
-                let database = schoolvault_engine::source::Database::Postgres(target);
-                let plan = look.look(&database, job_cancel);
+                let plan = look.look(&target, job_cancel);
                 let done = jobs::look(&vault, &plan, Utc::now(), tray).await;
                 Ok(outcome_of(done))
             })

@@ -15,6 +15,7 @@ use schoolvault_engine::config::Config;
 use schoolvault_engine::jobs::{Cancel, Vault};
 use schoolvault_engine::keychain::{Keychain, Keys, OsKeychain};
 use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::source::Database;
 use zeroize::Zeroizing;
 
 use crate::dto::{CommandError, Failure};
@@ -359,6 +360,23 @@ impl AppState {
     /// # Errors
     /// `not_configured` before set-up; keychain errors.
     pub fn target(&self) -> Result<PgTarget, CommandError> {
+        match self.database()? {
+            Database::Postgres(t) => Ok(t),
+            Database::MariaDb(t) => Err(CommandError::new(
+                schoolvault_engine::ErrorKind::InvalidInput,
+                format!(
+                    "This needs a PostgreSQL database, and {} is MariaDB/MySQL.",
+                    t.describe()
+                ),
+            )),
+        }
+    }
+
+    /// The configured database, of either engine, with its saved password.
+    ///
+    /// # Errors
+    /// `not_configured` before set-up; keychain errors.
+    pub fn database(&self) -> Result<Database, CommandError> {
         let config = self.config();
         let db = config.database.as_ref().ok_or_else(|| {
             CommandError::new(
@@ -366,7 +384,7 @@ impl AppState {
                 "No database is set up yet. Open Settings and enter the school database's connection.",
             )
         })?;
-        Ok(db.target_with(self.keychain())?)
+        Ok(db.database_with(self.keychain())?)
     }
 
     /// Take the job slot for `what`.

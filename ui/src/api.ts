@@ -18,6 +18,7 @@ import type { RestoreResult } from "./bindings/RestoreResult";
 import type { RunRow } from "./bindings/RunRow";
 import type { Settings } from "./bindings/Settings";
 import type { SyncRow } from "./bindings/SyncRow";
+import type { Engine } from "./bindings/Engine";
 import type { Security } from "./bindings/Security";
 import type { Tls } from "./bindings/Tls";
 
@@ -31,6 +32,7 @@ export type {
   DbForm,
   DemoOffer,
   DestinationRow,
+  Engine,
   FoundBackups,
   KeyInfo,
   Progress,

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { DbForm } from "./api";
 import { connectionForm } from "./views/connection";
 
-const saved: DbForm = { host: "erp.school.lan", port: 5432, name: "erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
+const saved: DbForm = { engine: "postgres", host: "erp.school.lan", port: 5432, name: "erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 
 beforeEach(() => {
@@ -37,6 +37,20 @@ function mount(initial: DbForm | null) {
 }
 
 describe("connection form", () => {
+  test("takes MariaDB or MySQL too, with its usual port and login, and keeps a typed port", () => {
+    const { f, q } = mount(null);
+    const engine = q<HTMLSelectElement>("db-engine");
+    expect(Array.from(engine.options).map((o) => o.value)).toEqual(["postgres", "mariadb"]);
+    expect(f.values().form).toMatchObject({ engine: "postgres", port: 5432, user: "postgres" });
+    engine.value = "mariadb";
+    engine.dispatchEvent(new Event("change"));
+    expect(f.values().form).toMatchObject({ engine: "mariadb", port: 3306, user: "root" });
+    q<HTMLInputElement>("db-port").value = "3307";
+    engine.value = "postgres";
+    engine.dispatchEvent(new Event("change"));
+    expect(f.values().form).toMatchObject({ engine: "postgres", port: 3307, user: "postgres" });
+  });
+
   test("offers the five TLS modes, each with what it protects against", () => {
     const { q, choose } = mount(saved);
     const options = Array.from(q<HTMLSelectElement>("db-tls").options).map((o) => o.value);

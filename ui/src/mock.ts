@@ -57,7 +57,7 @@ export function installMock(): void {
   const defaultDir = "/home/it/.local/share/schoolvault/backups";
   const pickedDirs = new Set<string>();
   let settings: Settings = { backup_dir: defaultDir, start_at_login: true, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: true, smtp_host: "smtp.school.example", smtp_port: 587, smtp_security: "starttls", smtp_user: "backup", smtp_password_saved: true, email_from: "schoolvault@school.example", email_to: ["head@school.example", "it@school.example"], school_admins: true, stale_hours: 48, weekly_digest: false };
-  let db: DbForm = { host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
+  let db: DbForm = { engine: "postgres", host: "erp.school.lan", port: 5432, name: "school_erp", user: "backup", tls: "prefer", ca_file: null, password_saved: true };
   const sameServer = (f: DbForm) => f.host === db.host && f.port === db.port && f.user === db.user;
   const devKeyFile = (what: string) => what.endsWith(".enc");
   const status = (): AppStatus => ({

@@ -277,12 +277,15 @@ pub(crate) enum ConfigAction {
     Show,
     /// Set the school's database (the password, if any, goes to the OS keychain).
     SetDb {
+        /// postgres, or mariadb (also for MySQL).
+        #[arg(long, default_value = "postgres")]
+        engine: String,
         /// Server host.
         #[arg(long)]
         host: String,
-        /// Server port.
-        #[arg(long, default_value_t = 5432)]
-        port: u16,
+        /// Server port [default: 5432, or 3306 for mariadb].
+        #[arg(long)]
+        port: Option<u16>,
         /// Database name.
         #[arg(long)]
         name: String,

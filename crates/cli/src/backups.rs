@@ -8,8 +8,8 @@ use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::catalog::{BackupRecord, RunRecord};
 use schoolvault_engine::jobs::{self, InspectReport, RescanEntry, Vault, VerifyReport};
 use schoolvault_engine::retention::Prune;
-use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres::PgTarget;
+use schoolvault_engine::source::Database;
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
@@ -215,8 +215,12 @@ pub(crate) async fn verify(
         return jobs::verify(vault, backup, session.progress.clone()).await;
     }
     // A MariaDB/MySQL backup is test-restored on the --db MariaDB/MySQL server.
-    if let Some(url) = session.db.as_deref().filter(|u| MyTarget::is_url(u)) {
-        let server = MyTarget::parse(url)?;
+    let pg_scratch = scratch_db
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"));
+    if let (false, Ok(Database::MariaDb(server))) =
+        (pg_scratch, session.database("test-restore on"))
+    {
         return jobs::test_restore_mariadb(
             vault,
             backup,

@@ -7,6 +7,7 @@ use schoolvault_engine::jobs::{self, RestoreOptions, RestoreOutcome};
 use schoolvault_engine::legacy::V1Mode;
 use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres;
+use schoolvault_engine::source::Database;
 use schoolvault_engine::{Error, ErrorKind, Result};
 
 use crate::output::Report;
@@ -75,10 +76,9 @@ impl Report for RestoreOutcome {
 /// one, all or nothing.
 async fn restore_mariadb(
     session: &Session,
-    server: &str,
+    server: MyTarget,
     args: &RestoreArgs,
 ) -> Result<RestoreOutcome> {
-    let server = MyTarget::parse(server)?;
     match args.create_db.as_deref() {
         Some(name) => {
             crate::offsite::fetch(session, &args.backup).await?;
@@ -120,7 +120,16 @@ async fn restore_mariadb(
 /// No database, not confirmed, `Busy`, the restore's errors.
 pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<RestoreOutcome> {
     let url = args.target_db.clone().or_else(|| session.db.clone());
-    if let Some(server) = url.as_deref().filter(|u| MyTarget::is_url(u)) {
+    let mariadb = match url.as_deref() {
+        Some(u) if MyTarget::is_url(u) => Some(MyTarget::parse(u)?),
+        Some(_) => None,
+        // The settings file's database, of either engine.
+        None => match session.database("restore into")? {
+            Database::MariaDb(t) => Some(t),
+            Database::Postgres(_) => None,
+        },
+    };
+    if let Some(server) = mariadb {
         return restore_mariadb(session, server, &args).await;
     }
     let target = target(url.as_deref(), &session.settings, "restore into")?;

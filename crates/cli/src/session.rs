@@ -12,7 +12,7 @@ use schoolvault_engine::keychain::{Keys, OsKeychain};
 use schoolvault_engine::progress::Progress;
 use schoolvault_engine::source::mysql::MyTarget;
 use schoolvault_engine::source::postgres::PgTarget;
-use schoolvault_engine::source::Database;
+use schoolvault_engine::source::{Database, Engine};
 use schoolvault_engine::{Error, ErrorKind, Result};
 
 use crate::args::Cli;
@@ -94,7 +94,11 @@ impl Session {
                 }
                 Ok(Database::MariaDb(MyTarget::parse(url)?))
             }
-            _ => Ok(Database::Postgres(self.target(what)?)),
+            Some(_) => Ok(Database::Postgres(self.target(what)?)),
+            None => match &self.settings.database {
+                Some(db) if db.engine == Engine::Mariadb => db.database_with(&OsKeychain),
+                _ => Ok(Database::Postgres(self.target(what)?)),
+            },
         }
     }
 }
@@ -104,7 +108,12 @@ impl Session {
 /// # Errors
 /// `InvalidInput` when neither names one; a bad address; keychain errors.
 pub(crate) fn target(url: Option<&str>, config: &Config, what: &str) -> Result<PgTarget> {
-    if url.is_some_and(MyTarget::is_url) {
+    let settings_mariadb = url.is_none()
+        && config
+            .database
+            .as_ref()
+            .is_some_and(|d| d.engine == Engine::Mariadb);
+    if url.is_some_and(MyTarget::is_url) || settings_mariadb {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("To {what} a database this version needs PostgreSQL (a MariaDB/MySQL database is backed up, restored, test-restored and scheduled, but not this)"),

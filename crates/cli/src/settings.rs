@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use schoolvault_engine::config::{self, Config, DatabaseSettings};
 use schoolvault_engine::keychain::OsKeychain;
+use schoolvault_engine::source::Engine;
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::{Serialize, Serializer};
 
@@ -56,6 +57,7 @@ pub(crate) fn command(
             saved: false,
         }),
         ConfigAction::SetDb {
+            engine,
             host,
             port,
             name,
@@ -64,6 +66,17 @@ pub(crate) fn command(
             ca_file,
             password_stdin,
         } => {
+            let engine = match engine.trim().to_ascii_lowercase().as_str() {
+                "postgres" | "postgresql" => Engine::Postgres,
+                "mariadb" | "mysql" => Engine::Mariadb,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("The database engine {other:?} is unknown"),
+                        "Write --engine postgres or --engine mariadb (also for MySQL)",
+                    ))
+                }
+            };
             let tls = schoolvault_engine::source::postgres::Tls::parse(tls)?;
             let ca_file = match ca_file {
                 Some(path) if tls.verifies() => Some(std::path::absolute(path).map_err(|e| {
@@ -96,8 +109,9 @@ pub(crate) fn command(
                 )?;
             }
             settings.database = Some(DatabaseSettings {
+                engine,
                 host: host.clone(),
-                port: *port,
+                port: port.unwrap_or(engine.default_port()),
                 name: name.clone(),
                 user: user.clone(),
                 tls,

@@ -14,7 +14,9 @@ use zeroize::Zeroizing;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keychain::Keychain;
 use crate::retention::Retention;
+use crate::source::mysql::MyTarget;
 use crate::source::postgres::{PgTarget, Tls};
+use crate::source::{Database, Engine};
 
 /// The keychain account of the database password.
 pub const DB_PASSWORD_ACCOUNT: &str = "database-password";
@@ -65,6 +67,9 @@ pub fn config_path() -> Result<PathBuf> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// PostgreSQL (the default, left out of the file) or MariaDB/MySQL.
+    #[serde(default, skip_serializing_if = "Engine::is_postgres")]
+    pub engine: Engine,
     /// Server host name or address.
     pub host: String,
     /// Server port.
@@ -107,8 +112,38 @@ impl DatabaseSettings {
     /// `Keychain` when a password was saved but the keychain cannot be read; `InvalidInput`
     /// when it is gone from the keychain.
     pub fn target_with(&self, keychain: &dyn Keychain) -> Result<PgTarget> {
+        let password = self.saved_password(keychain)?;
+        Ok(self.target(password.as_deref().map(String::as_str)))
+    }
+
+    /// The database, of either engine, with the saved password read from `keychain`.
+    ///
+    /// # Errors
+    /// As [`DatabaseSettings::target_with`].
+    pub fn database_with(&self, keychain: &dyn Keychain) -> Result<Database> {
+        let password = self.saved_password(keychain)?;
+        Ok(self.database(password.as_deref().map(String::as_str)))
+    }
+
+    /// The database, of either engine, with `password`.
+    pub fn database(&self, password: Option<&str>) -> Database {
+        match self.engine {
+            Engine::Postgres => Database::Postgres(self.target(password)),
+            Engine::Mariadb => Database::MariaDb(MyTarget::from_parts(
+                &self.host,
+                self.port,
+                &self.name,
+                &self.user,
+                password,
+                self.tls,
+                self.ca_file.as_deref(),
+            )),
+        }
+    }
+
+    fn saved_password(&self, keychain: &dyn Keychain) -> Result<Option<Zeroizing<String>>> {
         if !self.password_saved {
-            return Ok(self.target(None));
+            return Ok(None);
         }
         let password: Zeroizing<String> = keychain.get(DB_PASSWORD_ACCOUNT)?.ok_or_else(|| {
             Error::new(
@@ -117,7 +152,7 @@ impl DatabaseSettings {
                 "Enter it again in SchoolVault's settings (Database)",
             )
         })?;
-        Ok(self.target(Some(&password)))
+        Ok(Some(password))
     }
 }
 
@@ -604,6 +639,7 @@ mod tests {
         );
         let mut c = Config {
             database: Some(DatabaseSettings {
+                engine: Engine::Postgres,
                 host: "db.school.lan".into(),
                 port: 5433,
                 name: "erp".into(),

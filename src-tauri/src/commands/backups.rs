@@ -7,6 +7,7 @@ use std::sync::Arc;
 use schoolvault_engine::archive::BackupKind;
 use schoolvault_engine::jobs::{self, BackupOptions};
 use schoolvault_engine::progress::Progress;
+use schoolvault_engine::source::Database;
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -72,23 +73,16 @@ pub async fn run_backup(
     };
     let result: Res<BackupRow> = async {
         let vault = state.vault().await?;
-        let target = state.target()?;
+        let target = state.database()?;
         let config = state.config();
         let limit = config.schedule.watchdog();
         let keychain = state.keychain_handle();
         detached(move || async move {
             let email = jobs::EmailPlan::from_config(&config.email, keychain.as_ref());
             let offsite = jobs::Offsite::from_config(&config, keychain.clone());
-            let done = jobs::backup_attended(
-                &vault,
-                &schoolvault_engine::source::Database::Postgres(target),
-                &opts,
-                limit,
-                &email,
-                &offsite,
-                progress,
-            )
-            .await;
+            let done =
+                jobs::backup_attended(&vault, &target, &opts, limit, &email, &offsite, progress)
+                    .await;
             Ok(match done.backup {
                 Err(e) => Err((CommandError::from(&e), done.email_error)),
                 Ok(made) => {
@@ -168,12 +162,17 @@ pub async fn test_restore_backup(
     let id = checked_what(&state, &id)?;
     let (_slot, _cancel) = state.start_job("test restore")?;
     let vault = state.vault().await?;
-    let target = state.target()?;
+    let target = state.database()?;
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let progress: Arc<dyn Progress> = ChannelProgress::new(on_progress);
     let r = detached(move || async move {
         jobs::fetch(&vault, &offsite, &id, progress.clone()).await?;
-        Ok(jobs::test_restore(&vault, &id, &target, None, progress).await?)
+        Ok(match &target {
+            Database::Postgres(t) => jobs::test_restore(&vault, &id, t, None, progress).await?,
+            Database::MariaDb(t) => {
+                jobs::test_restore_mariadb(&vault, &id, t, None, progress).await?
+            }
+        })
     })
     .await?;
     Ok(CheckResult {

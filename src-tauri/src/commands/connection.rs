@@ -5,6 +5,7 @@
 use schoolvault_engine::config::{DatabaseSettings, DB_PASSWORD_ACCOUNT};
 use schoolvault_engine::jobs;
 use schoolvault_engine::source::postgres::{self, PgTarget, Tls};
+use schoolvault_engine::source::{Database, Engine};
 use tauri::State;
 
 use super::key::key_info;
@@ -110,6 +111,7 @@ fn tls_strength(tls: Tls) -> u8 {
 /// form (a slip, or a script in the web view) could have it sent to a server of their choice.
 fn saved_password_applies(saved: &DatabaseSettings, form: &DatabaseSettings) -> bool {
     saved.password_saved
+        && saved.engine == form.engine
         && saved.host.eq_ignore_ascii_case(&form.host)
         && saved.port == form.port
         && saved.user == form.user
@@ -160,10 +162,13 @@ pub async fn test_connection(
         }
         None => None,
     };
-    let target = settings.target(password.as_deref().map(String::as_str));
-    let probe = postgres::probe(&target).await?;
+    let database = settings.database(password.as_deref().map(String::as_str));
+    let probe = match &database {
+        Database::Postgres(t) => postgres::probe(t).await?,
+        Database::MariaDb(t) => schoolvault_engine::source::mysql::probe(t).await?,
+    };
     Ok(ConnectionReport {
-        target: target.describe(),
+        target: database.describe(),
         server_version: probe.server_version,
         tables: probe.tables,
         size: probe.size,
@@ -201,6 +206,7 @@ pub async fn save_connection(
 
 fn demo_form() -> DbForm {
     DbForm {
+        engine: Engine::Postgres,
         host: "127.0.0.1".into(),
         port: 5432,
         name: DEMO_DB.into(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RoleChoice};
 use schoolvault_engine::progress::Silent;
-use schoolvault_engine::source::{postgres, Session};
+use schoolvault_engine::source::{postgres, Database, Session};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -37,17 +37,24 @@ pub async fn restore_preview(
 ) -> Res<RestorePreview> {
     let w = checked_what(&state, &what)?;
     let vault = state.vault().await?;
-    let target = state.target()?;
+    let database = state.database()?;
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let download = ChannelProgress::new(on_progress);
     let (p, sessions) = detached(move || async move {
         // A backup listed from a destination (a new computer) comes down first, checked,
         // with its progress on the channel.
         jobs::fetch(&vault, &offsite, &w, download).await?;
-        let p = jobs::restore_preview(&vault, &w, &target, Arc::new(Silent)).await?;
+        let target = match &database {
+            Database::Postgres(t) => t,
+            Database::MariaDb(t) => {
+                let p = jobs::restore_preview_mariadb(&vault, &w, t, Arc::new(Silent)).await?;
+                return Ok((p, Vec::new()));
+            }
+        };
+        let p = jobs::restore_preview(&vault, &w, target, Arc::new(Silent)).await?;
         // Who else is connected (none for a database that does not exist yet).
         let sessions = if p.missing_roles.is_empty() {
-            postgres::other_sessions(&target).await.unwrap_or_default()
+            postgres::other_sessions(target).await.unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -109,18 +116,41 @@ pub async fn restore(
     on_progress: Channel<dto::Progress>,
 ) -> Res<RestoreResult> {
     let what = checked_what(&state, &what)?;
-    let target = state.target()?;
-    if confirm_name.trim() != target.database() {
+    let database = state.database()?;
+    if confirm_name.trim() != database.database() {
         return Err(CommandError::new(
             schoolvault_engine::ErrorKind::InvalidInput,
             format!(
                 "Type the database's name ({}) to confirm the restore.",
-                target.database()
+                database.database()
             ),
         ));
     }
     let (_slot, cancel) = state.start_job("restore")?;
     state.shell().look(Look::Running);
+    let target = match database {
+        Database::Postgres(t) => t,
+        // All or nothing by a scratch database and one RENAME TABLE (see the engine).
+        Database::MariaDb(t) => {
+            let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
+            let result: Res<RestoreResult> = async {
+                let vault = state.vault().await?;
+                let out = detached(move || async move {
+                    let progress = ChannelProgress::new(on_progress);
+                    jobs::fetch(&vault, &offsite, &what, progress.clone()).await?;
+                    Ok(
+                        jobs::restore_replace_mariadb(&vault, &what, &t, safety_backup, progress)
+                            .await?,
+                    )
+                })
+                .await?;
+                Ok(result_of(out))
+            }
+            .await;
+            finish(&state, "restore", &result, false, false, &cancel);
+            return result;
+        }
+    };
     // Into a database without the backup's tables, on a server that lacks the backup's
     // roles (the modal's choice): create them without login, or everything owned by the
     // login SchoolVault uses.
@@ -153,19 +183,23 @@ pub async fn restore(
             Ok(jobs::restore(&vault, &what, &target, &opts, progress).await?)
         })
         .await?;
-        Ok(RestoreResult {
-            backup_id: out.backup_id,
-            target: out.target,
-            tables: out.tables,
-            rows: out.rows,
-            duration_ms: out.duration_ms,
-            safety_backup_id: out.safety_backup.map(|b| b.id),
-            warnings: out.warnings,
-        })
+        Ok(result_of(out))
     }
     .await;
     finish(&state, "restore", &result, false, false, &cancel);
     result
+}
+
+fn result_of(out: jobs::RestoreOutcome) -> RestoreResult {
+    RestoreResult {
+        backup_id: out.backup_id,
+        target: out.target,
+        tables: out.tables,
+        rows: out.rows,
+        duration_ms: out.duration_ms,
+        safety_backup_id: out.safety_backup.map(|b| b.id),
+        warnings: out.warnings,
+    }
 }
 
 /// Pick a backup file (`.svb`, or the old system's `.enc`) with the native dialog; the web view

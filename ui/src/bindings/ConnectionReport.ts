@@ -9,7 +9,7 @@ export type ConnectionReport = {
  */
 target: string, 
 /**
- * `PostgreSQL 15.4`.
+ * `PostgreSQL 15.4`, `MariaDB 10.11.19`.
  */
 server_version: string, 
 /**

@@ -3,7 +3,7 @@
 // is only used for the server it was saved for. The TLS mode comes with what it protects against;
 // the modes that check the server's certificate take a CA file, chosen in a native dialog.
 
-import { api, type DbForm, type Tls } from "../api";
+import { api, type DbForm, type Engine, type Tls } from "../api";
 import { h, put } from "../dom";
 import { explain } from "../errors";
 import * as fmt from "../format";
@@ -30,6 +30,14 @@ export const TLS_MODES: [Tls, string, string][] = (["disable", "prefer", "requir
   (m) => [m, ...TLS_LABELS[m]] as [Tls, string, string],
 );
 
+/** Each engine's name in the form and its usual port; an engine the backend adds and this
+ * table lacks fails to compile. */
+export const ENGINES: Record<Engine, [string, number]> = {
+  postgres: ["PostgreSQL", 5432],
+  mariadb: ["MariaDB or MySQL", 3306],
+};
+const engineOf = (v: string): Engine => (v in ENGINES ? (v as Engine) : "postgres");
+
 const verifies = (tls: Tls) => tls === "verify-ca" || tls === "verify-full";
 const tlsOf = (v: string): Tls => TLS_MODES.find(([m]) => m === v)?.[0] ?? "prefer";
 
@@ -37,7 +45,22 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
   const field = (label: string, input: HTMLElement, hint?: string) =>
     h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", { class: "muted" }, hint) : null);
   const host = h("input", { type: "text", name: "host", value: initial?.host ?? "127.0.0.1", "data-testid": "db-host" });
+  const engine = h(
+    "select",
+    { name: "engine", "data-testid": "db-engine" },
+    (Object.entries(ENGINES) as [Engine, [string, number]][]).map(([v, [label]]) => h("option", { value: v, selected: (initial?.engine ?? "postgres") === v }, label)),
+  );
   const port = h("input", { type: "number", name: "port", min: 1, max: 65535, value: initial?.port ?? 5432, "data-testid": "db-port" });
+  // The other engine's usual port follows the engine; a port the person typed stays.
+  let lastEngine = engineOf(engine.value);
+  engine.addEventListener("change", () => {
+    const next = engineOf(engine.value);
+    if (Number(port.value) === ENGINES[lastEngine][1]) port.value = String(ENGINES[next][1]);
+    if (next === "mariadb" && user.value === "postgres") user.value = "root";
+    if (next === "postgres" && user.value === "root") user.value = "postgres";
+    lastEngine = next;
+    showPassword();
+  });
   const name = h("input", { type: "text", name: "database", value: initial?.name ?? "", "data-testid": "db-name" });
   const user = h("input", { type: "text", name: "user", value: initial?.user ?? "postgres", "data-testid": "db-user" });
   const password = h("input", {
@@ -101,8 +124,9 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
   for (const input of [host, port, user]) input.addEventListener("input", showPassword);
   const values = () => ({
     form: {
+      engine: engineOf(engine.value),
       host: host.value.trim(),
-      port: Number(port.value) || 5432,
+      port: Number(port.value) || ENGINES[engineOf(engine.value)][1],
       name: name.value.trim(),
       user: user.value.trim(),
       tls: tlsOf(tls.value),
@@ -130,7 +154,8 @@ export function connectionForm(initial: DbForm | null): ConnectionForm {
   const el = h(
     "div",
     { class: "form-grid" },
-    field("Server", host, "Name or address of the PostgreSQL server"),
+    field("Database engine", engine, "What the school ERP's database runs on"),
+    field("Server", host, "Name or address of the database server"),
     field("Port", port),
     field("Database", name, "The school ERP's database"),
     field("User", user),

@@ -49,8 +49,9 @@ pub use offsite::{
 };
 pub use reading::verify_reader;
 pub use restore::{
-    restore, restore_new_mariadb, restore_preview, restore_replace_mariadb, test_restore_mariadb,
-    PreviewTable, RestoreOptions, RestoreOutcome, RestorePreview, RoleChoice,
+    restore, restore_new_mariadb, restore_preview, restore_preview_mariadb,
+    restore_replace_mariadb, test_restore_mariadb, PreviewTable, RestoreOptions, RestoreOutcome,
+    RestorePreview, RoleChoice,
 };
 pub use schedule_look::{
     first_look, look, run_due_with, DueOutcome, EmailPlan, LookOutcome, LookSettings, ScheduleLook,

@@ -12,6 +12,34 @@ pub mod postgres;
 pub use adapter::{SnapshotContents, Source, TableInfo, TableReader};
 pub use model::{describe_sessions, Privileges, SequenceValue, Session, SourceInfo, TableManifest};
 
+/// Which database engine a connection speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(export))]
+pub enum Engine {
+    /// PostgreSQL.
+    #[default]
+    Postgres,
+    /// MariaDB or MySQL.
+    Mariadb,
+}
+
+impl Engine {
+    /// Its usual port: 5432 or 3306.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Engine::Postgres => 5432,
+            Engine::Mariadb => 3306,
+        }
+    }
+
+    /// True for PostgreSQL (the settings file leaves it out).
+    pub fn is_postgres(&self) -> bool {
+        *self == Engine::Postgres
+    }
+}
+
 /// A database SchoolVault backs up: PostgreSQL, or MariaDB/MySQL.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -39,6 +67,14 @@ impl Database {
         match self {
             Database::Postgres(t) => t.describe(),
             Database::MariaDb(t) => t.describe(),
+        }
+    }
+
+    /// The database's name.
+    pub fn database(&self) -> String {
+        match self {
+            Database::Postgres(t) => t.database(),
+            Database::MariaDb(t) => t.database(),
         }
     }
 

@@ -8,7 +8,7 @@ mod post_data;
 mod preview;
 
 pub use mariadb::{restore_new_mariadb, restore_replace_mariadb, test_restore_mariadb};
-pub use preview::{restore_preview, PreviewTable, RestorePreview};
+pub use preview::{restore_preview, restore_preview_mariadb, PreviewTable, RestorePreview};
 
 use std::fs::File;
 use std::io::BufReader;

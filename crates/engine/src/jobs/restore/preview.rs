@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::archive::{self};
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::source::mysql::{self, MyTarget};
 use crate::source::postgres::{self, PgTarget};
 
 use crate::jobs::reading::{is_v2, open_v1, scan_file, v1_warnings};
@@ -62,6 +63,89 @@ pub struct RestorePreview {
     pub missing_roles: Vec<String>,
 }
 
+/// A SchoolVault backup read completely for the preview (the target's counts not yet in), the
+/// `(schema, table)` names its tables have, and the privileges it carries.
+async fn scan_preview(
+    vault: &Vault,
+    path: &std::path::Path,
+    progress: Arc<dyn Progress>,
+    target: String,
+    target_database: String,
+) -> Result<(
+    RestorePreview,
+    Vec<(String, String)>,
+    crate::source::Privileges,
+)> {
+    let (keys, scan_path) = (vault.keys.clone(), path.to_path_buf());
+    let scan = tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
+        .await
+        .map_err(join_error)??;
+    let rows: std::collections::HashMap<u32, u64> =
+        scan.end.tables.iter().map(|t| (t.index, t.rows)).collect();
+    let tables = scan
+        .manifest
+        .tables
+        .iter()
+        .map(|t| PreviewTable {
+            name: t.display_name(),
+            backup_rows: rows.get(&t.index).copied().unwrap_or(0),
+            live_rows: None,
+        })
+        .collect();
+    let names = scan
+        .manifest
+        .tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    let preview = RestorePreview {
+        backup_id: scan.header.backup_id.clone(),
+        path: path.to_path_buf(),
+        format: archive::FORMAT_VERSION,
+        created_at: Some(scan.header.created_at),
+        source_database: Some(scan.header.source.database.clone()),
+        target,
+        target_database,
+        tables,
+        backup_rows: scan.rows,
+        live_rows: 0,
+        warnings: scan.manifest.unsupported.clone(),
+        dev_key: false,
+        missing_roles: Vec::new(),
+    };
+    Ok((preview, names, scan.manifest.privileges.clone()))
+}
+
+/// [`restore_preview`] of a MariaDB/MySQL backup for the live MariaDB/MySQL database `target`.
+///
+/// # Errors
+/// Everything [`verify`](crate::jobs::verify) reports; `TargetMismatch` for an old-system file
+/// (PostgreSQL data); connection errors for the target.
+pub async fn restore_preview_mariadb(
+    vault: &Vault,
+    what: &str,
+    target: &MyTarget,
+    progress: Arc<dyn Progress>,
+) -> Result<RestorePreview> {
+    let (path, _) = vault.resolve(what).await?;
+    if !is_v2(&path)? {
+        return Err(crate::Error::new(
+            crate::ErrorKind::TargetMismatch,
+            "An old-system backup holds PostgreSQL data, not a MariaDB/MySQL database",
+            "Restore it into the school ERP's PostgreSQL database",
+        ));
+    }
+    let (mut preview, names, _) =
+        scan_preview(vault, &path, progress, target.describe(), target.database()).await?;
+    let tables: Vec<String> = names.into_iter().map(|(_, t)| t).collect();
+    let live = mysql::live_row_counts(target, &tables).await?;
+    for (t, n) in preview.tables.iter_mut().zip(live) {
+        t.live_rows = n;
+    }
+    preview.live_rows = preview.tables.iter().filter_map(|t| t.live_rows).sum();
+    Ok(preview)
+}
+
 /// Read `what` completely and count the rows it would replace in `target`.
 ///
 /// # Errors
@@ -75,45 +159,9 @@ pub async fn restore_preview(
     let (path, _) = vault.resolve(what).await?;
     let mut privileges = None;
     let (mut preview, names) = if is_v2(&path)? {
-        let (keys, scan_path) = (vault.keys.clone(), path.clone());
-        let scan =
-            tokio::task::spawn_blocking(move || scan_file(&scan_path, &keys, progress.as_ref()))
-                .await
-                .map_err(join_error)??;
-        let rows: std::collections::HashMap<u32, u64> =
-            scan.end.tables.iter().map(|t| (t.index, t.rows)).collect();
-        let tables = scan
-            .manifest
-            .tables
-            .iter()
-            .map(|t| PreviewTable {
-                name: t.display_name(),
-                backup_rows: rows.get(&t.index).copied().unwrap_or(0),
-                live_rows: None,
-            })
-            .collect();
-        let names = scan
-            .manifest
-            .tables
-            .iter()
-            .map(|t| (t.schema.clone(), t.name.clone()))
-            .collect();
-        let preview = RestorePreview {
-            backup_id: scan.header.backup_id.clone(),
-            path: path.clone(),
-            format: archive::FORMAT_VERSION,
-            created_at: Some(scan.header.created_at),
-            source_database: Some(scan.header.source.database.clone()),
-            target: target.describe(),
-            target_database: target.database(),
-            tables,
-            backup_rows: scan.rows,
-            live_rows: 0,
-            warnings: scan.manifest.unsupported.clone(),
-            dev_key: false,
-            missing_roles: Vec::new(),
-        };
-        privileges = Some(scan.manifest.privileges.clone());
+        let (preview, names, p) =
+            scan_preview(vault, &path, progress, target.describe(), target.database()).await?;
+        privileges = Some(p);
         (preview, names)
     } else {
         let v1 = open_v1(&path, vault.keys.clone()).await?;

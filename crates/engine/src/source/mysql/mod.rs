@@ -20,8 +20,8 @@ use sqlx::ConnectOptions;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use restore::{
-    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, swap_tables,
-    tables_of, triggers_of, NewDatabase, TriggerDef,
+    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers,
+    live_row_counts, probe, swap_tables, tables_of, triggers_of, NewDatabase, TriggerDef,
 };
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
 
@@ -89,6 +89,49 @@ impl MyTarget {
             options,
             readers: Arc::default(),
         })
+    }
+
+    /// A connection from its parts (the settings screen's fields); the password stays in
+    /// memory (none: `MYSQL_PWD`, else no password). `tls` maps onto MariaDB's SSL modes
+    /// (`verify-full` checks the host name too), with `ca_file` trusted for the checking modes.
+    pub fn from_parts(
+        host: &str,
+        port: u16,
+        database: &str,
+        user: &str,
+        password: Option<&str>,
+        tls: crate::source::postgres::Tls,
+        ca_file: Option<&std::path::Path>,
+    ) -> MyTarget {
+        use crate::source::postgres::Tls;
+        use sqlx::mysql::MySqlSslMode;
+        let mut options = MySqlConnectOptions::new()
+            .host(host)
+            .port(port)
+            .database(database)
+            .username(user)
+            .ssl_mode(match tls {
+                Tls::Disable => MySqlSslMode::Disabled,
+                Tls::Prefer => MySqlSslMode::Preferred,
+                Tls::Require => MySqlSslMode::Required,
+                Tls::VerifyCa => MySqlSslMode::VerifyCa,
+                Tls::VerifyFull => MySqlSslMode::VerifyIdentity,
+            })
+            .pipes_as_concat(false)
+            .timezone(Some("+00:00".to_string()))
+            .charset("utf8mb4");
+        if let Some(ca) = ca_file.filter(|_| tls.verifies()) {
+            options = options.ssl_ca(ca);
+        }
+        if let Some(p) = password {
+            options = options.password(p);
+        } else if let Ok(p) = std::env::var("MYSQL_PWD") {
+            options = options.password(&p);
+        }
+        MyTarget {
+            options,
+            readers: Arc::default(),
+        }
     }
 
     /// Whether the address carries a password (which then shows in `ps` and shell history:

@@ -17,6 +17,68 @@ use crate::source::model::TableManifest;
 /// An `INSERT` is sent when it passes this size (well under the default `max_allowed_packet`).
 const STATEMENT_BYTES: usize = 1 << 20;
 
+/// The rows of each of `tables` in `target`'s database now (`None`: not there).
+///
+/// # Errors
+/// Connection errors.
+pub async fn live_row_counts(target: &MyTarget, tables: &[String]) -> Result<Vec<Option<u64>>> {
+    let present: std::collections::HashSet<String> = tables_of(target).await?.into_iter().collect();
+    let mut conn = target.connect().await?;
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        if !present.contains(t) {
+            out.push(None);
+            continue;
+        }
+        let rows = text_rows(
+            &mut conn,
+            target,
+            &format!("SELECT COUNT(*) FROM {}", quote_ident(t)),
+        )
+        .await;
+        match rows {
+            Ok(r) => out.push(r.first().and_then(|r| text(r, 0).parse().ok())),
+            Err(e) => {
+                let _ = conn.close().await;
+                return Err(e);
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(out)
+}
+
+/// Connect to `target` and say what is there: `MariaDB 10.11.19`, its tables and their size.
+///
+/// # Errors
+/// Connection errors, saying what to do.
+pub async fn probe(target: &MyTarget) -> Result<crate::source::postgres::ServerProbe> {
+    let mut conn = target.connect().await?;
+    let rows = text_rows(
+        &mut conn,
+        target,
+        "SELECT VERSION(), (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+           AND TABLE_TYPE = 'BASE TABLE'), \
+           (SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS SIGNED) FROM information_schema.TABLES \
+           WHERE TABLE_SCHEMA = DATABASE())",
+    )
+    .await;
+    let _ = conn.close().await;
+    let rows = rows?;
+    let row = rows.first().cloned().unwrap_or_default();
+    let version = text(&row, 0);
+    let (number, flavour) = match version.split_once('-') {
+        Some((n, rest)) if rest.contains("MariaDB") => (n.to_string(), "MariaDB"),
+        Some((n, _)) => (n.to_string(), "MySQL"),
+        None => (version.clone(), "MySQL"),
+    };
+    Ok(crate::source::postgres::ServerProbe {
+        server_version: format!("{flavour} {number}"),
+        tables: text(&row, 1).parse().unwrap_or(0),
+        size: text(&row, 2).parse().unwrap_or(0),
+    })
+}
+
 /// Create database `name` on `server` (refused when it exists: a restore never overwrites a
 /// database this way), with the server's default character set.
 ///
