@@ -30,7 +30,7 @@ fn a_mariadb_backup_restores_into_a_new_database_equal_in_schema_and_every_value
             '2024-06-01 12:00:00.5', '{\"a\": [1, 2.5, null]}', 'sad', 'a,c', '0000-00-00', '',
             18446744073709551615, 0.1),
            (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL, NULL, NULL),
-           (3, -0.0000000001, b'0', '', X'41424344', '\u{fc} \u{df} \u{4e2d}', '', '1000-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'happy', 'b', '2000-01-01', 'NULL', 0, -1.5e300);
+           (3, -0.0000000001, b'0', '', X'41424344', '\u{fc} \u{df} \u{4e2d}', '', '1000-01-01 00:00:00', '1970-01-01 00:00:01', '[]', 'happy', 'b', '2000-01-01', 'O''Brien\\\\', 0, -1.5e300);
          CREATE TABLE parent (id INT NOT NULL, k CHAR(2) NOT NULL, child_id INT NULL, PRIMARY KEY (id, k)) ENGINE=InnoDB;
          CREATE TABLE child (id INT PRIMARY KEY, parent_id INT NOT NULL, parent_k CHAR(2) NOT NULL,
            FOREIGN KEY (parent_id, parent_k) REFERENCES parent (id, k) ON DELETE CASCADE) ENGINE=InnoDB;
@@ -289,5 +289,41 @@ fn a_mariadb_restore_killed_or_failing_at_any_point_leaves_the_live_database_as_
     ]);
     assert_eq!(all_rows(&db), restored_rows);
     let left = mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svr%'", db.name));
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn a_value_the_server_refuses_fails_the_restore_and_the_live_database_stays_as_it_was() {
+    let db = MyDb::new("refuse");
+    // A row that breaks its table's CHECK constraint (written with the checks off): the
+    // restore's load refuses it on one of its loaders, while the other is busy with a larger
+    // table.
+    db.sql(
+        "CREATE TABLE big (id INT PRIMARY KEY, v INT) ENGINE=InnoDB;
+         INSERT INTO big SELECT seq, seq FROM seq_1_to_20000;
+         CREATE TABLE t (id INT PRIMARY KEY, v INT, CONSTRAINT positive CHECK (v > 0)) ENGINE=InnoDB;
+         SET SESSION check_constraint_checks = 0;
+         INSERT INTO t VALUES (1, 5), (2, -1);",
+    );
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let id = made["id"].as_str().unwrap();
+    db.sql("DELETE FROM big WHERE id > 10");
+    let before = all_rows(&db);
+    let (code, line) = env.fails(&[
+        "--db",
+        &db.url(),
+        "restore",
+        id,
+        "--yes",
+        "--no-safety-backup",
+    ]);
+    assert_eq!(code, "database", "{line}");
+    assert!(
+        line.contains("positive") || line.contains("CONSTRAINT"),
+        "{line}"
+    );
+    assert_eq!(all_rows(&db), before, "the live database is as it was");
+    let left = mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_sv%'", db.name));
     assert!(left.trim().is_empty(), "{left}");
 }

@@ -404,6 +404,29 @@ async fn swap_in(
     Ok(())
 }
 
+/// Connections loading tables at once (besides the one running the schema scripts).
+const LOADERS: usize = 2;
+
+/// What a loader is sent: a table to start, or its next bytes.
+enum Load {
+    Begin(crate::source::TableManifest),
+    Data(Vec<u8>),
+}
+
+/// One loading connection: each table it is given, to the end of the channel.
+async fn loader(target: &MyTarget, mut rx: tokio::sync::mpsc::Receiver<Load>) -> Result<()> {
+    let mut db = NewDatabase::open(target).await?;
+    while let Some(load) = rx.recv().await {
+        match load {
+            Load::Begin(table) => db.begin_table(&table).await?,
+            Load::Data(buf) => db.push(&buf).await?,
+        }
+    }
+    db.end_table().await?;
+    db.close().await;
+    Ok(())
+}
+
 /// Stream the archive into `target`, then read every table back and compare.
 async fn load(
     path: &std::path::Path,
@@ -460,38 +483,96 @@ async fn load(
 
     progress.report(&ProgressEvent::phase(Phase::Restore));
     let tables_total = manifest.tables.len() as u64;
+    // The schema scripts on one connection; the tables' rows on LOADERS more, a table each at
+    // a time (as myloader -t does), fed from the one archive stream.
     let loaded: Result<()> = async {
         let mut db = NewDatabase::open(target).await?;
-        let mut current: Option<u32> = None;
-        let mut done = 0u64;
-        while let Some(feed) = rx.recv().await {
-            match feed {
-                Feed::Sql(path, sql) => {
-                    db.end_table().await?;
-                    db.run_script(&sql, &format!("{path} of the backup"))
-                        .await?;
-                }
-                Feed::Part(table) => {
-                    if current != Some(table.index) {
-                        db.end_table().await?;
-                        progress.report(&ProgressEvent {
-                            table: Some(table.display_name()),
-                            tables_done: done,
-                            tables_total,
-                            ..ProgressEvent::phase(Phase::Restore)
-                        });
-                        done += 1;
-                        current = Some(table.index);
-                        let mut here = table.clone();
-                        here.schema = target.database();
-                        db.begin_table(&here).await?;
+        let mut senders = Vec::with_capacity(LOADERS);
+        let mut workers = Vec::with_capacity(LOADERS);
+        for _ in 0..LOADERS {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Load>(4);
+            senders.push(tx);
+            workers.push(loader(target, rx));
+        }
+        let dispatch = async {
+            // Whatever happens, the loaders' channels close when dispatching ends, so a
+            // loader never waits for rows that will not come.
+            let result = async {
+                let mut current: Option<(u32, usize)> = None;
+                let mut done = 0u64;
+                let gone = || {
+                    Error::new(
+                        ErrorKind::Internal,
+                        "A loader stopped",
+                        "Please report this",
+                    )
+                };
+                while let Some(feed) = rx.recv().await {
+                    match feed {
+                        Feed::Sql(path, sql) => {
+                            if path == archive::POST_DATA {
+                                // Every row is in before the views and triggers come.
+                                for tx in senders.drain(..) {
+                                    drop(tx);
+                                }
+                                return Ok::<_, Error>(Some((path, sql)));
+                            }
+                            db.run_script(&sql, &format!("{path} of the backup"))
+                                .await?;
+                        }
+                        Feed::Part(table) => {
+                            if current.map(|(t, _)| t) != Some(table.index) {
+                                progress.report(&ProgressEvent {
+                                    table: Some(table.display_name()),
+                                    tables_done: done,
+                                    tables_total,
+                                    ..ProgressEvent::phase(Phase::Restore)
+                                });
+                                let slot = done as usize % senders.len().max(1);
+                                done += 1;
+                                current = Some((table.index, slot));
+                                let mut here = table.clone();
+                                here.schema = target.database();
+                                senders[slot]
+                                    .send(Load::Begin(here))
+                                    .await
+                                    .map_err(|_| gone())?;
+                            }
+                        }
+                        Feed::Data(buf) => {
+                            if let Some((_, slot)) = current {
+                                senders[slot]
+                                    .send(Load::Data(buf))
+                                    .await
+                                    .map_err(|_| gone())?;
+                            }
+                        }
+                        Feed::PartEnd | Feed::LargeObject(..) => {}
                     }
                 }
-                Feed::Data(buf) => db.push(&buf).await?,
-                Feed::PartEnd | Feed::LargeObject(..) => {}
+                senders.clear();
+                Ok(None)
+            }
+            .await;
+            senders.clear();
+            result
+        };
+        let (post, loads) = tokio::join!(dispatch, futures_util::future::try_join_all(workers));
+        loads?;
+        if let Some((path, sql)) = post? {
+            db.run_script(&sql, &format!("{path} of the backup"))
+                .await?;
+            // Nothing may follow post-data but the end record.
+            while let Some(feed) = rx.recv().await {
+                if !matches!(feed, Feed::PartEnd | Feed::LargeObject(..)) {
+                    return Err(Error::new(
+                        ErrorKind::Damaged,
+                        "The backup holds data after its post-data schema",
+                        "Use another backup",
+                    ));
+                }
             }
         }
-        db.end_table().await?;
         db.close().await;
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Loading a backup into a new MariaDB/MySQL database: the schema scripts statement by
 //! statement (without their `DEFINER`, so the restoring login owns the views, routines and
-//! triggers), and each table's rows from the `LOAD DATA` text form as multi-row `INSERT`s whose
-//! values travel as hex literals with their character set (`_utf8mb4 X'…'`, or `_binary` for
-//! binary and BIT columns), so no value is ever re-interpreted on the way.
+//! triggers), and each table's rows from the `LOAD DATA` text form as multi-row `INSERT`s:
+//! text as string literals (its escapes are the same), bytes (binary, BLOB and BIT columns) as
+//! `_binary X'…'` hex literals, so no value is re-interpreted on the way.
 
 use std::collections::HashMap;
 
@@ -417,15 +417,33 @@ fn add_row(l: &mut Loading, line: &[u8]) -> Result<()> {
             l.insert.push_str("NULL");
             continue;
         }
-        l.insert.push_str(if l.binary[i] {
-            "_binary X'"
-        } else {
-            "_utf8mb4 X'"
-        });
-        for b in unescape(field) {
-            let _ = write!(l.insert, "{b:02X}");
+        // Text travels as it is: the `LOAD DATA` escapes (\\ \t \n \r \0 \Z) are string
+        // literal escapes too, so only the quote needs one more. Bytes (and text that is not
+        // UTF-8, which a utf8mb4 connection never sends) travel as hex.
+        match std::str::from_utf8(field) {
+            Ok(text) if !l.binary[i] => {
+                l.insert.push('\'');
+                for c in text.chars() {
+                    if c == '\'' {
+                        l.insert.push_str("\\'");
+                    } else {
+                        l.insert.push(c);
+                    }
+                }
+                l.insert.push('\'');
+            }
+            _ => {
+                l.insert.push_str(if l.binary[i] {
+                    "_binary X'"
+                } else {
+                    "_utf8mb4 X'"
+                });
+                for b in unescape(field) {
+                    let _ = write!(l.insert, "{b:02X}");
+                }
+                l.insert.push('\'');
+            }
         }
-        l.insert.push('\'');
     }
     l.insert.push(')');
     l.pending += 1;
