@@ -500,6 +500,8 @@ async fn load(
             let result = async {
                 let mut current: Option<(u32, usize)> = None;
                 let mut done = 0u64;
+                let mut turn = 0usize;
+                let mut keyed = std::collections::HashSet::new();
                 let gone = || {
                     Error::new(
                         ErrorKind::Internal,
@@ -519,25 +521,40 @@ async fn load(
                             }
                             db.run_script(&sql, &format!("{path} of the backup"))
                                 .await?;
+                            keyed = db.keyed_tables().await?;
                         }
                         Feed::Part(table) => {
-                            if current.map(|(t, _)| t) != Some(table.index) {
+                            let new_table = current.map(|(t, _)| t) != Some(table.index);
+                            if new_table {
                                 progress.report(&ProgressEvent {
                                     table: Some(table.display_name()),
                                     tables_done: done,
                                     tables_total,
                                     ..ProgressEvent::phase(Phase::Restore)
                                 });
-                                let slot = done as usize % senders.len().max(1);
                                 done += 1;
-                                current = Some((table.index, slot));
-                                let mut here = table.clone();
-                                here.schema = target.database();
-                                senders[slot]
-                                    .send(Load::Begin(here))
-                                    .await
-                                    .map_err(|_| gone())?;
                             }
+                            // A keyed table's parts go to the loaders in turn (a large table
+                            // loads on both); another table's parts all go to one loader, in
+                            // order, as its read-back order is the order of its inserts.
+                            let slot = match current {
+                                Some((t, s))
+                                    if t == table.index && !keyed.contains(&table.name) =>
+                                {
+                                    s
+                                }
+                                _ => {
+                                    turn += 1;
+                                    turn % senders.len().max(1)
+                                }
+                            };
+                            current = Some((table.index, slot));
+                            let mut here = table.clone();
+                            here.schema = target.database();
+                            senders[slot]
+                                .send(Load::Begin(here))
+                                .await
+                                .map_err(|_| gone())?;
                         }
                         Feed::Data(buf) => {
                             if let Some((_, slot)) = current {

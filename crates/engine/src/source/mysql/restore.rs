@@ -211,6 +211,8 @@ pub struct NewDatabase {
     conn: MySqlConnection,
     target: MyTarget,
     loading: Option<Loading>,
+    /// Per table already begun: which of its columns hold bytes.
+    kinds: HashMap<String, Vec<bool>>,
 }
 
 impl NewDatabase {
@@ -231,6 +233,7 @@ impl NewDatabase {
             conn,
             target: target.clone(),
             loading: None,
+            kinds: HashMap::new(),
         })
     }
 
@@ -257,6 +260,27 @@ impl NewDatabase {
     /// `TargetMismatch` when the table or one of its columns is not there.
     pub async fn begin_table(&mut self, table: &TableManifest) -> Result<()> {
         self.end_table().await?;
+        let binary = match self.kinds.get(&table.name) {
+            Some(b) => b.clone(),
+            None => {
+                let b = self.column_kinds(table).await?;
+                self.kinds.insert(table.name.clone(), b.clone());
+                b
+            }
+        };
+        self.loading = Some(Loading {
+            table: table.clone(),
+            binary,
+            carry: Vec::new(),
+            insert: String::new(),
+            pending: 0,
+            rows: 0,
+        });
+        Ok(())
+    }
+
+    /// Which of `table`'s columns (in the data's order) hold bytes.
+    async fn column_kinds(&mut self, table: &TableManifest) -> Result<Vec<bool>> {
         let cols = text_rows(
             &mut self.conn,
             &self.target,
@@ -285,15 +309,23 @@ impl NewDatabase {
             })?;
             binary.push(BINARY_TYPES.contains(&kind.as_str()));
         }
-        self.loading = Some(Loading {
-            table: table.clone(),
-            binary,
-            carry: Vec::new(),
-            insert: String::new(),
-            pending: 0,
-            rows: 0,
-        });
-        Ok(())
+        Ok(binary)
+    }
+
+    /// The tables of the new database that have a primary key: their rows may load in any
+    /// order (they are read back in key order), so their parts may load side by side.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn keyed_tables(&mut self) -> Result<std::collections::HashSet<String>> {
+        let rows = text_rows(
+            &mut self.conn,
+            &self.target,
+            "SELECT DISTINCT TABLE_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME = 'PRIMARY'",
+        )
+        .await?;
+        Ok(rows.iter().map(|r| text(r, 0)).collect())
     }
 
     /// Load the next bytes of the current table's data (rows may be cut anywhere).
@@ -423,12 +455,13 @@ fn add_row(l: &mut Loading, line: &[u8]) -> Result<()> {
         match std::str::from_utf8(field) {
             Ok(text) if !l.binary[i] => {
                 l.insert.push('\'');
-                for c in text.chars() {
-                    if c == '\'' {
-                        l.insert.push_str("\\'");
-                    } else {
-                        l.insert.push(c);
-                    }
+                let mut pieces = text.split('\'');
+                if let Some(first) = pieces.next() {
+                    l.insert.push_str(first);
+                }
+                for piece in pieces {
+                    l.insert.push_str("\\'");
+                    l.insert.push_str(piece);
                 }
                 l.insert.push('\'');
             }
