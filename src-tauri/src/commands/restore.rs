@@ -128,36 +128,16 @@ pub async fn restore(
     }
     let (_slot, cancel) = state.start_job("restore")?;
     state.shell().look(Look::Running);
-    let target = match database {
-        Database::Postgres(t) => t,
-        // All or nothing by a scratch database and one RENAME TABLE (see the engine).
-        Database::MariaDb(t) => {
-            let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
-            let result: Res<RestoreResult> = async {
-                let vault = state.vault().await?;
-                let out = detached(move || async move {
-                    let progress = ChannelProgress::new(on_progress);
-                    jobs::fetch(&vault, &offsite, &what, progress.clone()).await?;
-                    Ok(
-                        jobs::restore_replace_mariadb(&vault, &what, &t, safety_backup, progress)
-                            .await?,
-                    )
-                })
-                .await?;
-                Ok(result_of(out))
-            }
-            .await;
-            finish(&state, "restore", &result, false, false, &cancel);
-            return result;
-        }
-    };
     // Into a database without the backup's tables, on a server that lacks the backup's
     // roles (the modal's choice): create them without login, or everything owned by the
-    // login SchoolVault uses.
+    // login SchoolVault uses (PostgreSQL's roles; MariaDB has none to choose).
     let roles = match roles.as_deref() {
         None | Some("") => RoleChoice::Require,
         Some("create") => RoleChoice::Create,
-        Some("owner") => RoleChoice::Owner(target.user()),
+        Some("owner") => match &database {
+            Database::Postgres(t) => RoleChoice::Owner(t.user()),
+            Database::MariaDb(_) => RoleChoice::Require,
+        },
         Some(other) => {
             return Err(CommandError::new(
                 schoolvault_engine::ErrorKind::InvalidInput,
@@ -180,7 +160,13 @@ pub async fn restore(
         let out = detached(move || async move {
             let progress = ChannelProgress::new(on_progress);
             jobs::fetch(&vault, &offsite, &what, progress.clone()).await?;
-            Ok(jobs::restore(&vault, &what, &target, &opts, progress).await?)
+            Ok(match &database {
+                Database::Postgres(t) => jobs::restore(&vault, &what, t, &opts, progress).await?,
+                // All or nothing by a scratch database and one RENAME TABLE (see the engine).
+                Database::MariaDb(t) => {
+                    jobs::restore_replace_mariadb(&vault, &what, t, safety_backup, progress).await?
+                }
+            })
         })
         .await?;
         Ok(result_of(out))

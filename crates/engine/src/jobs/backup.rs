@@ -135,23 +135,9 @@ pub(super) async fn backup_locked(
     opts: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<BackupOutcome> {
-    let started = Utc::now();
-    progress.report(&ProgressEvent::phase(Phase::Connect));
-    sweep_partials(vault);
+    // PostgreSQL's own upkeep first: scratch databases a killed run left.
     sweep_created(vault, target).await;
-    let result = export(vault, target, opts, progress, started).await;
-    let id = result.as_ref().ok().map(|o| o.backup.id.clone());
-    vault
-        .record_run(run_record(
-            Operation::Backup,
-            Some(opts.kind),
-            started,
-            &result,
-            id,
-            None,
-        ))
-        .await;
-    result
+    backup_source_locked(vault, target, opts, progress).await
 }
 
 pub(super) fn backup_id(at: DateTime<Utc>) -> String {

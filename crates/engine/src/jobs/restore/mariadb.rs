@@ -10,8 +10,6 @@
 //! triggers (which may not cross databases) are taken off and put back around it, and a
 //! failure after it swaps back.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +19,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::archive::BackupKind;
-use crate::archive::{self, read_preamble, CountingReader, End, Item, Manifest};
+use crate::archive::{self, Manifest};
 use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::backup::{backup_source_locked, BackupOptions};
@@ -32,8 +30,8 @@ use crate::source::mysql::{
 };
 use crate::source::{Source, TableReader};
 
-use crate::jobs::reading::{inconsistent, is_v2, open_archive, read_manifest, TableTally};
-use crate::jobs::restore::{Feed, RestoreOutcome};
+use crate::jobs::reading::{inconsistent, is_v2, open_archive, read_manifest};
+use crate::jobs::restore::{feed_archive, record_restore, Feed, RestoreOutcome};
 use crate::jobs::{join_error, run_record, Locked, Vault};
 
 /// Restore backup `what` (a MariaDB/MySQL backup) into the new database `name` on `server`'s
@@ -53,21 +51,7 @@ pub async fn restore_new_mariadb(
     let vault = &vault.lock()?;
     let started = Utc::now();
     let result = restore_inner(vault, what, server, name, progress).await;
-    let id = result.as_ref().ok().map(|o| o.backup_id.clone());
-    let summary = result
-        .as_ref()
-        .ok()
-        .map(|o| format!("{} tables, {} rows into {}", o.tables, o.rows, o.target));
-    vault
-        .record_run(run_record(
-            Operation::Restore,
-            None,
-            started,
-            &result,
-            id,
-            summary,
-        ))
-        .await;
+    record_restore(vault, started, &result).await;
     result
 }
 
@@ -240,21 +224,7 @@ pub async fn restore_replace_mariadb(
     let vault = &vault.lock()?;
     let started = Utc::now();
     let result = replace_inner(vault, what, live, safety, progress).await;
-    let id = result.as_ref().ok().map(|o| o.backup_id.clone());
-    let summary = result
-        .as_ref()
-        .ok()
-        .map(|o| format!("{} tables, {} rows into {}", o.tables, o.rows, o.target));
-    vault
-        .record_run(run_record(
-            Operation::Restore,
-            None,
-            started,
-            &result,
-            id,
-            summary,
-        ))
-        .await;
+    record_restore(vault, started, &result).await;
     result
 }
 
@@ -436,50 +406,7 @@ async fn load(
     progress: Arc<dyn Progress>,
 ) -> Result<(u64, Vec<String>)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(8);
-    let reader_path = path.to_path_buf();
-    let count = Arc::new(AtomicU64::new(0));
-    let reader = tokio::task::spawn_blocking(move || -> Result<(Manifest, End)> {
-        let file = File::open(&reader_path)
-            .map_err(|e| Error::io(format_args!("opening {}", reader_path.display()), &e))?;
-        let mut r = BufReader::with_capacity(1 << 20, CountingReader::new(file, count));
-        let pre = read_preamble(&mut r)?;
-        let mut tally = TableTally::default();
-        let gone = || {
-            Error::new(
-                ErrorKind::Cancelled,
-                "The restore stopped",
-                "Nothing was changed",
-            )
-        };
-        let (manifest, end) = archive::walk(archive::plaintext(r, &pre, &key), |item| {
-            match item {
-                Item::Schema { path, sql } => {
-                    tx.blocking_send(Feed::Sql(path.to_string(), sql))
-                        .map_err(|_| gone())?;
-                }
-                Item::Part { table, part, data } => {
-                    tally.start_part(table, part)?;
-                    tx.blocking_send(Feed::Part(table.clone()))
-                        .map_err(|_| gone())?;
-                    loop {
-                        let mut buf = vec![0u8; 256 << 10];
-                        let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        buf.truncate(n);
-                        tally.update(table.index, &buf);
-                        tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
-                    }
-                    tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
-                }
-                Item::LargeObject { .. } | Item::Manifest(_) => {}
-            }
-            Ok(())
-        })?;
-        tally.check(&manifest, &end)?;
-        Ok((manifest, end))
-    });
+    let reader = feed_archive(path, key, Arc::new(AtomicU64::new(0)), tx);
 
     progress.report(&ProgressEvent::phase(Phase::Restore));
     let tables_total = manifest.tables.len() as u64;
@@ -598,7 +525,7 @@ async fn load(
     drop(rx);
     let read = reader.await.map_err(join_error)?;
     let (manifest, end) = match (loaded, read) {
-        (Ok(()), Ok(r)) => r,
+        (Ok(()), Ok((manifest, end, _, _))) => (manifest, end),
         (_, Err(e)) | (Err(e), Ok(_)) => return Err(e),
     };
 

@@ -120,6 +120,69 @@ pub(super) enum Feed {
     LargeObject(u32, u64, Vec<u8>),
 }
 
+/// Read backup `path` on a blocking thread, checking each table against `end.json` as it
+/// streams past, and send its schema scripts, table parts and large objects down `tx` in
+/// archive order (`count`: bytes of the file read so far). Ends with the manifest, the end
+/// record, and the rows and bytes of table data.
+pub(super) fn feed_archive(
+    path: &Path,
+    key: Key,
+    count: Arc<AtomicU64>,
+    tx: tokio::sync::mpsc::Sender<Feed>,
+) -> tokio::task::JoinHandle<Result<(Manifest, End, u64, u64)>> {
+    let reader_path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<(Manifest, End, u64, u64)> {
+        let file = File::open(&reader_path)
+            .map_err(|e| Error::io(format_args!("opening {}", reader_path.display()), &e))?;
+        let mut r = BufReader::with_capacity(1 << 20, CountingReader::new(file, count));
+        let pre = read_preamble(&mut r)?;
+        let mut tally = TableTally::default();
+        let mut offsets: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        let gone = || {
+            Error::new(
+                ErrorKind::Cancelled,
+                "The restore stopped",
+                "Nothing was changed",
+            )
+        };
+        let (manifest, end) = archive::walk(archive::plaintext(r, &pre, &key), |item| {
+            if let Item::Schema { path, sql } = item {
+                tx.blocking_send(Feed::Sql(path.to_string(), sql))
+                    .map_err(|_| gone())?;
+            } else if let Item::LargeObject { oid, part, data } = item {
+                tally.start_object(oid, part)?;
+                let mut buf = Vec::new();
+                data.read_to_end(&mut buf)
+                    .map_err(|e| archive::read_error(&e))?;
+                tally.update_object(oid, &buf);
+                let offset = offsets.entry(oid).or_default();
+                let at = *offset;
+                *offset += buf.len() as u64;
+                tx.blocking_send(Feed::LargeObject(oid, at, buf))
+                    .map_err(|_| gone())?;
+            } else if let Item::Part { table, part, data } = item {
+                tally.start_part(table, part)?;
+                tx.blocking_send(Feed::Part(table.clone()))
+                    .map_err(|_| gone())?;
+                loop {
+                    let mut buf = vec![0u8; 256 << 10];
+                    let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    tally.update(table.index, &buf);
+                    tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
+                }
+                tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
+            }
+            Ok(())
+        })?;
+        let (_, rows, bytes) = tally.check(&manifest, &end)?;
+        Ok((manifest, end, rows, bytes))
+    })
+}
+
 /// Restore a backup into `target`, replacing the data of every table it holds, in one
 /// transaction: either everything is restored or the database stays exactly as it was.
 ///
@@ -142,6 +205,16 @@ pub async fn restore(
         let _ = postgres::set_unfinished_mark(target, name, false).await;
         ledger_release(vault, target, name);
     }
+    record_restore(vault, started, &result).await;
+    result
+}
+
+/// A restore's entry in the history: its backup, and what went where.
+pub(super) async fn record_restore(
+    vault: &Locked<'_>,
+    started: chrono::DateTime<Utc>,
+    result: &Result<RestoreOutcome>,
+) {
     let id = result.as_ref().ok().map(|o| o.backup_id.clone());
     let summary = result
         .as_ref()
@@ -152,12 +225,11 @@ pub async fn restore(
             Operation::Restore,
             None,
             started,
-            &result,
+            result,
             id,
             summary,
         ))
         .await;
-    result
 }
 
 pub(super) async fn restore_inner(
@@ -310,60 +382,7 @@ pub(super) async fn restore_into(
     let total = std::fs::metadata(&path).map(|m| m.len()).ok();
     let count = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(8);
-    let reader_path = path.clone();
-    let reader_count = count.clone();
-    let keys_for_reader = key.clone();
-    let reader = tokio::task::spawn_blocking(move || -> Result<(Manifest, End, u64, u64)> {
-        let file = File::open(&reader_path)
-            .map_err(|e| Error::io(format_args!("opening {}", reader_path.display()), &e))?;
-        let mut r = BufReader::with_capacity(1 << 20, CountingReader::new(file, reader_count));
-        let pre = read_preamble(&mut r)?;
-        let mut tally = TableTally::default();
-        let mut offsets: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-        let gone = || {
-            Error::new(
-                ErrorKind::Cancelled,
-                "The restore stopped",
-                "Nothing was changed",
-            )
-        };
-        let (manifest, end) =
-            archive::walk(archive::plaintext(r, &pre, &keys_for_reader), |item| {
-                if let Item::Schema { path, sql } = item {
-                    tx.blocking_send(Feed::Sql(path.to_string(), sql))
-                        .map_err(|_| gone())?;
-                } else if let Item::LargeObject { oid, part, data } = item {
-                    tally.start_object(oid, part)?;
-                    let mut buf = Vec::new();
-                    data.read_to_end(&mut buf)
-                        .map_err(|e| archive::read_error(&e))?;
-                    tally.update_object(oid, &buf);
-                    let offset = offsets.entry(oid).or_default();
-                    let at = *offset;
-                    *offset += buf.len() as u64;
-                    tx.blocking_send(Feed::LargeObject(oid, at, buf))
-                        .map_err(|_| gone())?;
-                } else if let Item::Part { table, part, data } = item {
-                    tally.start_part(table, part)?;
-                    tx.blocking_send(Feed::Part(table.clone()))
-                        .map_err(|_| gone())?;
-                    loop {
-                        let mut buf = vec![0u8; 256 << 10];
-                        let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        buf.truncate(n);
-                        tally.update(table.index, &buf);
-                        tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
-                    }
-                    tx.blocking_send(Feed::PartEnd).map_err(|_| gone())?;
-                }
-                Ok(())
-            })?;
-        let (_, rows, bytes) = tally.check(&manifest, &end)?;
-        Ok((manifest, end, rows, bytes))
-    });
+    let reader = feed_archive(&path, key.clone(), count.clone(), tx);
 
     progress.report(&ProgressEvent::phase(Phase::Restore));
     // A database this restore created is dropped if anything fails, so it needs no single

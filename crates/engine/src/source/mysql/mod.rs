@@ -79,14 +79,8 @@ impl MyTarget {
                 options = options.password(&p);
             }
         }
-        // The server's own SQL mode (no PIPES_AS_CONCAT): SHOW CREATE answers as the server
-        // writes it; TIMESTAMPs in UTC, whatever the server's zone.
-        let options = options
-            .pipes_as_concat(false)
-            .timezone(Some("+00:00".to_string()))
-            .charset("utf8mb4");
         Ok(MyTarget {
-            options,
+            options: session_options(options),
             readers: Arc::default(),
         })
     }
@@ -116,10 +110,8 @@ impl MyTarget {
                 Tls::Require => MySqlSslMode::Required,
                 Tls::VerifyCa => MySqlSslMode::VerifyCa,
                 Tls::VerifyFull => MySqlSslMode::VerifyIdentity,
-            })
-            .pipes_as_concat(false)
-            .timezone(Some("+00:00".to_string()))
-            .charset("utf8mb4");
+            });
+        options = session_options(options);
         if let Some(ca) = ca_file.filter(|_| tls.verifies()) {
             options = options.ssl_ca(ca);
         }
@@ -185,6 +177,15 @@ impl MyTarget {
             )),
         }
     }
+}
+
+/// What every session runs with: the server's own SQL mode (no PIPES_AS_CONCAT, so SHOW CREATE
+/// answers as the server writes it), TIMESTAMPs in UTC whatever the server's zone, utf8mb4.
+fn session_options(options: MySqlConnectOptions) -> MySqlConnectOptions {
+    options
+        .pipes_as_concat(false)
+        .timezone(Some("+00:00".to_string()))
+        .charset("utf8mb4")
 }
 
 /// `name` quoted as a MariaDB/MySQL identifier.
