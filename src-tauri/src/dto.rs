@@ -577,6 +577,9 @@ pub struct RestorePreview {
     /// stops, nothing changed.
     #[ts(type = "number")]
     pub lock_timeout_secs: u64,
+    /// Who may end the other sessions, on this engine: "a superuser login, or one in
+    /// pg_signal_backend".
+    pub end_sessions_needs: String,
 }
 
 /// What a restore did.

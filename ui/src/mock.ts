@@ -123,6 +123,7 @@ export function installMock(): void {
     // `?sessions`: the ERP is in use (a pool connection idle in a transaction).
     sessions: q.has("sessions") && !endedSessions ? ["pid 4242 erp-web (user erp from 10.0.0.7, idle in transaction since 2026-12-03 09:12:03 UTC)", "pid 4250 erp-web (user erp from 10.0.0.7, idle since 2026-12-03 08:00:41 UTC)"] : [],
     lock_timeout_secs: 60,
+    end_sessions_needs: "a superuser login, or one in pg_signal_backend",
   });
   // A check passed: recorded on the backup, as the engine does.
   const checked = (id: string, message: string) => {

@@ -29,6 +29,7 @@ const preview: RestorePreview = {
   missing_roles: [],
   sessions: [],
   lock_timeout_secs: 60,
+  end_sessions_needs: "a superuser login, or one in pg_signal_backend",
 };
 
 // An old-system file that opened only with the public development key.

@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RestoreOutcome};
 use schoolvault_engine::legacy::V1Mode;
-use schoolvault_engine::source::mysql::MyTarget;
+use schoolvault_engine::source::mysql::{self, MyTarget};
 use schoolvault_engine::source::postgres;
-use schoolvault_engine::source::Database;
+use schoolvault_engine::source::{Database, Session as DbSession};
 use schoolvault_engine::{Error, ErrorKind, Result};
 
 use crate::output::Report;
@@ -92,6 +92,15 @@ async fn restore_mariadb(
             .await
         }
         None => {
+            // A database that cannot be reached, or does not exist, is the restore's own error.
+            if let Ok(sessions) = mysql::other_sessions(&server).await {
+                announce_sessions(
+                    &sessions,
+                    &server.describe(),
+                    args.end_sessions,
+                    args.lock_timeout,
+                );
+            }
             if !args.yes {
                 confirm(
                     &format!(
@@ -102,11 +111,17 @@ async fn restore_mariadb(
                 )?;
             }
             crate::offsite::fetch(session, &args.backup).await?;
+            let opts = RestoreOptions {
+                safety_backup: !args.no_safety_backup,
+                lock_timeout: args.lock_timeout,
+                end_sessions: args.end_sessions,
+                ..RestoreOptions::default()
+            };
             jobs::restore_replace_mariadb(
                 &session.vault,
                 &args.backup,
                 &server,
-                !args.no_safety_backup,
+                &opts,
                 session.progress.clone(),
             )
             .await
@@ -134,7 +149,15 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
     }
     let target = target(url.as_deref(), &session.settings, "restore into")?;
     if args.create_db.is_none() {
-        announce_sessions(&target, args.end_sessions, args.lock_timeout).await;
+        // A database that cannot be reached, or does not exist, is the restore's own error.
+        if let Ok(sessions) = postgres::other_sessions(&target).await {
+            announce_sessions(
+                &sessions,
+                &target.describe(),
+                args.end_sessions,
+                args.lock_timeout,
+            );
+        }
     }
     if !args.yes && args.create_db.is_none() {
         confirm(
@@ -171,31 +194,27 @@ pub(crate) async fn restore(session: &Session, args: RestoreArgs) -> Result<Rest
     .await
 }
 
-/// Before a replace restore: who else is connected to the database (their open transactions
-/// hold the tables the restore empties), and what the restore will do about them.
-async fn announce_sessions(
-    target: &postgres::PgTarget,
+/// Before a replace restore: who else is connected to the database `at` (their open
+/// transactions hold the tables the restore replaces), and what the restore will do about them.
+fn announce_sessions(
+    sessions: &[DbSession],
+    at: &str,
     end: bool,
     lock_timeout: Option<std::time::Duration>,
 ) {
-    // A database that cannot be reached, or does not exist, is the restore's own error.
-    let Ok(sessions) = postgres::other_sessions(target).await else {
-        return;
-    };
     if sessions.is_empty() {
         return;
     }
     eprintln!(
-        "{} other session{} connected to {} (tell the school's users about the downtime first):",
+        "{} other session{} connected to {at} (tell the school's users about the downtime first):",
         sessions.len(),
         if sessions.len() == 1 { " is" } else { "s are" },
-        target.describe()
     );
-    for s in &sessions {
+    for s in sessions {
         eprintln!("  {}", s.describe());
     }
     if end {
-        eprintln!("They are ended (--end-sessions) just before the tables are emptied; their open transactions roll back.");
+        eprintln!("They are ended (--end-sessions) just before the tables are replaced; their open transactions roll back.");
     } else if let Some(t) = lock_timeout {
         eprintln!("The restore waits up to {} s for those holding the tables (--lock-timeout), then stops with nothing changed; --end-sessions ends them first.", t.as_secs());
     } else {

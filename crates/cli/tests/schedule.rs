@@ -369,7 +369,9 @@ fn the_weekly_test_restore_runs_after_a_scheduled_backup_once_a_week() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let vault = vault_of(&env).await;
-        let target = schoolvault_engine::source::postgres::PgTarget::parse(&db.url()).unwrap();
+        let target = schoolvault_engine::source::Database::Postgres(
+            schoolvault_engine::source::postgres::PgTarget::parse(&db.url()).unwrap(),
+        );
         let mark = schoolvault_engine::jobs::last_test_restore(&vault).unwrap();
         assert!(mark.ok && mark.backup_id == id, "{mark:?}");
         let soon = mark.at + chrono::Duration::days(6);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RoleChoice};
 use schoolvault_engine::progress::Silent;
-use schoolvault_engine::source::{postgres, Database, Session};
+use schoolvault_engine::source::{mysql, postgres, Database, Session};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -38,6 +38,10 @@ pub async fn restore_preview(
     let w = checked_what(&state, &what)?;
     let vault = state.vault().await?;
     let database = state.database()?;
+    let end_sessions_needs = match database {
+        Database::Postgres(_) => "a superuser login, or one in pg_signal_backend",
+        Database::MariaDb(_) => "root, or a login with the CONNECTION ADMIN privilege",
+    };
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
     let download = ChannelProgress::new(on_progress);
     let (p, sessions) = detached(move || async move {
@@ -48,7 +52,8 @@ pub async fn restore_preview(
             Database::Postgres(t) => t,
             Database::MariaDb(t) => {
                 let p = jobs::restore_preview_mariadb(&vault, &w, t, Arc::new(Silent)).await?;
-                return Ok((p, Vec::new()));
+                let sessions = mysql::other_sessions(t).await.unwrap_or_default();
+                return Ok((p, sessions));
             }
         };
         let p = jobs::restore_preview(&vault, &w, target, Arc::new(Silent)).await?;
@@ -90,6 +95,7 @@ pub async fn restore_preview(
         missing_roles: p.missing_roles,
         sessions: sessions.iter().map(Session::describe).collect(),
         lock_timeout_secs: LOCK_TIMEOUT.as_secs(),
+        end_sessions_needs: end_sessions_needs.to_string(),
     })
 }
 
@@ -164,7 +170,7 @@ pub async fn restore(
                 Database::Postgres(t) => jobs::restore(&vault, &what, t, &opts, progress).await?,
                 // All or nothing by a scratch database and one RENAME TABLE (see the engine).
                 Database::MariaDb(t) => {
-                    jobs::restore_replace_mariadb(&vault, &what, t, safety_backup, progress).await?
+                    jobs::restore_replace_mariadb(&vault, &what, t, &opts, progress).await?
                 }
             })
         })

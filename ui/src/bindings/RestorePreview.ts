@@ -74,4 +74,9 @@ sessions: Array<string>,
  * How long a replace restore from the app waits for those sessions' locks before it
  * stops, nothing changed.
  */
-lock_timeout_secs: number, };
+lock_timeout_secs: number, 
+/**
+ * Who may end the other sessions, on this engine: "a superuser login, or one in
+ * pg_signal_backend".
+ */
+end_sessions_needs: string, };

@@ -109,7 +109,7 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
         "Tell the school's users that the system is going down and ask them to close it first: their unsaved work is lost. ",
         `An open transaction holds the tables: the restore waits up to ${p.lock_timeout_secs} s for it, then stops with nothing changed.`,
         h("ul", { class: "sessions" }, p.sessions.map((s) => h("li", {}, s))),
-        h("label", { class: "check" }, endSessions, " End these sessions when the restore starts (their open transactions are rolled back; needs a superuser login, or one in pg_signal_backend)"),
+        h("label", { class: "check" }, endSessions, ` End these sessions when the restore starts (their open transactions are rolled back; needs ${p.end_sessions_needs})`),
       )
     : null;
   const rows = p.tables.map((t) =>

@@ -278,6 +278,29 @@ fn the_schedule_backs_up_a_mariadb_database_when_a_slot_is_due() {
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["kind"], "scheduled", "{list}");
     assert_eq!(list[0]["engine"], "mariadb", "{list}");
+    // The weekly test restore followed: restored into a scratch database, compared, dropped.
+    assert_eq!(list[0]["verify_ok"], true, "{list}");
+    assert!(
+        list[0]["verify_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("test restore"),
+        "{list}"
+    );
+    let history = env.json(&["history"]);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["operation"] == "test_restore" && r["outcome"] == "success"),
+        "{history}"
+    );
+    assert!(
+        mariadb(None, "SHOW DATABASES LIKE 'schoolvault\\_verify\\_%'")
+            .trim()
+            .is_empty()
+    );
     // The slot is covered: the next look makes none.
     let again = env.json(&["--db", &db.url(), "schedule", "run-due"]);
     assert!(again["backup"].is_null(), "{again}");

@@ -13,6 +13,7 @@ mod support;
 
 mod backup;
 mod restore;
+mod sessions;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -214,7 +215,14 @@ pub fn schema_of(db: &MyDb) -> Vec<String> {
     {
         let name = t.split('\t').next().unwrap();
         let create = db.sql(&format!("SHOW CREATE TABLE `{name}`"));
-        out.push(create.replace("\\n", "\n"));
+        out.push(create.replace("\\n", "\n").replace(&db.name, "DB"));
+    }
+    for t in db
+        .sql("SHOW FULL TABLES WHERE Table_type = 'SEQUENCE'")
+        .lines()
+    {
+        let name = t.split('\t').next().unwrap();
+        out.push(db.sql(&format!("SHOW CREATE SEQUENCE `{name}`")));
     }
     out.push(db.sql(&format!(
         "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{}' ORDER BY 1",
@@ -258,6 +266,9 @@ pub fn school(db: &MyDb) {
          CREATE TABLE marks (id INT AUTO_INCREMENT PRIMARY KEY, pupil_id INT NOT NULL, mark DECIMAL(4,1),
            FOREIGN KEY (pupil_id) REFERENCES pupils (id) ON DELETE CASCADE) ENGINE=InnoDB;
          CREATE TABLE audit (n INT) ENGINE=InnoDB;
+         CREATE SEQUENCE receipt_no START WITH 1000 INCREMENT BY 1 NOCACHE;
+         CREATE TABLE receipts (n INT NOT NULL DEFAULT NEXTVAL(receipt_no) PRIMARY KEY, pupil_id INT) ENGINE=InnoDB;
+         INSERT INTO receipts (pupil_id) SELECT seq FROM seq_1_to_25;
          INSERT INTO pupils SELECT seq, CONCAT('pupil ', seq, ' \u{e9}'), '2015-01-01' + INTERVAL seq DAY, X'00FF' FROM seq_1_to_3000;
          INSERT INTO marks (pupil_id, mark) SELECT 1 + (seq MOD 3000), (seq MOD 200) / 10 FROM seq_1_to_20000;
          DELIMITER //

@@ -48,6 +48,12 @@ fn a_mariadb_backup_restores_into_a_new_database_equal_in_schema_and_every_value
          INSERT INTO child VALUES (11, 1, 'aa');
          CREATE VIEW family AS SELECT p.id AS parent, c.id AS child, twice(c.id) AS t FROM parent p JOIN child c ON c.parent_id = p.id;",
     );
+    // A sequence, and a table whose default takes its next value.
+    db.sql(
+        "CREATE SEQUENCE receipt_no START WITH 1000 INCREMENT BY 1 NOCACHE;
+         CREATE TABLE receipts (n INT NOT NULL DEFAULT NEXTVAL(receipt_no) PRIMARY KEY, x INT) ENGINE=InnoDB;
+         INSERT INTO receipts (x) VALUES (1), (2), (3);",
+    );
     let env = Env::new();
     let made = env.json(&["--db", &db.url(), "backup"]);
     let id = made["id"].as_str().unwrap();
@@ -61,7 +67,7 @@ fn a_mariadb_backup_restores_into_a_new_database_equal_in_schema_and_every_value
     let dir = env.dir.path().join("plain");
     unpack(&env, id, &dir);
     for table in [
-        "counter", "kinds", "parent", "child", "audit", "nokey", "one",
+        "counter", "kinds", "parent", "child", "audit", "nokey", "one", "receipts",
     ] {
         let (columns, _) = archived_rows(&dir, table);
         assert_eq!(
@@ -80,8 +86,23 @@ fn a_mariadb_backup_restores_into_a_new_database_equal_in_schema_and_every_value
     copy.sql("INSERT INTO child VALUES (12, 1, 'aa')");
     assert_eq!(copy.sql("SELECT COUNT(*) FROM audit").trim(), "4");
     copy.sql("DELETE FROM child WHERE id = 12; DELETE FROM audit WHERE n >= 12");
-    // The same schema: tables (keys, character sets, AUTO_INCREMENT), view, trigger, function.
+    // The same schema: tables (keys, character sets, AUTO_INCREMENT), view, trigger, function,
+    // sequence.
     assert_eq!(schema_of(&copy), schema_of(&db));
+    // The sequence goes on where it was, and the copy's default takes the copy's sequence.
+    copy.sql("INSERT INTO receipts (x) VALUES (4)");
+    assert_eq!(copy.sql("SELECT MAX(n) FROM receipts").trim(), "1003");
+    assert_eq!(
+        db.sql("SELECT next_not_cached_value FROM receipt_no")
+            .trim(),
+        "1003",
+        "the source's sequence is not the copy's"
+    );
+    assert_eq!(
+        copy.sql("SELECT next_not_cached_value FROM receipt_no")
+            .trim(),
+        "1004"
+    );
     // The foreign keys hold.
     let refused = mariadb_as(
         "root",
@@ -144,7 +165,8 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
 
     // The school works on: rows change, are added and go; a new table appears.
     db.sql(
-        "UPDATE pupils SET name = 'changed' WHERE id <= 10; DELETE FROM pupils WHERE id > 2900;
+        "INSERT INTO receipts (pupil_id) VALUES (7), (8);
+         UPDATE pupils SET name = 'changed' WHERE id <= 10; DELETE FROM pupils WHERE id > 2900;
          INSERT INTO marks (pupil_id, mark) VALUES (1, 9.9), (2, 1.1);
          CREATE TABLE newer (x INT); INSERT INTO newer VALUES (1);",
     );
@@ -172,6 +194,16 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
         restored["warnings"].to_string().contains("newer"),
         "{restored}"
     );
+    // The sequence is the backup's, and the restored table's default takes the live
+    // database's sequence (not the scratch database it was loaded in).
+    assert_eq!(
+        db.sql("SELECT next_not_cached_value FROM receipt_no")
+            .trim(),
+        "1025"
+    );
+    db.sql("INSERT INTO receipts (pupil_id) VALUES (9)");
+    assert_eq!(db.sql("SELECT MAX(n) FROM receipts").trim(), "1025");
+    db.sql("DELETE FROM receipts WHERE n = 1025");
     // The trigger works on the restored table; the foreign keys hold.
     // (The audit was empty in the backup; the two marks added since were audited.)
     db.sql("INSERT INTO marks (pupil_id, mark) VALUES (3, 5.0)");

@@ -407,23 +407,16 @@ pub async fn look(
                 Err(e) => Some(e.to_string()),
             };
         }
-        // The weekly test restore is PostgreSQL's for now (`verify --test-restore` does it
-        // for a MariaDB backup).
         Ok(done) if done.backup.is_some() && plan.test_restore => {
-            let tested = match plan.target.postgres() {
-                Some(pg) => Some((pg, routine_test_restore(vault, pg, now).await)),
-                None => None,
-            };
-            match tested {
-                None => {}
-                Some((_, Ok(report))) => outcome.test_restore = report,
-                Some((pg, Err(e))) => {
+            match routine_test_restore(vault, plan.target, now).await {
+                Ok(report) => outcome.test_restore = report,
+                Err(e) => {
                     outcome.email_error = match &plan.email.smtp {
                         Ok(Some(smtp)) => notify_test_restore_failure(
                             vault,
                             smtp,
                             plan.email.admins_query.as_deref(),
-                            pg,
+                            plan.target,
                             &e,
                         )
                         .await

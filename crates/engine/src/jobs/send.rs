@@ -40,7 +40,13 @@ fn every_job_is_send(
     send(backup(vault, target, backup_opts, p()));
     send(backup_source(vault, mariadb, backup_opts, p()));
     send(restore_new_mariadb(vault, "id", mariadb, "new", p()));
-    send(restore_replace_mariadb(vault, "id", mariadb, true, p()));
+    send(restore_replace_mariadb(
+        vault,
+        "id",
+        mariadb,
+        &RestoreOptions::default(),
+        p(),
+    ));
     send(test_restore_mariadb(vault, "id", mariadb, None, p()));
     let database = crate::source::Database::Postgres(target.clone());
     send(backup_attended(
@@ -52,10 +58,10 @@ fn every_job_is_send(
         offsite,
         p(),
     ));
+    send(routine_test_restore(vault, &database, now));
     send(verify(vault, "id", p()));
     send(inspect(vault, "id"));
     send(test_restore(vault, "id", target, None, p()));
-    send(routine_test_restore(vault, target, now));
     send(restore(vault, "id", target, restore_opts, p()));
     send(restore_preview(vault, "id", target, p()));
     send(delete(vault, "id"));

@@ -17,6 +17,7 @@ use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::source::postgres::{self, PgTarget, SnapshotWorker};
+use crate::source::Database;
 
 use crate::jobs::alerts::with_school_admins;
 use crate::jobs::reading::{inconsistent, is_v2};
@@ -215,7 +216,8 @@ pub fn last_test_restore(vault: &Vault) -> Option<TestRestoreMark> {
 }
 
 /// The routine test restore: once every [`TEST_RESTORE_EVERY`], restore the newest successful
-/// backup into a scratch database on `server`, compare every table with what the backup
+/// backup into a scratch database on `server` (PostgreSQL, or MariaDB/MySQL through
+/// [`test_restore_mariadb`](crate::jobs::test_restore_mariadb)), compare every table with what the backup
 /// recorded, and drop it ([`test_restore`]: run lock, recorded in the list and the history).
 /// Shells call it after a scheduled backup succeeded. `Ok(None)`: not due, nothing to test,
 /// another run holds the lock (tried at the next look), or the backup user may not create
@@ -226,7 +228,7 @@ pub fn last_test_restore(vault: &Vault) -> Option<TestRestoreMark> {
 /// failed backup ([`notify_test_restore_failure`]).
 pub async fn routine_test_restore(
     vault: &Vault,
-    server: &PgTarget,
+    server: &Database,
     now: DateTime<Utc>,
 ) -> Result<Option<VerifyReport>> {
     if last_test_restore(vault).is_some_and(|m| now - m.at < TEST_RESTORE_EVERY) {
@@ -254,10 +256,21 @@ pub async fn routine_test_restore(
             let _ = crate::storage::write_private(&test_restore_mark_path(vault), &json);
         }
     };
-    if !postgres::may_create_database(server).await? {
+    let (may, grant, at) = match server {
+        Database::Postgres(pg) => (
+            postgres::may_create_database(pg).await?,
+            "CREATEDB",
+            pg.server(),
+        ),
+        Database::MariaDb(my) => (
+            crate::source::mysql::may_create_database(my).await?,
+            "CREATE and DROP ON *.*",
+            my.describe(),
+        ),
+    };
+    if !may {
         let note = format!(
-            "weekly test restore skipped: the backup user of {} may not create the scratch database it needs (grant it CREATEDB, or turn the weekly test restore off)",
-            server.server()
+            "weekly test restore skipped: the backup user of {at} may not create the scratch database it needs (grant it {grant}, or turn the weekly test restore off)"
         );
         remember(false, note.clone(), true);
         let skipped: Result<()> = Ok(());
@@ -273,15 +286,14 @@ pub async fn routine_test_restore(
             .await;
         return Ok(None);
     }
-    match test_restore(
-        vault,
-        &newest.id,
-        server,
-        None,
-        Arc::new(crate::progress::Silent),
-    )
-    .await
-    {
+    let silent = Arc::new(crate::progress::Silent);
+    let tested = match server {
+        Database::Postgres(pg) => test_restore(vault, &newest.id, pg, None, silent).await,
+        Database::MariaDb(my) => {
+            crate::jobs::test_restore_mariadb(vault, &newest.id, my, None, silent).await
+        }
+    };
+    match tested {
         Err(e) if e.kind() == ErrorKind::Busy => Ok(None),
         Ok(report) => {
             remember(
@@ -310,7 +322,7 @@ pub async fn notify_test_restore_failure(
     vault: &Vault,
     settings: &crate::notify::SmtpSettings,
     admins_query: Option<&str>,
-    target: &PgTarget,
+    target: &Database,
     error: &Error,
 ) -> Result<usize> {
     let started = Utc::now();
@@ -318,7 +330,7 @@ pub async fn notify_test_restore_failure(
     let backup_id = last_test_restore(vault)
         .map(|m| m.backup_id)
         .unwrap_or_default();
-    let settings = with_school_admins(vault, settings, admins_query, Some(target)).await;
+    let settings = with_school_admins(vault, settings, admins_query, target.postgres()).await;
     let failure = crate::notify::Failure {
         at: started,
         kind: "test restore".into(),

@@ -10,7 +10,10 @@ pub mod mysql;
 pub mod postgres;
 
 pub use adapter::{SnapshotContents, Source, TableInfo, TableReader};
-pub use model::{describe_sessions, Privileges, SequenceValue, Session, SourceInfo, TableManifest};
+pub use model::{
+    describe_sessions, LockWait, Privileges, SequenceValue, Session, SourceInfo, TableManifest,
+    WAIT_REPORT,
+};
 
 /// Which database engine a connection speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -272,3 +272,27 @@ pub fn describe_sessions(sessions: &[Session]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// How often a restore waiting for its locks says who holds them.
+pub const WAIT_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How a replace restore waits for the locks on the tables it replaces: other sessions' open
+/// transactions on them (the ERP in use) hold it up until they end.
+pub struct LockWait<'a> {
+    /// Give up after this long, nothing changed (`None`: wait as long as it takes).
+    pub timeout: Option<std::time::Duration>,
+    /// End the other sessions on the database first (`pg_terminate_backend`, `KILL`).
+    pub end_sessions: bool,
+    /// Told every few seconds, while it waits, which sessions hold it up.
+    pub on_wait: &'a (dyn Fn(&[Session]) + Send + Sync),
+}
+
+impl Default for LockWait<'_> {
+    fn default() -> Self {
+        LockWait {
+            timeout: None,
+            end_sessions: false,
+            on_wait: &|_| {},
+        }
+    }
+}

@@ -25,13 +25,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::backup::{backup_source_locked, BackupOptions};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::mysql::{
-    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, swap_tables,
-    tables_of, triggers_of, MyTarget, NewDatabase,
+    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, end_sessions,
+    repoint_sequence_defaults, swap_tables, tables_of, triggers_of, wait_for_tables, MyTarget,
+    NewDatabase,
 };
-use crate::source::{Source, TableReader};
+use crate::source::{describe_sessions, LockWait, Session, Source, TableReader};
 
 use crate::jobs::reading::{inconsistent, is_v2, open_archive, read_manifest};
-use crate::jobs::restore::{feed_archive, record_restore, Feed, RestoreOutcome};
+use crate::jobs::restore::{feed_archive, record_restore, Feed, RestoreOptions, RestoreOutcome};
 use crate::jobs::{join_error, run_record, Locked, Vault};
 
 /// Restore backup `what` (a MariaDB/MySQL backup) into the new database `name` on `server`'s
@@ -207,23 +208,25 @@ pub async fn test_restore_mariadb(
 
 /// Replace the data of the live MariaDB/MySQL database `live` with backup `what`'s, all or
 /// nothing: restored and checked in a scratch database, then swapped in by one atomic
-/// `RENAME TABLE`. A safety backup of `live` is taken first unless `safety` is false; then the
-/// replaced tables are kept in a database of their own (named in the result's warnings)
-/// instead of being dropped.
+/// `RENAME TABLE`. A safety backup of `live` is taken first unless `opts.safety_backup` is
+/// false; then the replaced tables are kept in a database of their own (named in the result's
+/// warnings) instead of being dropped. The school keeps working while the scratch database
+/// loads; only then are its sessions ended (`opts.end_sessions`) or waited for, up to
+/// `opts.lock_timeout`, saying who holds the tables while it waits.
 ///
 /// # Errors
-/// As [`restore_new_mariadb`]; a table held by a session of the school for over a minute
-/// (nothing changed). The live database is unchanged on any failure.
+/// As [`restore_new_mariadb`]; `InUse` naming the sessions that held a table longer than
+/// `opts.lock_timeout`; `Cancelled`. The live database is unchanged on any failure.
 pub async fn restore_replace_mariadb(
     vault: &Vault,
     what: &str,
     live: &MyTarget,
-    safety: bool,
+    opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
     let vault = &vault.lock()?;
     let started = Utc::now();
-    let result = replace_inner(vault, what, live, safety, progress).await;
+    let result = replace_inner(vault, what, live, opts, progress).await;
     record_restore(vault, started, &result).await;
     result
 }
@@ -242,9 +245,10 @@ async fn replace_inner(
     vault: &Locked<'_>,
     what: &str,
     live: &MyTarget,
-    safety: bool,
+    opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreOutcome> {
+    let safety = opts.safety_backup;
     let (path, key, manifest) = open_mariadb_backup(vault, what).await?;
     progress.report(&ProgressEvent::phase(Phase::Connect));
     let live_name = live.database();
@@ -271,12 +275,30 @@ async fn replace_inner(
     let scratch_name = beside(&live_name, "svr");
     let scratch = create_database(live, &scratch_name).await?;
     let loaded = load(&path, key, &scratch, &manifest, progress.clone()).await;
-    let rows = match loaded {
+    let rows = match loaded.and_then(|l| opts.cancel.check().map(|()| l)) {
         Ok((rows, _)) => rows,
         Err(e) => {
             drop_database(live, &scratch_name).await;
             return Err(e);
         }
+    };
+    if opts.end_sessions {
+        if let Err(e) = end_sessions(live).await {
+            drop_database(live, &scratch_name).await;
+            return Err(e);
+        }
+    }
+    let reporter = progress.clone();
+    let on_wait = move |holders: &[Session]| {
+        reporter.report(&ProgressEvent {
+            table: Some(describe_sessions(holders)),
+            ..ProgressEvent::phase(Phase::WaitLock)
+        });
+    };
+    let wait = LockWait {
+        timeout: opts.lock_timeout,
+        end_sessions: opts.end_sessions,
+        on_wait: &on_wait,
     };
     let undo_name = beside(&live_name, "svu");
     let swapped = swap_in(
@@ -286,6 +308,7 @@ async fn replace_inner(
         &live_tables,
         &manifest,
         &progress,
+        &wait,
     )
     .await;
     drop_database(live, &scratch_name).await;
@@ -297,7 +320,12 @@ async fn replace_inner(
             return Err(e);
         }
     }
-    let restored: Vec<&str> = manifest.tables.iter().map(|t| t.name.as_str()).collect();
+    let restored: Vec<&str> = manifest
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(manifest.sequences.iter().map(|s| s.name.as_str()))
+        .collect();
     let kept: Vec<&String> = live_tables
         .iter()
         .filter(|t| !restored.contains(&t.as_str()))
@@ -330,8 +358,15 @@ async fn swap_in(
     live_tables: &[String],
     manifest: &Manifest,
     progress: &Arc<dyn Progress>,
+    wait: &LockWait<'_>,
 ) -> Result<()> {
-    let new: Vec<String> = manifest.tables.iter().map(|t| t.name.clone()).collect();
+    // The tables and the sequences (tables too, to MariaDB) of the backup.
+    let new: Vec<String> = manifest
+        .tables
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(manifest.sequences.iter().map(|s| s.name.clone()))
+        .collect();
     let old: Vec<String> = live_tables
         .iter()
         .filter(|t| new.contains(t))
@@ -341,7 +376,9 @@ async fn swap_in(
     // on the live tables after the swap), the live ones of the swapped tables too (and put
     // back if the swap fails).
     let new_triggers = triggers_of(scratch).await?;
-    drop_triggers(scratch, &new_triggers).await?;
+    drop_triggers(scratch, &new_triggers, &LockWait::default())
+        .await
+        .1?;
     let old_triggers: Vec<_> = triggers_of(live)
         .await?
         .into_iter()
@@ -349,25 +386,51 @@ async fn swap_in(
         .collect();
     create_database(live, undo_name).await?;
     progress.report(&ProgressEvent::phase(Phase::Commit));
+    // The one point that waits for the school's sessions (or gives up, nothing changed); then
+    // the few statements of the swap follow at once.
+    wait_for_tables(live, &old, wait).await?;
     let live_name = live.database();
     let scratch_name = scratch.database();
-    if let Err(e) = drop_triggers(live, &old_triggers).await {
+    // Putting things back after a failure waits as long as it takes.
+    let patient = LockWait {
+        timeout: None,
+        end_sessions: false,
+        on_wait: wait.on_wait,
+    };
+    let (dropped, result) = drop_triggers(live, &old_triggers, wait).await;
+    if let Err(e) = result {
+        let _ = create_triggers(live, &old_triggers[..dropped]).await;
+        return Err(e);
+    }
+    if let Err(e) = swap_tables(live, &live_name, &scratch_name, undo_name, &old, &new, wait).await
+    {
         let _ = create_triggers(live, &old_triggers).await;
         return Err(e);
     }
-    if let Err(e) = swap_tables(live, &live_name, &scratch_name, undo_name, &old, &new).await {
-        let _ = create_triggers(live, &old_triggers).await;
-        return Err(e);
-    }
-    if let Err(e) = create_triggers(live, &new_triggers).await {
+    // Then the restored defaults that take a sequence's next value from the scratch database
+    // take it from the live one.
+    let after = match create_triggers(live, &new_triggers).await {
+        Ok(()) => repoint_sequence_defaults(live, &scratch_name, wait).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = after {
         // Back as it was: the restored tables out, the live ones in, their triggers on them.
-        let _ = drop_triggers(live, &new_triggers).await;
-        let back = swap_tables(live, &live_name, undo_name, &scratch_name, &new, &old).await;
+        let _ = drop_triggers(live, &new_triggers, &patient).await;
+        let back = swap_tables(
+            live,
+            &live_name,
+            undo_name,
+            &scratch_name,
+            &new,
+            &old,
+            &patient,
+        )
+        .await;
         let _ = create_triggers(live, &old_triggers).await;
         return Err(match back {
-            Ok(()) => e.context("creating the backup's triggers; the live tables were put back"),
+            Ok(()) => e.context("finishing the swap; the live tables were put back"),
             Err(b) => e.context(format_args!(
-                "creating the backup's triggers, and putting the live tables back failed too ({b}); they are in database {undo_name}"
+                "finishing the swap, and putting the live tables back failed too ({b}); they are in database {undo_name}"
             )),
         });
     }

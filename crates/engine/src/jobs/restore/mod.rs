@@ -30,8 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::legacy::{self, V1Mode};
 use crate::progress::{Phase, Progress, ProgressEvent};
 pub use crate::source::postgres::RoleChoice;
-use crate::source::postgres::{self, privileges_sql, LockWait, PgTarget, RestoreTxn, RoleMap};
-use crate::source::{describe_sessions, Session};
+use crate::source::postgres::{self, privileges_sql, PgTarget, RestoreTxn, RoleMap};
+use crate::source::{describe_sessions, LockWait, Session};
 
 use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::reading::{

@@ -8,6 +8,7 @@
 //! bytes, JSON text), with TIMESTAMPs in UTC.
 
 mod restore;
+mod sessions;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -21,8 +22,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use restore::{
     create_database, create_triggers, drop_database, drop_leftovers, drop_triggers,
-    live_row_counts, probe, swap_tables, tables_of, triggers_of, NewDatabase, TriggerDef,
+    live_row_counts, may_create_database, probe, repoint_sequence_defaults, swap_tables, tables_of,
+    triggers_of, wait_for_tables, NewDatabase, TriggerDef,
 };
+pub use sessions::{end_sessions, holding_sessions, other_sessions};
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -143,6 +146,11 @@ impl MyTarget {
             self.options.get_port(),
             self.database()
         )
+    }
+
+    /// The login's user name.
+    pub fn user(&self) -> String {
+        self.options.get_username().to_string()
     }
 
     /// The database's name.

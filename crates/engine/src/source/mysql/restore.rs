@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use sqlx::mysql::MySqlConnection;
 use sqlx::Connection;
 
+use super::sessions::exec_waiting;
 use super::snapshot::{exec, literal, text, text_rows, STATEMENT_END};
 use super::{my_error, quote_ident, MyTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::model::TableManifest;
+use crate::source::LockWait;
 
 /// An `INSERT` is sent when it passes this size (well under the default `max_allowed_packet`).
 const STATEMENT_BYTES: usize = 1 << 20;
@@ -587,7 +589,27 @@ pub struct TriggerDef {
     pub create: String,
 }
 
-/// The base tables of `target`'s database.
+/// Whether the login may create (and drop) databases on `server`'s server, which a test
+/// restore needs for its scratch database: `CREATE` and `DROP` granted on every database.
+///
+/// # Errors
+/// Connection errors.
+pub async fn may_create_database(server: &MyTarget) -> Result<bool> {
+    let mut conn = server.connect().await?;
+    let rows = text_rows(
+        &mut conn,
+        server,
+        "SELECT COUNT(DISTINCT PRIVILEGE_TYPE) FROM information_schema.USER_PRIVILEGES \
+         WHERE PRIVILEGE_TYPE IN ('CREATE', 'DROP') AND GRANTEE = CONCAT('''', \
+           SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+           SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')",
+    )
+    .await;
+    let _ = conn.close().await;
+    Ok(rows?.first().is_some_and(|r| text(r, 0) == "2"))
+}
+
+/// The base tables and sequences of `target`'s database (what a replace restore swaps).
 ///
 /// # Errors
 /// Database errors.
@@ -597,7 +619,7 @@ pub async fn tables_of(target: &MyTarget) -> Result<Vec<String>> {
         &mut conn,
         target,
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
-         AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 1",
+         AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY 1",
     )
     .await;
     let _ = conn.close().await;
@@ -648,26 +670,36 @@ pub async fn triggers_of(target: &MyTarget) -> Result<Vec<TriggerDef>> {
     result
 }
 
-/// Drop `triggers` from `target`'s database.
-///
-/// # Errors
-/// Database errors.
-pub async fn drop_triggers(target: &MyTarget, triggers: &[TriggerDef]) -> Result<()> {
-    let mut conn = target.connect().await?;
-    let mut result = exec(&mut conn, target, "SET SESSION lock_wait_timeout = 60").await;
+/// Drop `triggers` from `target`'s database, waiting for the tables' locks as `wait` says.
+/// Returns how many were dropped (the first ones of `triggers`) beside the result, so that a
+/// failure puts back exactly those.
+pub async fn drop_triggers(
+    target: &MyTarget,
+    triggers: &[TriggerDef],
+    wait: &LockWait<'_>,
+) -> (usize, Result<()>) {
+    let mut conn = match target.connect().await {
+        Ok(c) => c,
+        Err(e) => return (0, Err(e)),
+    };
+    let mut dropped = 0;
+    let mut result = Ok(());
     for t in triggers {
+        result = exec_waiting(
+            &mut conn,
+            target,
+            target,
+            &format!("DROP TRIGGER IF EXISTS {}", quote_ident(&t.name)),
+            wait,
+        )
+        .await;
         if result.is_err() {
             break;
         }
-        result = exec(
-            &mut conn,
-            target,
-            &format!("DROP TRIGGER IF EXISTS {}", quote_ident(&t.name)),
-        )
-        .await;
+        dropped += 1;
     }
     let _ = conn.close().await;
-    result
+    (dropped, result)
 }
 
 /// Create `triggers` in `target`'s database, each under its SQL mode.
@@ -697,11 +729,93 @@ pub async fn create_triggers(target: &MyTarget, triggers: &[TriggerDef]) -> Resu
     result
 }
 
-/// In one atomic `RENAME TABLE`: each of `old` from database `live` to database `undo`, and
-/// each of `new` from database `scratch` to `live`. Either every table moves or none does.
+/// Wait, as `wait` says, until no other session holds any of `tables` of `target`'s database
+/// (`LOCK TABLES … WRITE`, given back at once): the swap's one waiting point, before anything
+/// is changed. A login without the `LOCK TABLES` privilege skips it (the swap then waits
+/// itself).
 ///
 /// # Errors
-/// Database errors (nothing moved).
+/// `InUse` naming the sessions that held a table longer than `wait.timeout`.
+pub async fn wait_for_tables(
+    target: &MyTarget,
+    tables: &[String],
+    wait: &LockWait<'_>,
+) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let mut conn = target.connect().await?;
+    let list: Vec<String> = tables
+        .iter()
+        .map(|t| format!("{} WRITE", quote_ident(t)))
+        .collect();
+    let locked = exec_waiting(
+        &mut conn,
+        target,
+        target,
+        &format!("LOCK TABLES {}", list.join(", ")),
+        wait,
+    )
+    .await;
+    let _ = exec(&mut conn, target, "UNLOCK TABLES").await;
+    let _ = conn.close().await;
+    match locked {
+        Err(e) if e.kind() == ErrorKind::InUse => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Point the column defaults of `target`'s tables that take a sequence's next value from
+/// database `from` (the scratch database they were restored in, which MariaDB wrote into the
+/// default) at `target`'s own sequences, waiting for the tables' locks as `wait` says.
+///
+/// # Errors
+/// The first change the server refuses, named; `InUse`.
+pub async fn repoint_sequence_defaults(
+    target: &MyTarget,
+    from: &str,
+    wait: &LockWait<'_>,
+) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let result = async {
+        let rows = text_rows(
+            &mut conn,
+            target,
+            "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_DEFAULT LIKE '%val(%'",
+        )
+        .await?;
+        let from = format!("{}.", quote_ident(from));
+        for r in rows.iter().filter(|r| text(r, 2).contains(&from)) {
+            let (table, column) = (text(r, 0), text(r, 1));
+            exec_waiting(
+                &mut conn,
+                target,
+                target,
+                &format!(
+                    "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ({})",
+                    quote_ident(&table),
+                    quote_ident(&column),
+                    text(r, 2).replace(&from, "")
+                ),
+                wait,
+            )
+            .await
+            .map_err(|e| e.context(format_args!("setting the default of {table}.{column}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
+/// In one atomic `RENAME TABLE`: each of `old` from database `live` to database `undo`, and
+/// each of `new` from database `scratch` to `live`. Either every table moves or none does.
+/// Sessions of the school holding a table (an open transaction) make it wait, as `wait` says.
+///
+/// # Errors
+/// `InUse` when other sessions held the tables too long, database errors (nothing moved).
 pub async fn swap_tables(
     server: &MyTarget,
     live: &str,
@@ -709,6 +823,7 @@ pub async fn swap_tables(
     undo: &str,
     old: &[String],
     new: &[String],
+    wait: &LockWait<'_>,
 ) -> Result<()> {
     let moves: Vec<String> = old
         .iter()
@@ -736,18 +851,21 @@ pub async fn swap_tables(
     }
     let admin = server.with_database("information_schema");
     let mut conn = admin.connect().await?;
-    // Sessions of the school holding a table (an open transaction) make the rename wait; after
-    // a minute it gives up, nothing moved.
-    let result = exec(
+    let result = exec_waiting(
         &mut conn,
         &admin,
-        &format!(
-            "SET SESSION lock_wait_timeout = 60; RENAME TABLE {}",
-            moves.join(", ")
-        ),
+        &server.with_database(live),
+        &format!("RENAME TABLE {}", moves.join(", ")),
+        wait,
     )
     .await
-    .map_err(|e| e.context("swapping the restored tables in"));
+    .map_err(|e| {
+        if e.kind() == ErrorKind::InUse {
+            e
+        } else {
+            e.context("swapping the restored tables in")
+        }
+    });
     let _ = conn.close().await;
     result
 }

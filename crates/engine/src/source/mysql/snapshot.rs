@@ -14,7 +14,7 @@ use sqlx::{Connection, Row, ValueRef};
 use super::{escape_into, my_error, quote_ident, MyTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::adapter::{SnapshotContents, Source, TableInfo, TableReader};
-use crate::source::model::{Privileges, SourceInfo, TableManifest};
+use crate::source::model::{Privileges, SequenceValue, SourceInfo, TableManifest};
 
 /// The open snapshot (its readers wait in the target until joined).
 pub struct MySnapshot {
@@ -198,11 +198,46 @@ impl MyTarget {
         let mut infos = Vec::new();
         let mut pre = String::from("-- SchoolVault: MariaDB/MySQL schema; each statement ends with a line \";;\".\nDELIMITER ;;\nSET FOREIGN_KEY_CHECKS = 0");
         pre.push_str(STATEMENT_END);
+        // Sequences before the tables whose defaults take their next values; their values
+        // (read under the snapshot's lock) are set again after the data, as mariadb-dump does.
+        let mut sequences = Vec::new();
+        let mut set_sequences = String::new();
+        for t in tables.iter().filter(|t| text(t, 2) == "SEQUENCE") {
+            let name = text(t, 0);
+            let qualified = format!("{}.{}", quote_ident(&database), quote_ident(&name));
+            let ddl = show_create(
+                coord,
+                self,
+                &format!("SHOW CREATE SEQUENCE {qualified}"),
+                1,
+                &name,
+            )
+            .await?;
+            pre.push_str(&ddl);
+            pre.push_str(STATEMENT_END);
+            let next = text_rows(
+                coord,
+                self,
+                &format!("SELECT next_not_cached_value FROM {qualified}"),
+            )
+            .await?;
+            let next = next.first().map(|r| text(r, 0)).unwrap_or_default();
+            let value: i64 = next.parse().map_err(|_| unreadable(self, &name))?;
+            set_sequences.push_str(&format!(
+                "SELECT SETVAL({}, {value}, 0){STATEMENT_END}",
+                quote_ident(&name)
+            ));
+            sequences.push(SequenceValue {
+                schema: database.clone(),
+                name,
+                last_value: value,
+                is_called: false,
+            });
+        }
         for t in &tables {
             let name = text(t, 0);
             let kind = text(t, 2);
             if kind == "SEQUENCE" {
-                unsupported.push(format!("sequence {database}.{name}"));
                 continue;
             }
             if kind == "SYSTEM VERSIONED" {
@@ -224,6 +259,11 @@ impl MyTarget {
                 &name,
             )
             .await?;
+            // A default taking a sequence's next value names the sequence with this database's
+            // name, whatever the current database: left out, it is the restored database's.
+            let ddl = ["nextval(", "lastval("].iter().fold(ddl, |d, f| {
+                d.replace(&format!("{f}{}.", quote_ident(&database)), f)
+            });
             pre.push_str(&ddl);
             pre.push_str(STATEMENT_END);
             let cols: Vec<String> = columns
@@ -268,6 +308,7 @@ impl MyTarget {
             )?;
         }
         let mut post = String::from("-- SchoolVault: MariaDB/MySQL schema after the data; each statement ends with a line \";;\".\nDELIMITER ;;\n");
+        post.push_str(&set_sequences);
         let views = text_rows(coord, self, &format!("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {db} ORDER BY 1")).await?;
         for v in &views {
             let name = text(v, 0);
@@ -324,7 +365,7 @@ impl MyTarget {
         let contents = SnapshotContents {
             id: id.clone(),
             tables: infos,
-            sequences: Vec::new(),
+            sequences,
             source: SourceInfo {
                 engine: engine.into(),
                 server_version: version.split('-').next().unwrap_or_default().to_string(),

@@ -37,7 +37,7 @@ pub use connection::{col, db_error, PgTarget, Tls};
 pub use privileges::{privileges_sql, RoleChoice, RoleMap};
 pub use restore::{
     any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
-    tables_present, LockWait, RestoreTxn,
+    tables_present, RestoreTxn,
 };
 pub use sessions::{blocking_sessions, end_sessions, other_sessions, sessions_locking};
 pub use snapshot::{Snapshot, SnapshotWorker};

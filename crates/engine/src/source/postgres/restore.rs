@@ -13,9 +13,8 @@ use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
-use std::time::Duration;
 
-use crate::source::{describe_sessions, SequenceValue, Session, TableManifest};
+use crate::source::{describe_sessions, LockWait, SequenceValue, TableManifest, WAIT_REPORT};
 
 use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
 use crate::source::postgres::sessions::{blocking_sessions, end_sessions, sessions_locking};
@@ -412,30 +411,6 @@ pub async fn check_target(
         }
     }
     Ok(())
-}
-
-/// How often a restore waiting for its locks says who holds them.
-const WAIT_REPORT: Duration = Duration::from_secs(2);
-
-/// How a replace restore waits for the locks on the tables it empties: other sessions' open
-/// transactions on them (the ERP in use) hold it up until they end.
-pub struct LockWait<'a> {
-    /// Give up after this long, nothing changed (`None`: wait as long as it takes).
-    pub timeout: Option<Duration>,
-    /// End the other sessions on the database first (`pg_terminate_backend`).
-    pub end_sessions: bool,
-    /// Told every few seconds, while it waits, which sessions hold it up.
-    pub on_wait: &'a (dyn Fn(&[Session]) + Send + Sync),
-}
-
-impl Default for LockWait<'_> {
-    fn default() -> Self {
-        LockWait {
-            timeout: None,
-            end_sessions: false,
-            on_wait: &|_| {},
-        }
-    }
 }
 
 /// The error of a restore that gave up waiting: who held the tables, and what to do.
