@@ -534,3 +534,83 @@ fn bad_v1_files_each_get_their_own_message() {
         "no safety backup for a refused restore"
     );
 }
+
+/// The school is still connected: an old-system file restored while an ERP session keeps a
+/// write to one of its tables open. `--lock-timeout` ends the wait within seconds, the session
+/// named (while waiting and in the one-line error) and the database untouched.
+#[test]
+fn a_v1_restore_held_up_by_a_session_of_the_school_gives_up_after_its_lock_timeout() {
+    use std::io::Write as _;
+    let Some(fx) = fixtures() else { return };
+    let db = erp_db(&fx);
+    let env = env_with_v1_key(&fx);
+    let before = db.checksums();
+    let mut erp = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            &support::pg_host(),
+            "-p",
+            &support::pg_port(),
+        ])
+        .args(["-U", "postgres", "-d", &db.name])
+        .env("PGAPPNAME", "erp-web")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql (postgresql-client) is needed: make test installs it");
+    let stdin = erp.stdin.as_mut().unwrap();
+    stdin
+        .write_all(
+            b"BEGIN; UPDATE \"User\" SET id = id WHERE id = (SELECT min(id) FROM \"User\");\n",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while support::psql(
+        "postgres",
+        &format!(
+            "SELECT state FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'erp-web'",
+            db.name
+        ),
+    )
+    .trim()
+        != "idle in transaction"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ERP session did not open its transaction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = env
+        .std_cmd()
+        .args(["--json", "--db", &db.url(), "restore"])
+        .arg(fx.join("v1/erp-small.enc"))
+        .args(["--yes", "--no-safety-backup", "--lock-timeout", "3"])
+        .output()
+        .unwrap();
+    let _ = erp.kill();
+    let _ = erp.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the restore must give up: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("\"phase\":\"wait_lock\"") && l.contains("erp-web")),
+        "the wait names who holds it: {stderr}"
+    );
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(
+        error.contains("nothing was changed") && error.contains("erp-web"),
+        "{error}"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "in_use");
+    assert_eq!(db.checksums(), before, "the database is untouched");
+}

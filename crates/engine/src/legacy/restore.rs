@@ -10,7 +10,10 @@ use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::postgres::{col, db_error, qualified, quote_ident, PgTarget};
+use crate::source::postgres::{
+    blocking_sessions, col, db_error, lock_timed_out, qualified, quote_ident, PgTarget,
+};
+use crate::source::{LockWait, WAIT_REPORT};
 
 use crate::legacy::{table_for, V1Backup};
 
@@ -264,15 +267,37 @@ pub async fn prepare(target: &PgTarget, backup: &V1Backup) -> Result<V1Plan> {
 }
 
 /// Apply a prepared v1 restore in one transaction with every constraint checked: upsert by
-/// primary key, and with [`V1Mode::Replace`] remove the rows not in the file.
+/// primary key, and with [`V1Mode::Replace`] remove the rows not in the file. The file's
+/// tables are locked against writers first (`SHARE ROW EXCLUSIVE`: the school's readers go
+/// on), waiting for the sessions writing them as `wait` says and telling who they are.
 ///
 /// # Errors
 /// `Database` naming the table and record id of the first record that fails;
-/// `TargetMismatch` naming the tables that block `--replace`. The target is unchanged then.
-pub async fn apply(target: &PgTarget, plan: &V1Plan, mode: V1Mode) -> Result<Vec<V1TableOutcome>> {
+/// `TargetMismatch` naming the tables that block `--replace`; `InUse` naming the sessions
+/// that held the tables longer than `wait.timeout`. The target is unchanged then.
+pub async fn apply(
+    target: &PgTarget,
+    plan: &V1Plan,
+    mode: V1Mode,
+    wait: &LockWait<'_>,
+) -> Result<Vec<V1TableOutcome>> {
     let mut conn = target.connect().await?;
     exec(&mut conn, target, "BEGIN").await?;
-    let result = load(&mut conn, target, &plan.tables, mode).await;
+    let locked = lock_tables(&mut conn, target, plan, wait).await;
+    let result = match locked {
+        Ok(()) => match load(&mut conn, target, &plan.tables, mode).await {
+            Err(e) if e.sqlstate() == Some("55P03") => {
+                let names: Vec<String> = plan
+                    .tables
+                    .iter()
+                    .map(|p| qualified("public", &p.0))
+                    .collect();
+                Err(lock_timed_out(target, &names, wait).await)
+            }
+            other => other,
+        },
+        Err(e) => Err(e),
+    };
     match result {
         Ok(outcome) => {
             exec(&mut conn, target, "COMMIT").await?;
@@ -282,6 +307,59 @@ pub async fn apply(target: &PgTarget, plan: &V1Plan, mode: V1Mode) -> Result<Vec
             let _ = sqlx::Executor::execute(&mut conn, sqlx::raw_sql("ROLLBACK")).await;
             Err(e)
         }
+    }
+}
+
+/// Lock the plan's tables against other writers, within `wait.timeout`, reporting who holds
+/// them every few seconds while it waits.
+async fn lock_tables(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    plan: &V1Plan,
+    wait: &LockWait<'_>,
+) -> Result<()> {
+    if plan.tables.is_empty() {
+        return Ok(());
+    }
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db_error(&e, target))?;
+    if let Some(t) = wait.timeout {
+        let ms = t.as_millis().clamp(1, i32::MAX as u128);
+        exec(conn, target, &format!("SET LOCAL lock_timeout = {ms}")).await?;
+    }
+    let names: Vec<String> = plan
+        .tables
+        .iter()
+        .map(|p| qualified("public", &p.0))
+        .collect();
+    let sql = format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        names.join(", ")
+    );
+    let locked = {
+        let mut run = std::pin::pin!(exec(conn, target, &sql));
+        loop {
+            tokio::select! {
+                done = &mut run => break done,
+                () = tokio::time::sleep(WAIT_REPORT) => {
+                    // Looked up from another connection; a failed look is no reason to stop.
+                    if let Ok(holders) = blocking_sessions(target, pid).await {
+                        if !holders.is_empty() {
+                            (wait.on_wait)(&holders);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // The timeout stays for the rest: a row the school's session locked (`FOR UPDATE`) would
+    // hold up an upsert too.
+    match locked {
+        Err(e) if e.sqlstate() == Some("55P03") => Err(lock_timed_out(target, &names, wait).await),
+        Err(e) => Err(e.context("locking the tables before restoring")),
+        Ok(()) => Ok(()),
     }
 }
 
@@ -336,6 +414,15 @@ pub(super) async fn load(
                         }
                     }
                     exec(conn, target, "RELEASE SAVEPOINT v1_batch").await?;
+                }
+                // Held up by a session of the school past the lock timeout: said as such.
+                Err(batch_err)
+                    if batch_err
+                        .as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|c| c == "55P03") =>
+                {
+                    return Err(db_error(&batch_err, target));
                 }
                 Err(batch_err) => {
                     exec(conn, target, "ROLLBACK TO SAVEPOINT v1_batch").await?;

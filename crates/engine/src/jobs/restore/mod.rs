@@ -591,7 +591,19 @@ pub(super) async fn restore_v1(
     if opts.end_sessions {
         postgres::end_sessions(target, None).await?;
     }
-    let tables = legacy::apply(target, &plan, opts.v1_mode).await?;
+    let reporter = progress.clone();
+    let on_wait = move |holders: &[Session]| {
+        reporter.report(&ProgressEvent {
+            table: Some(describe_sessions(holders)),
+            ..ProgressEvent::phase(Phase::WaitLock)
+        });
+    };
+    let wait = LockWait {
+        timeout: opts.lock_timeout,
+        end_sessions: opts.end_sessions,
+        on_wait: &on_wait,
+    };
+    let tables = legacy::apply(target, &plan, opts.v1_mode, &wait).await?;
     Ok(RestoreOutcome {
         backup_id: path
             .file_stem()

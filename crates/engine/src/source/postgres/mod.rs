@@ -35,6 +35,7 @@ pub use admin::{
 };
 pub use connection::{col, db_error, PgTarget, Tls};
 pub use privileges::{privileges_sql, RoleChoice, RoleMap};
+pub(crate) use restore::lock_timed_out;
 pub use restore::{
     any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
     tables_present, RestoreTxn,

@@ -414,7 +414,11 @@ pub async fn check_target(
 }
 
 /// The error of a restore that gave up waiting: who held the tables, and what to do.
-async fn lock_timed_out(target: &PgTarget, names: &[String], wait: &LockWait<'_>) -> Error {
+pub(crate) async fn lock_timed_out(
+    target: &PgTarget,
+    names: &[String],
+    wait: &LockWait<'_>,
+) -> Error {
     let holders = sessions_locking(target, names).await.unwrap_or_default();
     let secs = wait.timeout.map_or(0, |t| t.as_secs());
     let who = if holders.is_empty() {
