@@ -3,8 +3,9 @@
 //! Set up the database and the key through the first-run screens, back up with the button,
 //! change a row, restore through the modal (typing the name) and find the row back in the
 //! database; restore from a picked file; a wrong password in Settings shows the mapped
-//! message; a schedule a minute ahead makes a "scheduled" backup. Screenshots of each step go
-//! to target/screenshots/app-*.png.
+//! message; a schedule a minute ahead makes a "scheduled" backup; then a MariaDB database,
+//! chosen in Settings, backed up and restored with an ERP session connected (the real MariaDB
+//! at 127.0.0.1:3306). Screenshots of each step go to target/screenshots/app-*.png.
 //!
 //! Run by `make test` (`make e2e`) under `xvfb-run -a dbus-run-session` with gnome-keyring
 //! unlocked; it needs `tauri-driver` (cargo install tauri-driver --version 2.1.0 --locked) and
@@ -129,7 +130,10 @@ async fn click(c: &Client, css: &str) {
 async fn fill(c: &Client, css: &str, text: &str) {
     let e = wait_for(c, css, 30).await;
     e.clear().await.unwrap();
-    e.send_keys(text).await.unwrap();
+    // WebDriver refuses to send no keys.
+    if !text.is_empty() {
+        e.send_keys(text).await.unwrap();
+    }
 }
 
 async fn count(c: &Client, css: &str) -> usize {
@@ -439,5 +443,187 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     assert_eq!(db.sql("SELECT name FROM users WHERE id = 1"), original);
     click(&c, ".modal button.primary").await;
 
+    // 9. A MariaDB database: the engine chosen in Settings, a backup with
+    // the button, and the restore warning with the school's session listed, which the restore
+    // ends ("End these sessions") before it swaps the restored tables in.
+    let my = MariaDb::new();
+    my.sql(
+        "CREATE TABLE classes (id INT PRIMARY KEY, name VARCHAR(40) CHARACTER SET utf8mb4) ENGINE=InnoDB;
+         CREATE TABLE pupils (id INT PRIMARY KEY, class_id INT NOT NULL, name VARCHAR(60) CHARACTER SET utf8mb4,
+           born DATE, FOREIGN KEY (class_id) REFERENCES classes (id)) ENGINE=InnoDB;
+         INSERT INTO classes SELECT seq, CONCAT('Class ', seq) FROM seq_1_to_20;
+         INSERT INTO pupils SELECT seq, 1 + seq MOD 20, CONCAT('Pupil ', seq), '2012-09-01' + INTERVAL seq DAY FROM seq_1_to_600;",
+    );
+    click(&c, "[data-testid=nav-settings]").await;
+    wait_for(&c, "[data-testid=db-engine]", 30)
+        .await
+        .select_by_value("mariadb")
+        .await
+        .unwrap();
+    fill(&c, "[data-testid=db-host]", &my_host()).await;
+    fill(&c, "[data-testid=db-port]", &my_port()).await;
+    fill(&c, "[data-testid=db-name]", &my.name).await;
+    fill(&c, "[data-testid=db-user]", "root").await;
+    fill(&c, "[data-testid=db-password]", "").await;
+    click(&c, "[data-testid=test-connection]").await;
+    wait_text(&c, "[data-testid=connection-result]", "Connected to", 30).await;
+    shot(&c, "16-mariadb-connection").await;
+    click(&c, "[data-testid=save-connection]").await;
+    wait_for(&c, "[data-testid=toast]", 30).await;
+    click(&c, "[data-testid=nav-backups]").await;
+    click(&c, "[data-testid=backup-now]").await;
+    // Its 2 tables and 620 rows, first in the list.
+    wait_text(&c, "[data-testid=backup-row]:first-child", "2 / 620", 120).await;
+    shot(&c, "17-mariadb-backups").await;
+    let backed_up = my.sql("SELECT COUNT(*), SUM(CRC32(name)) FROM pupils");
+    my.sql("UPDATE pupils SET name = 'Changed by the test' WHERE id <= 50");
+    let mut erp = my.idle_in_transaction();
+    // The newest backup (first in the list) is the MariaDB one.
+    click(
+        &c,
+        "[data-testid=backup-row]:first-child [data-testid=restore]",
+    )
+    .await;
+    wait_for(&c, "[data-testid=restore-confirm]", 60).await;
+    wait_text(&c, "[data-testid=sessions]", "erp_web", 30).await;
+    fill(&c, "[data-testid=confirm-name]", &my.name).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !wait_for(&c, "[data-testid=restore-confirm]", 10)
+        .await
+        .is_enabled()
+        .await
+        .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the typed name did not enable Restore"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shot(&c, "18-mariadb-restore-sessions").await;
+    click(&c, "[data-testid=end-sessions]").await;
+    click(&c, "[data-testid=restore-confirm]").await;
+    wait_text(&c, "[data-testid=restore-result]", "restored", 120).await;
+    assert_eq!(
+        my.sql("SELECT COUNT(*), SUM(CRC32(name)) FROM pupils"),
+        backed_up
+    );
+    click(&c, ".modal button.primary").await;
+    let _ = erp.kill();
+    let _ = erp.wait();
+
     c.close().await.unwrap();
+}
+
+fn my_host() -> String {
+    std::env::var("SCHOOLVAULT_TEST_MY_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+fn my_port() -> String {
+    std::env::var("SCHOOLVAULT_TEST_MY_PORT").unwrap_or_else(|_| "3306".into())
+}
+
+/// A MariaDB database of the test's own (root without a password on `my_host():my_port()`,
+/// which `make test` starts), dropped at the end, worked on through the `mariadb` client.
+struct MariaDb {
+    name: String,
+}
+
+impl MariaDb {
+    fn new() -> MariaDb {
+        let name = format!("sv_e2e_{:08x}", rand::random::<u32>());
+        MariaDb::run(
+            None,
+            &format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+        );
+        MariaDb { name }
+    }
+
+    fn run(db: Option<&str>, sql: &str) -> String {
+        let mut cmd = Command::new("mariadb");
+        cmd.args(["--batch", "--skip-column-names", "--protocol=TCP"])
+            .args(["-h", &my_host(), "-P", &my_port(), "-u", "root"]);
+        if let Some(db) = db {
+            cmd.arg(db);
+        }
+        let out = cmd.args(["-e", sql]).output().unwrap_or_else(|e| {
+            panic!("cannot run the mariadb client ({e}): install mariadb-client (make test does)")
+        });
+        assert!(
+            out.status.success(),
+            "MariaDB did not run {sql:?} as root on {}:{} (start it with `make setup`): {}",
+            my_host(),
+            my_port(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        MariaDb::run(Some(&self.name), sql)
+    }
+
+    /// A session of the "ERP" (user `erp_web`) that read `pupils` in a transaction it keeps
+    /// open, idle, until it is killed or its connection ended.
+    // The child is returned to the test, which kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    fn idle_in_transaction(&self) -> Child {
+        use std::io::Write as _;
+        MariaDb::run(
+            None,
+            &format!(
+                "CREATE USER IF NOT EXISTS 'erp_web'@'%'; GRANT ALL ON `{}`.* TO 'erp_web'@'%'",
+                self.name
+            ),
+        );
+        let mut child = Command::new("mariadb")
+            .args([
+                "--batch",
+                "--protocol=TCP",
+                "-h",
+                &my_host(),
+                "-P",
+                &my_port(),
+            ])
+            .args(["-u", "erp_web", &self.name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN; SELECT COUNT(*) FROM pupils;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while MariaDb::run(
+            None,
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p \
+             ON p.ID = t.trx_mysql_thread_id WHERE p.USER = 'erp_web' AND p.COMMAND = 'Sleep'",
+        )
+        .trim()
+            != "1"
+        {
+            assert!(Instant::now() < deadline, "the ERP session did not open its transaction");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args([
+                "--protocol=TCP",
+                "-h",
+                &my_host(),
+                "-P",
+                &my_port(),
+                "-u",
+                "root",
+            ])
+            .args(["-e", &format!("DROP DATABASE IF EXISTS `{}`", self.name)])
+            .output();
+    }
 }

@@ -222,7 +222,7 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
     );
     // The safety backup undoes it.
     db.sql("DELETE FROM audit");
-    env.json(&[
+    let undone = env.json(&[
         "--db",
         &db.url(),
         "restore",
@@ -230,6 +230,12 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
         "--yes",
         "--no-safety-backup",
     ]);
+    assert!(
+        undone["warnings"]
+            .to_string()
+            .contains("until the next successful backup"),
+        "{undone}"
+    );
     assert_eq!(db.sql("SELECT COUNT(*) FROM audit").trim(), "2");
     assert_eq!(
         db.sql("SELECT COUNT(*) FROM pupils WHERE name = 'changed'")
@@ -241,6 +247,24 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
         kept.lines().count(),
         1,
         "without a safety backup the replaced tables are kept: {kept}"
+    );
+    // Until the next successful backup of the database, which holds what the school works on.
+    env.json(&["--db", &db.url(), "backup"]);
+    assert!(
+        mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svu%'", db.name))
+            .trim()
+            .is_empty(),
+        "the kept tables go after the next backup"
+    );
+    let history = env.json(&["history"]);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["operation"] == "cleanup"
+                && r["message"].as_str().unwrap_or("").contains(kept.trim())),
+        "{history}"
     );
 }
 

@@ -13,9 +13,10 @@ use crate::source::Database;
 use futures_util::FutureExt;
 
 use crate::jobs::alerts::{notify_failure, refresh_admins};
-use crate::jobs::backup::{backup, backup_source, BackupOptions, BackupOutcome};
+use crate::jobs::backup::{backup, BackupOptions, BackupOutcome};
 use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::schedule_look::EmailPlan;
+use crate::jobs::undo::backup_mariadb;
 use crate::jobs::watchdog::watch;
 use crate::jobs::Vault;
 
@@ -52,7 +53,7 @@ pub async fn backup_attended(
     let watched = Arc::new(Watched::new(progress));
     let job = match target {
         Database::Postgres(t) => backup(vault, t, opts, watched.clone()).boxed(),
-        Database::MariaDb(t) => backup_source(vault, t, opts, watched.clone()).boxed(),
+        Database::MariaDb(t) => backup_mariadb(vault, t, opts, watched.clone()).boxed(),
     };
     let made = watch(
         vault,

@@ -32,6 +32,7 @@ mod scratch;
 #[cfg(test)]
 mod send;
 mod test_restore;
+mod undo;
 mod verify;
 mod watchdog;
 
@@ -61,6 +62,7 @@ pub use test_restore::{
     last_test_restore, notify_test_restore_failure, routine_test_restore, test_restore,
     TestRestoreMark, TEST_RESTORE_EVERY,
 };
+pub use undo::{backup_mariadb, UNDO_KEPT};
 pub use verify::{decrypt, inspect, verify, InspectReport, VerifyReport};
 pub use watchdog::watch;
 

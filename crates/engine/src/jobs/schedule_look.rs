@@ -23,10 +23,11 @@ use crate::source::Database;
 use crate::jobs::alerts::{
     destination_alert, notify_failure, stale_alert, weekly_digest, with_known_admins,
 };
-use crate::jobs::backup::{backup_locked, backup_source_locked, BackupOptions};
+use crate::jobs::backup::{backup_locked, BackupOptions};
 use crate::jobs::maintenance::prune_locked;
 use crate::jobs::offsite::{sync, DestinationReport, Offsite, SyncOptions};
 use crate::jobs::test_restore::{notify_test_restore_failure, routine_test_restore};
+use crate::jobs::undo::backup_mariadb_locked;
 use crate::jobs::verify::VerifyReport;
 use crate::jobs::watchdog::watch;
 use crate::jobs::Cancel;
@@ -130,7 +131,7 @@ pub async fn run_due_with(
     };
     let made = match target {
         Database::Postgres(t) => backup_locked(vault, t, opts, progress).await,
-        Database::MariaDb(t) => backup_source_locked(vault, t, opts, progress).await,
+        Database::MariaDb(t) => backup_mariadb_locked(vault, t, opts, progress).await,
     };
     if due.catch_up && !retry {
         let note = format!(

@@ -39,6 +39,7 @@ fn every_job_is_send(
     let p = || progress.clone();
     send(backup(vault, target, backup_opts, p()));
     send(backup_source(vault, mariadb, backup_opts, p()));
+    send(backup_mariadb(vault, mariadb, backup_opts, p()));
     send(restore_new_mariadb(vault, "id", mariadb, "new", p()));
     send(restore_replace_mariadb(
         vault,

@@ -342,9 +342,18 @@ async fn replace_inner(
     if safety_backup.is_some() {
         drop_database(live, &undo_name).await;
     } else {
-        warnings.push(format!(
-            "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken); drop it when you no longer need them"
-        ));
+        // No safety backup: the replaced tables are the undo, until the next backup.
+        let listed = crate::jobs::undo::remember(vault, live, &undo_name);
+        warnings.push(if listed.is_ok() {
+            format!(
+                "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken) until the next successful backup of {live_name}, or {} days",
+                crate::jobs::UNDO_KEPT.num_days()
+            )
+        } else {
+            format!(
+                "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken); drop it when you no longer need them"
+            )
+        });
     }
     Ok(outcome(&manifest, live, rows, t0, safety_backup, warnings))
 }
