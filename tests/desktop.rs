@@ -136,6 +136,25 @@ async fn fill(c: &Client, css: &str, text: &str) {
     }
 }
 
+/// Wait until no job runs (Back up now is enabled again).
+async fn wait_idle(c: &Client) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let enabled = match c.find(Locator::Css("[data-testid=backup-now]")).await {
+            Ok(e) => e.is_enabled().await.unwrap_or(false),
+            Err(_) => false,
+        };
+        if enabled {
+            return;
+        }
+        if Instant::now() > deadline {
+            shot(c, "timeout").await;
+            panic!("a job was still running after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css))
         .await
@@ -255,6 +274,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     shot(&c, "3-backups-empty").await;
     click(&c, "[data-testid=backup-now]").await;
     wait_count(&c, "[data-testid=backup-row]", 1, 120).await;
+    wait_idle(&c).await;
     shot(&c, "4-backup-done").await;
 
     // 3. Change a row, restore through the modal, and find it back.
@@ -424,9 +444,28 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
         "the new key's recovery copy replaced the old one's in the chosen file"
     );
     click(&c, "[data-testid=nav-backups]").await;
-    let before = count(&c, "[data-testid=backup-row]").await;
     click(&c, "[data-testid=backup-now]").await;
-    wait_count(&c, "[data-testid=backup-row]", before + 1, 120).await;
+    // Listed first, made with the new key (no "earlier key" on its row), and nothing running:
+    // a row count taken while the list redraws is no measure.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let first = match c
+            .find(Locator::Css("[data-testid=backup-row]:first-child"))
+            .await
+        {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if first.contains("Manual") && !first.contains("earlier key") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backup with the new key within 120 s: {first}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_idle(&c).await;
     wait_count(&c, "[data-testid=older-key]", 1, 30).await;
     shot(&c, "14-key-rotated").await;
     db.sql("UPDATE users SET name = 'Changed after the rotation' WHERE id = 1");
@@ -474,6 +513,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     click(&c, "[data-testid=backup-now]").await;
     // Its 2 tables and 620 rows, first in the list.
     wait_text(&c, "[data-testid=backup-row]:first-child", "2 / 620", 120).await;
+    wait_idle(&c).await;
     shot(&c, "17-mariadb-backups").await;
     let backed_up = my.sql("SELECT COUNT(*), SUM(CRC32(name)) FROM pupils");
     my.sql("UPDATE pupils SET name = 'Changed by the test' WHERE id <= 50");
