@@ -136,6 +136,26 @@ async fn fill(c: &Client, css: &str, text: &str) {
     }
 }
 
+/// Click `nav` (a navigation entry, a button) until the window shows `marker` (a click during
+/// a redraw is lost).
+async fn goto(c: &Client, nav: &str, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        click(c, nav).await;
+        let shown = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < shown {
+            if c.find(Locator::Css(marker)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if Instant::now() > deadline {
+            shot(c, "timeout").await;
+            panic!("{nav} did not show {marker} within 60 s");
+        }
+    }
+}
+
 /// Wait until no job runs (Back up now is enabled again).
 async fn wait_idle(c: &Client) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -280,7 +300,12 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     // 3. Change a row, restore through the modal, and find it back.
     let original = db.sql("SELECT name FROM users WHERE id = 1");
     db.sql("UPDATE users SET name = 'Changed by the test' WHERE id = 1");
-    click(&c, "[data-testid=backup-row] [data-testid=restore]").await;
+    goto(
+        &c,
+        "[data-testid=backup-row] [data-testid=restore]",
+        "[role=dialog]",
+    )
+    .await;
     let confirm = wait_for(&c, "[data-testid=restore-confirm]", 60).await;
     assert!(
         !confirm.is_enabled().await.unwrap(),
@@ -470,9 +495,11 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     shot(&c, "14-key-rotated").await;
     db.sql("UPDATE users SET name = 'Changed after the rotation' WHERE id = 1");
     // The oldest backup (the list is newest first) was made with the earlier key.
-    click(
+    // A click lost in a redraw of the list is made again until the modal opens.
+    goto(
         &c,
         "[data-testid=backup-row]:last-child [data-testid=restore]",
+        "[role=dialog]",
     )
     .await;
     wait_for(&c, "[data-testid=restore-confirm]", 60).await;
@@ -509,7 +536,9 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     shot(&c, "16-mariadb-connection").await;
     click(&c, "[data-testid=save-connection]").await;
     wait_for(&c, "[data-testid=toast]", 30).await;
-    click(&c, "[data-testid=nav-backups]").await;
+    // The settings screen redraws once the new connection is saved; a click during that redraw
+    // is lost, so go to Backups until it shows.
+    goto(&c, "[data-testid=nav-backups]", "[data-testid=backup-now]").await;
     click(&c, "[data-testid=backup-now]").await;
     // Its 2 tables and 620 rows, first in the list.
     wait_text(&c, "[data-testid=backup-row]:first-child", "2 / 620", 120).await;
@@ -519,9 +548,11 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     my.sql("UPDATE pupils SET name = 'Changed by the test' WHERE id <= 50");
     let mut erp = my.idle_in_transaction();
     // The newest backup (first in the list) is the MariaDB one.
-    click(
+    // A click lost in a redraw of the list is made again until the modal opens.
+    goto(
         &c,
         "[data-testid=backup-row]:first-child [data-testid=restore]",
+        "[role=dialog]",
     )
     .await;
     wait_for(&c, "[data-testid=restore-confirm]", 60).await;

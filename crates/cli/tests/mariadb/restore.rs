@@ -233,7 +233,7 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
     assert!(
         undone["warnings"]
             .to_string()
-            .contains("until the next successful backup"),
+            .contains("for 7 days and until a backup"),
         "{undone}"
     );
     assert_eq!(db.sql("SELECT COUNT(*) FROM audit").trim(), "2");
@@ -248,13 +248,28 @@ fn a_replace_restore_of_a_live_mariadb_database_puts_back_every_row_at_once() {
         1,
         "without a safety backup the replaced tables are kept: {kept}"
     );
-    // Until the next successful backup of the database, which holds what the school works on.
+    // Kept for a week and until a backup has been made since (they are the only copy of what
+    // the restore replaced): a backup now leaves them; a week later, the next backup drops them.
+    env.json(&["--db", &db.url(), "backup"]);
+    assert_eq!(
+        mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svu%'", db.name)).trim(),
+        kept.trim(),
+        "kept: not a week old yet"
+    );
+    let ledger = find_file(env.dir.path(), "mariadb-undo.json")
+        .expect("the kept tables are listed beside the catalog");
+    let listed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let mut aged = listed.clone();
+    aged[0]["at"] =
+        serde_json::json!((chrono::Utc::now() - chrono::Duration::days(8)).to_rfc3339());
+    std::fs::write(&ledger, serde_json::to_vec(&aged).unwrap()).unwrap();
     env.json(&["--db", &db.url(), "backup"]);
     assert!(
         mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_svu%'", db.name))
             .trim()
             .is_empty(),
-        "the kept tables go after the next backup"
+        "the kept tables go after a week and a backup"
     );
     let history = env.json(&["history"]);
     assert!(
@@ -382,4 +397,19 @@ fn a_value_the_server_refuses_fails_the_restore_and_the_live_database_stays_as_i
     assert_eq!(all_rows(&db), before, "the live database is as it was");
     let left = mariadb(None, &format!("SHOW DATABASES LIKE '{}\\_sv%'", db.name));
     assert!(left.trim().is_empty(), "{left}");
+}
+
+/// The file called `name` under `dir`, at any depth.
+fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
 }

@@ -1,8 +1,10 @@
 //! The undo a MariaDB/MySQL replace restore keeps when it takes no safety backup: the replaced
 //! tables, moved by the swap into a database of their own beside the live one (`<db>_svu_…`).
-//! Listed beside the catalog (`mariadb-undo.json`) and dropped after the next successful
-//! backup of that database (which then holds what the school works on) or after
-//! [`UNDO_KEPT`], whichever comes first; never a database this list does not name.
+//! Listed beside the catalog (`mariadb-undo.json`) and dropped once both a successful backup
+//! of that database has been made since the restore and [`UNDO_KEPT`] has passed: the kept
+//! tables are the only copy of what the restore replaced (no backup holds it), so neither a
+//! backup alone nor time alone lets them go. Never a database this list does not name, nor
+//! one whose name is not a restore's undo name beside the live database.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use crate::archive::BackupKind;
 use crate::catalog::Operation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
-use crate::source::mysql::{drop_database, MyTarget};
+use crate::source::mysql::{database_exists, drop_database, MyTarget};
 
 use crate::jobs::backup::{backup_source_locked, BackupOptions, BackupOutcome};
 use crate::jobs::{run_record, Locked, Vault};
@@ -66,48 +68,61 @@ pub(super) fn remember(vault: &Vault, live: &MyTarget, undo: &str) -> Result<()>
     write(vault, &entries)
 }
 
-/// Drop the undo databases of `live` that a successful backup made at `backed_up` (or later)
-/// has made needless, and those older than [`UNDO_KEPT`]; each recorded in the history.
-pub(super) async fn sweep(vault: &Vault, live: &MyTarget, backed_up: Option<DateTime<Utc>>) {
+/// Drop the undo databases of `live` older than [`UNDO_KEPT`] when a successful backup of
+/// `live` was made after them, at `backed_up`; each drop recorded in the history, and kept in
+/// the list until the server confirms it is gone.
+pub(super) async fn sweep(vault: &Vault, live: &MyTarget, backed_up: DateTime<Utc>) {
     let key = live.describe();
     let now = Utc::now();
-    let (due, keep): (Vec<KeptUndo>, Vec<KeptUndo>) = read(vault).into_iter().partition(|e| {
-        e.live == key && (backed_up.is_some_and(|b| b > e.at) || now - e.at > UNDO_KEPT)
-    });
+    let ours = crate::jobs::restore::undo_prefix(&live.database());
+    let (due, mut keep): (Vec<KeptUndo>, Vec<KeptUndo>) = read(vault)
+        .into_iter()
+        .partition(|e| e.live == key && backed_up > e.at && now - e.at > UNDO_KEPT);
     if due.is_empty() {
         return;
     }
-    for e in &due {
+    for e in due {
+        if !e.name.starts_with(&ours) || e.name == live.database() {
+            // Not a name a restore of this database gives its undo: never dropped.
+            continue;
+        }
         let started = Utc::now();
         drop_database(live, &e.name).await;
-        let why = if backed_up.is_some_and(|b| b > e.at) {
-            "a backup of it has been made since"
-        } else {
-            "kept for 7 days"
+        let gone = match database_exists(live, &e.name).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Error::new(
+                ErrorKind::Database,
+                format!("Database {} could not be dropped", e.name),
+                "Drop it by hand when you no longer need the tables a restore replaced",
+            )),
+            Err(err) => Err(err),
         };
-        let dropped: Result<()> = Ok(());
         vault
             .record_run(run_record(
                 Operation::Cleanup,
                 None,
                 started,
-                &dropped,
+                &gone,
                 None,
                 Some(format!(
-                    "dropped database {}, the tables a restore of {} replaced at {} ({why})",
+                    "dropped database {}, the tables a restore of {} replaced at {} (a backup has been made since, and {} days passed)",
                     e.name,
                     e.live,
-                    e.at.to_rfc3339()
+                    e.at.to_rfc3339(),
+                    UNDO_KEPT.num_days()
                 )),
             ))
             .await;
+        if gone.is_err() {
+            keep.push(e);
+        }
     }
     let _ = write(vault, &keep);
 }
 
 /// A backup of MariaDB/MySQL database `live` (under the run lock); after a successful one
-/// that is not a restore's safety backup, the undo databases of earlier restores of `live`
-/// go.
+/// that is not a restore's safety backup, the undo databases of restores of `live` older
+/// than [`UNDO_KEPT`] go.
 ///
 /// # Errors
 /// As [`backup_source`](crate::jobs::backup_source).
@@ -130,7 +145,8 @@ pub(super) async fn backup_mariadb_locked(
 ) -> Result<BackupOutcome> {
     let started = Utc::now();
     let result = backup_source_locked(vault, live, opts, progress).await;
-    let made = result.is_ok() && opts.kind != BackupKind::Safety;
-    sweep(vault, live, made.then_some(started)).await;
+    if result.is_ok() && opts.kind != BackupKind::Safety {
+        sweep(vault, live, started).await;
+    }
     result
 }

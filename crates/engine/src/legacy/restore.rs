@@ -435,6 +435,10 @@ pub(super) async fn load(
                             .await;
                         if let Err(e) = one {
                             let cause = db_error(&e, target);
+                            if cause.sqlstate() == Some("55P03") {
+                                // Held up by a session of the school: said as such.
+                                return Err(cause);
+                            }
                             return Err(Error::new(
                                 cause.kind(),
                                 format!(

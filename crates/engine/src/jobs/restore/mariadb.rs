@@ -25,9 +25,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::jobs::backup::{backup_source_locked, BackupOptions};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::mysql::{
-    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers, end_sessions,
-    repoint_sequence_defaults, swap_tables, tables_of, triggers_of, wait_for_tables, MyTarget,
-    NewDatabase,
+    create_database, create_triggers, drop_database, drop_database_if_empty, drop_leftovers,
+    drop_triggers, end_sessions, repoint_sequence_defaults, swap_tables, tables_of, triggers_of,
+    wait_for_tables, MyTarget, NewDatabase,
 };
 use crate::source::{describe_sessions, LockWait, Session, Source, TableReader};
 
@@ -236,6 +236,11 @@ fn beside(live: &str, tag: &str) -> String {
     format!("{}{:04x}", beside_prefix(live, tag), rand::random::<u16>())
 }
 
+/// The start of every undo database name a replace restore of `live` gives.
+pub(crate) fn undo_prefix(live: &str) -> String {
+    beside_prefix(live, "svu")
+}
+
 fn beside_prefix(live: &str, tag: &str) -> String {
     let head: String = live.chars().take(48).collect();
     format!("{head}_{tag}_")
@@ -312,14 +317,15 @@ async fn replace_inner(
     )
     .await;
     drop_database(live, &scratch_name).await;
-    let mut warnings = Vec::new();
-    match swapped {
-        Ok(()) => {}
+    let mut warnings = match swapped {
+        Ok(w) => w,
         Err(e) => {
-            drop_database(live, &undo_name).await;
+            // Empty unless a swap-back failed: then it holds the live tables (the error says
+            // so) and stays.
+            drop_database_if_empty(live, &undo_name).await;
             return Err(e);
         }
-    }
+    };
     let restored: Vec<&str> = manifest
         .tables
         .iter()
@@ -346,7 +352,7 @@ async fn replace_inner(
         let listed = crate::jobs::undo::remember(vault, live, &undo_name);
         warnings.push(if listed.is_ok() {
             format!(
-                "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken) until the next successful backup of {live_name}, or {} days",
+                "The replaced tables are kept in database {undo_name} on the same server (no safety backup was taken) for {} days and until a backup of {live_name} has been made since",
                 crate::jobs::UNDO_KEPT.num_days()
             )
         } else {
@@ -359,7 +365,9 @@ async fn replace_inner(
 }
 
 /// Swap the restored tables of `scratch` into `live`, the live ones into a new database
-/// `undo_name`. On failure the live database is as it was.
+/// `undo_name`. On failure the live database is as it was, or the error says where its tables
+/// are. Returns what the person should know (a default that could not be pointed at the live
+/// database's sequence).
 async fn swap_in(
     live: &MyTarget,
     scratch: &MyTarget,
@@ -368,7 +376,7 @@ async fn swap_in(
     manifest: &Manifest,
     progress: &Arc<dyn Progress>,
     wait: &LockWait<'_>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     // The tables and the sequences (tables too, to MariaDB) of the backup.
     let new: Vec<String> = manifest
         .tables
@@ -381,6 +389,8 @@ async fn swap_in(
         .filter(|t| new.contains(t))
         .cloned()
         .collect();
+    let live_name = live.database();
+    let scratch_name = scratch.database();
     // Triggers may not move between databases: the restored ones are taken off (and created
     // on the live tables after the swap), the live ones of the swapped tables too (and put
     // back if the swap fails).
@@ -393,36 +403,47 @@ async fn swap_in(
         .into_iter()
         .filter(|t| old.contains(&t.table))
         .collect();
+    // The restored defaults that take a sequence's next value name the scratch database:
+    // pointed at the live database's sequence of the same name before the swap (it is the
+    // restored one once swapped in), where the live database has it.
+    repoint_sequence_defaults(
+        scratch,
+        &scratch_name,
+        Some(&live_name),
+        &LockWait::default(),
+        true,
+    )
+    .await?;
     create_database(live, undo_name).await?;
     progress.report(&ProgressEvent::phase(Phase::Commit));
     // The one point that waits for the school's sessions (or gives up, nothing changed); then
     // the few statements of the swap follow at once.
     wait_for_tables(live, &old, wait).await?;
-    let live_name = live.database();
-    let scratch_name = scratch.database();
     // Putting things back after a failure waits as long as it takes.
     let patient = LockWait {
         timeout: None,
         end_sessions: false,
         on_wait: wait.on_wait,
     };
+    let put_back = |e: Error, r: Result<()>| {
+        match r {
+        Ok(()) => e,
+        Err(b) => e.context(format_args!(
+            "and putting the live triggers back failed ({b}); the safety backup holds their definitions"
+        )),
+    }
+    };
     let (dropped, result) = drop_triggers(live, &old_triggers, wait).await;
     if let Err(e) = result {
-        let _ = create_triggers(live, &old_triggers[..dropped]).await;
-        return Err(e);
+        let back = create_triggers(live, &old_triggers[..dropped]).await;
+        return Err(put_back(e, back));
     }
     if let Err(e) = swap_tables(live, &live_name, &scratch_name, undo_name, &old, &new, wait).await
     {
-        let _ = create_triggers(live, &old_triggers).await;
-        return Err(e);
+        let back = create_triggers(live, &old_triggers).await;
+        return Err(put_back(e, back));
     }
-    // Then the restored defaults that take a sequence's next value from the scratch database
-    // take it from the live one.
-    let after = match create_triggers(live, &new_triggers).await {
-        Ok(()) => repoint_sequence_defaults(live, &scratch_name, wait).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = after {
+    if let Err(e) = create_triggers(live, &new_triggers).await {
         // Back as it was: the restored tables out, the live ones in, their triggers on them.
         let _ = drop_triggers(live, &new_triggers, &patient).await;
         let back = swap_tables(
@@ -435,15 +456,29 @@ async fn swap_in(
             &patient,
         )
         .await;
-        let _ = create_triggers(live, &old_triggers).await;
         return Err(match back {
-            Ok(()) => e.context("finishing the swap; the live tables were put back"),
+            Ok(()) => {
+                let triggers = create_triggers(live, &old_triggers).await;
+                put_back(
+                    e.context("creating the backup's triggers; the live tables were put back"),
+                    triggers,
+                )
+            }
             Err(b) => e.context(format_args!(
-                "finishing the swap, and putting the live tables back failed too ({b}); they are in database {undo_name}"
+                "creating the backup's triggers, and putting the live tables back failed too ({b}); they are in database {undo_name}"
             )),
         });
     }
-    Ok(())
+    // Defaults whose sequence the live database lacked before the swap: now it has it. A
+    // failure here leaves the restored data in place (the school may already be writing to
+    // it) and says what to run.
+    let mut warnings = Vec::new();
+    if let Err(e) = repoint_sequence_defaults(live, &scratch_name, None, wait, false).await {
+        warnings.push(format!(
+            "Restored, but a column default still names the scratch database's sequence ({e}); run ALTER TABLE … ALTER COLUMN … SET DEFAULT (NEXTVAL(sequence)) on {live_name}"
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Connections loading tables at once (besides the one running the schema scripts).

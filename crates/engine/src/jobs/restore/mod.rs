@@ -7,6 +7,7 @@ mod mariadb;
 mod post_data;
 mod preview;
 
+pub(crate) use mariadb::undo_prefix;
 pub use mariadb::{restore_new_mariadb, restore_replace_mariadb, test_restore_mariadb};
 pub use preview::{restore_preview, restore_preview_mariadb, PreviewTable, RestorePreview};
 

@@ -21,9 +21,10 @@ use sqlx::ConnectOptions;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use restore::{
-    create_database, create_triggers, drop_database, drop_leftovers, drop_triggers,
-    live_row_counts, may_create_database, probe, repoint_sequence_defaults, swap_tables, tables_of,
-    triggers_of, wait_for_tables, NewDatabase, TriggerDef,
+    create_database, create_triggers, database_exists, drop_database, drop_database_if_empty,
+    drop_leftovers, drop_triggers, live_row_counts, may_create_database, probe,
+    repoint_sequence_defaults, swap_tables, tables_of, triggers_of, wait_for_tables, NewDatabase,
+    TriggerDef,
 };
 pub use sessions::{end_sessions, holding_sessions, other_sessions};
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};

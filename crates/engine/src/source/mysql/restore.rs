@@ -176,6 +176,56 @@ pub async fn drop_database(server: &MyTarget, name: &str) {
     }
 }
 
+/// Drop database `name` only if it holds no table (and it can be checked): what a failed
+/// restore does with its undo database, which may hold the live tables after a failed
+/// swap-back. Returns whether it is gone.
+pub async fn drop_database_if_empty(server: &MyTarget, name: &str) -> bool {
+    let admin = server.with_database("information_schema");
+    let Ok(mut conn) = admin.connect().await else {
+        return false;
+    };
+    let tables = text_rows(
+        &mut conn,
+        &admin,
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {}",
+            literal(name)
+        ),
+    )
+    .await;
+    let empty = matches!(&tables, Ok(rows) if rows.first().is_some_and(|r| text(r, 0) == "0"));
+    let gone = empty
+        && exec(
+            &mut conn,
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {}", quote_ident(name)),
+        )
+        .await
+        .is_ok();
+    let _ = conn.close().await;
+    gone
+}
+
+/// Whether database `name` exists on `server`'s server.
+///
+/// # Errors
+/// Connection errors.
+pub async fn database_exists(server: &MyTarget, name: &str) -> Result<bool> {
+    let admin = server.with_database("information_schema");
+    let mut conn = admin.connect().await?;
+    let rows = text_rows(
+        &mut conn,
+        &admin,
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            literal(name)
+        ),
+    )
+    .await;
+    let _ = conn.close().await;
+    Ok(rows?.first().is_some_and(|r| text(r, 0) != "0"))
+}
+
 /// The column types whose values are bytes, not text.
 const BINARY_TYPES: &[&str] = &[
     "binary",
@@ -767,14 +817,18 @@ pub async fn wait_for_tables(
 
 /// Point the column defaults of `target`'s tables that take a sequence's next value from
 /// database `from` (the scratch database they were restored in, which MariaDB wrote into the
-/// default) at `target`'s own sequences, waiting for the tables' locks as `wait` says.
+/// default) at database `to`'s sequences (`None`: `target`'s own), waiting for the tables'
+/// locks as `wait` says. With `best_effort`, a default the server refuses (`to` lacks that
+/// sequence) is left as it was and the rest go on.
 ///
 /// # Errors
-/// The first change the server refuses, named; `InUse`.
+/// The first change the server refuses, named (without `best_effort`); `InUse`.
 pub async fn repoint_sequence_defaults(
     target: &MyTarget,
     from: &str,
+    to: Option<&str>,
     wait: &LockWait<'_>,
+    best_effort: bool,
 ) -> Result<()> {
     let mut conn = target.connect().await?;
     let result = async {
@@ -786,9 +840,10 @@ pub async fn repoint_sequence_defaults(
         )
         .await?;
         let from = format!("{}.", quote_ident(from));
+        let to = to.map_or(String::new(), |d| format!("{}.", quote_ident(d)));
         for r in rows.iter().filter(|r| text(r, 2).contains(&from)) {
             let (table, column) = (text(r, 0), text(r, 1));
-            exec_waiting(
+            let set = exec_waiting(
                 &mut conn,
                 target,
                 target,
@@ -796,12 +851,17 @@ pub async fn repoint_sequence_defaults(
                     "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ({})",
                     quote_ident(&table),
                     quote_ident(&column),
-                    text(r, 2).replace(&from, "")
+                    text(r, 2).replace(&from, &to)
                 ),
                 wait,
             )
-            .await
-            .map_err(|e| e.context(format_args!("setting the default of {table}.{column}")))?;
+            .await;
+            match set {
+                Err(e) if e.kind() == ErrorKind::InUse || !best_effort => {
+                    return Err(e.context(format_args!("setting the default of {table}.{column}")));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -24,7 +24,8 @@ async fn sessions_where(target: &MyTarget, filter: &str) -> Result<Vec<Session>>
         target,
         &format!(
             "SELECT p.ID, p.USER, p.HOST, p.COMMAND, \
-               DATE_FORMAT(COALESCE(t.trx_started, UTC_TIMESTAMP() - INTERVAL p.TIME SECOND), \
+               DATE_FORMAT(UTC_TIMESTAMP() - INTERVAL \
+                             COALESCE(TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), p.TIME) SECOND, \
                            '%Y-%m-%d %H:%i:%s'), \
                t.trx_id IS NOT NULL, COALESCE(p.STATE, '') \
              FROM information_schema.PROCESSLIST p \
@@ -84,18 +85,16 @@ pub async fn other_sessions(target: &MyTarget) -> Result<Vec<Session>> {
     sessions_where(target, "p.DB = DATABASE()").await
 }
 
-/// The sessions that may hold up a restore's `RENAME TABLE` or `DROP TRIGGER`: those with a
-/// transaction open (any database: a transaction's metadata locks last until it ends), other
-/// than those waiting themselves (the restore's own statement among them).
+/// The sessions that may hold up a restore's `RENAME TABLE` or `DROP TRIGGER` running on
+/// connection `waiting`: those with a transaction open (any database: a transaction's
+/// metadata locks last until it ends), even when they wait themselves (behind the restore's
+/// own pending lock, on another table they hold).
 ///
 /// # Errors
 /// Connection errors.
-pub async fn holding_sessions(target: &MyTarget) -> Result<Vec<Session>> {
-    sessions_where(
-        target,
-        "t.trx_id IS NOT NULL AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for %'",
-    )
-    .await
+pub async fn holding_sessions(target: &MyTarget, waiting: Option<u64>) -> Result<Vec<Session>> {
+    let not = waiting.map_or(String::new(), |id| format!(" AND p.ID <> {id}"));
+    sessions_where(target, &format!("t.trx_id IS NOT NULL{not}")).await
 }
 
 /// End every other session on `target`'s database (`KILL CONNECTION`): their open transactions
@@ -134,7 +133,7 @@ pub async fn end_sessions(target: &MyTarget) -> Result<usize> {
                             target.describe()
                         ),
                         format!(
-                            "Ask the users to close the ERP, or restore as root, or run `GRANT CONNECTION ADMIN ON *.* TO {user}` (SUPER before MariaDB 10.5, CONNECTION_ADMIN on MySQL)"
+                            "Ask the users to close the ERP, or restore as root, or run `GRANT PROCESS, CONNECTION ADMIN ON *.* TO {user}` (SUPER before MariaDB 10.5, CONNECTION_ADMIN on MySQL)"
                         ),
                     ));
                 }
@@ -171,13 +170,17 @@ pub(crate) async fn exec_waiting(
         &format!("SET SESSION lock_wait_timeout = {secs}"),
     )
     .await?;
+    let me = text_rows(conn, target, "SELECT CONNECTION_ID()")
+        .await
+        .ok()
+        .and_then(|r| r.first().and_then(|r| text(r, 0).parse::<u64>().ok()));
     let mut run = std::pin::pin!(sqlx::Executor::execute(&mut *conn, sqlx::raw_sql(sql)));
     let done = loop {
         tokio::select! {
             done = &mut run => break done,
             () = tokio::time::sleep(crate::source::WAIT_REPORT) => {
                 // A failed look is no reason to stop.
-                if let Ok(holders) = holding_sessions(live).await {
+                if let Ok(holders) = holding_sessions(live, me).await {
                     if !holders.is_empty() {
                         (wait.on_wait)(&holders);
                     }
@@ -188,7 +191,7 @@ pub(crate) async fn exec_waiting(
     match done {
         Ok(_) => Ok(()),
         Err(e) if number(&e) == Some(1205) => {
-            let holders = holding_sessions(live).await.unwrap_or_default();
+            let holders = holding_sessions(live, me).await.unwrap_or_default();
             let who = if holders.is_empty() {
                 "they ended meanwhile".to_string()
             } else {

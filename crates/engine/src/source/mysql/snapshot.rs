@@ -222,15 +222,19 @@ impl MyTarget {
             )
             .await?;
             let next = next.first().map(|r| text(r, 0)).unwrap_or_default();
-            let value: i64 = next.parse().map_err(|_| unreadable(self, &name))?;
+            // Digits as the server wrote them (an unsigned sequence may pass i64's range).
+            let digits = next.strip_prefix('-').unwrap_or(&next);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(unreadable(self, &name));
+            }
             set_sequences.push_str(&format!(
-                "SELECT SETVAL({}, {value}, 0){STATEMENT_END}",
+                "SELECT SETVAL({}, {next}, 0){STATEMENT_END}",
                 quote_ident(&name)
             ));
             sequences.push(SequenceValue {
                 schema: database.clone(),
                 name,
-                last_value: value,
+                last_value: next.parse().unwrap_or(i64::MAX),
                 is_called: false,
             });
         }
