@@ -16,6 +16,44 @@ pub fn tar_padding(size: u64) -> &'static [u8] {
     &ZEROS[..((512 - size % 512) % 512) as usize]
 }
 
+/// Compresses a part's data as it arrives, batch by batch, each batch an independent gzip
+/// member appended to the part's bytes (the archive is a sequence of members, and every reader
+/// of it, ours and `gzip -d`, reads concatenated members as one stream). libdeflate compresses
+/// a whole buffer at once about twice as fast as a streaming zlib at the same level and size;
+/// a batch of 1 MiB loses almost nothing to the reset window (measured in the README's bench).
+pub struct MemberCompressor {
+    inner: libdeflater::Compressor,
+}
+
+impl MemberCompressor {
+    /// A compressor at `level` (1-9, zlib's scale; libdeflate's 6 is zlib's default).
+    pub fn new(level: u32) -> MemberCompressor {
+        let level = libdeflater::CompressionLvl::new(level.clamp(1, 12) as i32).unwrap_or_default();
+        MemberCompressor {
+            inner: libdeflater::Compressor::new(level),
+        }
+    }
+
+    /// Append `data` to `out` as one gzip member.
+    ///
+    /// # Errors
+    /// Only if libdeflate reports that its own bound was too small, which it does not.
+    pub fn append(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let start = out.len();
+        out.resize(start + self.inner.gzip_compress_bound(data.len()), 0);
+        match self.inner.gzip_compress(data, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(io::Error::other(format!("libdeflate: {e}")))
+            }
+        }
+    }
+}
+
 /// The tar header of an entry of `size` bytes, as a gzip member of its own: a part's data
 /// (with [`tar_padding`]) is compressed as the next member while it streams in, and the header
 /// is written before it once the size is known.

@@ -1,17 +1,14 @@
 //! Making a backup: the snapshot coordinator, the export workers that stream each table's
-//! `COPY` output in 256 KiB batches into gzipped parts, and the encrypting writer they share.
+//! `COPY` output in 1 MiB batches into gzipped parts, and the encrypting writer they share.
 //! A worker holds at most a few batches and one part's compressed bytes, so memory does not
 //! grow with the database.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use futures_util::StreamExt;
 use rand::Rng;
 use serde::Serialize;
@@ -19,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::archive::{
     self, gzip_tar_entry, gzip_tar_trailer, part_path, ArchiveWriter, BackupKind, End, Header,
-    Manifest, TableEnd, TableManifest, EXTENSION, PART_SIZE,
+    Manifest, MemberCompressor, TableEnd, TableManifest, EXTENSION, PART_SIZE,
 };
 use crate::catalog::Operation;
 use crate::catalog::{BackupRecord, BackupStatus};
@@ -466,8 +463,9 @@ pub(super) async fn export_worker<S: Source>(
     Ok(done)
 }
 
-/// Rows travel from the COPY stream to a part's compressor in batches of this size.
-pub(super) const BATCH: usize = 256 << 10;
+/// Rows travel from the COPY stream to a part's compressor in batches of this size; each batch
+/// becomes one gzip member of the part.
+pub(super) const BATCH: usize = 1 << 20;
 
 /// A part being compressed on a blocking thread while its rows arrive. The compressed bytes
 /// are held until the part ends (its tar header needs the size), then written under the sink's
@@ -484,17 +482,18 @@ impl PartWriter {
         let shared = shared.clone();
         let task = tokio::task::spawn_blocking(move || {
             let compressing = |e: std::io::Error| Error::io("compressing", &e);
-            let out = BufferPool::take(&shared.pool.parts, PART_SIZE / 3);
-            let mut gz = GzEncoder::new(out, Compression::new(shared.level));
+            let mut body = BufferPool::take(&shared.pool.parts, PART_SIZE / 3);
+            let mut gz = MemberCompressor::new(shared.level);
             let mut size = 0u64;
             while let Some(batch) = rx.blocking_recv() {
-                gz.write_all(&batch).map_err(compressing)?;
+                gz.append(&batch, &mut body).map_err(compressing)?;
                 size += batch.len() as u64;
                 BufferPool::give(&shared.pool.batches, batch);
             }
-            gz.write_all(archive::tar_padding(size))
-                .map_err(compressing)?;
-            let body = gz.finish().map_err(compressing)?;
+            let padding = archive::tar_padding(size);
+            if !padding.is_empty() {
+                gz.append(padding, &mut body).map_err(compressing)?;
+            }
             let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
                 .map_err(compressing)?;
             {

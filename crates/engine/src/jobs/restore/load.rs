@@ -2,16 +2,16 @@
 //! table after another into the live transaction, or on parallel connections into a new
 //! database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::archive::{self, Manifest, TableManifest};
 use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{self, RestoreTxn};
 
-use crate::jobs::restore::post_data::run_post_data_parallel;
+use crate::jobs::restore::post_data::{run_post_data_parallel, BuildQueue};
 use crate::jobs::restore::Feed;
 use crate::jobs::{internal, Cancel};
 
@@ -127,11 +127,12 @@ pub(in crate::jobs) async fn load_parallel(
         let (tx, rx) = tokio::sync::mpsc::channel::<LoadJob>(1);
         senders.push(tx);
         loaders.push((
-            RestoreTxn::autocommit(target.connect().await?, &target).await?,
+            RestoreTxn::autocommit_relaxed(target.connect().await?, &target).await?,
             rx,
         ));
     }
     let tables_total = manifest.tables.len() as u64;
+    let main = &mut *txn;
     let dispatch = async move {
         let mut post_data = None;
         let mut tables_seen = std::collections::HashSet::new();
@@ -139,14 +140,16 @@ pub(in crate::jobs) async fn load_parallel(
         // to the one with less).
         let mut owner: HashMap<u32, usize> = HashMap::new();
         let mut given = [0u64; 2];
+        // Each table's bytes, for the order of the index builds.
+        let mut sizes: HashMap<(String, String), u64> = HashMap::new();
         while let Some(feed) = rx.recv().await {
             match feed {
                 Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),
                 Feed::LargeObject(oid, offset, data) => {
-                    txn.put_large_object(oid, offset, &data).await?;
+                    main.put_large_object(oid, offset, &data).await?;
                 }
                 Feed::Sql(path, sql) => {
-                    txn.run_sql(&sql, &format!("running {path} of the backup"))
+                    main.run_sql(&sql, &format!("running {path} of the backup"))
                         .await?;
                 }
                 Feed::Part(table) => {
@@ -167,13 +170,17 @@ pub(in crate::jobs) async fn load_parallel(
                             Some(Feed::Data(buf)) => data.push(buf),
                             Some(Feed::PartEnd) => break,
                             // The reader stopped early: its own error says why.
-                            _ => return Ok(None),
+                            _ => return Ok((None, sizes)),
                         }
                     }
                     let slot = *owner
                         .entry(table.index)
                         .or_insert_with(|| usize::from(given[1] < given[0]));
-                    given[slot] += data.iter().map(|b| b.len() as u64).sum::<u64>();
+                    let bytes = data.iter().map(|b| b.len() as u64).sum::<u64>();
+                    given[slot] += bytes;
+                    *sizes
+                        .entry((table.schema.clone(), table.name.clone()))
+                        .or_default() += bytes;
                     if senders[slot].send((table, data)).await.is_err() {
                         break;
                     }
@@ -182,11 +189,11 @@ pub(in crate::jobs) async fn load_parallel(
             }
         }
         drop(senders);
-        Ok::<_, Error>(post_data)
+        Ok::<_, Error>((post_data, sizes))
     };
     let loads =
         futures_util::future::try_join_all(loaders.into_iter().map(|(t, rx)| loader(t, rx)));
-    let (post_data, loaded) = tokio::try_join!(dispatch, loads)?;
+    let ((post_data, sizes), loaded) = tokio::try_join!(dispatch, loads)?;
     let mut rows: HashMap<u32, u64> = HashMap::new();
     for part in loaded {
         for (k, v) in part {
@@ -194,8 +201,10 @@ pub(in crate::jobs) async fn load_parallel(
         }
     }
     if let Some(sql) = post_data {
-        run_post_data_parallel(&target, &sql, progress).await?;
+        run_post_data_parallel(&target, &sql, &sizes, progress).await?;
     }
+    // The loaders and builders committed without waiting for the disk.
+    txn.make_durable().await?;
     Ok(rows)
 }
 
@@ -232,15 +241,12 @@ pub(in crate::jobs) async fn loader(
 /// One builder of [`run_post_data_parallel`]: run statements from the queue until it is empty.
 pub(in crate::jobs) async fn builder(
     mut txn: RestoreTxn,
-    queue: &Mutex<VecDeque<String>>,
+    queue: &BuildQueue,
     progress: &Arc<dyn Progress>,
 ) -> Result<()> {
-    loop {
-        let next = queue
-            .lock()
-            .map_err(|_| internal("queue poisoned"))?
-            .pop_front();
-        let Some(stmt) = next else { break };
+    let mut done = None;
+    while let Some((stmt, table)) = queue.next(done.take())? {
+        done = table;
         progress.report(&ProgressEvent {
             table: Some(stmt.chars().take(80).collect()),
             ..ProgressEvent::phase(Phase::Restore)

@@ -1,11 +1,12 @@
 //! The post-data step of a restore: the schema's indexes, constraints and triggers, split into
 //! statements and built in parallel where they are independent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::archive::{self};
 use crate::error::Result;
+use crate::jobs::internal;
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{PgTarget, RestoreTxn};
 
@@ -133,9 +134,12 @@ pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
 /// Run post-data on a database this restore created: indexes and keys on two connections at
 /// once, then foreign keys and the rest in order on one. Partitioned tables' statements lock
 /// several tables at once, so a schema with any runs serially.
+/// `sizes`: the bytes of data loaded into each table, (schema, name), to build the largest
+/// tables' indexes and check their keys first.
 pub(in crate::jobs) async fn run_post_data_parallel(
     target: &PgTarget,
     sql: &str,
+    sizes: &HashMap<(String, String), u64>,
     progress: &Arc<dyn Progress>,
 ) -> Result<()> {
     let statements = split_statements(sql);
@@ -152,10 +156,10 @@ pub(in crate::jobs) async fn run_post_data_parallel(
         statements.into_iter().partition(|s| is_key_or_index(s));
     let (fks, rest): (Vec<String>, Vec<String>) = others.into_iter().partition(|s| is_fk(s));
     for phase in [keys, fks] {
-        let queue = Mutex::new(phase.into_iter().collect::<VecDeque<String>>());
+        let queue = BuildQueue::new(phase, sizes);
         let mut builders = Vec::new();
         for _ in 0..2 {
-            builders.push(RestoreTxn::autocommit(target.connect().await?, target).await?);
+            builders.push(RestoreTxn::autocommit_relaxed(target.connect().await?, target).await?);
         }
         futures_util::future::try_join_all(
             builders.into_iter().map(|t| builder(t, &queue, progress)),
@@ -177,6 +181,182 @@ pub(in crate::jobs) async fn run_post_data_parallel(
     }
     txn.rollback().await;
     Ok(())
+}
+
+/// A table as `(schema, name)`, unquoted.
+pub(in crate::jobs) type TableName = (String, String);
+
+/// A post-data statement and the table it builds on, if known.
+pub(in crate::jobs) type Build = (String, Option<TableName>);
+
+/// The statements of one post-data phase for two builders: the largest tables first (the
+/// longest builds start early instead of running alone at the end), and a builder takes the
+/// first statement on a table the other is not working on (an `ALTER TABLE` on it would only
+/// wait for the other's lock).
+pub(in crate::jobs) struct BuildQueue {
+    inner: Mutex<(VecDeque<Build>, Vec<TableName>)>,
+}
+
+impl BuildQueue {
+    pub(in crate::jobs) fn new(
+        statements: Vec<String>,
+        sizes: &HashMap<TableName, u64>,
+    ) -> BuildQueue {
+        let mut items: Vec<Build> = statements
+            .into_iter()
+            .map(|s| {
+                let table = statement_table(&s);
+                (s, table)
+            })
+            .collect();
+        let size = |t: &Option<TableName>| t.as_ref().and_then(|t| sizes.get(t)).copied();
+        // A stable sort: a table's statements keep their order (its key before an index
+        // that may use it).
+        items.sort_by_key(|(_, t)| std::cmp::Reverse(size(t).unwrap_or(0)));
+        BuildQueue {
+            inner: Mutex::new((items.into(), Vec::new())),
+        }
+    }
+
+    /// The next statement for a builder that has finished `done` (its table is free again).
+    pub(in crate::jobs) fn next(&self, done: Option<TableName>) -> Result<Option<Build>> {
+        let mut guard = self.inner.lock().map_err(|_| internal("queue poisoned"))?;
+        let (queue, busy) = &mut *guard;
+        if let Some(t) = done {
+            if let Some(i) = busy.iter().position(|b| *b == t) {
+                busy.swap_remove(i);
+            }
+        }
+        let free = queue
+            .iter()
+            .position(|(_, t)| t.as_ref().is_none_or(|t| !busy.contains(t)))
+            .unwrap_or(0);
+        let Some(item) = queue.remove(free) else {
+            return Ok(None);
+        };
+        if let Some(t) = &item.1 {
+            busy.push(t.clone());
+        }
+        Ok(Some(item))
+    }
+}
+
+/// The table a post-data statement builds on, unquoted: `CREATE [UNIQUE] INDEX … ON [ONLY]
+/// t` or `ALTER TABLE [ONLY] t …`; `None` for anything else.
+pub(in crate::jobs) fn statement_table(stmt: &str) -> Option<TableName> {
+    // Whitespace-separated words, a double-quoted part (spaces and all) kept inside its word.
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in stmt.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c.is_whitespace() && !quoted {
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+        if words.len() > 40 {
+            break;
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    let at = if words.first()? == "ALTER" && words.get(1)? == "TABLE" {
+        2
+    } else if words.first()? == "CREATE" {
+        words.iter().position(|w| w == "ON")? + 1
+    } else {
+        return None;
+    };
+    let name = match words.get(at)?.as_str() {
+        "ONLY" => words.get(at + 1)?,
+        _ => words.get(at)?,
+    };
+    // schema.name, each part quoted ("" inside) or bare.
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut chars = name.chars().peekable();
+    let mut inside = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if inside && chars.peek() == Some(&'"') => {
+                part.push('"');
+                chars.next();
+            }
+            '"' => inside = !inside,
+            '.' if !inside => parts.push(std::mem::take(&mut part)),
+            _ => part.push(c),
+        }
+    }
+    parts.push(part);
+    match parts.as_slice() {
+        [schema, table] => Some((schema.clone(), table.clone())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    fn t(s: &str, n: &str) -> (String, String) {
+        (s.to_string(), n.to_string())
+    }
+
+    #[test]
+    fn the_table_of_each_kind_of_statement() {
+        assert_eq!(
+            statement_table("CREATE INDEX \"a ON b\" ON public.\"Stu\"\"dent\" USING btree (x)"),
+            Some(t("public", "Stu\"dent"))
+        );
+        assert_eq!(
+            statement_table("CREATE UNIQUE INDEX i ON ONLY \"my schema\".t USING btree (x)"),
+            Some(t("my schema", "t"))
+        );
+        assert_eq!(
+            statement_table("ALTER TABLE ONLY \"public\".\"Backup\" ADD CONSTRAINT \"Backup_pkey\" PRIMARY KEY (id)"),
+            Some(t("public", "Backup"))
+        );
+        assert_eq!(
+            statement_table("ALTER TABLE s.x ADD CONSTRAINT c FOREIGN KEY (a) REFERENCES s.y(a)"),
+            Some(t("s", "x"))
+        );
+        assert_eq!(statement_table("COMMENT ON TABLE s.x IS 'y'"), None);
+        assert_eq!(statement_table("CREATE INDEX i ON x (a)"), None);
+    }
+
+    #[test]
+    fn the_largest_tables_first_and_two_builders_on_different_tables() {
+        let sizes: HashMap<_, _> = [(t("s", "big"), 100), (t("s", "mid"), 10)].into();
+        let q = BuildQueue::new(
+            vec![
+                "CREATE INDEX a ON s.small (x)".into(),
+                "ALTER TABLE ONLY s.mid ADD CONSTRAINT m PRIMARY KEY (id)".into(),
+                "ALTER TABLE ONLY s.big ADD CONSTRAINT b PRIMARY KEY (id)".into(),
+                "CREATE INDEX b2 ON s.big (y)".into(),
+            ],
+            &sizes,
+        );
+        let first = q.next(None).expect("queue").expect("a statement");
+        assert!(
+            first.0.contains("PRIMARY KEY") && first.0.contains("s.big"),
+            "{first:?}"
+        );
+        // The other builder does not wait behind the first one's lock on big.
+        let second = q.next(None).expect("queue").expect("a statement");
+        assert!(second.0.contains("s.mid"), "{second:?}");
+        // big is free again: its index, in its order.
+        let third = q.next(first.1).expect("queue").expect("a statement");
+        assert_eq!(third.0, "CREATE INDEX b2 ON s.big (y)");
+        let fourth = q.next(second.1).expect("queue").expect("a statement");
+        assert!(fourth.0.contains("s.small"));
+        assert!(q.next(third.1).expect("queue").is_none());
+    }
 }
 
 #[cfg(test)]
