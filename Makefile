@@ -69,6 +69,7 @@ run: setup app
 # machine (see README, Measurements).
 bench: setup
 	cargo build --release --locked -p schoolvault-cli
+	cargo build --release --locked -p schoolvault-engine --example preview
 	scripts/bench.sh
 	scripts/bench-mariadb.sh
 

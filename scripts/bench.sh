@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: SchoolVault's backup and restore beside pg_dump / pg_restore on this machine, in
 # one run. Reports wall time, output size and peak RSS (GNU time), and the ratios.
-#   scripts/bench.sh              sizes 0.25 and 1 (memory) and 1.5 (speed), made if missing
-#   BENCH_SCALES="0.25" scripts/bench.sh   a quicker run
+#   scripts/bench.sh              sizes 0.25, 1 and 1.5, made if missing; 3 interleaved rounds
+#   BENCH_SCALES="0.25" BENCH_ROUNDS=1 scripts/bench.sh   a quicker run
+# Each round runs every command once, one after another (so a slow minute of the machine hits
+# both tools); the tables give the median of the rounds.
 # The ERP fixture databases erp_sf<scale> are generated once with ../shared/fixtures (minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,16 +12,24 @@ FX=${SCHOOLVAULT_FIXTURES:-../shared/fixtures}
 PG="-h 127.0.0.1 -p 5432 -U postgres"
 SV=$PWD/target/release/schoolvault
 SCALES=${BENCH_SCALES:-"0.25 1 1.5"}
+ROUNDS=${BENCH_ROUNDS:-3}
+PREVIEW=$PWD/target/release/examples/preview
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export BACKUP_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SCHOOLVAULT_DIR=$WORK/backups SCHOOLVAULT_CATALOG=$WORK/catalog.sqlite
 
-measure() { # label command... -> prints "label seconds peak_kb"
-  local label=$1; shift
+RESULTS=$WORK/results
+measure() { # scale label bytes command... -> appends "scale label seconds peak_kb" to $RESULTS
+  local sf=$1 label=$2; shift 2
   /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }
   read -r secs kb < "$WORK/time"
-  echo "$label $secs $kb"
+  echo "$sf $label $secs $kb" >> "$RESULTS"
+}
+fresh() { # drop (and create) a scratch database; a checkpoint so no run pays for the last one's writes
+  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS $1" 2>/dev/null
+  [ "${2:-}" = create ] && psql -X -q $PG -d postgres -c "CREATE DATABASE $1"
+  psql -X -q $PG -d postgres -c "CHECKPOINT"
 }
 
 for sf in $SCALES; do
@@ -31,20 +41,35 @@ for sf in $SCALES; do
     psql -X -q -v ON_ERROR_STOP=1 $PG -d "$db" -v sf="$sf" -f "$FX/gen-erp-data.sql" >/dev/null
   fi
   size=$(psql -X $PG -d "$db" -tAc "select pg_database_size('$db')")
-  echo "## $db: pg_database_size $((size / 1000000)) MB"
-  rm -rf "$WORK/backups" "$WORK/dump.fc" "$WORK/dump.d"
-  read -r _ sv_s sv_kb < <(measure schoolvault "$SV" --db "postgres://postgres@127.0.0.1:5432/$db" backup --jobs 2)
-  sv_file=$(ls "$WORK"/backups/*.svb)
-  sv_size=$(stat -c %s "$sv_file")
-  read -r _ fc_s fc_kb < <(measure pg_dump-Fc pg_dump $PG -Fc -f "$WORK/dump.fc" "$db")
-  fc_size=$(stat -c %s "$WORK/dump.fc")
-  read -r _ fd_s fd_kb < <(measure pg_dump-Fd-j2 pg_dump $PG -Fd -j2 -f "$WORK/dump.d" "$db")
-  fd_size=$(du -sb "$WORK/dump.d" | cut -f1)
-  printf "%-22s %8s %12s %10s\n" "backup of $db" "wall s" "bytes" "peak RSS kB"
-  printf "%-22s %8s %12s %10s\n" "schoolvault --jobs 2" "$sv_s" "$sv_size" "$sv_kb"
-  printf "%-22s %8s %12s %10s\n" "pg_dump -Fc" "$fc_s" "$fc_size" "$fc_kb"
-  printf "%-22s %8s %12s %10s\n" "pg_dump -Fd -j2" "$fd_s" "$fd_size" "$fd_kb"
-  python3 -c "print(f'ratios vs pg_dump -Fc: time {$sv_s/$fc_s:.2f}, size {$sv_size/$fc_size:.3f}; vs -Fd -j2: time {$sv_s/$fd_s:.2f}')"
+  echo "## $db: pg_database_size $((size / 1000000)) MB, $ROUNDS round(s)"
+  for round in $(seq "$ROUNDS"); do
+    rm -rf "$WORK/backups" "$WORK/catalog.sqlite" "$WORK/dump.fc" "$WORK/dump.d"
+    measure "$sf" backup "$SV" --db "postgres://postgres@127.0.0.1:5432/$db" backup --jobs 2
+    sv_file=$(ls "$WORK"/backups/*.svb)
+    echo "$sf size-sv $(stat -c %s "$sv_file") 0" >> "$RESULTS"
+    measure "$sf" pg_dump-Fc pg_dump $PG -Fc -f "$WORK/dump.fc" "$db"
+    echo "$sf size-fc $(stat -c %s "$WORK/dump.fc") 0" >> "$RESULTS"
+    measure "$sf" pg_dump-Fd-j2 pg_dump $PG -Fd -j2 -f "$WORK/dump.d" "$db"
+
+    # The restore modal's preview (the backup read completely, the live counts).
+    [ -x "$PREVIEW" ] && measure "$sf" preview "$PREVIEW" "$sv_file" "postgres://postgres@127.0.0.1:5432/$db"
+
+    # Replace restore into a live copy (indexed, one transaction) vs what a pg_dump user runs
+    # for the same job, also all or nothing: pg_restore --clean --if-exists --single-transaction.
+    fresh "${db}_copy"; psql -X -q $PG -d postgres -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
+    measure "$sf" replace "$SV" restore "$sv_file" --yes --no-safety-backup --target-db "postgres://postgres@127.0.0.1:5432/${db}_copy"
+    fresh "${db}_copy"; psql -X -q $PG -d postgres -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
+    measure "$sf" pg_restore-clean-1 pg_restore $PG --clean --if-exists --single-transaction -d "${db}_copy" "$WORK/dump.fc"
+    # Into a new database: ours creates it; a pg_dump user runs createdb, then pg_restore (timed
+    # together: the same job).
+    fresh "${db}_copy"
+    measure "$sf" create-db "$SV" --db "postgres://postgres@127.0.0.1:5432/postgres" restore "$sv_file" --create-db "${db}_copy"
+    fresh "${db}_copy"
+    measure "$sf" pg_restore bash -c "createdb $PG ${db}_copy && pg_restore $PG -d ${db}_copy $WORK/dump.fc"
+    fresh "${db}_copy"
+    measure "$sf" pg_restore-j2 bash -c "createdb $PG ${db}_copy && pg_restore $PG -j2 -d ${db}_copy $WORK/dump.fc"
+    fresh "${db}_copy"
+  done
 
   # Offsite: that backup copied to an S3 server on loopback (s3s-fs: multipart, CRC32C per
   # part), beside the backup itself. `schoolvault sync` uploads it and checks it there.
@@ -57,35 +82,35 @@ for sf in $SCALES; do
     export SCHOOLVAULT_CONFIG=$WORK/config.toml AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
     rm -f "$SCHOOLVAULT_CONFIG"
     "$SV" destination add bench "s3://bench/erp?endpoint=http://127.0.0.1:$port" >/dev/null
-    read -r _ up_s up_kb < <(measure schoolvault-sync "$SV" sync)
+    measure "$sf" offsite-copy "$SV" sync
     kill "$s3pid"; wait "$s3pid" 2>/dev/null || true
     rm -f "$SCHOOLVAULT_CONFIG"; unset SCHOOLVAULT_CONFIG AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-    printf "%-22s %8s %12s %10s\n" "offsite copy to S3" "$up_s" "$sv_size" "$up_kb"
-    python3 -c "print(f'offsite copy: {$sv_size/1e6/$up_s:.0f} MB/s, {$up_s/$sv_s:.2f}x the backup time, peak RSS {$up_kb/1024:.0f} MiB')"
   fi
 
-  # Restore: SchoolVault's replace restore into a live copy (indexed, in one transaction) vs
-  # what a pg_dump user runs for the same job, also all or nothing:
-  # pg_restore --clean --if-exists --single-transaction into a live copy. Then into a new
-  # database vs pg_restore into an empty one (both build indexes and constraints after the data).
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
-  read -r _ rs_s rs_kb < <(measure schoolvault-restore "$SV" restore "$sv_file" --yes --no-safety-backup --target-db "postgres://postgres@127.0.0.1:5432/${db}_copy")
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy TEMPLATE $db"
-  read -r _ pc_s pc_kb < <(measure pg_restore-clean pg_restore $PG --clean --if-exists --single-transaction -d "${db}_copy" "$WORK/dump.fc")
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
-  read -r _ rn_s rn_kb < <(measure schoolvault-create-db "$SV" --db "postgres://postgres@127.0.0.1:5432/postgres" restore "$sv_file" --create-db "${db}_copy")
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy"
-  read -r _ pr_s pr_kb < <(measure pg_restore pg_restore $PG -d "${db}_copy" "$WORK/dump.fc")
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy" -c "CREATE DATABASE ${db}_copy"
-  read -r _ pr2_s pr2_kb < <(measure pg_restore-j2 pg_restore $PG -j2 -d "${db}_copy" "$WORK/dump.fc")
-  psql -X -q $PG -d postgres -c "DROP DATABASE IF EXISTS ${db}_copy"
-  printf "%-22s %8s %10s\n" "restore of $db" "wall s" "peak RSS kB"
-  printf "%-22s %8s %10s\n" "schoolvault (replace)" "$rs_s" "$rs_kb"
-  printf "%-22s %8s %10s\n" "pg_restore --clean -1" "$pc_s" "$pc_kb"
-  printf "%-22s %8s %10s\n" "schoolvault --create-db" "$rn_s" "$rn_kb"
-  printf "%-22s %8s %10s\n" "pg_restore" "$pr_s" "$pr_kb"
-  printf "%-22s %8s %10s\n" "pg_restore -j2" "$pr2_s" "$pr2_kb"
-  python3 -c "print(f'replace (live database): schoolvault / pg_restore --clean --single-transaction {$rs_s/$pc_s:.2f}')"
-  python3 -c "print(f'new database: schoolvault / pg_restore {$rn_s/$pr_s:.2f}, / pg_restore -j2 {$rn_s/$pr2_s:.2f}')"
+  python3 - "$RESULTS" "$sf" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.split()[0] == sys.argv[2]]
+runs = {}
+for _, label, secs, kb in rows:
+    runs.setdefault(label, []).append((float(secs), int(kb)))
+med = {k: statistics.median(s for s, _ in v) for k, v in runs.items()}
+rss = {k: max(kb for _, kb in v) for k, v in runs.items()}
+def line(label, name):
+    if label in med:
+        print(f"{name:34} {med[label]:9.2f} s  peak RSS {rss[label] / 1024:6.1f} MiB  rounds {[s for s, _ in runs[label]]}")
+print(f"scale {sys.argv[2]}: medians")
+for label, name in [("backup", "schoolvault backup --jobs 2"), ("pg_dump-Fc", "pg_dump -Fc"),
+                    ("pg_dump-Fd-j2", "pg_dump -Fd -j2"), ("preview", "restore preview (modal opens)"),
+                    ("replace", "schoolvault restore (replace)"), ("pg_restore-clean-1", "pg_restore --clean -1"),
+                    ("create-db", "schoolvault restore --create-db"), ("pg_restore", "createdb + pg_restore"),
+                    ("pg_restore-j2", "createdb + pg_restore -j2"), ("offsite-copy", "schoolvault sync (S3)")]:
+    line(label, name)
+size = lambda k: statistics.median(s for s, _ in runs[k])
+r = lambda a, b: med[a] / med[b]
+print(f"backup: {r('backup', 'pg_dump-Fc'):.2f}x pg_dump -Fc, {r('backup', 'pg_dump-Fd-j2'):.2f}x -Fd -j2; "
+      f"size {size('size-sv') / size('size-fc'):.3f}x -Fc ({size('size-sv') / 1e6:.1f} MB)")
+print(f"replace restore: {r('replace', 'pg_restore-clean-1'):.2f}x pg_restore --clean --single-transaction")
+print(f"new database: {r('create-db', 'pg_restore'):.2f}x pg_restore, {r('create-db', 'pg_restore-j2'):.2f}x pg_restore -j2")
+PY
   echo
 done

@@ -166,8 +166,18 @@ pub(super) fn feed_archive(
                 tx.blocking_send(Feed::Part(table.clone()))
                     .map_err(|_| gone())?;
                 loop {
+                    // Each buffer filled (a decompressor's read returns what one step gave):
+                    // the loaders hold whole parts, so half-empty buffers would double that.
                     let mut buf = vec![0u8; 256 << 10];
-                    let n = data.read(&mut buf).map_err(|e| archive::read_error(&e))?;
+                    let mut n = 0;
+                    while n < buf.len() {
+                        match data.read(&mut buf[n..]) {
+                            Ok(0) => break,
+                            Ok(got) => n += got,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(archive::read_error(&e)),
+                        }
+                    }
                     if n == 0 {
                         break;
                     }

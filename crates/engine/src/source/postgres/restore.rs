@@ -619,7 +619,7 @@ impl RestoreTxn {
     pub async fn autocommit(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
         exec(
             &mut conn,
-            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 2",
+            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0",
             target,
         )
         .await?;
