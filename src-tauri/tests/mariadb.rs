@@ -86,6 +86,19 @@ fn a_mariadb_school_is_backed_up_tested_and_restored_from_the_app() {
         hex::encode(rand::random::<[u8; 32]>()),
     );
     let form = json!({"engine": "mariadb", "host": my_host(), "port": my_port(), "name": db, "user": "root", "tls": "disable", "password_saved": false});
+    // A wrong password: the advice names the app's own form, not the CLI's MYSQL_PWD.
+    let err = call(
+        &w,
+        "test_connection",
+        json!({"form": form, "password": "not-the-password"}),
+    )
+    .unwrap_err();
+    let said = err["message"].as_str().unwrap_or_default();
+    assert_eq!(err["code"], "db_auth", "{err}");
+    assert!(
+        said.contains("Settings → School database") && !said.contains("MYSQL_PWD"),
+        "{err}"
+    );
     let report = call(
         &w,
         "test_connection",

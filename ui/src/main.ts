@@ -83,11 +83,11 @@ export async function start(root: HTMLElement): Promise<void> {
   const render = async () => {
     if (!status) return;
     const mine = ++renders;
-    renderBanner(status);
     // A key whose recovery copy is owed resumes the first-run step where it was left.
     const setup = !status.configured || status.key_recovery_pending;
     if (!setup && screen === "setup") screen = "backups";
     const current: Screen = setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen;
+    renderBanner(status, current);
     renderChrome(status, setup, current);
     let follows: (() => Promise<void>) | null = null;
     const viewShell: Shell = { ...shell, follow: (u) => (follows = u) };
@@ -137,6 +137,25 @@ export async function start(root: HTMLElement): Promise<void> {
           h("button", { class: "small secondary", onclick: () => shell.go("settings") }, "Open settings"),
         );
 
+  // No key without its recovery copy: said on every screen until the copy is saved (or its
+  // export confirmed), with the way back to the step that saves it.
+  const recoveryBanner = (s: AppStatus, current: Screen) =>
+    !s.configured || !s.key_recovery_pending
+      ? null
+      : h(
+          "div",
+          { class: "banner bad", role: "alert", "data-testid": "recovery-banner" },
+          h(
+            "div",
+            {},
+            h("strong", {}, "The encryption key's recovery copy has not been saved."),
+            h("p", {}, "Without it the backups cannot be opened if this computer is lost or replaced. Save the recovery sheet (or the key file) somewhere safe, away from this computer."),
+          ),
+          current === "setup"
+            ? null
+            : h("button", { class: "small secondary", "data-testid": "recovery-banner-go", onclick: () => shell.go("setup") }, "Save the recovery copy…"),
+        );
+
   // The old system's advice, a new key every year: said once the key is older, until it is
   // rotated or the reminder dismissed.
   const rotationBanner = (s: AppStatus) =>
@@ -165,14 +184,15 @@ export async function start(root: HTMLElement): Promise<void> {
           ),
         );
 
-  const renderBanner = (s: AppStatus) => {
+  const renderBanner = (s: AppStatus, current: Screen) => {
     if (!s.failure) {
-      put(banner, offsiteBanner(s), rotationBanner(s));
+      put(banner, recoveryBanner(s, current), offsiteBanner(s), rotationBanner(s));
       return;
     }
     const f = s.failure;
     const x = explain({ code: f.code, message: f.message });
     put(banner, 
+      recoveryBanner(s, current),
       offsiteBanner(s),
       rotationBanner(s),
       h(
@@ -216,9 +236,10 @@ export async function start(root: HTMLElement): Promise<void> {
         await render();
         return;
       }
-      renderBanner(s);
       const setup = !s.configured || s.key_recovery_pending;
-      renderChrome(s, setup, setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen);
+      const current: Screen = setup && screen !== "settings" && screen !== "emergency" ? "setup" : screen;
+      renderBanner(s, current);
+      renderChrome(s, setup, current);
       if (!s.running && update) await update();
     } catch {
       // the next event looks again

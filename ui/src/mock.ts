@@ -80,7 +80,8 @@ export function installMock(): void {
     version: "0.1.0",
     format_writes: 2,
     formats_read: [1, 2],
-    key_recovery_pending: false,
+    // `?owed`: the app was closed after "Generate a new key" before the recovery copy was saved.
+    key_recovery_pending: q.has("owed") && !recoverySaved,
     // `?oldkey`: the key is over a year old (until rotated or the reminder dismissed).
     key_rotation_due: q.has("oldkey") && !rotationDismissed && key?.fingerprint === "4220efac447a6419",
     key_since: key ? (key.fingerprint === "4220efac447a6419" ? new Date(now - (q.has("oldkey") ? 400 : 90) * day).toISOString() : new Date(now).toISOString()) : null,
@@ -99,6 +100,7 @@ export function installMock(): void {
   };
   let endedSessions = false;
   let rotationDismissed = false;
+  let recoverySaved = false;
   const preview = (what: string): RestorePreview => ({
     what,
     backup_id: what,
@@ -186,7 +188,10 @@ export function installMock(): void {
       rotationDismissed = true;
       return null;
     },
-    key_save_recovery: () => "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt",
+    key_save_recovery: () => {
+      recoverySaved = true;
+      return "/home/it/Documents/schoolvault-key-9f3b2c1d0e8a7b6c.txt";
+    },
     key_show_once: () => null,
     list_backups: async () => {
       if (q.has("slow")) await new Promise((r) => setTimeout(r, 1000));

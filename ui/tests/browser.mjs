@@ -497,6 +497,23 @@ await check("a quick switch between screens shows the last one, not the slower o
   assert.equal(await page.locator(".nav-item.active").innerText(), "Activity");
 });
 
+await check("an owed recovery copy: the key step resumed, a banner on every screen until the copy is saved", async (page) => {
+  await page.goto(base + "?owed");
+  await page.getByTestId("key-save-recovery").waitFor();
+  await page.getByTestId("recovery-banner").waitFor();
+  assert.equal(await page.getByTestId("recovery-banner-go").count(), 0, "no button to the step already shown");
+  await page.getByTestId("nav-emergency").click();
+  await page.getByTestId("emergency").waitFor();
+  assert.match(await page.getByTestId("recovery-banner").innerText(), /recovery copy has not been saved/);
+  await page.screenshot({ path: join(shots, "ui-recovery-owed.png") });
+  await page.getByTestId("recovery-banner-go").click();
+  await page.getByTestId("key-save-recovery").click();
+  await page.getByText("Saved to").waitFor();
+  await page.getByTestId("setup-done").click();
+  await page.getByRole("heading", { name: "Backups" }).waitFor();
+  assert.equal(await page.getByTestId("recovery-banner").count(), 0, "said until the copy is saved, not after");
+});
+
 await check("disaster recovery: reachable from the first run and from every screen, the steps with their buttons", async (page) => {
   await page.goto(base + "?setup");
   await page.getByTestId("nav-emergency").click();

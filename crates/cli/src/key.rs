@@ -123,6 +123,11 @@ pub(crate) fn command(
             let key = Key::generate();
             keys.store(&key)?;
             since(&key);
+            // Owed until `key export` (the app says so too: a banner, the tray, the weekly
+            // report), as after "Generate a new key" in the app.
+            if let Some(dir) = data_dir {
+                keychain::mark_recovery_pending(dir, &key.fingerprint().to_string())?;
+            }
             Ok(shown(
                 &key,
                 &KeyOrigin::Keychain,
@@ -146,6 +151,9 @@ pub(crate) fn command(
         KeyAction::Export { out: Some(path) } => {
             let (key, origin) = keys.current()?;
             keychain::save_recovery_sheet(&key, path)?;
+            if let Some(dir) = data_dir {
+                keychain::mark_recovery_saved(dir, &key.fingerprint().to_string());
+            }
             Ok(shown(
                 &key,
                 &origin,
@@ -155,6 +163,9 @@ pub(crate) fn command(
         }
         KeyAction::Export { out: None } => {
             let (key, origin) = keys.current()?;
+            if let Some(dir) = data_dir {
+                keychain::mark_recovery_saved(dir, &key.fingerprint().to_string());
+            }
             Ok(KeyReport::Exported {
                 hex: key.to_hex(),
                 fingerprint: key.fingerprint().to_string(),

@@ -140,6 +140,10 @@ fn key_rotate_writes_the_sheet_first_and_older_backups_still_restore() {
         echo -n test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null
         SV={sv}
         $SV --json key generate > {h}/first.json
+        # A generated key owes its recovery copy (the app says so) until it is exported.
+        test -f {h}/key-recovery-pending.json && echo owed > {h}/owed.txt || true
+        $SV --json key export --out {h}/first-sheet.txt > /dev/null
+        test -f {h}/key-recovery-pending.json && echo still > {h}/still-owed.txt || true
         $SV --json --db '{url}' backup > {h}/old.json
         # A sheet that cannot be written (its folder is a file): no rotation.
         $SV --json key rotate --out {h}/first.json/new-key.txt > {h}/refused.json 2> {h}/refused.err || echo $? > {h}/refused.code
@@ -167,6 +171,15 @@ fn key_rotate_writes_the_sheet_first_and_older_backups_still_restore() {
         "keychain session failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read("owed.txt").trim(),
+        "owed",
+        "key generate marks the copy owed"
+    );
+    assert!(
+        read("still-owed.txt").is_empty(),
+        "key export --out saves it"
     );
     let first = json("first.json")["fingerprint"]
         .as_str()

@@ -234,7 +234,8 @@ pub fn my_error(err: &sqlx::Error, target: &MyTarget) -> Error {
                     ErrorKind::DbAuth,
                     format!("The database server {at} rejected the login of user {user}"),
                     "Check the user and the password (MYSQL_PWD, or the keychain)",
-                ),
+                )
+                .in_app("Type the right user and password in Settings → School database, then Test connection and Save"),
                 Some(1044) => Error::new(
                     ErrorKind::DbAuth,
                     format!("User {user} may not use the database {}: {msg}", target.database()),
