@@ -557,6 +557,8 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
     .await;
     wait_for(&c, "[data-testid=restore-confirm]", 60).await;
     wait_text(&c, "[data-testid=sessions]", "erp_web", 30).await;
+    // With the school connected, Replace waits until the users were told.
+    click(&c, "[data-testid=users-told]").await;
     fill(&c, "[data-testid=confirm-name]", &my.name).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !wait_for(&c, "[data-testid=restore-confirm]", 10)

@@ -404,8 +404,10 @@ await check("the school is still connected: the modal lists the sessions, a rest
   assert.match(await sessions.innerText(), /2 other sessions are connected to school_erp/);
   assert.match(await sessions.innerText(), /pid 4242 erp-web \(user erp from 10\.0\.0\.7, idle in transaction since/);
   assert.match(await sessions.innerText(), /waits up to 60 s/);
-  await page.screenshot({ path: join(shots, "ui-restore-sessions.png") });
   await page.getByTestId("confirm-name").fill("school_erp");
+  assert.equal(await page.getByTestId("restore-confirm").isDisabled(), true, "waits until the users were told");
+  await page.getByTestId("users-told").check();
+  await page.screenshot({ path: join(shots, "ui-restore-sessions.png") });
   await page.getByTestId("restore-confirm").click();
   const error = page.getByRole("dialog").getByTestId("error");
   await error.waitFor();
@@ -414,6 +416,7 @@ await check("the school is still connected: the modal lists the sessions, a rest
   await page.keyboard.press("Escape");
   await page.getByTestId("restore").first().click();
   await page.getByTestId("end-sessions").check();
+  await page.getByTestId("users-told").check();
   await page.getByTestId("confirm-name").fill("school_erp");
   await page.getByTestId("restore-confirm").click();
   await page.getByTestId("restore-result").waitFor();

@@ -65,11 +65,15 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
   const safety = h("input", { type: "checkbox", id: "safety", checked: true, "data-testid": "safety" });
   const go = h("button", { class: "danger", disabled: true, "data-testid": "restore-confirm" }, "Replace the database");
   const trust = h("input", { type: "checkbox", id: "trust-dev-key", "data-testid": "trust-dev-key" });
+  // The old system's advice ("notify all users of system downtime") as a step: with the
+  // school connected, Replace waits until the person says the users were told.
+  const told = h("input", { type: "checkbox", id: "users-told", "data-testid": "users-told" });
   const update = () => {
-    go.disabled = confirm.value.trim() !== p.target_database || (p.dev_key && !trust.checked);
+    go.disabled = confirm.value.trim() !== p.target_database || (p.dev_key && !trust.checked) || (p.sessions.length > 0 && !told.checked);
   };
   confirm.addEventListener("input", update);
   trust.addEventListener("change", update);
+  told.addEventListener("change", update);
   const untrusted = p.dev_key
     ? h(
         "div",
@@ -109,6 +113,7 @@ export function renderWarning(m: Modal, p: RestorePreview, hooks: RestoreHooks):
         "Tell the school's users that the system is going down and ask them to close it first: their unsaved work is lost. ",
         `An open transaction holds the tables: the restore waits up to ${p.lock_timeout_secs} s for it, then stops with nothing changed.`,
         h("ul", { class: "sessions" }, p.sessions.map((s) => h("li", {}, s))),
+        h("label", { class: "check" }, told, " The users have been told that the school system is going down now"),
         h("label", { class: "check" }, endSessions, ` End these sessions when the restore starts (their open transactions are rolled back; needs ${p.end_sessions_needs})`),
       )
     : null;
