@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{self, RestoreTxn};
 
-use crate::jobs::restore::post_data::{run_post_data_parallel, BuildQueue};
+use crate::jobs::restore::post_data::{run_post_data_parallel, BuildQueue, TableName};
 use crate::jobs::restore::Feed;
 use crate::jobs::{internal, Cancel};
 
@@ -141,7 +141,7 @@ pub(in crate::jobs) async fn load_parallel(
         let mut owner: HashMap<u32, usize> = HashMap::new();
         let mut given = [0u64; 2];
         // Each table's bytes, for the order of the index builds.
-        let mut sizes: HashMap<(String, String), u64> = HashMap::new();
+        let mut sizes: HashMap<TableName, u64> = HashMap::new();
         while let Some(feed) = rx.recv().await {
             match feed {
                 Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),

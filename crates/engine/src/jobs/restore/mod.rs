@@ -12,7 +12,7 @@ pub use mariadb::{restore_new_mariadb, restore_replace_mariadb, test_restore_mar
 pub use preview::{restore_preview, restore_preview_mariadb, PreviewTable, RestorePreview};
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -168,20 +168,13 @@ pub(super) fn feed_archive(
                 loop {
                     // Each buffer filled (a decompressor's read returns what one step gave):
                     // the loaders hold whole parts, so half-empty buffers would double that.
-                    let mut buf = vec![0u8; 256 << 10];
-                    let mut n = 0;
-                    while n < buf.len() {
-                        match data.read(&mut buf[n..]) {
-                            Ok(0) => break,
-                            Ok(got) => n += got,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(archive::read_error(&e)),
-                        }
-                    }
+                    let mut buf = Vec::with_capacity(256 << 10);
+                    let n = Read::take(&mut *data, 256 << 10)
+                        .read_to_end(&mut buf)
+                        .map_err(|e| archive::read_error(&e))?;
                     if n == 0 {
                         break;
                     }
-                    buf.truncate(n);
                     tally.update(table.index, &buf);
                     tx.blocking_send(Feed::Data(buf)).map_err(|_| gone())?;
                 }

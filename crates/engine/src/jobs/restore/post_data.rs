@@ -139,7 +139,7 @@ pub(in crate::jobs) fn split_statements(sql: &str) -> Vec<String> {
 pub(in crate::jobs) async fn run_post_data_parallel(
     target: &PgTarget,
     sql: &str,
-    sizes: &HashMap<(String, String), u64>,
+    sizes: &HashMap<TableName, u64>,
     progress: &Arc<dyn Progress>,
 ) -> Result<()> {
     let statements = split_statements(sql);
@@ -209,10 +209,9 @@ impl BuildQueue {
                 (s, table)
             })
             .collect();
-        let size = |t: &Option<TableName>| t.as_ref().and_then(|t| sizes.get(t)).copied();
         // A stable sort: a table's statements keep their order (its key before an index
         // that may use it).
-        items.sort_by_key(|(_, t)| std::cmp::Reverse(size(t).unwrap_or(0)));
+        items.sort_by_key(|(_, t)| std::cmp::Reverse(t.as_ref().and_then(|t| sizes.get(t))));
         BuildQueue {
             inner: Mutex::new((items.into(), Vec::new())),
         }

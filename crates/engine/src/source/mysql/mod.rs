@@ -10,6 +10,7 @@
 mod restore;
 mod sessions;
 mod snapshot;
+mod swap;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,13 +22,15 @@ use sqlx::ConnectOptions;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use restore::{
-    create_database, create_triggers, database_exists, drop_database, drop_database_if_empty,
-    drop_leftovers, drop_triggers, live_row_counts, may_create_database, probe,
-    repoint_sequence_defaults, swap_tables, tables_of, triggers_of, wait_for_tables, NewDatabase,
-    TriggerDef,
+    create_database, database_exists, drop_database, drop_database_if_empty, drop_leftovers,
+    live_row_counts, may_create_database, probe, NewDatabase,
 };
 pub use sessions::{end_sessions, holding_sessions, other_sessions};
 pub use snapshot::{MyReader, MySnapshot, STATEMENT_END};
+pub use swap::{
+    create_triggers, drop_triggers, repoint_sequence_defaults, swap_tables, tables_of, triggers_of,
+    wait_for_tables, TriggerDef,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 

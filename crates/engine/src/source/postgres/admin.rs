@@ -6,7 +6,7 @@ use sqlx::Connection;
 use crate::error::{Error, ErrorKind, Result};
 
 use crate::source::postgres::connection::{db_error, exec, PgTarget};
-use crate::source::postgres::restore::any_user_table;
+use crate::source::postgres::contents::any_user_table;
 use crate::source::postgres::sql::{quote_ident, USER_SCHEMAS};
 
 /// What "Test connection" reports.

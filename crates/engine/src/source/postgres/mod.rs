@@ -16,11 +16,13 @@
 //! | `schema` | capturing the DDL from the catalogs |
 //! | `restore` | the restore transaction and the target checks |
 //! | `admin` | creating, marking and dropping databases; probing the server |
+//! | `contents` | what a target holds now: the backup's tables, row counts, any table at all |
 //! | `sessions` | the other sessions on a database: who holds the locks a restore waits for; ending them |
 //! | `privileges` | owners, privileges and policies back into a restored database; the backup's roles on this server |
 
 mod admin;
 mod connection;
+mod contents;
 mod privileges;
 mod restore;
 pub mod schema;
@@ -34,12 +36,10 @@ pub use admin::{
     ServerProbe,
 };
 pub use connection::{col, db_error, PgTarget, Tls};
+pub use contents::{any_user_table, live_row_counts, run_script, tables_present};
 pub use privileges::{privileges_sql, RoleChoice, RoleMap};
 pub(crate) use restore::lock_timed_out;
-pub use restore::{
-    any_user_table, check_may_disable_triggers, check_target, live_row_counts, run_script,
-    tables_present, RestoreTxn,
-};
+pub use restore::{check_may_disable_triggers, check_target, RestoreTxn};
 pub use sessions::{blocking_sessions, end_sessions, other_sessions, sessions_locking};
 pub use snapshot::{Snapshot, SnapshotWorker};
 pub use sql::{qualified, quote_ident};

@@ -18,7 +18,7 @@ use crate::source::{describe_sessions, LockWait, SequenceValue, TableManifest, W
 
 use crate::source::postgres::connection::{col, db_error, exec, PgTarget};
 use crate::source::postgres::sessions::{blocking_sessions, end_sessions, sessions_locking};
-use crate::source::postgres::sql::{column_list, qualified, USER_SCHEMAS};
+use crate::source::postgres::sql::{column_list, qualified};
 
 /// A replace-restore in progress: one transaction on the target in which the backup's tables
 /// were emptied; nothing is visible to others until [`RestoreTxn::commit`].
@@ -218,103 +218,6 @@ async fn referencing_tables(
     )
     .bind(names)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| db_error(&e, target))
-}
-
-/// How many of `tables` the target has.
-///
-/// # Errors
-/// Database errors.
-pub async fn tables_present(
-    conn: &mut PgConnection,
-    target: &PgTarget,
-    tables: &[TableManifest],
-) -> Result<usize> {
-    let names: Vec<String> = tables
-        .iter()
-        .map(|t| qualified(&t.schema, &t.name))
-        .collect();
-    let n: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM unnest($1::text[]) t(name) WHERE to_regclass(t.name) IS NOT NULL",
-    )
-    .bind(&names)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| db_error(&e, target))?;
-    Ok(n as usize)
-}
-
-/// Run an SQL script (several statements) on `target`, in one transaction.
-///
-/// # Errors
-/// Connection errors and the first failing statement's error.
-pub async fn run_script(target: &PgTarget, sql: &str) -> Result<()> {
-    let mut conn = target.connect().await?;
-    let mut tx = sqlx::Connection::begin(&mut conn)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-    sqlx::Executor::execute(&mut *tx, sql)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-    tx.commit().await.map_err(|e| db_error(&e, target))
-}
-
-/// The exact row count of each of `tables` (`schema`, `name`) in the target; `None` for a
-/// table that is not there. One snapshot, so the counts belong together.
-///
-/// # Errors
-/// Connection and permission errors.
-pub async fn live_row_counts(
-    target: &PgTarget,
-    tables: &[(String, String)],
-) -> Result<Vec<Option<u64>>> {
-    let mut conn = target.connect().await?;
-    let mut tx = sqlx::Connection::begin(&mut conn)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-    let mut out = Vec::with_capacity(tables.len());
-    for (schema, name) in tables {
-        if name.is_empty() {
-            out.push(None);
-            continue;
-        }
-        let q = qualified(schema, name);
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(&q)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db_error(&e, target))?;
-        if exists.is_none() {
-            out.push(None);
-            continue;
-        }
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {q}"))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| {
-                db_error(&e, target).context(format!("counting the rows of {schema}.{name}"))
-            })?;
-        out.push(Some(u64::try_from(n).unwrap_or(0)));
-    }
-    Ok(out)
-}
-
-/// A table of the user's in the target, if there is any (to tell an empty database).
-///
-/// # Errors
-/// Database errors.
-pub async fn any_user_table(conn: &mut PgConnection, target: &PgTarget) -> Result<Option<String>> {
-    sqlx::query_scalar(&format!(
-        "SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMAS} LIMIT 1"
-    ))
-    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| db_error(&e, target))
 }
@@ -701,8 +604,17 @@ impl RestoreTxn {
         &mut self,
         table: &TableManifest,
     ) -> Result<sqlx::postgres::PgCopyIn<&mut PgConnection>> {
+        self.copy_with(table, "").await
+    }
+
+    /// `COPY … FROM STDIN` into `table` with `options` (`""`, or ` WITH (…)`).
+    async fn copy_with(
+        &mut self,
+        table: &TableManifest,
+        options: &str,
+    ) -> Result<sqlx::postgres::PgCopyIn<&mut PgConnection>> {
         let sql = format!(
-            "COPY {}{} FROM STDIN",
+            "COPY {}{} FROM STDIN{options}",
             qualified(&table.schema, &table.name),
             column_list(&table.columns)
         );
@@ -724,16 +636,7 @@ impl RestoreTxn {
         // frozen and the pages marked all-visible (as VACUUM FREEZE would): the index builds
         // and key checks that follow read them without setting hint bits on, and writing
         // again, every page.
-        let sql = format!(
-            "COPY {}{} FROM STDIN WITH (FREEZE)",
-            qualified(&table.schema, &table.name),
-            column_list(&table.columns)
-        );
-        let mut copy = self
-            .conn
-            .copy_in_raw(&sql)
-            .await
-            .map_err(|e| db_error(&e, &target).context(format_args!("loading table {name}")))?;
+        let mut copy = self.copy_with(table, " WITH (FREEZE)").await?;
         for buf in data {
             if let Err(e) = copy.send(buf).await {
                 return Err(db_error(&e, &target).context(format_args!("loading table {name}")));
