@@ -7,7 +7,8 @@ set -uo pipefail
 keyrings=$(mktemp -d)
 trap 'rm -rf "$keyrings"' EXIT
 echo -n schoolvault | XDG_DATA_HOME="$keyrings" gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
-cargo test --locked --features desktop-e2e --test desktop > target/e2e.log 2>&1 </dev/null
+# One test at a time: the app is single-instance.
+cargo test --locked --features desktop-e2e --test desktop -- --test-threads=1 > target/e2e.log 2>&1 </dev/null
 status=$?
 cat target/e2e.log
 cat target/e2e.log >> target/test.log

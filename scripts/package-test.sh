@@ -7,7 +7,10 @@
 #   runs as root or with password-less sudo; otherwise unpacked with `dpkg-deb -x`), the CLI on the
 #   PATH, the app started from its menu entry (`gtk-launch`) under Xvfb until its window appears,
 #   its start-at-login entry pointing at the installed program;
-# - the package removed: the user's settings, catalog and backups are still there.
+# - its first run with nothing set up opens on the set-up screens (the desktop test's first-run
+#   case, through WebDriver, on the installed program);
+# - the package removed: the user's settings, catalog, backups and the key in the keychain are
+#   still there.
 #
 # The app runs with a HOME of its own (a temporary folder) and its own D-Bus session, so it never
 # touches the settings of the person running the tests. Usage: package-test.sh [BUNDLE_DIR]. Last line: `package tests: N passed, M failed`.
@@ -150,6 +153,35 @@ window_appears() {
       [ -n "${ok:-}" ]' _ "$prefix/usr/bin/"
 }
 check "the app started from its menu entry opens its window" window_appears
+
+# Its first run with nothing set up (another HOME, no settings file): the set-up screens, driven
+# through WebDriver by the desktop test's first-run case, on the installed program.
+first_run() {
+  SCHOOLVAULT_APP_BIN="$prefix/usr/bin/schoolvault-app" PATH="$path" \
+    xvfb-run -a -s "-screen 0 1280x900x24" dbus-run-session -- \
+    cargo test --locked --features desktop-e2e --test desktop -- --exact a_first_run_opens_on_the_set_up_screens
+}
+check "the installed app's first run opens on its set-up screens" first_run
+
+# A key in the user's keychain (a gnome-keyring whose files live under this HOME), made with the
+# installed CLI: it must outlive the package.
+keyring_run() { # keyring_run CMD...: in a private D-Bus session with the user's keyring unlocked;
+  # its output in $root/keyring.out (a file, not a pipe: nothing the session leaves can hold it)
+  local runtime
+  runtime=$(mktemp -d)
+  HOME="$home" XDG_DATA_HOME="$home/.local/share" XDG_CONFIG_HOME="$home/.config" \
+    XDG_RUNTIME_DIR="$runtime" PATH="$path" dbus-run-session -- bash -c '
+      echo -n schoolvault | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+      "$@"; status=$?
+      # This session'"'"'s keyring daemon (its control folder is in this XDG_RUNTIME_DIR).
+      pkill -u "$(id -u)" -f "^(/usr/bin/)?gnome-keyring-daemon --unlock" 2>/dev/null
+      exit $status' _ "$@" >"$root/keyring.out" 2>/dev/null </dev/null
+  rm -rf "$runtime"
+}
+keyring_run schoolvault key generate
+keyring_run schoolvault key fingerprint
+fingerprint=$(tail -1 "$root/keyring.out")
+check "a key made with the installed CLI is in the user's keychain ($fingerprint)" test -n "$fingerprint"
 autostart="$home/.config/autostart/SchoolVault.desktop"
 check "start at login: the entry points at the installed program" \
   grep -qx "Exec=$prefix/usr/bin/schoolvault-app --minimized" "$autostart"
@@ -159,5 +191,9 @@ if $installed; then
   check "removed: the app is gone" test ! -e /usr/bin/schoolvault-app
   check "removed: the user's settings are still there" grep -q start_at_login "$home/.config/schoolvault/config.toml"
   check "removed: the user's backups are still there" test -f "$home/.local/share/schoolvault/backups/marker"
+  # The CLI is gone with the package: the unpacked one reads the keychain now.
+  path="$root/unpacked/usr/bin:$PATH" keyring_run schoolvault key fingerprint
+  after=$(tail -1 "$root/keyring.out")
+  check "removed: the key is still in the user's keychain" test -n "$fingerprint" -a "$after" = "$fingerprint"
 fi
 finish

@@ -37,6 +37,7 @@ const COMMANDS: &[&str] = &[
     "remove_destination",
     "sync_now",
     "find_backups",
+    "rebuild_list",
 ];
 
 fn main() {

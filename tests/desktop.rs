@@ -209,22 +209,18 @@ async fn wait_none(c: &Client, css: &str, what: &str, secs: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_desktop_app_backs_up_and_restores_through_its_window() {
-    let db = TestDb::new("e2e");
-    db.load(&school_sql(), &[]);
-    let home = tempfile::tempdir().unwrap();
-    let picked = home.path().join("picked.svb");
-    let recovery = home.path().join("recovery-key.txt");
+/// The app through tauri-driver, with its settings and data under `home` (nothing there: its
+/// first run), file dialogs answered with `picked` and `recovery`, no key from the environment.
+/// The app is single-instance: one test at a time (`--test-threads=1`, as `make e2e` runs them).
+async fn start_app(home: &Path, picked: &Path, recovery: &Path) -> (Driver, Client) {
     let driver_port = 4444 + (rand::random::<u16>() % 1000) * 2;
-
     let driver = Command::new("tauri-driver")
         .process_group(0)
         .args(["--port", &driver_port.to_string(), "--native-port", &(driver_port + 1).to_string()])
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("SCHOOLVAULT_PICK_FILE", &picked)
-        .env("SCHOOLVAULT_SAVE_FILE", &recovery)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("SCHOOLVAULT_PICK_FILE", picked)
+        .env("SCHOOLVAULT_SAVE_FILE", recovery)
         .env_remove("BACKUP_ENCRYPTION_KEY")
         .env_remove("SCHOOLVAULT_CONFIG")
         .env_remove("SCHOOLVAULT_DIR")
@@ -235,7 +231,7 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
         .unwrap_or_else(|e| {
             panic!("tauri-driver cannot be started ({e}): install it with `cargo install tauri-driver --version 2.1.0 --locked` (make setup does)")
         });
-    let _driver = Driver(driver);
+    let driver = Driver(driver);
 
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -254,6 +250,63 @@ async fn the_desktop_app_backs_up_and_restores_through_its_window() {
             Err(e) => panic!("no WebDriver session through tauri-driver at {url}: {e} (is WebKitWebDriver installed? Debian's webkit2gtk-driver)"),
         }
     };
+    (driver, c)
+}
+
+/// The app's first run, as a school's IT person meets it after installing the package
+/// (`scripts/package-test.sh` runs this against the installed program through
+/// SCHOOLVAULT_APP_BIN): no settings yet, so it opens on the set-up screens, which ask for the
+/// school database first and say nothing is configured; nothing is written before Save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_opens_on_the_set_up_screens() {
+    let home = tempfile::tempdir().unwrap();
+    let (_driver, c) = start_app(
+        home.path(),
+        &home.path().join("picked.svb"),
+        &home.path().join("recovery-key.txt"),
+    )
+    .await;
+    wait_for(&c, "[data-testid=db-name]", 60).await;
+    assert_eq!(c.title().await.unwrap(), "SchoolVault");
+    for field in [
+        "db-host",
+        "db-port",
+        "db-user",
+        "test-connection",
+        "save-connection",
+    ] {
+        assert_eq!(
+            count(&c, &format!("[data-testid={field}]")).await,
+            1,
+            "{field}"
+        );
+    }
+    assert_eq!(
+        count(&c, "[data-testid=nav-setup]").await,
+        1,
+        "the set-up screen"
+    );
+    assert_eq!(
+        count(&c, "[data-testid=nav-backups]").await,
+        0,
+        "no other screen before set-up"
+    );
+    assert!(
+        !home.path().join("config/schoolvault/config.toml").exists(),
+        "nothing saved before the person saves"
+    );
+    shot(&c, "0-first-run").await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_app_backs_up_and_restores_through_its_window() {
+    let db = TestDb::new("e2e");
+    db.load(&school_sql(), &[]);
+    let home = tempfile::tempdir().unwrap();
+    let picked = home.path().join("picked.svb");
+    let recovery = home.path().join("recovery-key.txt");
+    let (_driver, c) = start_app(home.path(), &picked, &recovery).await;
 
     // 1. First run: the connection, tested, then the key with its recovery copy.
     wait_for(&c, "[data-testid=db-name]", 60).await;

@@ -465,6 +465,19 @@ pub struct SyncRow {
     pub error: Option<String>,
 }
 
+/// What "Rebuild the list from the folder" found.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct RebuiltList {
+    /// Backups listed (read completely and found whole).
+    pub listed: u32,
+    /// Files that are not listed as whole backups, each with why (another key, damaged,
+    /// unfinished, not a backup).
+    pub problems: Vec<String>,
+    /// Where the damaged list was moved to, when it was.
+    pub set_aside: Option<String>,
+}
+
 /// What "Find backups" found at a destination (a new computer after a disaster).
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(export)]

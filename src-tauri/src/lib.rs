@@ -58,6 +58,7 @@ macro_rules! handler {
             $crate::commands::offsite::remove_destination,
             $crate::commands::offsite::sync_now,
             $crate::commands::offsite::find_backups,
+            $crate::commands::backups::rebuild_list,
         ]
     };
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use schoolvault_engine::config::Config;
-use schoolvault_engine::jobs::{Cancel, Vault};
+use schoolvault_engine::jobs::{self, Cancel, Vault};
 use schoolvault_engine::keychain::{Keychain, Keys, OsKeychain};
 use schoolvault_engine::source::postgres::PgTarget;
 use schoolvault_engine::source::Database;
@@ -353,6 +353,27 @@ impl AppState {
         let vault = Arc::new(Vault::open(dir.clone(), &self.catalog_path, self.keys()?).await?);
         *slot = Some((dir, vault.clone()));
         Ok(vault)
+    }
+
+    /// Rebuild the list of backups from the backup folder's files (a damaged catalog moved
+    /// aside first) and use it from now on. The vault in use is closed first: what reads it
+    /// finishes, what comes after opens the rebuilt one.
+    ///
+    /// # Errors
+    /// As the engine's `rebuild_list`.
+    pub async fn rebuild_list(
+        &self,
+        progress: Arc<dyn schoolvault_engine::progress::Progress>,
+    ) -> Result<(Vec<jobs::RescanEntry>, Option<PathBuf>), CommandError> {
+        let dir = self.config().backup_dir()?;
+        let old = self.vault.lock().await.take();
+        if let Some((_, v)) = old {
+            v.catalog.close().await;
+        }
+        let (catalog, keys) = (self.catalog_path.clone(), Arc::new(self.keys()?));
+        let rebuilt = jobs::rebuild_list(dir.clone(), &catalog, keys, progress).await?;
+        *self.vault.lock().await = Some((dir, Arc::new(rebuilt.vault)));
+        Ok((rebuilt.entries, rebuilt.set_aside))
     }
 
     /// The configured database, its password from the keychain.

@@ -12,6 +12,7 @@ import type { DemoOffer } from "./bindings/DemoOffer";
 import type { DestinationRow } from "./bindings/DestinationRow";
 import type { FoundBackups } from "./bindings/FoundBackups";
 import type { KeyInfo } from "./bindings/KeyInfo";
+import type { RebuiltList } from "./bindings/RebuiltList";
 import type { Progress } from "./bindings/Progress";
 import type { RestorePreview } from "./bindings/RestorePreview";
 import type { RestoreResult } from "./bindings/RestoreResult";
@@ -36,6 +37,7 @@ export type {
   FoundBackups,
   KeyInfo,
   Progress,
+  RebuiltList,
   RestorePreview,
   RestoreResult,
   RunRow,
@@ -96,6 +98,9 @@ export const api = {
    *  current or default one). `null`: cancelled. */
   pickBackupDir: () => invoke<string | null>("pick_backup_dir"),
   deleteBackup: (id: string) => invoke<void>("delete_backup", { id }),
+  /** The list rebuilt from the files in the (saved) backup folder, each read completely; a
+   *  damaged list is moved aside first. The files are not changed. */
+  rebuildList: (onProgress: (p: Progress) => void = () => {}) => invoke<RebuiltList>("rebuild_list", { onProgress: channel(onProgress) }),
   verifyBackup: (id: string, onProgress: (p: Progress) => void = () => {}) => invoke<CheckResult>("verify_backup", { id, onProgress: channel(onProgress) }),
   testRestoreBackup: (id: string, onProgress: (p: Progress) => void = () => {}) =>
     invoke<CheckResult>("test_restore_backup", { id, onProgress: channel(onProgress) }),

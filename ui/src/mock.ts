@@ -210,6 +210,9 @@ export function installMock(): void {
       if (backups.some((b) => b.id === a.what && !b.local)) {
         await progress(a.onProgress, ["download"]);
         backups = backups.map((b) => (b.id === a.what ? { ...b, local: true } : b));
+      } else if (q.has("slow")) {
+        // `?slow`: a large backup, read through before the warning shows.
+        await progress(a.onProgress, ["verify"]);
       }
       return preview(String(a.what));
     },
@@ -247,6 +250,10 @@ export function installMock(): void {
     delete_backup: (a) => {
       backups = backups.filter((b) => b.id !== a.id);
       return null;
+    },
+    rebuild_list: async (a) => {
+      await progress(a.onProgress, ["verify"]);
+      return { listed: backups.filter((b) => b.local).length, problems: ["notes.svb: not a SchoolVault backup (it does not start with SchoolVault's header)"], set_aside: null };
     },
     verify_backup: (a) => {
       checked(String(a.id), "175 tables, 1,254,000 rows checked");

@@ -5,7 +5,7 @@ import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { AppStatus, Settings } from "./api";
 import type { Shell } from "./shell";
-import { settingsView } from "./views/settings";
+import { rebuiltLine, settingsView } from "./views/settings";
 
 const settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: false, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
 const status: AppStatus = { configured: true, database: null, target: null, key: null, key_error: null, backup_dir: settings.backup_dir, config_path: "/home/it/.config/schoolvault/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 2, formats_read: [1, 2], key_recovery_pending: false, key_rotation_due: false, key_since: null };
@@ -68,6 +68,16 @@ describe("settings: the backup folder", () => {
     const save = calls.find((c) => c.cmd === "save_settings");
     expect((save?.args.settings as Settings).backup_dir).toBe("/media/nas/schoolvault");
     expect(errors).toEqual([]);
+  });
+});
+
+describe("settings: the list rebuilt from the folder", () => {
+  test("says what was listed, what was not, and where a damaged list went", () => {
+    expect(rebuiltLine({ listed: 1, problems: [], set_aside: null })).toBe("1 backup found in the folder and listed.");
+    expect(rebuiltLine({ listed: 0, problems: ["a.svb: damaged"], set_aside: null })).toBe("No whole backups were found in the folder. 1 file is not listed.");
+    expect(rebuiltLine({ listed: 3, problems: ["a", "b"], set_aside: "/x/catalog.sqlite.damaged-20261204-101010" })).toBe(
+      "The damaged list was kept aside as /x/catalog.sqlite.damaged-20261204-101010. 3 backups found in the folder and listed. 2 files are not listed.",
+    );
   });
 });
 

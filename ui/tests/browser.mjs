@@ -238,6 +238,21 @@ await check("settings: the backup folder is not typed but chosen in the folder d
   await page.waitForFunction(() => document.querySelector("[data-testid=backup-dir]")?.value === "/media/nas/schoolvault");
 });
 
+await check("settings: the list of backups rebuilt from the folder, after a warning, with progress and what was not listed", async (page) => {
+  await page.goto(base + "?slow");
+  await page.getByTestId("nav-settings").click();
+  await page.getByTestId("rebuild-list").click();
+  const dialog = page.getByRole("dialog");
+  assert.match(await dialog.innerText(), /not changed/);
+  await dialog.getByRole("button", { name: "Rebuild the list" }).click();
+  await page.getByTestId("progress").waitFor();
+  assert.equal(await page.getByTestId("rebuild-list").isDisabled(), true, "one rebuild at a time");
+  const result = page.getByTestId("rebuild-result");
+  await page.waitForFunction(() => /found in the folder and listed/.test(document.querySelector("[data-testid=rebuild-result]")?.textContent ?? ""));
+  assert.match(await result.innerText(), /notes\.svb: not a SchoolVault backup/);
+  assert.equal(await page.getByTestId("progress").count(), 0, "the progress goes when it ends");
+});
+
 await check("offsite copies: add an S3 destination (a wrong secret explained first), then each backup's copies, Sync now", async (page) => {
   await page.goto(base);
   // The mock's backups: NAS done, Cloud waiting on the newest.
@@ -381,6 +396,8 @@ await check("offsite copies behind for the stale time: a banner that says so and
 await check("a running restore: progress (phase, table, rows, ETA), Esc and a click outside do not close it; then the result", async (page) => {
   await page.goto(base + "?slow");
   await page.getByTestId("restore").first().click();
+  // A large backup is read through before the warning: the modal shows that reading's progress.
+  await page.getByRole("dialog").getByText("Reading the backup", { exact: true }).waitFor();
   await page.getByTestId("confirm-name").fill("school_erp");
   await page.getByTestId("restore-confirm").click();
   const detail = page.getByRole("dialog").locator(".progress-detail");

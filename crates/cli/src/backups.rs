@@ -13,11 +13,14 @@ use schoolvault_engine::source::Database;
 use schoolvault_engine::{Error, ErrorKind, Result};
 use serde::Serialize;
 
-use crate::args::PolicyArgs;
+use crate::args::{Cli, PolicyArgs};
 use crate::offsite::{copies_of, copies_text, CopyView};
 use crate::output::Report;
+use crate::progress::progress_for;
 use crate::restore::confirm;
 use crate::session::Session;
+use schoolvault_engine::config::{self, Config};
+use schoolvault_engine::keychain::Keys;
 use schoolvault_engine::offsite::DestinationSettings;
 
 /// A backup in `list`: the catalog's record, whether its file is in the backup folder, and its
@@ -277,11 +280,15 @@ pub(crate) async fn delete(vault: &Vault, id: &str, yes: bool) -> Result<Deleted
     Ok(Deleted(jobs::delete(vault, id).await?))
 }
 
-/// The files `rescan` found.
+/// The files `rescan` found (in JSON, the list of files, as before a damaged catalog could be
+/// set aside: that is said on stderr).
 #[derive(Serialize)]
 #[serde(transparent)]
 pub(crate) struct Rescanned {
     entries: Vec<RescanEntry>,
+    /// Where a damaged catalog was moved to.
+    #[serde(skip)]
+    set_aside: Option<PathBuf>,
     /// The backup folder, for the text.
     #[serde(skip)]
     dir: PathBuf,
@@ -297,6 +304,12 @@ impl Report for Rescanned {
                 None => format!("{}: {}", e.path.display(), e.status),
             })
             .collect();
+        if let Some(aside) = &self.set_aside {
+            text.push(format!(
+                "The damaged catalog was moved to {} (its run history is there); a new one was built.",
+                aside.display()
+            ));
+        }
         text.push(format!(
             "{} files found in {}.",
             self.entries.len(),
@@ -306,15 +319,37 @@ impl Report for Rescanned {
     }
 }
 
-/// `rescan`.
+/// `rescan`: the list rebuilt from the backup folder's files, before any other use of the
+/// catalog (a damaged one is moved aside and replaced).
 ///
 /// # Errors
 /// I/O and `Catalog` errors.
-pub(crate) async fn rescan(session: &Session) -> Result<Rescanned> {
-    let entries = jobs::rescan(&session.vault, session.progress.clone()).await?;
+pub(crate) async fn rescan(cli: &Cli, keys: Keys, settings: &Config) -> Result<Rescanned> {
+    let dir = match cli.dir.clone() {
+        Some(d) => d,
+        None => settings.backup_dir()?,
+    };
+    let catalog = match cli.catalog.clone() {
+        Some(c) => c,
+        None => config::default_catalog()?,
+    };
+    let rebuilt = jobs::rebuild_list(
+        dir.clone(),
+        &catalog,
+        std::sync::Arc::new(keys),
+        progress_for(cli.json),
+    )
+    .await?;
+    if let (Some(aside), true) = (&rebuilt.set_aside, cli.json) {
+        eprintln!(
+            "warning: the damaged catalog was moved to {}; a new one was built",
+            aside.display()
+        );
+    }
     Ok(Rescanned {
-        entries,
-        dir: session.vault.dir.clone(),
+        entries: rebuilt.entries,
+        set_aside: rebuilt.set_aside,
+        dir,
     })
 }
 

@@ -81,6 +81,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return emit(&settings::command(action, &config_path, settings)?, json)
             .map(|()| ExitCode::SUCCESS);
     }
+    if let Command::Rescan { from: None } = &cli.command {
+        // Before the vault is opened: a damaged list is what it rebuilds.
+        return emit(&backups::rescan(&cli, keys, &settings).await?, json)
+            .map(|()| ExitCode::SUCCESS);
+    }
     // Dropped (and the progress bar cleared) once the result is printed.
     let session = Session::open(&cli, keys, settings, config_path).await?;
     let vault = &session.vault;
@@ -131,7 +136,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             emit(&restore::restore(&session, args).await?, json)
         }
         Command::Delete { id, yes } => emit(&backups::delete(vault, &id, yes).await?, json),
-        Command::Rescan { from: None } => emit(&backups::rescan(&session).await?, json),
         Command::Rescan { from: Some(name) } => {
             emit(&offsite::rescan_from(&session, &name).await?, json)
         }
@@ -172,7 +176,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::History { limit } => emit(&backups::history(vault, limit).await?, json),
         Command::Notify { action } => emit(&email::command(&session, action).await?, json),
-        Command::Key { .. } | Command::Config { .. } => Ok(()),
+        // Handled before the vault is opened.
+        Command::Key { .. } | Command::Config { .. } | Command::Rescan { from: None } => Ok(()),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -150,6 +150,42 @@ fn bank_db(prefix: &str, orders: u32) -> TestDb {
     db
 }
 
+/// A progress bar shows a fraction only of a known total: the backup's progress carries the
+/// bytes it expects (from the catalog's table sizes) from its first export line on, and never
+/// a total it has passed (a bar standing full while tables remain).
+#[test]
+fn backup_progress_knows_its_total_before_the_export_and_never_stands_full_early() {
+    let db = bank_db("progress", 40_000);
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args(["--json", "--db", &db.url(), "backup"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let export: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["phase"] == "export" && v["table"].is_string())
+        .collect();
+    assert!(!export.is_empty(), "no export progress: {stderr}");
+    let first = &export[0];
+    let total = first["total_bytes"].as_u64().unwrap_or(0);
+    assert!(
+        total > 1_000_000,
+        "the total is known before the export: {first}"
+    );
+    for v in &export {
+        if let Some(t) = v["total_bytes"].as_u64() {
+            assert!(
+                v["bytes"].as_u64().unwrap() < t,
+                "a total already passed: {v}"
+            );
+        }
+    }
+}
+
 #[test]
 fn rows_committed_during_a_backup_are_wholly_in_it_or_wholly_absent() {
     let db = bank_db("consist", 150_000);

@@ -161,6 +161,10 @@ pub enum Cause {
     SqlState(String),
     /// A file-system or pipe error of this kind.
     Io(io::ErrorKind),
+    /// The file read is damaged or not what it should be (a catalog that is no SQLite
+    /// database, or holds rows or a schema this version cannot read): rebuilding it helps,
+    /// waiting or retrying does not.
+    Damaged,
 }
 
 /// The engine's result type.
@@ -220,6 +224,11 @@ impl Error {
             Some(Cause::Io(k)) => Some(*k),
             _ => None,
         }
+    }
+
+    /// Whether the file read is damaged or foreign ([`Cause::Damaged`]).
+    pub fn is_damaged(&self) -> bool {
+        matches!(self.cause, Some(Cause::Damaged))
     }
 
     /// The kind, for programs.
@@ -320,11 +329,26 @@ impl std::error::Error for Error {}
 
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
-        Error::new(
+        use sqlx::migrate::MigrateError;
+        // A migration that could not run for want of space or a lock is no damage: only a
+        // damaged file, or a catalog this version does not know (a newer one's), is.
+        let damaged = match &err {
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => {
+                crate::catalog::is_damage(e)
+            }
+            _ => true,
+        };
+        let error = Error::new(
             ErrorKind::Catalog,
             format!("The backup catalog could not be upgraded: {err}"),
-            "Run `schoolvault rescan` with a new --catalog file to rebuild it from the backup files",
+            "Run `schoolvault rescan` to set it aside and rebuild it from the backup files",
         )
+        .in_app(crate::catalog::REBUILD_IN_APP);
+        if damaged {
+            error.with_cause(Cause::Damaged)
+        } else {
+            error
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The backups screen: the list, running a backup ([`run_backup`], also for the tray and the
 //! schedule) and emailing its failure, cancelling the running job, deleting, verifying and
-//! test-restoring a backup, and the history of runs.
+//! test-restoring a backup, rebuilding the list from the folder, and the history of runs.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use tauri::State;
 
 use super::restore::checked_what;
 use super::{detached, finish, ChannelProgress, Res};
-use crate::dto::{self, BackupRow, CheckResult, CommandError, RunRow};
+use crate::dto::{self, BackupRow, CheckResult, CommandError, RebuiltList, RunRow};
 use crate::state::{AppState, Look};
 
 /// The backups, newest first.
@@ -122,6 +122,52 @@ pub async fn delete_backup(state: State<'_, AppState>, id: String) -> Res<()> {
     let vault = state.vault().await?;
     jobs::delete(&vault, &id).await?;
     Ok(())
+}
+
+/// Rebuild the list of backups from the files in the backup folder, reading each one
+/// completely (so also checking it); a list that is damaged is moved aside first, never
+/// deleted. The backup files are not changed.
+#[tauri::command]
+pub async fn rebuild_list(
+    state: State<'_, AppState>,
+    on_progress: Channel<dto::Progress>,
+) -> Res<RebuiltList> {
+    let (_slot, cancel) = state.start_job("rebuild of the list")?;
+    let progress: Arc<dyn Progress> = ChannelProgress::new(on_progress);
+    let result = state
+        .rebuild_list(progress)
+        .await
+        .map(|(entries, set_aside)| {
+            let name = |p: &std::path::Path| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            RebuiltList {
+                listed: entries.iter().filter(|e| e.status == "complete").count() as u32,
+                problems: entries
+                    .iter()
+                    .filter(|e| e.status != "complete")
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            name(&e.path),
+                            e.message.as_deref().unwrap_or(&e.status)
+                        )
+                    })
+                    .collect(),
+                set_aside: set_aside.map(|p| p.display().to_string()),
+            }
+        });
+    finish(
+        &state,
+        "rebuild of the list",
+        &result,
+        false,
+        false,
+        &cancel,
+    );
+    result
 }
 
 /// Read a backup completely and check every table's rows and checksum (a backup that is not

@@ -36,8 +36,8 @@ use crate::dto::{self, CommandError, Failure};
 use crate::state::AppState;
 
 pub use backups::{
-    backup_now, cancel_job, delete_backup, history, list_backups, run_backup, test_restore_backup,
-    verify_backup,
+    backup_now, cancel_job, delete_backup, history, list_backups, rebuild_list, run_backup,
+    test_restore_backup, verify_backup,
 };
 pub use connection::{create_demo, demo_offer, save_connection, status, test_connection, DEMO_DB};
 pub use key::{

@@ -3,10 +3,8 @@
 //! backup folder.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use schoolvault_engine::jobs::{self, RestoreOptions, RoleChoice};
-use schoolvault_engine::progress::Silent;
 use schoolvault_engine::source::{mysql, postgres, Database, Session};
 use tauri::ipc::Channel;
 use tauri::State;
@@ -43,20 +41,21 @@ pub async fn restore_preview(
         Database::MariaDb(_) => "root, or a login with the CONNECTION ADMIN privilege",
     };
     let offsite = jobs::Offsite::from_config(&state.config(), state.keychain_handle());
-    let download = ChannelProgress::new(on_progress);
+    let progress = ChannelProgress::new(on_progress);
     let (p, sessions) = detached(move || async move {
         // A backup listed from a destination (a new computer) comes down first, checked,
-        // with its progress on the channel.
-        jobs::fetch(&vault, &offsite, &w, download).await?;
+        // with its progress on the channel; then it is read through (a large one takes
+        // seconds), its progress there too.
+        jobs::fetch(&vault, &offsite, &w, progress.clone()).await?;
         let target = match &database {
             Database::Postgres(t) => t,
             Database::MariaDb(t) => {
-                let p = jobs::restore_preview_mariadb(&vault, &w, t, Arc::new(Silent)).await?;
+                let p = jobs::restore_preview_mariadb(&vault, &w, t, progress).await?;
                 let sessions = mysql::other_sessions(t).await.unwrap_or_default();
                 return Ok((p, sessions));
             }
         };
-        let p = jobs::restore_preview(&vault, &w, target, Arc::new(Silent)).await?;
+        let p = jobs::restore_preview(&vault, &w, target, progress).await?;
         // Who else is connected (none for a database that does not exist yet).
         let sessions = if p.missing_roles.is_empty() {
             postgres::other_sessions(target).await.unwrap_or_default()

@@ -453,6 +453,55 @@ fn errors_in_the_app_point_to_its_own_settings_and_buttons() {
     );
 }
 
+/// The list of backups damaged (its file overwritten): the window's error points to the app's
+/// own button, which sets the damaged list aside and lists the backups again from their files.
+#[test]
+fn a_damaged_list_is_rebuilt_from_the_folder_by_the_apps_button() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sv_rebuild_{:08x}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+    psql("postgres", &format!("CREATE DATABASE {db}"));
+    psql(&db, "CREATE TABLE pupils (id int PRIMARY KEY, name text); INSERT INTO pupils VALUES (1, 'Ada');");
+    let (app, w, _, _) = app_on(dir.path(), &db);
+    let b = call(&w, "backup_now", json!({"onProgress": "__CHANNEL__:1"})).unwrap();
+    drop((app, w));
+
+    let catalog = dir.path().join("catalog.sqlite");
+    for journal in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(journal));
+    }
+    std::fs::write(&catalog, vec![0x5au8; 8192]).unwrap();
+    let (app, w, _, _) = app_on(dir.path(), &db);
+    let err = call(&w, "list_backups", json!({})).unwrap_err();
+    assert_eq!(err["code"], "catalog", "{err}");
+    assert!(
+        for_this_window(&err).contains("Rebuild the list from the folder"),
+        "{err}"
+    );
+
+    let rebuilt = call(&w, "rebuild_list", json!({"onProgress": "__CHANNEL__:2"})).unwrap();
+    assert_eq!(rebuilt["listed"], 1, "{rebuilt}");
+    assert_eq!(rebuilt["problems"], json!([]), "{rebuilt}");
+    let aside = PathBuf::from(rebuilt["set_aside"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        vec![0x5au8; 8192],
+        "kept, not deleted"
+    );
+    let list = call(&w, "list_backups", json!({})).unwrap();
+    assert_eq!(list[0]["id"], b["id"], "{list}");
+
+    // A healthy list is rebuilt in place: nothing set aside.
+    let again = call(&w, "rebuild_list", json!({"onProgress": "__CHANNEL__:3"})).unwrap();
+    assert_eq!(again["listed"], 1, "{again}");
+    assert_eq!(again["set_aside"], Value::Null, "{again}");
+    drop((app, w));
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}
+
 /// The app on database `db` with its settings, backup folder and catalog in `dir`, file
 /// dialogs that answer what the test says, a keychain in memory, and a key from the
 /// environment; schedule off.

@@ -20,20 +20,31 @@ export async function openRestore(what: string, hooks: RestoreHooks): Promise<vo
   const m = openModal("Restore", { danger: true, onClose: hooks.onDone });
   const reading = h("p", { class: "muted" }, "Reading the backup and counting the rows in the database…");
   const download = h("div");
-  m.body.append(reading, download);
-  // A backup that is not on this computer comes down from its destination first.
-  let view: ProgressView | null = null;
-  const onDownload = (p: Progress) => {
-    if (view === null) {
-      view = progressView("Fetching the backup");
-      put(download, view.el);
-      reading.textContent = "This backup is not on this computer: it is downloaded from its offsite destination and checked, then read.";
+  const read = h("div");
+  m.body.append(reading, download, read);
+  // A backup that is not on this computer comes down from its destination first; then the file
+  // is read through (seconds for a large one), each with its progress.
+  let fetching: ProgressView | null = null;
+  let scanning: ProgressView | null = null;
+  const onProgress = (p: Progress) => {
+    if (p.phase === "download") {
+      if (fetching === null) {
+        fetching = progressView("Fetching the backup");
+        put(download, fetching.el);
+        reading.textContent = "This backup is not on this computer: it is downloaded from its offsite destination and checked, then read.";
+      }
+      fetching.update(p);
+      return;
     }
-    view.update(p);
+    if (scanning === null) {
+      scanning = progressView("Reading the backup");
+      put(read, scanning.el);
+    }
+    scanning.update(p);
   };
   let preview: RestorePreview;
   try {
-    preview = await api.restorePreview(what, onDownload);
+    preview = await api.restorePreview(what, onProgress);
   } catch (e) {
     showError(m, e);
     return;

@@ -2,11 +2,12 @@
 // retention, the offsite copies (./destinations.ts), start at login. One file shared with the
 // `schoolvault` CLI.
 
-import { api, type AppStatus, type Security, type Settings } from "../api";
+import { api, type AppStatus, type RebuiltList, type Security, type Settings } from "../api";
 import { h, put } from "../dom";
 import * as fmt from "../format";
 import type { Shell } from "../shell";
 import { confirmModal } from "../modal";
+import { progressView } from "../progress";
 import { connectionForm } from "./connection";
 import { offsiteSection } from "./destinations";
 import { cronOf, dailyOf, WEEKDAYS } from "../schedule";
@@ -19,6 +20,14 @@ const SECURITY_LABELS: Record<Security, string> = {
   plain: "None (a relay on this machine only)",
 };
 const securityOf = (v: string): Security => (v in SECURITY_LABELS ? (v as Security) : "starttls");
+
+/** The sentence for a rebuilt list of backups. */
+export function rebuiltLine(r: RebuiltList): string {
+  const parts = [r.listed === 0 ? "No whole backups were found in the folder." : `${r.listed} backup${r.listed === 1 ? "" : "s"} found in the folder and listed.`];
+  if (r.problems.length > 0) parts.push(`${r.problems.length} file${r.problems.length === 1 ? " is" : "s are"} not listed.`);
+  if (r.set_aside) parts.unshift(`The damaged list was kept aside as ${r.set_aside}.`);
+  return parts.join(" ");
+}
 
 export async function settingsView(shell: Shell, status: AppStatus): Promise<HTMLElement> {
   let s: Settings;
@@ -107,12 +116,44 @@ export async function settingsView(shell: Shell, status: AppStatus): Promise<HTM
       shell.error(e);
     }
   });
+  // The list of backups is an index of the folder's files: rebuilt from them when it is lost or
+  // damaged (the engine's `rescan`), or when backup files were copied into the folder by hand.
+  const rebuild = h("button", { type: "button", class: "small secondary", "data-testid": "rebuild-list" }, "Rebuild the list from the folder…");
+  const rebuildSlot = h("div");
+  const rebuildResult = h("div", { class: "test-result", role: "status", "data-testid": "rebuild-result" });
+  rebuild.addEventListener("click", async () => {
+    const yes = await confirmModal(
+      "Rebuild the list of backups?",
+      `SchoolVault reads every backup file in ${s.backup_dir} completely (so it also checks each one; with many large backups this takes a while) and lists the ones it finds whole. The files are not changed. A list that is damaged is kept aside, not deleted.`,
+      "Rebuild the list",
+    );
+    if (!yes) return;
+    rebuild.disabled = true;
+    const view = progressView("Reading the backup files");
+    put(rebuildSlot, view.el);
+    put(rebuildResult);
+    try {
+      const r = await api.rebuildList(view.update);
+      rebuildResult.className = r.problems.length === 0 ? "test-result ok" : "test-result bad";
+      put(rebuildResult, rebuiltLine(r), r.problems.length > 0 ? h("ul", {}, r.problems.map((p) => h("li", {}, p))) : null);
+      shell.toast(rebuiltLine(r));
+    } catch (e) {
+      rebuildResult.className = "test-result bad";
+      put(rebuildResult, shell.explain(e));
+    } finally {
+      put(rebuildSlot);
+      rebuild.disabled = false;
+    }
+  });
   const dirField = h(
     "div",
     { class: "field" },
     h("span", {}, "Backup folder"),
     h("div", { class: "picked-path" }, dir, chooseDir),
     h("small", { class: "muted" }, "Choose the folder, then save the settings."),
+    h("div", { class: "actions left" }, rebuild),
+    rebuildSlot,
+    rebuildResult,
   );
   const enabled = h("input", { type: "checkbox", checked: s.schedule_enabled, "data-testid": "schedule-enabled" });
   const cron = h("input", { type: "text", value: s.cron, spellcheck: "false", "data-testid": "cron" });

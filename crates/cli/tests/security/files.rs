@@ -161,3 +161,44 @@ fn rescan_and_prune_never_remove_damaged_or_unknown_files() {
         "the cut file's entry is still listed: {listed}"
     );
 }
+
+/// A damaged list of backups (the catalog file overwritten: a crash of the disk, a bad copy)
+/// stops every command with one line that says to run `rescan`; `rescan` moves the damaged
+/// file aside (never deletes it) and lists the backups again from their files.
+#[test]
+fn a_damaged_catalog_is_set_aside_by_rescan_and_the_list_rebuilt_from_the_files() {
+    let db = small_db("damagedcat");
+    let env = Env::new();
+    let made = env.json(&["--db", &db.url(), "backup"]);
+    let catalog = env.dir.path().join("catalog.sqlite");
+    for journal in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        let _ = std::fs::remove_file(env.dir.path().join(journal));
+    }
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&catalog, &garbage).unwrap();
+
+    let (code, line) = env.fails(&["list"]);
+    assert_eq!(code, "catalog", "{line}");
+    assert!(line.contains("schoolvault rescan"), "{line}");
+
+    let found = env.json(&["rescan"]);
+    let entries = found.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{found}");
+    assert_eq!(entries[0]["status"], "complete", "{found}");
+    let aside: Vec<_> = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("catalog.sqlite.damaged-")
+                    && !n.ends_with("-shm")
+                    && !n.ends_with("-wal")
+            })
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged catalog is kept: {aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+    let listed = env.json(&["list"]);
+    assert_eq!(listed[0]["id"], made["id"], "{listed}");
+    assert_eq!(listed[0]["status"], "complete", "{listed}");
+}

@@ -1,5 +1,6 @@
 //! Looking after the backup folder: deleting a backup, rebuilding the list from the files
-//! (`rescan`, which reads every file and so also verifies it), and pruning by the retention
+//! (`rescan`, which reads every file and so also verifies it; `rebuild_list` when the list
+//! itself is damaged), and pruning by the retention
 //! policy.
 
 use std::fs::File;
@@ -12,8 +13,9 @@ use serde::Serialize;
 
 use crate::archive::{self, read_preamble, BackupKind, EXTENSION};
 use crate::catalog::Operation;
-use crate::catalog::{BackupRecord, BackupStatus};
+use crate::catalog::{BackupRecord, BackupStatus, Catalog};
 use crate::error::{Error, ErrorKind, Result};
+use crate::keychain::Keys;
 use crate::legacy::{self};
 use crate::progress::Progress;
 use crate::retention::{self, Prune, Retention};
@@ -252,6 +254,58 @@ pub async fn rescan(vault: &Vault, progress: Arc<dyn Progress>) -> Result<Vec<Re
     }
     vault.catalog.replace_all(&unique).await?;
     Ok(entries)
+}
+
+/// What [`rebuild_list`] did.
+pub struct Rebuilt {
+    /// The vault on the rebuilt list.
+    pub vault: Vault,
+    /// The files found.
+    pub entries: Vec<RescanEntry>,
+    /// Where a damaged catalog was moved to (its run history stays readable there).
+    pub set_aside: Option<PathBuf>,
+}
+
+/// [`rescan`] for a list that may itself be unusable: when the catalog at `catalog` is damaged
+/// or foreign (it does not open, or its rows cannot be read), it is moved aside (never deleted)
+/// and a new one is built from the backup files in `dir`. A catalog that fails for another
+/// reason (a full disk, a lock) is left where it is, with that error.
+///
+/// # Errors
+/// As [`rescan`]; I/O errors moving the damaged catalog aside.
+pub async fn rebuild_list(
+    dir: PathBuf,
+    catalog: &Path,
+    keys: Arc<Keys>,
+    progress: Arc<dyn Progress>,
+) -> Result<Rebuilt> {
+    let failed = match Vault::open_shared(dir.clone(), catalog, keys.clone()).await {
+        Ok(vault) => match rescan(&vault, progress.clone()).await {
+            Ok(entries) => {
+                return Ok(Rebuilt {
+                    vault,
+                    entries,
+                    set_aside: None,
+                })
+            }
+            Err(e) => {
+                vault.catalog.close().await;
+                e
+            }
+        },
+        Err(e) => e,
+    };
+    if !failed.is_damaged() {
+        return Err(failed);
+    }
+    let set_aside = Catalog::set_aside(catalog)?;
+    let vault = Vault::open_shared(dir, catalog, keys).await?;
+    let entries = rescan(&vault, progress).await?;
+    Ok(Rebuilt {
+        vault,
+        entries,
+        set_aside,
+    })
 }
 
 /// Remove the backups `policy` no longer keeps (files and catalog entries); with `dry_run`,

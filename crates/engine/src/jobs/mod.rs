@@ -43,7 +43,7 @@ pub use alerts::{
 pub use attended::{backup_attended, Attended};
 pub use backup::{backup, backup_source, BackupOptions, BackupOutcome};
 pub use export_v1::{export_v1, ExportOutcome};
-pub use maintenance::{delete, prune, rescan, RescanEntry};
+pub use maintenance::{delete, prune, rebuild_list, rescan, Rebuilt, RescanEntry};
 pub use offsite::{
     copies_of, fetch, forget_destination, rescan_from, retry_after, sync, Behind,
     DestinationReport, Finding, Offsite, SyncOptions, Tally,
@@ -126,6 +126,14 @@ impl Vault {
     /// # Errors
     /// `Catalog` errors.
     pub async fn open(dir: PathBuf, catalog: &Path, keys: Keys) -> Result<Vault> {
+        Vault::open_shared(dir, catalog, Arc::new(keys)).await
+    }
+
+    /// [`Vault::open`] with keys shared with other vaults (a list rebuilt after a damaged one).
+    ///
+    /// # Errors
+    /// `Catalog` errors.
+    pub async fn open_shared(dir: PathBuf, catalog: &Path, keys: Arc<Keys>) -> Result<Vault> {
         let lock_dir = catalog
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -134,7 +142,7 @@ impl Vault {
         Ok(Vault {
             dir,
             catalog: Catalog::open(catalog).await?,
-            keys: Arc::new(keys),
+            keys,
             lock_dir,
         })
     }
