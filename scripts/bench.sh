@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: SchoolVault's backup and restore beside pg_dump / pg_restore on this machine, in
-# one run. Reports wall time, output size and peak RSS (GNU time), and the ratios.
+# one run. Reports wall time, output size and peak RSS (GNU time), the ratios, and the seconds
+# per GB of database (how each cost grows with the size).
 #   scripts/bench.sh              sizes 0.25, 1 and 1.5, made if missing; 3 interleaved rounds
 #   BENCH_SCALES="0.25" BENCH_ROUNDS=1 scripts/bench.sh   a quicker run
 # Each round runs every command once, one after another (so a slow minute of the machine hits
@@ -42,6 +43,7 @@ for sf in $SCALES; do
   fi
   size=$(psql -X $PG -d "$db" -tAc "select pg_database_size('$db')")
   echo "## $db: pg_database_size $((size / 1000000)) MB, $ROUNDS round(s)"
+  echo "$sf dbsize $size 0" >> "$RESULTS"
   for round in $(seq "$ROUNDS"); do
     rm -rf "$WORK/backups" "$WORK/catalog.sqlite" "$WORK/dump.fc" "$WORK/dump.d"
     measure "$sf" backup "$SV" --db "postgres://postgres@127.0.0.1:5432/$db" backup --jobs 2
@@ -111,6 +113,12 @@ print(f"backup: {r('backup', 'pg_dump-Fc'):.2f}x pg_dump -Fc, {r('backup', 'pg_d
       f"size {size('size-sv') / size('size-fc'):.3f}x -Fc ({size('size-sv') / 1e6:.1f} MB)")
 print(f"replace restore: {r('replace', 'pg_restore-clean-1'):.2f}x pg_restore --clean --single-transaction")
 print(f"new database: {r('create-db', 'pg_restore'):.2f}x pg_restore, {r('create-db', 'pg_restore-j2'):.2f}x pg_restore -j2")
+# Seconds per GB of the database (pg_database_size): how each cost grows with the size.
+gb = size('dbsize') / 1e9
+per = lambda k: f"{med[k] / gb:.2f}" if k in med else "-"
+print(f"per GB of database ({gb:.2f} GB): backup {per('backup')} s (-Fc {per('pg_dump-Fc')}), "
+      f"replace {per('replace')} s (pg_restore --clean -1 {per('pg_restore-clean-1')}), "
+      f"new db {per('create-db')} s (pg_restore -j2 {per('pg_restore-j2')}), preview {per('preview')} s")
 PY
   echo
 done
