@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -208,6 +208,7 @@ async fn export_large_objects<S: Source>(
                 .sink
                 .lock()
                 .map_err(|_| internal("a worker panicked"))?
+                .writer
                 .write_member(&member)?;
             size += bytes.len() as u64;
             part += 1;
@@ -226,10 +227,83 @@ async fn export_large_objects<S: Source>(
     Ok(ends)
 }
 
+/// The archive being written, shared by the workers. Until its manifest and pre-data are
+/// written (the schema is still being captured), finished parts are held here, up to
+/// [`HOLD_LIMIT`] bytes, then written in the order they came.
+pub(super) struct Sink {
+    writer: ArchiveWriter,
+    /// The manifest and pre-data are written: parts go straight to the writer.
+    open: bool,
+    /// The backup failed before the sink opened: a part waiting for it gives up.
+    abandoned: bool,
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
+}
+
+/// The compressed bytes of finished parts held while the schema is captured (a few parts
+/// per worker); a worker with more waits for the sink to open.
+const HOLD_LIMIT: usize = 12 << 20;
+
+impl ExportShared {
+    /// Write `first` (the manifest, the pre-data), then every part held, and open the sink.
+    fn open_sink(&self, first: &[Vec<u8>]) -> Result<()> {
+        let mut sink = self.sink.lock().map_err(|_| internal("writer poisoned"))?;
+        for member in first {
+            sink.writer.write_member(member)?;
+        }
+        for member in std::mem::take(&mut sink.held) {
+            sink.writer.write_member(&member)?;
+        }
+        sink.held_bytes = 0;
+        sink.open = true;
+        drop(sink);
+        self.opened.notify_all();
+        Ok(())
+    }
+
+    /// The backup failed: wake any part waiting for the sink to open.
+    fn abandon(&self) {
+        if let Ok(mut sink) = self.sink.lock() {
+            sink.abandoned = true;
+        }
+        self.opened.notify_all();
+    }
+
+    /// Write a part (its tar header and its compressed body): now, or held until the sink
+    /// opens; the body's buffer goes back to the pool once written.
+    fn write_part(&self, head: &[u8], body: Vec<u8>) -> Result<()> {
+        let mut sink = self.sink.lock().map_err(|_| internal("writer poisoned"))?;
+        while !sink.open && !sink.abandoned && sink.held_bytes >= HOLD_LIMIT {
+            sink = self
+                .opened
+                .wait(sink)
+                .map_err(|_| internal("writer poisoned"))?;
+        }
+        if sink.abandoned {
+            return Err(internal(
+                "the backup stopped before its manifest was written",
+            ));
+        }
+        if !sink.open {
+            sink.held_bytes += head.len() + body.len();
+            sink.held.push(head.to_vec());
+            sink.held.push(body);
+            return Ok(());
+        }
+        sink.writer.write_member(head)?;
+        sink.writer.write_member(&body)?;
+        drop(sink);
+        BufferPool::give(&self.pool.parts, body);
+        Ok(())
+    }
+}
+
 pub(super) struct ExportShared {
     snapshot_id: String,
     queue: Mutex<VecDeque<TableInfo>>,
-    sink: Arc<Mutex<ArchiveWriter>>,
+    sink: Mutex<Sink>,
+    /// Signalled when the sink opens (or the backup is abandoned).
+    opened: Condvar,
     counters: Counters,
     progress: Arc<dyn Progress>,
     level: u32,
@@ -293,7 +367,7 @@ pub(super) async fn export<S: Source>(
 ) -> Result<BackupOutcome> {
     let t0 = Instant::now();
     let readers = opts.jobs.clamp(1, 16);
-    let (coordinator, snapshot) = source.open_snapshot(readers).await?;
+    let (mut coordinator, mut snapshot) = source.open_snapshot(readers).await?;
     progress.report(&ProgressEvent::phase(Phase::Snapshot));
     let write_key = match vault.keys.for_writing() {
         Ok(k) => k,
@@ -318,41 +392,21 @@ pub(super) async fn export<S: Source>(
         kind: opts.kind,
         source: snapshot.source.clone(),
     };
-    let mut writer = ArchiveWriter::create(file, &write_key.key, header)?;
-    let manifest = Manifest {
-        format: archive::FORMAT_VERSION,
-        backup_id: id.clone(),
-        kind: opts.kind,
-        snapshot_at: snapshot.taken_at,
-        source: snapshot.source.clone(),
-        tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
-        sequences: snapshot.sequences.clone(),
-        schema: true,
-        unsupported: snapshot.unsupported.clone(),
-        privileges: snapshot.privileges.clone(),
-    };
+    let writer = ArchiveWriter::create(file, &write_key.key, header)?;
     let mtime = snapshot.taken_at.timestamp().max(0) as u64;
     let level = opts.compression_level.clamp(1, 9);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| internal(&e.to_string()))?;
-    writer.write_member(
-        &gzip_tar_entry("manifest.json", &json, mtime, level)
-            .map_err(|e| Error::io("compressing", &e))?,
-    )?;
-    writer.write_member(
-        &gzip_tar_entry(
-            archive::PRE_DATA,
-            snapshot.pre_data.as_bytes(),
-            mtime,
-            level,
-        )
-        .map_err(|e| Error::io("compressing", &e))?,
-    )?;
-    let post_data = snapshot.post_data.clone();
 
     let shared = Arc::new(ExportShared {
         snapshot_id: snapshot.id.clone(),
         queue: Mutex::new(snapshot.tables.iter().cloned().collect()),
-        sink: Arc::new(Mutex::new(writer)),
+        sink: Mutex::new(Sink {
+            writer,
+            open: false,
+            abandoned: false,
+            held: Vec::new(),
+            held_bytes: 0,
+        }),
+        opened: Condvar::new(),
         counters: Counters {
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -367,22 +421,60 @@ pub(super) async fn export<S: Source>(
         pool: BufferPool::default(),
     });
     let workers = readers.min(snapshot.tables.len().max(1));
-    let exported =
-        futures_util::future::try_join_all((0..workers).map(|_| export_worker(source, &shared)))
-            .await;
-    // Large objects are data too: their bytes, part by part, from the same snapshot.
-    let exported = match exported {
-        Ok(e) => export_large_objects(source, &shared).await.map(|l| (e, l)),
+    // The schema is read on the coordinator's connection while the workers export (a second
+    // or so of catalog queries on a large schema, when both cores would otherwise wait): the
+    // parts they finish meanwhile are held, and written after the manifest and pre-data.
+    let capture = async {
+        source
+            .capture_schema(&mut coordinator, &mut snapshot)
+            .await?;
+        let manifest = Manifest {
+            format: archive::FORMAT_VERSION,
+            backup_id: id.clone(),
+            kind: opts.kind,
+            snapshot_at: snapshot.taken_at,
+            source: snapshot.source.clone(),
+            tables: snapshot.tables.iter().map(|t| t.manifest.clone()).collect(),
+            sequences: snapshot.sequences.clone(),
+            schema: true,
+            unsupported: snapshot.unsupported.clone(),
+            privileges: snapshot.privileges.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| internal(&e.to_string()))?;
+        let first = [
+            gzip_tar_entry("manifest.json", &json, mtime, level)
+                .map_err(|e| Error::io("compressing", &e))?,
+            gzip_tar_entry(
+                archive::PRE_DATA,
+                snapshot.pre_data.as_bytes(),
+                mtime,
+                level,
+            )
+            .map_err(|e| Error::io("compressing", &e))?,
+        ];
+        shared.open_sink(&first)?;
+        Ok::<_, Error>(manifest)
+    };
+    let exports =
+        futures_util::future::try_join_all((0..workers).map(|_| export_worker(source, &shared)));
+    let exported = match tokio::try_join!(capture, exports) {
+        // Large objects are data too: their bytes, part by part, from the same snapshot.
+        Ok((manifest, e)) => export_large_objects(source, &shared)
+            .await
+            .map(|l| (manifest, e, l)),
         Err(e) => Err(e),
     };
-    let (exported, large_objects) = match exported {
+    let (manifest, exported, large_objects) = match exported {
         Ok(e) => e,
         Err(e) => {
+            // A part waiting for the manifest must not wait for ever.
+            shared.abandon();
             let _ = source.close_snapshot(coordinator).await;
             return Err(e);
         }
     };
     source.close_snapshot(coordinator).await?;
+    let post_data = snapshot.post_data.clone();
 
     progress.report(&ProgressEvent::phase(Phase::Finish));
     let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
@@ -395,10 +487,11 @@ pub(super) async fn export<S: Source>(
         large_objects,
     };
     let shared = Arc::try_unwrap(shared).map_err(|_| internal("export still running"))?;
-    let mut writer = Arc::try_unwrap(shared.sink)
-        .map_err(|_| internal("export still running"))?
+    let mut writer = shared
+        .sink
         .into_inner()
-        .map_err(|_| internal("a worker panicked"))?;
+        .map_err(|_| internal("a worker panicked"))?
+        .writer;
     writer.write_member(
         &gzip_tar_entry(archive::POST_DATA, post_data.as_bytes(), mtime, level)
             .map_err(|e| Error::io("compressing", &e))?,
@@ -496,16 +589,7 @@ impl PartWriter {
             }
             let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
                 .map_err(compressing)?;
-            {
-                let mut sink = shared
-                    .sink
-                    .lock()
-                    .map_err(|_| internal("writer poisoned"))?;
-                sink.write_member(&head)?;
-                sink.write_member(&body)?;
-            }
-            BufferPool::give(&shared.pool.parts, body);
-            Ok(())
+            shared.write_part(&head, body)
         });
         PartWriter { tx, task }
     }

@@ -60,8 +60,9 @@ pub trait Source: Clone + Send + Sync + 'static {
     type Reader: TableReader;
 
     /// Open the snapshot for up to `readers` readers at once: lock every table against schema
-    /// changes, list the tables (largest first) and sequences, capture the schema. (An engine
-    /// whose readers cannot join a snapshot later opens them here.)
+    /// changes, list the tables (largest first) and sequences, and capture the schema here or
+    /// in [`Source::capture_schema`]. (An engine whose readers cannot join a snapshot later
+    /// opens them here.)
     ///
     /// # Errors
     /// Connection errors; `TableUnreadable` naming the first object the login may not read.
@@ -69,6 +70,22 @@ pub trait Source: Clone + Send + Sync + 'static {
         &self,
         readers: usize,
     ) -> impl Future<Output = Result<(Self::Snapshot, SnapshotContents)>> + Send;
+
+    /// Capture the schema into `contents` on the snapshot's own connection, inside its
+    /// transaction, while the readers already export (the backup writes the parts they finish
+    /// meanwhile once the manifest and pre-data are written). An engine that captured the
+    /// schema in [`Source::open_snapshot`] has nothing to do here.
+    ///
+    /// # Errors
+    /// Connection errors; `TableUnreadable` naming the first object the login may not read.
+    fn capture_schema(
+        &self,
+        snapshot: &mut Self::Snapshot,
+        contents: &mut SnapshotContents,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (snapshot, contents);
+        async { Ok(()) }
+    }
 
     /// End the snapshot, after every reader has finished.
     ///

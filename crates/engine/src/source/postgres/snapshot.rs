@@ -127,7 +127,6 @@ impl Snapshot {
                 is_called: col(&v, 1)?,
             });
         }
-        let schema = crate::source::postgres::schema::capture(&mut conn, target).await?;
         let contents = SnapshotContents {
             id,
             tables,
@@ -138,13 +137,33 @@ impl Snapshot {
                 database,
             },
             taken_at,
-            pre_data: schema.pre_data,
-            post_data: schema.post_data,
-            unsupported: schema.unsupported,
-            privileges: schema.privileges,
+            // Captured next, by [`Snapshot::capture_schema`], while the workers export.
+            pre_data: String::new(),
+            post_data: String::new(),
+            unsupported: Vec::new(),
+            privileges: Default::default(),
             warnings: Vec::new(),
         };
         Ok((Snapshot { conn }, contents))
+    }
+
+    /// The schema as the snapshot sees it, into `contents` (its DDL before and after the data,
+    /// what it does not reproduce, the privileges): on the coordinator's connection, inside
+    /// its transaction, while the workers already export.
+    ///
+    /// # Errors
+    /// Connection errors; `TableUnreadable`.
+    pub async fn capture_schema(
+        &mut self,
+        target: &PgTarget,
+        contents: &mut SnapshotContents,
+    ) -> Result<()> {
+        let schema = crate::source::postgres::schema::capture(&mut self.conn, target).await?;
+        contents.pre_data = schema.pre_data;
+        contents.post_data = schema.post_data;
+        contents.unsupported = schema.unsupported;
+        contents.privileges = schema.privileges;
+        Ok(())
     }
 
     /// End the snapshot's transaction (after every worker has finished).
@@ -351,6 +370,14 @@ impl Source for PgTarget {
 
     async fn open_snapshot(&self, _readers: usize) -> Result<(Snapshot, SnapshotContents)> {
         Snapshot::open(self).await
+    }
+
+    async fn capture_schema(
+        &self,
+        snapshot: &mut Snapshot,
+        contents: &mut SnapshotContents,
+    ) -> Result<()> {
+        snapshot.capture_schema(self, contents).await
     }
 
     async fn close_snapshot(&self, snapshot: Snapshot) -> Result<()> {
