@@ -2,7 +2,9 @@
 //!
 //! It learns of a backup only after the file is complete and renamed into place, so nothing
 //! listed can be a partial file. It is an index, not the truth: `rescan` rebuilds it from the
-//! files in the backup folder. Schema changes are embedded migrations.
+//! files in the backup folder, and a catalog that is damaged or foreign is moved aside
+//! ([`Catalog::set_aside`], never deleted) for a new one. Schema changes are embedded
+//! migrations.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,5 +1,6 @@
-//! Making a backup: the snapshot coordinator, the export workers that stream each table's
-//! `COPY` output in 1 MiB batches into gzipped parts, and the encrypting writer they share.
+//! Making a backup: the snapshot coordinator (which captures the schema while the export has
+//! already begun), the export workers that stream each table's `COPY` output in 1 MiB batches
+//! into gzipped parts, and the encrypting writer they share.
 //! A worker holds at most a few batches and one part's compressed bytes, so memory does not
 //! grow with the database.
 

@@ -12,7 +12,7 @@
 //! | `test_restore` | test restores, the weekly routine one |
 //! | `restore/` | restore (live, new database, v1), its preview, loading, post-data |
 //! | `scratch` | databases SchoolVault creates, and sweeping what a killed run left |
-//! | `maintenance` | delete, rescan, prune |
+//! | `maintenance` | delete, rescan (`rebuild_list` for a damaged catalog), prune |
 //! | `offsite` | copies at the destinations: sync, verify, their retention, rescan from one, fetch for a restore |
 //! | `export_v1` | writing the old system's layout |
 //! | `schedule_look` | what is due at a look at the schedule |
