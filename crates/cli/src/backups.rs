@@ -19,7 +19,7 @@ use crate::output::Report;
 use crate::progress::progress_for;
 use crate::restore::confirm;
 use crate::session::Session;
-use schoolvault_engine::config::{self, Config};
+use schoolvault_engine::config::Config;
 use schoolvault_engine::keychain::Keys;
 use schoolvault_engine::offsite::DestinationSettings;
 
@@ -325,14 +325,7 @@ impl Report for Rescanned {
 /// # Errors
 /// I/O and `Catalog` errors.
 pub(crate) async fn rescan(cli: &Cli, keys: Keys, settings: &Config) -> Result<Rescanned> {
-    let dir = match cli.dir.clone() {
-        Some(d) => d,
-        None => settings.backup_dir()?,
-    };
-    let catalog = match cli.catalog.clone() {
-        Some(c) => c,
-        None => config::default_catalog()?,
-    };
+    let (dir, catalog) = crate::session::vault_paths(cli, settings)?;
     let rebuilt = jobs::rebuild_list(
         dir.clone(),
         &catalog,

@@ -47,14 +47,7 @@ impl Session {
         settings: Config,
         config_path: PathBuf,
     ) -> Result<Session> {
-        let dir = match cli.dir.clone() {
-            Some(d) => d,
-            None => settings.backup_dir()?,
-        };
-        let catalog = match cli.catalog.clone() {
-            Some(c) => c,
-            None => config::default_catalog()?,
-        };
+        let (dir, catalog) = vault_paths(cli, &settings)?;
         let vault = Vault::open(dir, &catalog, keys).await?;
         let progress = progress_for(cli.json);
         let watchdog = cli.watchdog.map_or_else(
@@ -101,6 +94,23 @@ impl Session {
             },
         }
     }
+}
+
+/// The backup folder and the catalog: the command line's, else the settings file's and the
+/// default catalog.
+///
+/// # Errors
+/// No data folder.
+pub(crate) fn vault_paths(cli: &Cli, settings: &Config) -> Result<(PathBuf, PathBuf)> {
+    let dir = match cli.dir.clone() {
+        Some(d) => d,
+        None => settings.backup_dir()?,
+    };
+    let catalog = match cli.catalog.clone() {
+        Some(c) => c,
+        None => config::default_catalog()?,
+    };
+    Ok((dir, catalog))
 }
 
 /// The database: `--db` / `SCHOOLVAULT_DB`, else the settings file's (password from the keychain).

@@ -272,7 +272,7 @@ impl ExportShared {
 
     /// Write a part (its tar header and its compressed body): now, or held until the sink
     /// opens; the body's buffer goes back to the pool once written.
-    fn write_part(&self, head: &[u8], body: Vec<u8>) -> Result<()> {
+    fn write_part(&self, head: Vec<u8>, body: Vec<u8>) -> Result<()> {
         let mut sink = self.sink.lock().map_err(|_| internal("writer poisoned"))?;
         while !sink.open && !sink.abandoned && sink.held_bytes >= HOLD_LIMIT {
             sink = self
@@ -287,11 +287,11 @@ impl ExportShared {
         }
         if !sink.open {
             sink.held_bytes += head.len() + body.len();
-            sink.held.push(head.to_vec());
+            sink.held.push(head);
             sink.held.push(body);
             return Ok(());
         }
-        sink.writer.write_member(head)?;
+        sink.writer.write_member(&head)?;
         sink.writer.write_member(&body)?;
         drop(sink);
         BufferPool::give(&self.pool.parts, body);
@@ -590,7 +590,7 @@ impl PartWriter {
             }
             let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
                 .map_err(compressing)?;
-            shared.write_part(&head, body)
+            shared.write_part(head, body)
         });
         PartWriter { tx, task }
     }

@@ -12,10 +12,17 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
 
 use crate::archive::BackupKind;
-use crate::error::{Cause, Error, ErrorKind, Result};
+
+mod damage;
+mod rows;
+
+use crate::error::{Error, ErrorKind, Result};
+use damage::catalog_error;
+pub(crate) use damage::is_damage;
+pub use damage::REBUILD_IN_APP;
+use rows::{copy_row, put, record, run_row};
 
 /// Whether a listed backup can be used: complete, or the error that makes its file unusable
 /// (`wrong_key`, `damaged`…). Stored and serialised as `complete` or that error's code.
@@ -355,37 +362,6 @@ pub struct Catalog {
     path: PathBuf,
 }
 
-/// What the desktop app says to do about a damaged list: its own button for `rescan`.
-pub const REBUILD_IN_APP: &str =
-    "Rebuild it in Settings → Backup folder → Rebuild the list from the folder (the backup files are not touched)";
-
-/// Whether SQLite said the file is damaged (SQLITE_CORRUPT) or no database (SQLITE_NOTADB):
-/// rebuilding helps there, not free space or permissions.
-pub(crate) fn is_damage(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|d| d.code())
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 11 | 26))
-}
-
-fn catalog_error(err: &sqlx::Error, path: &Path) -> Error {
-    if is_damage(err) {
-        return Error::new(
-            ErrorKind::Catalog,
-            format!("The backup catalog {} is damaged: {err}", path.display()),
-            "Run `schoolvault rescan` to set it aside and rebuild the list from the backup files",
-        )
-        .in_app(REBUILD_IN_APP)
-        .with_cause(Cause::Damaged);
-    }
-    Error::new(
-        ErrorKind::Catalog,
-        format!("The backup catalog {} failed: {err}", path.display()),
-        "Check the folder's permissions and free space; `schoolvault rescan` rebuilds the catalog from the backup files",
-    )
-    .in_app("Check the backup folder's permissions and free space, then try again")
-}
-
 impl Catalog {
     /// Open (creating if needed) the catalog at `path`.
     ///
@@ -446,42 +422,6 @@ impl Catalog {
     /// Close the catalog's connections (before its file is moved).
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Move the catalog at `path` that cannot be used out of the way, with its journal files,
-    /// so a new one can be built from the backup files; returns where it went. Nothing is
-    /// deleted: its run history stays readable there. `Ok(None)` when there is no file.
-    ///
-    /// # Errors
-    /// I/O errors renaming the files.
-    pub fn set_aside(path: &Path) -> Result<Option<PathBuf>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let stamp = Utc::now().format("%Y%m%d-%H%M%S");
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(format!(".damaged-{stamp}"));
-        let aside = PathBuf::from(aside);
-        // The journals first: a catalog file moved without its WAL would lose what the WAL holds.
-        for suffix in ["-wal", "-shm"] {
-            let mut from = path.as_os_str().to_owned();
-            from.push(suffix);
-            let mut to = aside.as_os_str().to_owned();
-            to.push(suffix);
-            match std::fs::rename(&from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format_args!("moving {} aside", PathBuf::from(from).display()),
-                        &e,
-                    ))
-                }
-            }
-        }
-        std::fs::rename(path, &aside)
-            .map_err(|e| Error::io(format_args!("moving {} aside", path.display()), &e))?;
-        Ok(Some(aside))
     }
 
     /// Add or replace a backup.
@@ -698,126 +638,6 @@ impl Catalog {
             .map_err(|e| self.err(&e))?;
         Ok(())
     }
-}
-
-fn copy_row(row: &sqlx::sqlite::SqliteRow) -> Result<CopyRecord> {
-    let next: Option<String> = get(row, "next_try_at")?;
-    Ok(CopyRecord {
-        backup_id: get(row, "backup_id")?,
-        destination: get(row, "destination")?,
-        state: CopyState::parse(&get::<String>(row, "state")?),
-        error_code: get(row, "error_code")?,
-        error: get(row, "error")?,
-        attempts: get::<i64>(row, "attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
-        since: time(get(row, "since")?)?,
-        next_try_at: next.map(time).transpose()?,
-        size: get::<Option<i64>>(row, "size")?.map(|s| s.max(0) as u64),
-        tag: get(row, "tag")?,
-    })
-}
-
-/// A column of a catalog row, read with a check: a damaged or foreign catalog gives the
-/// catalog error, never a panic.
-fn get<'r, T>(row: &'r sqlx::sqlite::SqliteRow, column: &str) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column).map_err(|e| {
-        Error::new(
-            ErrorKind::Catalog,
-            format!("The catalog's column {column} cannot be read ({e})"),
-            "Run `schoolvault rescan` to rebuild the list from the backup files",
-        )
-        .in_app(REBUILD_IN_APP)
-        .with_cause(Cause::Damaged)
-    })
-}
-
-fn run_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord> {
-    let kind: Option<String> = get(row, "kind")?;
-    let outcome: String = get(row, "outcome")?;
-    Ok(RunRecord {
-        started_at: time(get(row, "started_at")?)?,
-        finished_at: time(get(row, "finished_at")?)?,
-        operation: Operation::parse(&get::<String>(row, "operation")?),
-        kind: kind.as_deref().and_then(BackupKind::parse),
-        outcome: if outcome == "success" {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        },
-        error_code: get(row, "error_code")?,
-        message: get(row, "message")?,
-        backup_id: get(row, "backup_id")?,
-    })
-}
-
-fn time(s: String) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Catalog,
-                format!("The catalog holds a bad time {s:?}"),
-                "Run `schoolvault rescan` to rebuild it",
-            )
-            .in_app(REBUILD_IN_APP)
-            .with_cause(Cause::Damaged)
-        })
-}
-
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRecord> {
-    let kind: String = get(row, "kind")?;
-    let verified_at: Option<String> = get(row, "verified_at")?;
-    let count = |column: &str| get::<i64>(row, column).map(|n| n.max(0) as u64);
-    Ok(BackupRecord {
-        id: get(row, "id")?,
-        path: PathBuf::from(get::<String>(row, "path")?),
-        created_at: time(get(row, "created_at")?)?,
-        kind: BackupKind::parse(&kind).unwrap_or(BackupKind::Manual),
-        status: BackupStatus::parse(&get::<String>(row, "status")?),
-        size: count("size")?,
-        sha256: get(row, "sha256")?,
-        key_fingerprint: get(row, "key_fingerprint")?,
-        engine: get(row, "engine")?,
-        server_version: get(row, "server_version")?,
-        database: get(row, "database")?,
-        tables: count("tables")?,
-        rows: count("rows")?,
-        duration_ms: count("duration_ms")?,
-        verified_at: verified_at.map(time).transpose()?,
-        verify_ok: get(row, "verify_ok")?,
-        verify_message: get(row, "verify_message")?,
-    })
-}
-
-async fn put(conn: &mut sqlx::SqliteConnection, r: &BackupRecord) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT OR REPLACE INTO backups (id, path, created_at, kind, status, size, sha256, \
-         key_fingerprint, engine, server_version, database, tables, rows, duration_ms, \
-         verified_at, verify_ok, verify_message) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&r.id)
-    .bind(r.path.to_string_lossy().into_owned())
-    .bind(r.created_at.to_rfc3339())
-    .bind(r.kind.as_str())
-    .bind(r.status.as_str())
-    .bind(r.size as i64)
-    .bind(&r.sha256)
-    .bind(&r.key_fingerprint)
-    .bind(&r.engine)
-    .bind(&r.server_version)
-    .bind(&r.database)
-    .bind(r.tables as i64)
-    .bind(r.rows as i64)
-    .bind(r.duration_ms as i64)
-    .bind(r.verified_at.map(|t| t.to_rfc3339()))
-    .bind(r.verify_ok)
-    .bind(&r.verify_message)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// The catalog's writers for tests that arrange a history; the jobs write it under the run
