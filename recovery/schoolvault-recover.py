@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read a SchoolVault backup (.svb, format 2) without SchoolVault.
+"""Read a SchoolVault backup (.svb, format 3 or 2) without SchoolVault.
 
 A standalone recovery tool: it needs only Python 3.9+ and the `cryptography` package
 (Debian: python3-cryptography; pip: cryptography). See docs/RECOVERY.md for the format.
@@ -68,8 +68,10 @@ def read_preamble(f):
         raise Refused("not a SchoolVault backup (no SVBACKUP magic); "
                       "an old-system .enc file is read by SchoolVault itself")
     version, header_len = struct.unpack("<HI", start[8:14])
-    if version != 2:
-        raise Refused(f"format version {version}: this script reads version 2")
+    # Format 3 differs from 2 only in its order (post-data before the data) and its tables'
+    # end records, which this script does not need: it runs post-data after the data anyway.
+    if version not in (2, 3):
+        raise Refused(f"format version {version}: this script reads versions 2 and 3")
     if header_len > MAX_HEADER_LEN:
         raise Refused(f"damaged: the header claims {header_len} bytes")
     header_bytes = read_exact(f, header_len)

@@ -6,7 +6,7 @@ import type { AppStatus } from "./api";
 import type { Screen, Shell } from "./shell";
 import { emergencySteps, emergencyView } from "./views/emergency";
 
-const base: AppStatus = { configured: true, database: { engine: "postgres", host: "10.0.0.5", port: 5432, name: "erp", user: "postgres", tls: "prefer", ca_file: null, password_saved: false }, target: "postgres@10.0.0.5:5432/erp", key: { fingerprint: "4220efac447a6419", origin: "keychain" }, key_error: null, backup_dir: "/backups", config_path: "/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 2, formats_read: [1, 2], key_recovery_pending: false, key_rotation_due: false, key_since: null };
+const base: AppStatus = { configured: true, database: { engine: "postgres", host: "10.0.0.5", port: 5432, name: "erp", user: "postgres", tls: "prefer", ca_file: null, password_saved: false }, target: "postgres@10.0.0.5:5432/erp", key: { fingerprint: "4220efac447a6419", origin: "keychain" }, key_error: null, backup_dir: "/backups", config_path: "/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 3, formats_read: [1, 2, 3], key_recovery_pending: false, key_rotation_due: false, key_since: null };
 const fresh: AppStatus = { ...base, configured: false, database: null, target: null, key: null };
 
 function shellGoing(to: Screen[]): Shell {

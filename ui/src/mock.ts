@@ -78,8 +78,8 @@ export function installMock(): void {
     failure,
     offsite_behind: q.has("behind") ? ["no copy to Cloud since Tue 01 Dec 02:14 (3 waiting): Destination Cloud cannot be reached (connection refused)"] : [],
     version: "0.1.0",
-    format_writes: 2,
-    formats_read: [1, 2],
+    format_writes: 3,
+    formats_read: [1, 2, 3],
     // `?owed`: the app was closed after "Generate a new key" before the recovery copy was saved.
     key_recovery_pending: q.has("owed") && !recoverySaved,
     // `?oldkey`: the key is over a year old (until rotated or the reminder dismissed).

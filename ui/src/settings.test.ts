@@ -8,7 +8,7 @@ import type { Shell } from "./shell";
 import { rebuiltLine, settingsView } from "./views/settings";
 
 const settings: Settings = { backup_dir: "/home/it/.local/share/schoolvault/backups", start_at_login: false, schedule_enabled: true, cron: "0 2 * * *", timezone: "", catch_up: true, watchdog_minutes: 10, test_restore: true, keep_days: 30, keep_last: null, keep_weekly: null, keep_monthly: null, email_enabled: false, smtp_host: "", smtp_port: 587, smtp_security: "starttls", smtp_user: "", smtp_password_saved: false, email_from: "", email_to: [], school_admins: false, stale_hours: 48, weekly_digest: false };
-const status: AppStatus = { configured: true, database: null, target: null, key: null, key_error: null, backup_dir: settings.backup_dir, config_path: "/home/it/.config/schoolvault/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 2, formats_read: [1, 2], key_recovery_pending: false, key_rotation_due: false, key_since: null };
+const status: AppStatus = { configured: true, database: null, target: null, key: null, key_error: null, backup_dir: settings.backup_dir, config_path: "/home/it/.config/schoolvault/config.toml", running: null, next_run: null, failure: null, offsite_behind: [], version: "0.1.0", format_writes: 3, formats_read: [1, 2, 3], key_recovery_pending: false, key_rotation_due: false, key_since: null };
 
 const calls: { cmd: string; args: Record<string, unknown> }[] = [];
 let picked: string | null = null;

@@ -128,7 +128,7 @@ await check("about: the version and the backup formats it writes and reads", asy
   await page.getByTestId("about").click();
   await page.getByTestId("about-box").waitFor();
   assert.equal(await page.getByTestId("about-version").innerText(), "0.1.0");
-  assert.match(await page.getByTestId("about-writes").innerText(), /^format 2 \(\.svb/);
+  assert.match(await page.getByTestId("about-writes").innerText(), /^format 3 \(\.svb/);
   assert.match(await page.getByTestId("about-reads").innerText(), /old system's \.enc/);
   await page.screenshot({ path: join(shots, "ui-about.png") });
   await page.keyboard.press("Escape");

@@ -299,3 +299,39 @@ fn backslashes_in_the_schema_survive_a_server_whose_strings_are_not_standard() {
     }
     assert_eq!(db.sql("SELECT note FROM t"), "a\\b");
 }
+
+/// The key of `tests/data/format2/objects.svb` (a test key, made for that file alone).
+const FORMAT_2_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+
+/// A backup of `tests/data/objects.sql` written by SchoolVault before format 3 (at commit
+/// babdb2c, by `schoolvault backup`): post-data after the data, no table end records. It still
+/// verifies, test-restores (every table read back and compared with its end record), and
+/// restores into a new database (loaded in parallel, the indexes built after all the data) and
+/// into an empty one (one transaction) that pg_dump cannot tell from the source's schema.
+#[test]
+fn a_format_2_backup_still_verifies_and_restores() {
+    let mut env = Env::new();
+    env.key = FORMAT_2_KEY.into();
+    let file = support::test_data("format2/objects.svb");
+    let file = file.to_str().unwrap();
+    let v = env.json(&["verify", file]);
+    assert_eq!(v["format"], 2, "{v}");
+    let rows = v["rows"].clone();
+    assert!(rows.as_u64().unwrap() > 0, "{v}");
+
+    let db = TestDb::new("objv2src");
+    db.load(&support::test_data("objects.sql"), &[]);
+    let t = env.json(&["--db", &db.url(), "verify", file, "--test-restore"]);
+    assert_eq!(t["rows"], rows, "{t}");
+
+    let name = format!("{}_new", db.name);
+    let copy = TestDb { name: name.clone() };
+    let r = env.json(&["--db", &db.url(), "restore", file, "--create-db", &name]);
+    assert_eq!(r["rows"], rows, "{r}");
+    assert_eq!(schema_of(&db.name), schema_of(&copy.name));
+
+    let empty = TestDb::new("objv2empty");
+    env.json(&["restore", file, "--yes", "--target-db", &empty.url()]);
+    assert_eq!(schema_of(&db.name), schema_of(&empty.name));
+    assert_eq!(copy.checksums(), empty.checksums());
+}

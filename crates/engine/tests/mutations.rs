@@ -23,8 +23,9 @@ use flate2::read::MultiGzDecoder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use schoolvault_engine::archive::{
-    gzip_tar_entry, gzip_tar_trailer, part_path, seal_in_memory, BackupKind, End, Header, Manifest,
-    SequenceValue, SourceInfo, TableEnd, TableManifest, CHUNK_SIZE, POST_DATA, PRE_DATA,
+    gzip_tar_entry, gzip_tar_trailer, part_path, seal_in_memory, table_end_path, BackupKind, End,
+    Header, Manifest, SequenceValue, SourceInfo, TableEnd, TableManifest, CHUNK_SIZE, POST_DATA,
+    PRE_DATA,
 };
 use schoolvault_engine::crypto::{Key, TAG_LEN};
 use schoolvault_engine::jobs::verify_reader;
@@ -69,7 +70,7 @@ const PARTS: [&[u8]; 2] = [b"1\talice\n2\tbob\n", b"3\tcarol\n"];
 fn manifest() -> Manifest {
     let h = header();
     Manifest {
-        format: 2,
+        format: 3,
         backup_id: h.backup_id,
         kind: BackupKind::Manual,
         snapshot_at: h.created_at,
@@ -135,26 +136,77 @@ fn json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("json")
 }
 
-/// The gzip members of a small valid archive: the manifest, the schema, two tables' data,
-/// the end record and the tar trailer.
+const PRE: &[u8] =
+    b"CREATE TABLE public.users (id int, name text);\nCREATE TABLE public.empty (id int);\n";
+const POST: &[u8] = b"ALTER TABLE public.users ADD PRIMARY KEY (id);\n";
+
+/// The gzip members of a small valid archive (format 3): the manifest, the schema, two
+/// tables' data each followed by its end record (the empty table's alone), the end record and
+/// the tar trailer.
 fn members() -> Vec<Vec<u8>> {
     let mut out = vec![
         entry("manifest.json", &json(&manifest())),
-        entry(
-            PRE_DATA,
-            b"CREATE TABLE public.users (id int, name text);\nCREATE TABLE public.empty (id int);\n",
-        ),
+        entry(PRE_DATA, PRE),
+        entry(POST_DATA, POST),
+        entry(&table_end_path(1), &json(&end().tables[1])),
     ];
     for (i, part) in PARTS.iter().enumerate() {
         out.push(entry(&part_path(0, i as u32), part));
     }
-    out.push(entry(
-        POST_DATA,
-        b"ALTER TABLE public.users ADD PRIMARY KEY (id);\n",
-    ));
+    out.push(entry(&table_end_path(0), &json(&end().tables[0])));
     out.push(entry("end.json", &json(&end())));
     out.push(gzip_tar_trailer().expect("gzip"));
     out
+}
+
+/// The same archive in format 2's order: post-data after the data, no table end records.
+fn members_v2() -> Vec<Vec<u8>> {
+    let mut out = vec![
+        entry("manifest.json", &json(&manifest())),
+        entry(PRE_DATA, PRE),
+    ];
+    for (i, part) in PARTS.iter().enumerate() {
+        out.push(entry(&part_path(0, i as u32), part));
+    }
+    out.push(entry(POST_DATA, POST));
+    out.push(entry("end.json", &json(&end())));
+    out.push(gzip_tar_trailer().expect("gzip"));
+    out
+}
+
+#[test]
+fn a_tables_end_record_is_checked_against_its_parts_and_the_end() {
+    let key = key();
+    let read = |members: &[Vec<u8>]| verify_reader(&seal(&members.concat(), CHUNK_SIZE)[..], &key);
+    read(&members()).expect("format 3 reads");
+    read(&members_v2()).expect("format 2's order reads");
+    // A part after its table's end record.
+    let mut late = members();
+    let part = late.remove(5);
+    late.insert(6, part);
+    let e = read(&late).expect_err("a part after its end record");
+    assert_eq!(e.kind(), ErrorKind::Damaged, "{e}");
+    assert!(
+        e.to_string().contains("follows its table's end record"),
+        "{e}"
+    );
+    // An end record that says other than end.json.
+    let mut wrong = members();
+    let mut record = end().tables[0].clone();
+    record.rows = 2;
+    wrong[6] = entry(&table_end_path(0), &json(&record));
+    let e = read(&wrong).expect_err("a table end record unlike end.json");
+    assert_eq!(e.kind(), ErrorKind::Damaged, "{e}");
+    // A table without one, where the others have theirs.
+    let mut missing = members();
+    missing.remove(6);
+    let e = read(&missing).expect_err("a missing table end record");
+    assert_eq!(e.kind(), ErrorKind::Damaged, "{e}");
+    // Two for one table.
+    let mut twice = members();
+    twice.insert(3, entry(&table_end_path(1), &json(&end().tables[1])));
+    let e = read(&twice).expect_err("two end records");
+    assert_eq!(e.kind(), ErrorKind::Damaged, "{e}");
 }
 
 /// Plaintext bytes per chunk of the small-chunk archives: the small archive is ~20 chunks.

@@ -54,7 +54,12 @@ pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
         offsite_behind: offsite_behind(&state).await,
         version: env!("CARGO_PKG_VERSION").into(),
         format_writes: schoolvault_engine::archive::FORMAT_VERSION,
-        formats_read: vec![1, schoolvault_engine::archive::FORMAT_VERSION],
+        formats_read: std::iter::once(1)
+            .chain(
+                schoolvault_engine::archive::OLDEST_READ_VERSION
+                    ..=schoolvault_engine::archive::FORMAT_VERSION,
+            )
+            .collect(),
         key_recovery_pending,
         key_rotation_due,
         key_since: key_since.map(|t| t.to_rfc3339()),

@@ -1,9 +1,10 @@
-//! The SchoolVault archive format, version 2 (`.svb`): its specification, writer and reader.
+//! The SchoolVault archive format, version 3 (`.svb`; version 2 is read too): its
+//! specification, writer and reader.
 //!
 //! # Format
 //! ```text
 //! magic        8 bytes   "SVBACKUP"
-//! version      u16 LE    2
+//! version      u16 LE    3 (2 for files written before 2026-12-04)
 //! header_len   u32 LE    at most 1 MiB
 //! header       header_len bytes of UTF-8 JSON:
 //!              {"cipher":"aes-256-gcm-stream","chunk_size":1048576,
@@ -24,16 +25,26 @@
 //!                                       files do not reproduce
 //!                schema/pre-data.sql    schemas, extensions, types, functions, sequences,
 //!                                       tables, views (captured in the snapshot)
+//!                schema/post-data.sql   constraints, indexes, triggers, materialized-view
+//!                                       refreshes, sequence ownership, comments (to be run
+//!                                       after the data; here so that a restore can build a
+//!                                       table's indexes as soon as that table is loaded)
 //!                data/<n>/<part>.copy   table n's rows in COPY text format, parts of at most
 //!                                       8 MiB that end at row ends (a part is larger only when
 //!                                       one row is); parts of one table are in order, parts
 //!                                       of different tables may interleave
-//!                schema/post-data.sql   constraints, indexes, triggers, materialized-view
-//!                                       refreshes, sequence ownership, comments
+//!                table-ends/<n>.json    right after table n's last part (also for a table
+//!                                       without rows): its rows, bytes, parts and SHA-256,
+//!                                       as in end.json; no part of table n follows it
+//!                large-objects/<oid>/<part>.bin
 //!                end.json               last: per-table rows, bytes, parts and SHA-256 of the
 //!                                       table's COPY data; totals
 //! ```
 //! `end.json` is the sentinel: an archive without it is incomplete, whatever else it holds.
+//! Version 2 differs only in its order and its table records: `schema/post-data.sql` comes
+//! after the data, and there is no `table-ends/<n>.json` (a table's end is known only at
+//! `end.json`). A version-2 reader would run a version-3 post-data script before the data, so
+//! the version number changed; this code reads both.
 //! After decryption the plaintext is an ordinary `.tar.gz` (`schoolvault decrypt FILE | tar tz`).
 //! Readers ignore entries they do not know, so later versions may add entries.
 //!
@@ -57,7 +68,10 @@ pub use crate::source::model::{Privileges, SequenceValue, SourceInfo, TableManif
 /// The first bytes of every v2 archive.
 pub const MAGIC: &[u8; 8] = b"SVBACKUP";
 /// The format version this code writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
+/// The oldest format version this code reads (the post-data after the data, no table end
+/// records).
+pub const OLDEST_READ_VERSION: u16 = 2;
 /// Plaintext bytes per encrypted chunk.
 pub const CHUNK_SIZE: usize = 1 << 20;
 /// The largest part of table data (uncompressed) in one tar entry.
@@ -132,7 +146,7 @@ pub struct Header {
 /// `manifest.json`: the first entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Format version (2).
+    /// Format version (3, or 2 for an older file).
     pub format: u16,
     /// The backup's id.
     pub backup_id: String,
@@ -223,6 +237,19 @@ pub fn parse_large_object_path(path: &str) -> Option<(u32, u32)> {
 /// The tar path of a data part.
 pub fn part_path(table: u32, part: u32) -> String {
     format!("data/{table}/{part:06}.copy")
+}
+
+/// The tar path of a table's end record (format 3), right after its last part.
+pub fn table_end_path(table: u32) -> String {
+    format!("table-ends/{table}.json")
+}
+
+/// Parse `table-ends/<n>.json`.
+pub fn parse_table_end_path(path: &str) -> Option<u32> {
+    path.strip_prefix("table-ends/")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }
 
 /// Parse `data/<n>/<part>.copy`.

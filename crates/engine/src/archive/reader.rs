@@ -17,6 +17,8 @@ pub struct Preamble {
     pub header: Header,
     /// The bytes from magic to the end of the header (every chunk's AAD).
     pub aad: Vec<u8>,
+    /// The format version (2 or 3).
+    pub version: u16,
     nonce_prefix: [u8; NONCE_PREFIX_LEN],
     fingerprint: Fingerprint,
 }
@@ -70,11 +72,11 @@ pub fn read_preamble(r: &mut impl Read) -> Result<Preamble> {
         return Err(truncated_header());
     }
     let version = u16::from_le_bytes([fixed[8], fixed[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
-            format!("This backup uses format version {version}, which this SchoolVault cannot read (it reads version {FORMAT_VERSION})"),
-            "Open it with a newer SchoolVault; if the file should be version 2, it is damaged",
+            format!("This backup uses format version {version}, which this SchoolVault cannot read (it reads versions {OLDEST_READ_VERSION} to {FORMAT_VERSION})"),
+            format!("Open it with a newer SchoolVault; if the file should be version {OLDEST_READ_VERSION} or {FORMAT_VERSION}, it is damaged"),
         ));
     }
     let len = u32::from_le_bytes([fixed[10], fixed[11], fixed[12], fixed[13]]);
@@ -110,6 +112,7 @@ pub fn read_preamble(r: &mut impl Read) -> Result<Preamble> {
     Ok(Preamble {
         header,
         aad,
+        version,
         nonce_prefix,
         fingerprint,
     })
@@ -209,6 +212,13 @@ pub enum Item<'a> {
         /// The part's COPY data.
         data: &'a mut dyn Read,
     },
+    /// A table's end record (format 3): no part of it follows.
+    TableEnd {
+        /// The table, from the manifest.
+        table: &'a TableManifest,
+        /// What the record says (checked against `end.json` at the end of the walk).
+        end: &'a TableEnd,
+    },
     /// A part of a large object's bytes.
     LargeObject {
         /// Its oid.
@@ -257,6 +267,8 @@ pub fn walk<R: Read>(
     let mut archive = ::tar::Archive::new(crate::tar_guard::TarGuard::new(tar_stream));
     let mut manifest: Option<Manifest> = None;
     let mut end: Option<End> = None;
+    // The tables whose end record was met (format 3), with what it said.
+    let mut ended: std::collections::HashMap<u32, TableEnd> = std::collections::HashMap::new();
     {
         let entries = archive.entries().map_err(|e| read_error(&e))?;
         for entry in entries {
@@ -296,6 +308,9 @@ pub fn walk<R: Read>(
                     .iter()
                     .find(|t| t.index == table)
                     .ok_or_else(|| structure(&format!("{path} belongs to no table")))?;
+                if ended.contains_key(&table) {
+                    return Err(structure(&format!("{path} follows its table's end record")));
+                }
                 visit(Item::Part {
                     table: t,
                     part,
@@ -303,6 +318,23 @@ pub fn walk<R: Read>(
                 })?;
                 // Whatever the visitor left unread must still be read (and authenticated).
                 io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(&e))?;
+            } else if let Some(table) = parse_table_end_path(&path) {
+                let t = m
+                    .tables
+                    .iter()
+                    .find(|t| t.index == table)
+                    .ok_or_else(|| structure(&format!("{path} belongs to no table")))?;
+                let record: TableEnd = read_json(&mut entry, &path)?;
+                if record.index != table || ended.contains_key(&table) {
+                    return Err(structure(&format!(
+                        "{path} is not table {table}'s only end record"
+                    )));
+                }
+                visit(Item::TableEnd {
+                    table: t,
+                    end: &record,
+                })?;
+                ended.insert(table, record);
             } else if let Some((oid, part)) = parse_large_object_path(&path) {
                 if entry.size() > LARGE_OBJECT_PART as u64 {
                     return Err(structure(&format!("{path} is larger than a part may be")));
@@ -324,6 +356,17 @@ pub fn walk<R: Read>(
             "The backup did not finish when it was made; use another backup",
         )
     })?;
+    // Table end records, where the archive has them (format 3), say what end.json says.
+    if !ended.is_empty() {
+        for t in &end.tables {
+            if ended.get(&t.index) != Some(t) {
+                return Err(structure(&format!(
+                    "table {}'s end record is missing or differs from end.json",
+                    t.index
+                )));
+            }
+        }
+    }
     // Read to the end of the encrypted stream so its final chunk is authenticated.
     let mut rest = archive.into_inner().into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(&e))?;
@@ -389,6 +432,9 @@ mod tests {
         assert_eq!(parse_part_path(&part_path(12, 3)), Some((12, 3)));
         assert_eq!(parse_part_path("data/x/1.copy"), None);
         assert_eq!(parse_part_path("schema/pre-data.sql"), None);
+        assert_eq!(parse_table_end_path(&table_end_path(7)), Some(7));
+        assert_eq!(parse_part_path(&table_end_path(7)), None);
+        assert_eq!(parse_table_end_path("data/7/000000.copy"), None);
     }
 
     #[test]

@@ -273,6 +273,23 @@ impl ExportShared {
     /// Write a part (its tar header and its compressed body): now, or held until the sink
     /// opens; the body's buffer goes back to the pool once written.
     fn write_part(&self, head: Vec<u8>, body: Vec<u8>) -> Result<()> {
+        if let Some([_, body]) = self.write_members([head, body])? {
+            BufferPool::give(&self.pool.parts, body);
+        }
+        Ok(())
+    }
+
+    /// Write a table's end record (after its last part, which is written or held by now).
+    fn write_table_end(&self, end: &TableEnd) -> Result<()> {
+        let json = serde_json::to_vec(end).map_err(|e| internal(&e.to_string()))?;
+        let member = gzip_tar_entry(&archive::table_end_path(end.index), &json, self.mtime, 1)
+            .map_err(|e| Error::io("compressing", &e))?;
+        self.write_members([member]).map(|_| ())
+    }
+
+    /// Write whole gzip members in order, now (returning them, to be reused) or held until
+    /// the sink opens (returning `None`).
+    fn write_members<const N: usize>(&self, members: [Vec<u8>; N]) -> Result<Option<[Vec<u8>; N]>> {
         let mut sink = self.sink.lock().map_err(|_| internal("writer poisoned"))?;
         while !sink.open && !sink.abandoned && sink.held_bytes >= HOLD_LIMIT {
             sink = self
@@ -286,16 +303,16 @@ impl ExportShared {
             ));
         }
         if !sink.open {
-            sink.held_bytes += head.len() + body.len();
-            sink.held.push(head);
-            sink.held.push(body);
-            return Ok(());
+            for member in members {
+                sink.held_bytes += member.len();
+                sink.held.push(member);
+            }
+            return Ok(None);
         }
-        sink.writer.write_member(&head)?;
-        sink.writer.write_member(&body)?;
-        drop(sink);
-        BufferPool::give(&self.pool.parts, body);
-        Ok(())
+        for member in &members {
+            sink.writer.write_member(member)?;
+        }
+        Ok(Some(members))
     }
 }
 
@@ -452,6 +469,15 @@ pub(super) async fn export<S: Source>(
                 level,
             )
             .map_err(|e| Error::io("compressing", &e))?,
+            // Before the data (format 3), so that a restore can build each table's indexes
+            // as soon as its rows are in.
+            gzip_tar_entry(
+                archive::POST_DATA,
+                snapshot.post_data.as_bytes(),
+                mtime,
+                level,
+            )
+            .map_err(|e| Error::io("compressing", &e))?,
         ];
         shared.open_sink(&first)?;
         Ok::<_, Error>(manifest)
@@ -475,7 +501,6 @@ pub(super) async fn export<S: Source>(
         }
     };
     source.close_snapshot(coordinator).await?;
-    let post_data = snapshot.post_data.clone();
 
     progress.report(&ProgressEvent::phase(Phase::Finish));
     let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
@@ -493,10 +518,6 @@ pub(super) async fn export<S: Source>(
         .into_inner()
         .map_err(|_| internal("a worker panicked"))?
         .writer;
-    writer.write_member(
-        &gzip_tar_entry(archive::POST_DATA, post_data.as_bytes(), mtime, level)
-            .map_err(|e| Error::io("compressing", &e))?,
-    )?;
     let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
     writer.write_member(
         &gzip_tar_entry("end.json", &json, mtime, level)
@@ -549,7 +570,9 @@ pub(super) async fn export_worker<S: Source>(
             .map_err(|_| internal("queue poisoned"))?
             .pop_front();
         let Some(table) = next else { break };
-        done.push(export_table(&mut worker, &table.manifest, shared).await?);
+        let end = export_table(&mut worker, &table.manifest, shared).await?;
+        shared.write_table_end(&end)?;
+        done.push(end);
         shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
         shared.report(&table.manifest.display_name());
     }
@@ -618,7 +641,7 @@ pub(super) async fn export_table<R: TableReader>(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         hasher.update(&chunk);
-        let newlines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        let newlines = archive::count_rows(&chunk);
         rows += newlines;
         bytes += chunk.len() as u64;
         shared.counters.rows.fetch_add(newlines, Ordering::Relaxed);

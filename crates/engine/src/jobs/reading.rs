@@ -117,7 +117,7 @@ impl TableTally {
     pub(super) fn update(&mut self, index: u32, data: &[u8]) {
         let entry = self.seen.entry(index).or_default();
         entry.0.update(data);
-        entry.1 += data.iter().filter(|&&b| b == b'\n').count() as u64;
+        entry.1 += crate::archive::count_rows(data);
         entry.2 += data.len() as u64;
     }
 
@@ -166,6 +166,8 @@ pub(super) fn inconsistent(t: &TableManifest, what: &str) -> Error {
 }
 
 pub(super) struct Scan {
+    /// The archive's format version.
+    pub(super) version: u16,
     pub(super) header: Header,
     pub(super) manifest: Manifest,
     pub(super) end: End,
@@ -251,6 +253,7 @@ pub(super) fn scan_stream(
     })?;
     let (tables, rows, bytes) = tally.check(&manifest, &end)?;
     Ok(Scan {
+        version: pre.version,
         header: pre.header,
         manifest,
         end,

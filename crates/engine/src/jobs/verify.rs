@@ -44,9 +44,9 @@ pub struct VerifyReport {
 pub struct InspectReport {
     /// The file.
     pub path: PathBuf,
-    /// 2 for a SchoolVault archive, 1 for an old-system file.
+    /// 3 (or 2) for a SchoolVault archive, 1 for an old-system file.
     pub format: u16,
-    /// The unencrypted header (format 2).
+    /// The unencrypted header (formats 2 and 3).
     pub header: Option<Header>,
     /// What an old-system file holds (format 1).
     pub v1: Option<legacy::V1Summary>,
@@ -128,7 +128,7 @@ pub async fn verify(
         tables: s.tables,
         rows: s.rows,
         bytes: s.bytes,
-        format: archive::FORMAT_VERSION,
+        format: s.version,
         warnings: Vec::new(),
     });
     vault
@@ -171,7 +171,7 @@ pub async fn inspect(vault: &Vault, what: &str) -> Result<InspectReport> {
         .and_then(|key| read_manifest(r, &pre, &key));
     Ok(InspectReport {
         path,
-        format: archive::FORMAT_VERSION,
+        format: pre.version,
         header: Some(pre.header),
         v1: None,
         manifest_error: manifest.as_ref().err().map(|e| e.to_string()),

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Phase, Progress, ProgressEvent};
 use crate::source::postgres::{self, RestoreTxn};
 
-use crate::jobs::restore::post_data::{run_post_data_parallel, BuildQueue, TableName};
+use crate::jobs::restore::post_data::{build_post_data, run_rest, BuildQueue, Next, TableName};
 use crate::jobs::restore::Feed;
 use crate::jobs::{internal, Cancel};
 
@@ -29,6 +29,7 @@ pub(in crate::jobs) async fn load_parts(
 ) -> Result<HashMap<u32, u64>> {
     let mut rows: HashMap<u32, u64> = HashMap::new();
     let mut all_rows = 0u64;
+    let mut post_data = None;
     let tables_total = manifest.tables.len() as u64;
     if parallel {
         return load_parallel(txn, rx, count, total, manifest, progress, cancel).await;
@@ -55,6 +56,12 @@ pub(in crate::jobs) async fn load_parts(
                 }
                 continue;
             }
+            // After the data (a format-3 archive has it before).
+            Feed::Sql(path, sql) if path == archive::POST_DATA => {
+                post_data = Some(sql);
+                continue;
+            }
+            Feed::TableEnd(_) => continue,
             Feed::Sql(path, sql) => {
                 // A replace keeps the target's schema; a fresh restore builds it.
                 if fresh {
@@ -85,7 +92,8 @@ pub(in crate::jobs) async fn load_parts(
                     })?;
                 }
                 // The reader stopped early: its own error says why.
-                Some(Feed::Part(_) | Feed::Sql(..) | Feed::LargeObject(..)) | None => {
+                Some(Feed::Part(_) | Feed::Sql(..) | Feed::LargeObject(..) | Feed::TableEnd(_))
+                | None => {
                     let _ = copy
                         .abort("schoolvault: the backup could not be read")
                         .await;
@@ -96,15 +104,30 @@ pub(in crate::jobs) async fn load_parts(
         *rows.entry(table.index).or_default() += loaded;
         all_rows += loaded;
     }
+    if let (true, Some(sql)) = (fresh, post_data) {
+        report(archive::POST_DATA.to_string(), rows.len(), all_rows);
+        txn.run_sql(
+            &sql,
+            &format!("running {} of the backup", archive::POST_DATA),
+        )
+        .await?;
+    }
     Ok(rows)
 }
 
-pub(in crate::jobs) type LoadJob = (TableManifest, Vec<Vec<u8>>);
+/// What a loader of [`load_parallel`] is given.
+pub(in crate::jobs) enum LoadJob {
+    /// A part of a table's rows.
+    Part(TableManifest, Vec<Vec<u8>>),
+    /// The table of this index has no more parts.
+    End(u32),
+}
 
-/// Load into a database this restore created, over three sessions: pre-data on `txn`, the
-/// parts on two loaders at once, then post-data with indexes built two at a time. (The
-/// futures run side by side in this task, not spawned: sqlx's futures are not `Send` for
-/// every lifetime.)
+/// Load into a database this restore created, over several sessions, as pg_restore -j does:
+/// pre-data on `txn`, the parts on two loaders at once, and each table's indexes and keys
+/// built on two more as soon as its rows are committed (the archive says where a table ends;
+/// a version-2 archive does not, and its builds start after all the data). (The futures run
+/// side by side in this task, not spawned: sqlx's futures are not `Send` for every lifetime.)
 #[allow(clippy::too_many_arguments)]
 pub(in crate::jobs) async fn load_parallel(
     txn: &mut RestoreTxn,
@@ -116,6 +139,12 @@ pub(in crate::jobs) async fn load_parallel(
     cancel: &Cancel,
 ) -> Result<HashMap<u32, u64>> {
     let target = txn.target().clone();
+    let names: HashMap<u32, TableName> = manifest
+        .tables
+        .iter()
+        .map(|t| (t.index, (t.schema.clone(), t.name.clone())))
+        .collect();
+    let queue = BuildQueue::new(names.values().cloned());
     // Every part of a table goes to the same loader, in the archive's order. Two sessions
     // loading parts of one table at once interleave its rows on disk, and a test restore
     // (which reads each table back in its physical order and compares the SHA-256 with
@@ -133,18 +162,19 @@ pub(in crate::jobs) async fn load_parallel(
     }
     let tables_total = manifest.tables.len() as u64;
     let main = &mut *txn;
+    let queue = &queue;
+    let names = &names;
     let dispatch = async move {
-        let mut post_data = None;
         let mut tables_seen = std::collections::HashSet::new();
-        // Which loader has each table, and how many bytes each was given (a new table goes
-        // to the one with less).
+        // Which loader has each table still loading, how many tables each has open (a new
+        // table goes to the one with fewer, so that a table's end usually lets its loader
+        // commit), and how many bytes each was given (the tie-break).
         let mut owner: HashMap<u32, usize> = HashMap::new();
+        let mut open = [0usize; 2];
         let mut given = [0u64; 2];
-        // Each table's bytes, for the order of the index builds.
-        let mut sizes: HashMap<TableName, u64> = HashMap::new();
         while let Some(feed) = rx.recv().await {
             match feed {
-                Feed::Sql(path, sql) if path == archive::POST_DATA => post_data = Some(sql),
+                Feed::Sql(path, sql) if path == archive::POST_DATA => queue.add_script(&sql)?,
                 Feed::LargeObject(oid, offset, data) => {
                     main.put_large_object(oid, offset, &data).await?;
                 }
@@ -152,6 +182,16 @@ pub(in crate::jobs) async fn load_parallel(
                     main.run_sql(&sql, &format!("running {path} of the backup"))
                         .await?;
                 }
+                Feed::TableEnd(index) => match owner.remove(&index) {
+                    Some(slot) => {
+                        open[slot] -= 1;
+                        if senders[slot].send(LoadJob::End(index)).await.is_err() {
+                            break;
+                        }
+                    }
+                    // No rows: the table pre-data created is all there is.
+                    None => queue.loaded(names.get(&index).cloned())?,
+                },
                 Feed::Part(table) => {
                     cancel.check()?;
                     tables_seen.insert(table.index);
@@ -170,18 +210,29 @@ pub(in crate::jobs) async fn load_parallel(
                             Some(Feed::Data(buf)) => data.push(buf),
                             Some(Feed::PartEnd) => break,
                             // The reader stopped early: its own error says why.
-                            _ => return Ok((None, sizes)),
+                            _ => {
+                                queue.abandon();
+                                return Ok(());
+                            }
                         }
                     }
-                    let slot = *owner
-                        .entry(table.index)
-                        .or_insert_with(|| usize::from(given[1] < given[0]));
+                    let slot = match owner.get(&table.index) {
+                        Some(&slot) => slot,
+                        None => {
+                            let slot = usize::from((open[1], given[1]) < (open[0], given[0]));
+                            open[slot] += 1;
+                            owner.insert(table.index, slot);
+                            slot
+                        }
+                    };
                     let bytes = data.iter().map(|b| b.len() as u64).sum::<u64>();
                     given[slot] += bytes;
-                    *sizes
-                        .entry((table.schema.clone(), table.name.clone()))
-                        .or_default() += bytes;
-                    if senders[slot].send((table, data)).await.is_err() {
+                    queue.add_bytes(&(table.schema.clone(), table.name.clone()), bytes)?;
+                    if senders[slot]
+                        .send(LoadJob::Part(table, data))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -189,68 +240,112 @@ pub(in crate::jobs) async fn load_parallel(
             }
         }
         drop(senders);
-        Ok::<_, Error>((post_data, sizes))
+        Ok::<_, Error>(())
     };
-    let loads =
-        futures_util::future::try_join_all(loaders.into_iter().map(|(t, rx)| loader(t, rx)));
-    let ((post_data, sizes), loaded) = tokio::try_join!(dispatch, loads)?;
+    let loading = async {
+        let loads = futures_util::future::try_join_all(
+            loaders.into_iter().map(|(t, rx)| loader(t, rx, queue)),
+        );
+        let ((), loaded) = tokio::try_join!(dispatch, loads)?;
+        queue.loading_finished()?;
+        Ok::<_, Error>(loaded)
+    };
+    let (loaded, ()) = tokio::try_join!(loading, build_post_data(&target, queue, progress))?;
     let mut rows: HashMap<u32, u64> = HashMap::new();
     for part in loaded {
         for (k, v) in part {
             *rows.entry(k).or_default() += v;
         }
     }
-    if let Some(sql) = post_data {
-        run_post_data_parallel(&target, &sql, &sizes, progress).await?;
-    }
+    run_rest(&target, queue.take_rest()?, progress).await?;
     // The loaders and builders committed without waiting for the disk.
     txn.make_durable().await?;
     Ok(rows)
 }
 
-/// One loader of [`load_parallel`]: `COPY` each part it is given, in one transaction that
-/// first empties each of its tables.
+/// One loader of [`load_parallel`]: `COPY` each part it is given, in a transaction that
+/// first empties each of its tables and commits when none of its tables is still loading
+/// (then the queue may build their indexes).
 pub(in crate::jobs) async fn loader(
     mut txn: RestoreTxn,
     mut rx: tokio::sync::mpsc::Receiver<LoadJob>,
+    queue: &BuildQueue,
 ) -> Result<HashMap<u32, u64>> {
     // COPY into a table emptied (or created) in the same transaction appends the rows in the
     // order given (the server skips the free-space map); into a table created before, it may
     // put a row into room left on an earlier page. A test restore reads each table back in
     // its physical order to compare the SHA-256 with end.json: a good backup of a table whose
     // rows vary in size (the ERP's audit_logs) was reported as damaged.
-    txn.run_sql("BEGIN", "loading the data").await?;
-    let mut emptied = std::collections::HashSet::new();
+    let mut in_txn = false;
+    // The tables of the open transaction, and which of them are still loading.
+    let mut tables: Vec<TableName> = Vec::new();
+    let mut loading = std::collections::HashSet::new();
     let mut rows: HashMap<u32, u64> = HashMap::new();
-    while let Some((table, data)) = rx.recv().await {
-        if emptied.insert(table.index) {
-            let sql = format!(
-                "TRUNCATE ONLY {}",
-                postgres::qualified(&table.schema, &table.name)
-            );
-            txn.run_sql(&sql, &format!("loading table {}", table.display_name()))
-                .await?;
+    while let Some(job) = rx.recv().await {
+        match job {
+            LoadJob::Part(table, data) => {
+                if !in_txn {
+                    txn.run_sql("BEGIN", "loading the data").await?;
+                    in_txn = true;
+                }
+                if !rows.contains_key(&table.index) {
+                    let sql = format!(
+                        "TRUNCATE ONLY {}",
+                        postgres::qualified(&table.schema, &table.name)
+                    );
+                    txn.run_sql(&sql, &format!("loading table {}", table.display_name()))
+                        .await?;
+                    loading.insert(table.index);
+                    tables.push((table.schema.clone(), table.name.clone()));
+                }
+                let n = txn.copy_part(&table, data).await?;
+                *rows.entry(table.index).or_default() += n;
+            }
+            LoadJob::End(index) => {
+                loading.remove(&index);
+                if in_txn && loading.is_empty() {
+                    txn.run_sql("COMMIT", "loading the data").await?;
+                    in_txn = false;
+                    queue.loaded(tables.drain(..))?;
+                }
+            }
         }
-        let n = txn.copy_part(&table, data).await?;
-        *rows.entry(table.index).or_default() += n;
     }
-    txn.commit().await?;
+    if in_txn {
+        txn.run_sql("COMMIT", "loading the data").await?;
+        queue.loaded(tables.drain(..))?;
+    }
+    txn.rollback().await;
     Ok(rows)
 }
 
-/// One builder of [`run_post_data_parallel`]: run statements from the queue until it is empty.
+/// One builder of [`build_post_data`]: run statements from the queue as they become ready,
+/// until none is left.
 pub(in crate::jobs) async fn builder(
     mut txn: RestoreTxn,
     queue: &BuildQueue,
     progress: &Arc<dyn Progress>,
 ) -> Result<()> {
     let mut done = None;
-    while let Some((stmt, table)) = queue.next(done.take())? {
-        done = table;
-        progress.report(&ProgressEvent {
-            table: Some(stmt.chars().take(80).collect()),
-            ..ProgressEvent::phase(Phase::Restore)
-        });
+    loop {
+        // Made before looking, so that a change in between still wakes it.
+        let changed = queue.changed.notified();
+        let build = match queue.next(done.take())? {
+            Next::Run(build) => build,
+            Next::Wait => {
+                changed.await;
+                continue;
+            }
+            Next::Finished => break,
+        };
+        if build.report {
+            progress.report(&ProgressEvent {
+                table: Some(build.sql.chars().take(80).collect()),
+                ..ProgressEvent::phase(Phase::Restore)
+            });
+        }
+        let stmt = build.sql.clone();
+        done = Some(build);
         // Two sessions altering related tables can deadlock (a foreign-key cycle); the server
         // then aborts one statement, which is simply run again.
         let mut tries = 0;

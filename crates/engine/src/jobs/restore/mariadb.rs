@@ -164,7 +164,7 @@ pub async fn test_restore_mariadb(
             tables: manifest.tables.len() as u64,
             rows,
             bytes,
-            format: archive::FORMAT_VERSION,
+            format: manifest.format,
             warnings,
         })
     }
@@ -536,6 +536,7 @@ async fn load(
                 let mut done = 0u64;
                 let mut turn = 0usize;
                 let mut keyed = std::collections::HashSet::new();
+                let mut post = None;
                 let gone = || {
                     Error::new(
                         ErrorKind::Internal,
@@ -547,11 +548,10 @@ async fn load(
                     match feed {
                         Feed::Sql(path, sql) => {
                             if path == archive::POST_DATA {
-                                // Every row is in before the views and triggers come.
-                                for tx in senders.drain(..) {
-                                    drop(tx);
-                                }
-                                return Ok::<_, Error>(Some((path, sql)));
+                                // Run once every row is in (a format-3 archive has it
+                                // before the data, a version-2 one after).
+                                post = Some((path, sql));
+                                continue;
                             }
                             db.run_script(&sql, &format!("{path} of the backup"))
                                 .await?;
@@ -598,11 +598,11 @@ async fn load(
                                     .map_err(|_| gone())?;
                             }
                         }
-                        Feed::PartEnd | Feed::LargeObject(..) => {}
+                        Feed::PartEnd | Feed::LargeObject(..) | Feed::TableEnd(_) => {}
                     }
                 }
                 senders.clear();
-                Ok(None)
+                Ok::<_, Error>(post)
             }
             .await;
             senders.clear();
@@ -613,16 +613,6 @@ async fn load(
         if let Some((path, sql)) = post? {
             db.run_script(&sql, &format!("{path} of the backup"))
                 .await?;
-            // Nothing may follow post-data but the end record.
-            while let Some(feed) = rx.recv().await {
-                if !matches!(feed, Feed::PartEnd | Feed::LargeObject(..)) {
-                    return Err(Error::new(
-                        ErrorKind::Damaged,
-                        "The backup holds data after its post-data schema",
-                        "Use another backup",
-                    ));
-                }
-            }
         }
         db.close().await;
         Ok(())
@@ -660,7 +650,7 @@ async fn load(
             let (mut h, mut rows) = (Sha256::new(), 0u64);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
-                rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+                rows += archive::count_rows(&chunk);
                 h.update(&chunk);
             }
             drop(stream);

@@ -119,6 +119,9 @@ pub(super) enum Feed {
     PartEnd,
     /// A part of a large object: its oid, the offset of these bytes, the bytes.
     LargeObject(u32, u64, Vec<u8>),
+    /// Every part of this table has been sent (format 3; a version-2 archive says it of no
+    /// table, and its tables end with the feed).
+    TableEnd(u32),
 }
 
 /// Read backup `path` on a blocking thread, checking each table against `end.json` as it
@@ -149,6 +152,9 @@ pub(super) fn feed_archive(
         let (manifest, end) = archive::walk(archive::plaintext(r, &pre, &key), |item| {
             if let Item::Schema { path, sql } = item {
                 tx.blocking_send(Feed::Sql(path.to_string(), sql))
+                    .map_err(|_| gone())?;
+            } else if let Item::TableEnd { table, .. } = item {
+                tx.blocking_send(Feed::TableEnd(table.index))
                     .map_err(|_| gone())?;
             } else if let Item::LargeObject { oid, part, data } = item {
                 tally.start_object(oid, part)?;
@@ -527,7 +533,7 @@ pub(super) async fn restore_into(
         rows: end.total_rows,
         duration_ms: t0.elapsed().as_millis() as u64,
         safety_backup,
-        format: archive::FORMAT_VERSION,
+        format: manifest.format,
         v1_tables: None,
         warnings,
         large_objects: if fresh {

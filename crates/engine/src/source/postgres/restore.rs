@@ -522,7 +522,7 @@ impl RestoreTxn {
     pub async fn autocommit(mut conn: PgConnection, target: &PgTarget) -> Result<RestoreTxn> {
         exec(
             &mut conn,
-            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0",
+            "SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0; SET work_mem = '64MB'",
             target,
         )
         .await?;
