@@ -30,10 +30,6 @@ pub fn tar_padding(size: u64) -> &'static [u8] {
 /// a batch of 1 MiB loses almost nothing to the reset window (measured in the README's bench).
 pub struct MemberCompressor {
     inner: libdeflater::Compressor,
-    /// Room for the largest member a batch can make, zeroed once: libdeflate writes into an
-    /// initialised slice, and zeroing the bound (the batch's size) for every batch cost more
-    /// than copying the compressed bytes (a fifth of it) out of here.
-    scratch: Vec<u8>,
 }
 
 impl MemberCompressor {
@@ -42,7 +38,6 @@ impl MemberCompressor {
         let level = libdeflater::CompressionLvl::new(level.clamp(1, 12) as i32).unwrap_or_default();
         MemberCompressor {
             inner: libdeflater::Compressor::new(level),
-            scratch: Vec::new(),
         }
     }
 
@@ -51,16 +46,18 @@ impl MemberCompressor {
     /// # Errors
     /// Only if libdeflate reports that its own bound was too small, which it does not.
     pub fn append(&mut self, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        let bound = self.inner.gzip_compress_bound(data.len());
-        if self.scratch.len() < bound {
-            self.scratch.resize(bound, 0);
+        let start = out.len();
+        out.resize(start + self.inner.gzip_compress_bound(data.len()), 0);
+        match self.inner.gzip_compress(data, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(io::Error::other(format!("libdeflate: {e}")))
+            }
         }
-        let n = self
-            .inner
-            .gzip_compress(data, &mut self.scratch)
-            .map_err(|e| io::Error::other(format!("libdeflate: {e}")))?;
-        out.extend_from_slice(&self.scratch[..n]);
-        Ok(())
     }
 }
 

@@ -571,7 +571,15 @@ pub(super) async fn export_worker<S: Source>(
             .pop_front();
         let Some(table) = next else { break };
         let end = export_table(&mut worker, &table.manifest, shared).await?;
-        shared.write_table_end(&end)?;
+        // On a blocking thread, as the parts are written: the sink's lock is held while a part
+        // is encrypted and written, and before the manifest is written a record waits with
+        // the parts (a runtime thread blocked there held up the other worker's stream and
+        // made the backup's memory jump by 30-50 MiB in one run of three).
+        let record = end.clone();
+        let sink = shared.clone();
+        tokio::task::spawn_blocking(move || sink.write_table_end(&record))
+            .await
+            .map_err(join_error)??;
         done.push(end);
         shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
         shared.report(&table.manifest.display_name());
