@@ -459,25 +459,15 @@ pub(super) async fn export<S: Source>(
             privileges: snapshot.privileges.clone(),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| internal(&e.to_string()))?;
+        let entry = |path: &str, data: &[u8]| {
+            gzip_tar_entry(path, data, mtime, level).map_err(|e| Error::io("compressing", &e))
+        };
         let first = [
-            gzip_tar_entry("manifest.json", &json, mtime, level)
-                .map_err(|e| Error::io("compressing", &e))?,
-            gzip_tar_entry(
-                archive::PRE_DATA,
-                snapshot.pre_data.as_bytes(),
-                mtime,
-                level,
-            )
-            .map_err(|e| Error::io("compressing", &e))?,
+            entry("manifest.json", &json)?,
+            entry(archive::PRE_DATA, snapshot.pre_data.as_bytes())?,
             // Before the data (format 3), so that a restore can build each table's indexes
             // as soon as its rows are in.
-            gzip_tar_entry(
-                archive::POST_DATA,
-                snapshot.post_data.as_bytes(),
-                mtime,
-                level,
-            )
-            .map_err(|e| Error::io("compressing", &e))?,
+            entry(archive::POST_DATA, snapshot.post_data.as_bytes())?,
         ];
         shared.open_sink(&first)?;
         Ok::<_, Error>(manifest)

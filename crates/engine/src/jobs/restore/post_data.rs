@@ -308,67 +308,69 @@ impl BuildQueue {
     }
 
     fn pick(b: &mut Board, done: Option<Build>) -> Next {
-        {
-            if let Some(done) = done {
-                for t in &done.tables {
-                    if let Some(i) = b.busy.iter().position(|(b, x)| b == t && *x != done.shared) {
-                        b.busy.swap_remove(i);
-                    }
-                }
-                if let Some(table) = done.key_of {
-                    if let Some(n) = b.keys_left.get_mut(&table) {
-                        *n = n.saturating_sub(1);
-                    }
+        if let Some(done) = done {
+            for t in &done.tables {
+                if let Some(i) = b
+                    .busy
+                    .iter()
+                    .position(|(held, x)| held == t && *x != done.shared)
+                {
+                    b.busy.swap_remove(i);
                 }
             }
-            if b.abandoned || (b.loading_done && b.waiting.is_empty()) {
-                return Next::Finished;
-            }
-            let mut best: Option<(usize, u64)> = None;
-            // A table's statements keep their order, but for index builds among themselves:
-            // per table, whether an earlier one still waits, and whether one of those is an
-            // `ALTER TABLE` (which a later statement may not pass).
-            let mut earlier: HashMap<&TableName, bool> = HashMap::new();
-            for (i, w) in b.waiting.iter().enumerate() {
-                let shared = w.shared();
-                let passes = w.table.as_ref().is_none_or(|t| match earlier.get(t) {
-                    None => true,
-                    Some(&alter) => shared && !alter,
-                });
-                if let Some(t) = &w.table {
-                    *earlier.entry(t).or_default() |= !shared;
-                }
-                if !passes || !b.ready(w) {
-                    continue;
-                }
-                let size = w
-                    .table
-                    .as_ref()
-                    .and_then(|t| b.sizes.get(t))
-                    .copied()
-                    .unwrap_or(0);
-                if best.is_none_or(|(_, s)| size > s) {
-                    best = Some((i, size));
+            if let Some(table) = done.key_of {
+                if let Some(n) = b.keys_left.get_mut(&table) {
+                    *n = n.saturating_sub(1);
                 }
             }
-            let Some((i, _)) = best else {
-                return Next::Wait;
-            };
-            let w = b.waiting.remove(i);
-            let mut tables: Vec<TableName> = w.table.iter().cloned().collect();
-            if let Kind::ForeignKey(Some(r)) = &w.kind {
-                tables.push(r.clone());
-            }
-            let shared = w.shared();
-            b.busy.extend(tables.iter().map(|t| (t.clone(), !shared)));
-            Next::Run(Build {
-                sql: w.sql,
-                tables,
-                shared,
-                key_of: (w.kind == Kind::Key).then_some(w.table),
-                report: b.loading_done,
-            })
         }
+        if b.abandoned || (b.loading_done && b.waiting.is_empty()) {
+            return Next::Finished;
+        }
+        let mut best: Option<(usize, u64)> = None;
+        // A table's statements keep their order, but for index builds among themselves:
+        // per table, whether an earlier one still waits, and whether one of those is an
+        // `ALTER TABLE` (which a later statement may not pass).
+        let mut earlier: HashMap<&TableName, bool> = HashMap::new();
+        for (i, w) in b.waiting.iter().enumerate() {
+            let shared = w.shared();
+            let passes = w.table.as_ref().is_none_or(|t| match earlier.get(t) {
+                None => true,
+                Some(&alter) => shared && !alter,
+            });
+            if let Some(t) = &w.table {
+                *earlier.entry(t).or_default() |= !shared;
+            }
+            if !passes || !b.ready(w) {
+                continue;
+            }
+            let size = w
+                .table
+                .as_ref()
+                .and_then(|t| b.sizes.get(t))
+                .copied()
+                .unwrap_or(0);
+            if best.is_none_or(|(_, s)| size > s) {
+                best = Some((i, size));
+            }
+        }
+        let Some((i, _)) = best else {
+            return Next::Wait;
+        };
+        let w = b.waiting.remove(i);
+        let mut tables: Vec<TableName> = w.table.iter().cloned().collect();
+        if let Kind::ForeignKey(Some(r)) = &w.kind {
+            tables.push(r.clone());
+        }
+        let shared = w.shared();
+        b.busy.extend(tables.iter().map(|t| (t.clone(), !shared)));
+        Next::Run(Build {
+            sql: w.sql,
+            tables,
+            shared,
+            key_of: (w.kind == Kind::Key).then_some(w.table),
+            report: b.loading_done,
+        })
     }
 }
 
@@ -384,8 +386,12 @@ impl Board {
     fn ready(&self, w: &Waiting) -> bool {
         let shared = w.shared();
         let free = |t: &Option<TableName>| {
-            t.as_ref()
-                .is_none_or(|t| !self.busy.iter().any(|(b, x)| b == t && (*x || !shared)))
+            t.as_ref().is_none_or(|t| {
+                !self
+                    .busy
+                    .iter()
+                    .any(|(held, x)| held == t && (*x || !shared))
+            })
         };
         if !self.has_rows(&w.table) || !free(&w.table) {
             return false;
