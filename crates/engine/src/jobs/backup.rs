@@ -176,11 +176,10 @@ pub(super) struct Counters {
 /// Every large object of the snapshot into the archive (`large-objects/<oid>/<part>.bin`,
 /// [`archive::LARGE_OBJECT_PART`] bytes at most each, so memory stays bounded), with what
 /// `end.json` records of each.
-async fn export_large_objects<S: Source>(
-    source: &S,
+async fn export_large_objects<R: TableReader>(
+    worker: &mut R,
     shared: &ExportShared,
 ) -> Result<Vec<archive::LargeObjectEnd>> {
-    let mut worker = source.join_snapshot(&shared.snapshot_id).await?;
     let oids = worker.large_objects().await?;
     let mut ends = Vec::with_capacity(oids.len());
     for (i, oid) in oids.iter().copied().enumerate() {
@@ -224,7 +223,6 @@ async fn export_large_objects<S: Source>(
             sha256: hex::encode(hasher.finalize()),
         });
     }
-    worker.close().await;
     Ok(ends)
 }
 
@@ -317,7 +315,6 @@ impl ExportShared {
 }
 
 pub(super) struct ExportShared {
-    snapshot_id: String,
     queue: Mutex<VecDeque<TableInfo>>,
     sink: Mutex<Sink>,
     /// Signalled when the sink opens (or the backup is abandoned).
@@ -384,19 +381,28 @@ pub(super) async fn export<S: Source>(
     started: DateTime<Utc>,
 ) -> Result<BackupOutcome> {
     let t0 = Instant::now();
-    let readers = opts.jobs.clamp(1, 16);
-    let (mut coordinator, mut snapshot) = source.open_snapshot(readers).await?;
+    let (mut coordinator, mut snapshot, mut readers) =
+        source.open_snapshot(opts.jobs.clamp(1, 16)).await?;
     progress.report(&ProgressEvent::phase(Phase::Snapshot));
-    let write_key = match vault.keys.for_writing() {
-        Ok(k) => k,
+    // One reader per table at most (one stays for the large objects of a database without
+    // tables).
+    let keep = snapshot.tables.len().max(1).min(readers.len());
+    for extra in readers.split_off(keep) {
+        extra.close().await;
+    }
+    let id = backup_id(started);
+    let name = format!("{}-{id}.{EXTENSION}", file_stem(&snapshot.source.database));
+    let started_file = vault
+        .keys
+        .for_writing()
+        .and_then(|k| Ok((k, PartialFile::create(&vault.dir, &name)?)));
+    let (write_key, (partial, file)) = match started_file {
+        Ok(s) => s,
         Err(e) => {
-            let _ = source.close_snapshot(coordinator).await;
+            close_all(source, coordinator, readers).await;
             return Err(e);
         }
     };
-    let id = backup_id(started);
-    let name = format!("{}-{id}.{EXTENSION}", file_stem(&snapshot.source.database));
-    let (partial, file) = PartialFile::create(&vault.dir, &name)?;
 
     let header = Header {
         cipher: String::new(),
@@ -410,12 +416,17 @@ pub(super) async fn export<S: Source>(
         kind: opts.kind,
         source: snapshot.source.clone(),
     };
-    let writer = ArchiveWriter::create(file, &write_key.key, header)?;
+    let writer = match ArchiveWriter::create(file, &write_key.key, header) {
+        Ok(w) => w,
+        Err(e) => {
+            close_all(source, coordinator, readers).await;
+            return Err(e);
+        }
+    };
     let mtime = snapshot.taken_at.timestamp().max(0) as u64;
     let level = opts.compression_level.clamp(1, 9);
 
     let shared = Arc::new(ExportShared {
-        snapshot_id: snapshot.id.clone(),
         queue: Mutex::new(snapshot.tables.iter().cloned().collect()),
         sink: Mutex::new(Sink {
             writer,
@@ -438,10 +449,15 @@ pub(super) async fn export<S: Source>(
         cancel: opts.cancel.clone(),
         pool: BufferPool::default(),
     });
-    let workers = readers.min(snapshot.tables.len().max(1));
+    // The large objects are read at the end on the coordinator's connection where it can
+    // read (the workers close theirs as they finish), else on the first worker's.
+    let coordinator_reads = source.snapshot_reader(&mut coordinator).is_some();
     // The schema is read on the coordinator's connection while the workers export (a second
     // or so of catalog queries on a large schema, when both cores would otherwise wait): the
     // parts they finish meanwhile are held, and written after the manifest and pre-data.
+    // Then the coordinator exports the small tables from the end of the queue, while the
+    // workers' large tables keep both cores busy: a small table costs round trips, not CPU,
+    // and a hundred of them at the end of a backup left the cores idle.
     let capture = async {
         source
             .capture_schema(&mut coordinator, &mut snapshot)
@@ -470,26 +486,61 @@ pub(super) async fn export<S: Source>(
             entry(archive::POST_DATA, snapshot.post_data.as_bytes())?,
         ];
         shared.open_sink(&first)?;
-        Ok::<_, Error>(manifest)
+        let small = match source.snapshot_reader(&mut coordinator) {
+            Some(reader) => export_small_tables(reader, &shared).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, Error>((manifest, small))
     };
-    let exports =
-        futures_util::future::try_join_all((0..workers).map(|_| export_worker(source, &shared)));
-    let exported = match tokio::try_join!(capture, exports) {
-        // Large objects are data too: their bytes, part by part, from the same snapshot.
-        Ok((manifest, e)) => export_large_objects(source, &shared)
-            .await
-            .map(|l| (manifest, e, l)),
-        Err(e) => Err(e),
+    // Each reader on a task of its own, so that the two runtime threads hash and count rows
+    // side by side. On a failure the others stop where they are (the set aborts them) and
+    // their connections are dropped.
+    let mut set = tokio::task::JoinSet::new();
+    for (i, reader) in readers.into_iter().enumerate() {
+        let shared = shared.clone();
+        let keep = i == 0 && !coordinator_reads;
+        set.spawn(async move { export_worker(reader, &shared, keep).await });
+    }
+    let exports = async move {
+        let mut done = Vec::with_capacity(set.len());
+        while let Some(worker) = set.join_next().await {
+            done.push(worker.map_err(join_error)??);
+        }
+        Ok::<_, Error>(done)
     };
-    let (manifest, exported, large_objects) = match exported {
+    let outcome = match tokio::try_join!(capture, exports) {
+        Ok(((manifest, small), exported)) => {
+            let (kept, mut ends): (Vec<_>, Vec<_>) = exported.into_iter().unzip();
+            let mut readers: Vec<_> = kept.into_iter().flatten().collect();
+            ends.push(small);
+            // Large objects are data too: their bytes, part by part, from the same snapshot.
+            let reader = match source.snapshot_reader(&mut coordinator) {
+                Some(reader) => Some(reader),
+                None => readers.first_mut(),
+            };
+            let large = match reader {
+                Some(reader) => export_large_objects(reader, &shared).await,
+                None => Ok(Vec::new()),
+            };
+            match large {
+                Ok(l) => Ok((manifest, ends, l, readers)),
+                Err(e) => Err((e, readers)),
+            }
+        }
+        Err(e) => Err((e, Vec::new())),
+    };
+    let (manifest, exported, large_objects, readers) = match outcome {
         Ok(e) => e,
-        Err(e) => {
+        Err((e, readers)) => {
             // A part waiting for the manifest must not wait for ever.
             shared.abandon();
-            let _ = source.close_snapshot(coordinator).await;
+            close_all(source, coordinator, readers).await;
             return Err(e);
         }
     };
+    for reader in readers {
+        reader.close().await;
+    }
     source.close_snapshot(coordinator).await?;
 
     progress.report(&ProgressEvent::phase(Phase::Finish));
@@ -546,21 +597,65 @@ pub(super) async fn export<S: Source>(
     })
 }
 
-pub(super) async fn export_worker<S: Source>(
-    source: &S,
+/// End the snapshot and its readers after a failure.
+async fn close_all<S: Source>(source: &S, coordinator: S::Snapshot, readers: Vec<S::Reader>) {
+    for reader in readers {
+        reader.close().await;
+    }
+    let _ = source.close_snapshot(coordinator).await;
+}
+
+/// Tables up to this size on disk are the coordinator's to export, from the end of the queue.
+const SMALL_TABLE: u64 = 1 << 20;
+
+/// Export tables from the front of the queue (the largest first) until it is empty; then
+/// close the reader, or `keep` it for the large objects.
+pub(super) async fn export_worker<R: TableReader>(
+    mut worker: R,
+    shared: &Arc<ExportShared>,
+    keep: bool,
+) -> Result<(Option<R>, Vec<TableEnd>)> {
+    let done = export_tables(&mut worker, shared, |queue| queue.pop_front()).await?;
+    if keep {
+        return Ok((Some(worker), done));
+    }
+    worker.close().await;
+    Ok((None, done))
+}
+
+/// Export small tables from the end of the queue (the smallest first) until a larger one or
+/// none is left.
+async fn export_small_tables<R: TableReader>(
+    reader: &mut R,
     shared: &Arc<ExportShared>,
 ) -> Result<Vec<TableEnd>> {
-    let mut worker = source.join_snapshot(&shared.snapshot_id).await?;
+    export_tables(reader, shared, |queue| {
+        if queue.back()?.estimated_bytes <= SMALL_TABLE {
+            queue.pop_back()
+        } else {
+            None
+        }
+    })
+    .await
+}
+
+/// Export the tables `next` takes from the queue, each to its end record.
+async fn export_tables<R: TableReader>(
+    worker: &mut R,
+    shared: &Arc<ExportShared>,
+    next: impl Fn(&mut VecDeque<TableInfo>) -> Option<TableInfo>,
+) -> Result<Vec<TableEnd>> {
     let mut done = Vec::new();
     loop {
         shared.cancel.check()?;
-        let next = shared
-            .queue
-            .lock()
-            .map_err(|_| internal("queue poisoned"))?
-            .pop_front();
-        let Some(table) = next else { break };
-        let end = export_table(&mut worker, &table.manifest, shared).await?;
+        let table = next(
+            &mut *shared
+                .queue
+                .lock()
+                .map_err(|_| internal("queue poisoned"))?,
+        );
+        let Some(table) = table else { break };
+        let end = export_table(worker, &table.manifest, shared).await?;
         // On a blocking thread, as the parts are written: the sink's lock is held while a part
         // is encrypted and written, and before the manifest is written a record waits with
         // the parts (a runtime thread blocked there held up the other worker's stream and
@@ -574,7 +669,6 @@ pub(super) async fn export_worker<S: Source>(
         shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
         shared.report(&table.manifest.display_name());
     }
-    worker.close().await;
     Ok(done)
 }
 

@@ -1,5 +1,5 @@
 //! What a backup asks of a database engine, as two traits: a [`Source`] opens one consistent
-//! snapshot and lets several [`TableReader`]s join it, each streaming whole tables in the
+//! snapshot with several [`TableReader`]s joined to it, each streaming whole tables in the
 //! engine's bulk text format. `jobs::backup` is written against these traits only: the parts,
 //! compression, encryption, `end.json`, verification and offsite copies are the same for
 //! every engine, and an adapter fills [`SnapshotContents`] (the neutral model of
@@ -28,7 +28,7 @@ pub struct TableInfo {
 /// What an open snapshot saw: everything the manifest and the schema members hold.
 #[derive(Debug, Clone)]
 pub struct SnapshotContents {
-    /// The snapshot's id, for readers to join ([`Source::join_snapshot`]).
+    /// The snapshot's id (the engine's own, for its readers).
     pub id: String,
     /// Every table with data, largest first.
     pub tables: Vec<TableInfo>,
@@ -57,19 +57,19 @@ pub trait Source: Clone + Send + Sync + 'static {
     /// [`Source::close_snapshot`].
     type Snapshot: Send;
     /// A reader inside the snapshot.
-    type Reader: TableReader;
+    type Reader: TableReader + 'static;
 
-    /// Open the snapshot for up to `readers` readers at once: lock every table against schema
-    /// changes, list the tables (largest first) and sequences, and capture the schema here or
-    /// in [`Source::capture_schema`]. (An engine whose readers cannot join a snapshot later
-    /// opens them here.)
+    /// Open the snapshot with up to `readers` readers joined to it (at least one; fewer when
+    /// the login cannot have more): lock every table against schema changes, list the tables
+    /// (largest first) and sequences, and capture the schema here or in
+    /// [`Source::capture_schema`]. The readers are connected while the snapshot is taken.
     ///
     /// # Errors
     /// Connection errors; `TableUnreadable` naming the first object the login may not read.
     fn open_snapshot(
         &self,
         readers: usize,
-    ) -> impl Future<Output = Result<(Self::Snapshot, SnapshotContents)>> + Send;
+    ) -> impl Future<Output = Result<(Self::Snapshot, SnapshotContents, Vec<Self::Reader>)>> + Send;
 
     /// Capture the schema into `contents` on the snapshot's own connection, inside its
     /// transaction, while the readers already export (the backup writes the parts they finish
@@ -87,18 +87,22 @@ pub trait Source: Clone + Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// The snapshot's own connection as a reader, for an engine whose coordinator can read
+    /// tables inside its snapshot (PostgreSQL): once the schema is captured it exports the
+    /// small tables while the readers export the large ones. `None` by default.
+    fn snapshot_reader<'s>(
+        &self,
+        snapshot: &'s mut Self::Snapshot,
+    ) -> Option<&'s mut Self::Reader> {
+        let _ = snapshot;
+        None
+    }
+
     /// End the snapshot, after every reader has finished.
     ///
     /// # Errors
     /// Connection errors.
     fn close_snapshot(&self, snapshot: Self::Snapshot) -> impl Future<Output = Result<()>> + Send;
-
-    /// A reader that sees exactly what snapshot `id` saw (at most `readers` at once; a
-    /// closed reader's place may be taken again).
-    ///
-    /// # Errors
-    /// Connection errors.
-    fn join_snapshot(&self, id: &str) -> impl Future<Output = Result<Self::Reader>> + Send;
 }
 
 /// One connection reading tables inside a snapshot.

@@ -628,13 +628,14 @@ async fn load(
 
     // Every table read back as the backup was read, and compared with the end record.
     progress.report(&ProgressEvent::phase(Phase::Verify));
-    let (snapshot, contents) = target.open_snapshot(1).await?;
-    let mut reader = match target.join_snapshot(&contents.id).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = target.close_snapshot(snapshot).await;
-            return Err(e);
-        }
+    let (snapshot, _, readers) = target.open_snapshot(1).await?;
+    let Some(mut reader) = readers.into_iter().next() else {
+        let _ = target.close_snapshot(snapshot).await;
+        return Err(Error::new(
+            ErrorKind::Internal,
+            "The snapshot opened no reader",
+            "Nothing was changed; please report this",
+        ));
     };
     let mut rows_all = 0u64;
     let checked: Result<()> = async {

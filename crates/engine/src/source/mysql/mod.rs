@@ -12,8 +12,6 @@ mod sessions;
 mod snapshot;
 mod swap;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
@@ -38,9 +36,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct MyTarget {
     options: MySqlConnectOptions,
-    /// Readers opened inside a snapshot, waiting to be joined (by snapshot id): InnoDB cannot
-    /// join a snapshot later, so they are opened while the snapshot's lock is held.
-    readers: Arc<Mutex<HashMap<String, Vec<MySqlConnection>>>>,
 }
 
 impl std::fmt::Debug for MyTarget {
@@ -88,7 +83,6 @@ impl MyTarget {
         }
         Ok(MyTarget {
             options: session_options(options),
-            readers: Arc::default(),
         })
     }
 
@@ -127,10 +121,7 @@ impl MyTarget {
         } else if let Ok(p) = std::env::var("MYSQL_PWD") {
             options = options.password(&p);
         }
-        MyTarget {
-            options,
-            readers: Arc::default(),
-        }
+        MyTarget { options }
     }
 
     /// Whether the address carries a password (which then shows in `ps` and shell history:
@@ -166,7 +157,6 @@ impl MyTarget {
     pub fn with_database(&self, database: &str) -> MyTarget {
         MyTarget {
             options: self.options.clone().database(database),
-            readers: Arc::default(),
         }
     }
 

@@ -16,16 +16,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::source::adapter::{SnapshotContents, Source, TableInfo, TableReader};
 use crate::source::model::{Privileges, SequenceValue, SourceInfo, TableManifest};
 
-/// The open snapshot (its readers wait in the target until joined).
-pub struct MySnapshot {
-    id: String,
-}
+/// The open snapshot: its readers hold it (InnoDB cannot join a snapshot later, so they are
+/// opened while the snapshot's lock is held); the coordinator is gone once it is taken.
+pub struct MySnapshot;
 
 /// A reader inside the snapshot.
 pub struct MyReader {
     conn: Option<MySqlConnection>,
     target: MyTarget,
-    id: String,
     sql: String,
 }
 
@@ -81,7 +79,10 @@ impl Source for MyTarget {
     type Snapshot = MySnapshot;
     type Reader = MyReader;
 
-    async fn open_snapshot(&self, readers: usize) -> Result<(MySnapshot, SnapshotContents)> {
+    async fn open_snapshot(
+        &self,
+        readers: usize,
+    ) -> Result<(MySnapshot, SnapshotContents, Vec<MyReader>)> {
         let mut coord = self.connect().await?;
         exec(&mut coord, self, "SET SESSION lock_wait_timeout = 60").await?;
         let locked = match exec(&mut coord, self, "FLUSH TABLES WITH READ LOCK").await {
@@ -97,41 +98,20 @@ impl Source for MyTarget {
             let _ = exec(&mut coord, self, "UNLOCK TABLES").await;
         }
         let _ = coord.close().await;
-        result
+        let (contents, conns) = result?;
+        let readers = conns
+            .into_iter()
+            .map(|conn| MyReader {
+                conn: Some(conn),
+                target: self.clone(),
+                sql: String::new(),
+            })
+            .collect();
+        Ok((MySnapshot, contents, readers))
     }
 
-    async fn close_snapshot(&self, snapshot: MySnapshot) -> Result<()> {
-        let conns = self
-            .readers
-            .lock()
-            .map(|mut m| m.remove(&snapshot.id).unwrap_or_default())
-            .unwrap_or_default();
-        for mut c in conns {
-            let _ = exec(&mut c, self, "COMMIT").await;
-            let _ = c.close().await;
-        }
+    async fn close_snapshot(&self, _snapshot: MySnapshot) -> Result<()> {
         Ok(())
-    }
-
-    async fn join_snapshot(&self, id: &str) -> Result<MyReader> {
-        let conn = self
-            .readers
-            .lock()
-            .ok()
-            .and_then(|mut m| m.get_mut(id).and_then(Vec::pop))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Internal,
-                    "More readers joined the snapshot than it opened",
-                    "Nothing was written; please report this",
-                )
-            })?;
-        Ok(MyReader {
-            conn: Some(conn),
-            target: self.clone(),
-            id: id.to_string(),
-            sql: String::new(),
-        })
     }
 }
 
@@ -140,7 +120,7 @@ impl MyTarget {
         &self,
         coord: &mut MySqlConnection,
         readers: usize,
-    ) -> Result<(MySnapshot, SnapshotContents)> {
+    ) -> Result<(SnapshotContents, Vec<MySqlConnection>)> {
         let mut conns = Vec::with_capacity(readers);
         for _ in 0..readers {
             let mut c = self.connect().await?;
@@ -363,11 +343,8 @@ impl MyTarget {
         }
 
         let id = format!("{}-{}", database, taken_at.timestamp_micros());
-        if let Ok(mut m) = self.readers.lock() {
-            m.insert(id.clone(), conns);
-        }
         let contents = SnapshotContents {
-            id: id.clone(),
+            id,
             tables: infos,
             sequences,
             source: SourceInfo {
@@ -382,7 +359,7 @@ impl MyTarget {
             privileges: Privileges::default(),
             warnings,
         };
-        Ok((MySnapshot { id }, contents))
+        Ok((contents, conns))
     }
 }
 
@@ -521,14 +498,10 @@ impl TableReader for MyReader {
     }
 
     async fn close(mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        // Back to the snapshot, for the next reader; the snapshot's close ends them all.
-        if let Ok(mut m) = self.target.readers.lock() {
-            if let Some(list) = m.get_mut(&self.id) {
-                list.push(conn);
-                return;
-            }
-        }
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let _ = exec(&mut conn, &self.target, "COMMIT").await;
         let _ = conn.close().await;
     }
 }

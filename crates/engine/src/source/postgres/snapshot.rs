@@ -1,5 +1,6 @@
 //! The consistent snapshot: the coordinator's `REPEATABLE READ` transaction, exported with
-//! `pg_export_snapshot()`, and the workers that join it to `COPY` every table out.
+//! `pg_export_snapshot()`, and the workers that join it to `COPY` every table out (the
+//! coordinator, once it has captured the schema, among them).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,134 +18,45 @@ use crate::source::postgres::sql::{column_list, qualified, quote_ident, USER_SCH
 
 /// The coordinator of an open snapshot: its connection holds the transaction and the locks
 /// until [`Snapshot::close`]; what it saw is the [`SnapshotContents`] [`Snapshot::open`]
-/// returns beside it.
+/// returns beside it. Once the schema is captured it reads tables too (it holds their locks
+/// already).
 pub struct Snapshot {
-    conn: PgConnection,
+    reader: SnapshotWorker,
 }
 
+/// Sequences read in one statement, at most (a longer list takes several).
+const SEQUENCES_PER_QUERY: usize = 500;
+
 impl Snapshot {
-    /// Open the snapshot on `target`: every table of every non-system schema (leaf tables and
-    /// partitions; a partitioned parent holds no rows), locked `ACCESS SHARE`.
+    /// Open the snapshot on `target` with `readers` readers joined to it: every table of every
+    /// non-system schema (leaf tables and partitions; a partitioned parent holds no rows),
+    /// locked `ACCESS SHARE`. The readers connect while the coordinator takes the snapshot and
+    /// join it while the coordinator locks the tables: on a small database, connecting and
+    /// one round trip per table were most of a backup's start.
     ///
     /// # Errors
     /// Connection errors; `TableUnreadable` naming the first table or sequence the user may not
     /// read.
-    pub async fn open(target: &PgTarget) -> Result<(Snapshot, SnapshotContents)> {
-        let mut conn = target.connect().await?;
-        // An empty search_path, as pg_dump sets it: the server's deparsers then qualify every
-        // name they write (a database whose search_path names its own schema would otherwise
-        // give unqualified functions and types that a new database cannot find).
-        exec(
-            &mut conn,
-            "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
-             SET row_security = off; SET search_path = ''; \
-             BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
-            target,
-        )
-        .await?;
-        let row = sqlx::query(
-            "SELECT pg_export_snapshot(), now(), current_database()::text, current_setting('server_version')",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-        let id: String = col(&row, 0)?;
-        let taken_at: DateTime<Utc> = col(&row, 1)?;
-        let database: String = col(&row, 2)?;
-        let version: String = col(&row, 3)?;
-        let server_version = version
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-
-        let rows = sqlx::query(&format!(
-            "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid), \
-                    coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
-                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                                AND a.attgenerated = ''), '{{}}') \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND {USER_SCHEMAS} \
-             ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname"
-        ))
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-        let mut tables = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let schema: String = col(row, 0)?;
-            let name: String = col(row, 1)?;
-            let size: i64 = col(row, 2)?;
-            let columns: Vec<String> = col(row, 3)?;
-            tables.push(TableInfo {
-                manifest: TableManifest {
-                    index: i as u32,
-                    schema,
-                    name,
-                    columns,
-                },
-                estimated_bytes: size.max(0) as u64,
-            });
-        }
-        refuse_row_security(&mut conn, target).await?;
-        for t in &tables {
-            let sql = format!(
-                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
-                qualified(&t.manifest.schema, &t.manifest.name)
-            );
-            exec(&mut conn, &sql, target)
-                .await
-                .map_err(|e| unreadable(e, "table", &t.manifest.display_name()))?;
-        }
-
-        let seqs = sqlx::query(&format!(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'S' AND {USER_SCHEMAS} ORDER BY 1, 2"
-        ))
-        .fetch_all(&mut conn)
-        .await
-        .map_err(|e| db_error(&e, target))?;
-        let mut sequences = Vec::with_capacity(seqs.len());
-        for row in seqs {
-            let schema: String = col(&row, 0)?;
-            let name: String = col(&row, 1)?;
-            let sql = format!(
-                "SELECT last_value, is_called FROM {}",
-                qualified(&schema, &name)
-            );
-            let v = sqlx::query(&sql).fetch_one(&mut conn).await.map_err(|e| {
-                unreadable(
-                    db_error(&e, target),
-                    "sequence",
-                    &format!("{schema}.{name}"),
-                )
-            })?;
-            sequences.push(SequenceValue {
-                schema,
-                name,
-                last_value: col(&v, 0)?,
-                is_called: col(&v, 1)?,
-            });
-        }
-        let contents = SnapshotContents {
-            id,
-            tables,
-            sequences,
-            source: SourceInfo {
-                engine: "postgresql".into(),
-                server_version,
-                database,
-            },
-            taken_at,
-            // Captured next, by [`Snapshot::capture_schema`], while the workers export.
-            pre_data: String::new(),
-            post_data: String::new(),
-            unsupported: Vec::new(),
-            privileges: Default::default(),
-            warnings: Vec::new(),
+    pub async fn open(
+        target: &PgTarget,
+        readers: usize,
+    ) -> Result<(Snapshot, SnapshotContents, Vec<SnapshotWorker>)> {
+        let connecting =
+            futures_util::future::try_join_all((0..readers.max(1)).map(|_| target.connect()));
+        let ((mut conn, head), conns) = tokio::try_join!(begin(target), connecting)?;
+        let id = head.id.clone();
+        let joining = futures_util::future::try_join_all(
+            conns
+                .into_iter()
+                .map(|c| SnapshotWorker::enter(c, target, &id)),
+        );
+        let (contents, workers) = tokio::try_join!(contents(&mut conn, target, head), joining)?;
+        let reader = SnapshotWorker {
+            conn,
+            target: target.clone(),
+            holds_locks: true,
         };
-        Ok((Snapshot { conn }, contents))
+        Ok((Snapshot { reader }, contents, workers))
     }
 
     /// The schema as the snapshot sees it, into `contents` (its DDL before and after the data,
@@ -158,7 +70,8 @@ impl Snapshot {
         target: &PgTarget,
         contents: &mut SnapshotContents,
     ) -> Result<()> {
-        let schema = crate::source::postgres::schema::capture(&mut self.conn, target).await?;
+        let schema =
+            crate::source::postgres::schema::capture(&mut self.reader.conn, target).await?;
         contents.pre_data = schema.pre_data;
         contents.post_data = schema.post_data;
         contents.unsupported = schema.unsupported;
@@ -171,10 +84,208 @@ impl Snapshot {
     /// # Errors
     /// Connection errors.
     pub async fn close(mut self, target: &PgTarget) -> Result<()> {
-        exec(&mut self.conn, "COMMIT", target).await?;
-        let _ = self.conn.close().await;
+        exec(&mut self.reader.conn, "COMMIT", target).await?;
+        let _ = self.reader.conn.close().await;
         Ok(())
     }
+}
+
+/// What the coordinator learns as it takes the snapshot.
+struct Head {
+    id: String,
+    taken_at: DateTime<Utc>,
+    database: String,
+    server_version: String,
+}
+
+/// Connect the coordinator and take the snapshot.
+async fn begin(target: &PgTarget) -> Result<(PgConnection, Head)> {
+    let mut conn = target.connect().await?;
+    // An empty search_path, as pg_dump sets it: the server's deparsers then qualify every
+    // name they write (a database whose search_path names its own schema would otherwise
+    // give unqualified functions and types that a new database cannot find).
+    exec(
+        &mut conn,
+        "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+         SET row_security = off; SET search_path = ''; \
+         BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL lock_timeout = '60s'",
+        target,
+    )
+    .await?;
+    let row = sqlx::query(
+        "SELECT pg_export_snapshot(), now(), current_database()::text, current_setting('server_version')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let version: String = col(&row, 3)?;
+    let head = Head {
+        id: col(&row, 0)?,
+        taken_at: col(&row, 1)?,
+        database: col(&row, 2)?,
+        server_version: version
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    Ok((conn, head))
+}
+
+/// List and lock the snapshot's tables, read its sequences.
+async fn contents(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    head: Head,
+) -> Result<SnapshotContents> {
+    let rows = sqlx::query(&format!(
+        "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid), \
+                coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                            AND a.attgenerated = ''), '{{}}') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND {USER_SCHEMAS} \
+         ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let schema: String = col(row, 0)?;
+        let name: String = col(row, 1)?;
+        let size: i64 = col(row, 2)?;
+        let columns: Vec<String> = col(row, 3)?;
+        tables.push(TableInfo {
+            manifest: TableManifest {
+                index: i as u32,
+                schema,
+                name,
+                columns,
+            },
+            estimated_bytes: size.max(0) as u64,
+        });
+    }
+    refuse_row_security(conn, target).await?;
+    lock_tables(conn, target, &tables).await?;
+    let sequences = read_sequences(conn, target).await?;
+    Ok(SnapshotContents {
+        id: head.id,
+        tables,
+        sequences,
+        source: SourceInfo {
+            engine: "postgresql".into(),
+            server_version: head.server_version,
+            database: head.database,
+        },
+        taken_at: head.taken_at,
+        // Captured next, by [`Snapshot::capture_schema`], while the workers export.
+        pre_data: String::new(),
+        post_data: String::new(),
+        unsupported: Vec::new(),
+        privileges: Default::default(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Lock every table `ACCESS SHARE`: all in one statement when none is contended (`NOWAIT`);
+/// otherwise one by one, waiting up to the lock timeout and naming the table that fails.
+async fn lock_tables(
+    conn: &mut PgConnection,
+    target: &PgTarget,
+    tables: &[TableInfo],
+) -> Result<()> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let all = tables
+        .iter()
+        .map(|t| format!("ONLY {}", qualified(&t.manifest.schema, &t.manifest.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    exec(conn, "SAVEPOINT schoolvault_locks", target).await?;
+    let sql = format!("LOCK TABLE {all} IN ACCESS SHARE MODE NOWAIT");
+    if exec(conn, &sql, target).await.is_ok() {
+        return Ok(());
+    }
+    exec(conn, "ROLLBACK TO SAVEPOINT schoolvault_locks", target).await?;
+    for t in tables {
+        let sql = format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE",
+            qualified(&t.manifest.schema, &t.manifest.name)
+        );
+        exec(conn, &sql, target)
+            .await
+            .map_err(|e| unreadable(e, "table", &t.manifest.display_name()))?;
+    }
+    Ok(())
+}
+
+/// Every sequence's value: a few hundred per statement; one by one (naming the sequence
+/// that fails) when a statement fails.
+async fn read_sequences(conn: &mut PgConnection, target: &PgTarget) -> Result<Vec<SequenceValue>> {
+    let names: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'S' AND {USER_SCHEMAS} ORDER BY 1, 2"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| db_error(&e, target))?;
+    let mut sequences = Vec::with_capacity(names.len());
+    for chunk in names.chunks(SEQUENCES_PER_QUERY) {
+        let sql = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (schema, name))| {
+                format!(
+                    "SELECT {i} AS i, last_value, is_called FROM {}",
+                    qualified(schema, name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        exec(conn, "SAVEPOINT schoolvault_sequences", target).await?;
+        let read: std::result::Result<Vec<(i32, i64, bool)>, _> =
+            sqlx::query_as(&format!("{sql} ORDER BY 1"))
+                .fetch_all(&mut *conn)
+                .await;
+        match read {
+            Ok(values) if values.len() == chunk.len() => {
+                for ((schema, name), (_, last_value, is_called)) in chunk.iter().zip(values) {
+                    sequences.push(SequenceValue {
+                        schema: schema.clone(),
+                        name: name.clone(),
+                        last_value,
+                        is_called,
+                    });
+                }
+            }
+            _ => {
+                exec(conn, "ROLLBACK TO SAVEPOINT schoolvault_sequences", target).await?;
+                for (schema, name) in chunk {
+                    let sql = format!(
+                        "SELECT last_value, is_called FROM {}",
+                        qualified(schema, name)
+                    );
+                    let v = sqlx::query(&sql).fetch_one(&mut *conn).await.map_err(|e| {
+                        unreadable(
+                            db_error(&e, target),
+                            "sequence",
+                            &format!("{schema}.{name}"),
+                        )
+                    })?;
+                    sequences.push(SequenceValue {
+                        schema: schema.clone(),
+                        name: name.clone(),
+                        last_value: col(&v, 0)?,
+                        is_called: col(&v, 1)?,
+                    });
+                }
+            }
+        }
+    }
+    Ok(sequences)
 }
 
 pub(super) fn unreadable(err: Error, what: &str, name: &str) -> Error {
@@ -221,15 +332,16 @@ pub(super) async fn refuse_row_security(conn: &mut PgConnection, target: &PgTarg
 pub struct SnapshotWorker {
     conn: PgConnection,
     target: PgTarget,
+    /// The coordinator's own connection: its transaction locked every table already.
+    holds_locks: bool,
 }
 
 impl SnapshotWorker {
-    /// Connect and join snapshot `id`.
+    /// Join snapshot `id` on a new connection `conn`.
     ///
     /// # Errors
     /// Connection errors.
-    pub async fn join(target: &PgTarget, id: &str) -> Result<SnapshotWorker> {
-        let mut conn = target.connect().await?;
+    async fn enter(mut conn: PgConnection, target: &PgTarget, id: &str) -> Result<SnapshotWorker> {
         if id.contains('\'') {
             return Err(Error::new(ErrorKind::Database, "bad snapshot id", ""));
         }
@@ -246,6 +358,7 @@ impl SnapshotWorker {
         Ok(SnapshotWorker {
             conn,
             target: target.clone(),
+            holds_locks: false,
         })
     }
 
@@ -265,6 +378,7 @@ impl SnapshotWorker {
         Ok(SnapshotWorker {
             conn,
             target: target.clone(),
+            holds_locks: false,
         })
     }
 
@@ -329,13 +443,15 @@ impl SnapshotWorker {
         // The coordinator holds ACCESS SHARE already; if another session queued an exclusive
         // lock behind it (a migration), waiting here would hang the backup for good, as
         // pg_dump -j knows: fail instead, naming the table.
-        let lock = format!(
-            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
-            qualified(&table.schema, &table.name)
-        );
-        exec(&mut self.conn, &lock, target)
-            .await
-            .map_err(|e| unreadable(e, "table", &table.display_name()))?;
+        if !self.holds_locks {
+            let lock = format!(
+                "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
+                qualified(&table.schema, &table.name)
+            );
+            exec(&mut self.conn, &lock, target)
+                .await
+                .map_err(|e| unreadable(e, "table", &table.display_name()))?;
+        }
         let sql = format!(
             "COPY {}{} TO STDOUT",
             qualified(&table.schema, &table.name),
@@ -368,8 +484,11 @@ impl Source for PgTarget {
     type Snapshot = Snapshot;
     type Reader = SnapshotWorker;
 
-    async fn open_snapshot(&self, _readers: usize) -> Result<(Snapshot, SnapshotContents)> {
-        Snapshot::open(self).await
+    async fn open_snapshot(
+        &self,
+        readers: usize,
+    ) -> Result<(Snapshot, SnapshotContents, Vec<SnapshotWorker>)> {
+        Snapshot::open(self, readers).await
     }
 
     async fn capture_schema(
@@ -380,12 +499,12 @@ impl Source for PgTarget {
         snapshot.capture_schema(self, contents).await
     }
 
-    async fn close_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        snapshot.close(self).await
+    fn snapshot_reader<'s>(&self, snapshot: &'s mut Snapshot) -> Option<&'s mut SnapshotWorker> {
+        Some(&mut snapshot.reader)
     }
 
-    async fn join_snapshot(&self, id: &str) -> Result<SnapshotWorker> {
-        SnapshotWorker::join(self, id).await
+    async fn close_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        snapshot.close(self).await
     }
 }
 
