@@ -541,7 +541,6 @@ pub(super) async fn export<S: Source>(
     for reader in readers {
         reader.close().await;
     }
-    source.close_snapshot(coordinator).await?;
 
     progress.report(&ProgressEvent::phase(Phase::Finish));
     let mut tables: Vec<TableEnd> = exported.into_iter().flatten().collect();
@@ -560,13 +559,28 @@ pub(super) async fn export<S: Source>(
         .map_err(|_| internal("a worker panicked"))?
         .writer;
     let json = serde_json::to_vec_pretty(&end).map_err(|e| internal(&e.to_string()))?;
-    writer.write_member(
-        &gzip_tar_entry("end.json", &json, mtime, level)
-            .map_err(|e| Error::io("compressing", &e))?,
-    )?;
-    writer.write_member(&gzip_tar_trailer().map_err(|e| Error::io("compressing", &e))?)?;
-    opts.cancel.check()?;
-    let written = writer.finish()?;
+    let cancel = opts.cancel.clone();
+    // The file is finished and synced to disk while the coordinator ends its transaction.
+    // That COMMIT is also the proof that the snapshot's locks were held to the end (had the
+    // coordinator's session been killed, a TRUNCATE or a table rewrite could have emptied a
+    // table the snapshot had not read yet), so the file is renamed only after both.
+    let finishing = tokio::task::spawn_blocking(move || {
+        writer.write_member(
+            &gzip_tar_entry("end.json", &json, mtime, level)
+                .map_err(|e| Error::io("compressing", &e))?,
+        )?;
+        writer.write_member(&gzip_tar_trailer().map_err(|e| Error::io("compressing", &e))?)?;
+        cancel.check()?;
+        let written = writer.finish()?;
+        written
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("syncing the backup file", &e))?;
+        Ok::<_, Error>(written)
+    });
+    let (closed, written) = tokio::join!(source.close_snapshot(coordinator), finishing);
+    let written = written.map_err(join_error)??;
+    closed?;
     let path = partial.commit(written.file)?;
 
     let record = BackupRecord {

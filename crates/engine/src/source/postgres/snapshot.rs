@@ -79,7 +79,9 @@ impl Snapshot {
         Ok(())
     }
 
-    /// End the snapshot's transaction (after every worker has finished).
+    /// End the snapshot's transaction (after every worker has finished). Its COMMIT failing
+    /// means the coordinator's session ended early, and with it the locks that kept every
+    /// table as the snapshot saw it: the backup must fail.
     ///
     /// # Errors
     /// Connection errors.
@@ -473,9 +475,9 @@ impl SnapshotWorker {
             .boxed())
     }
 
-    /// End the worker's transaction.
-    pub async fn close(mut self) {
-        let _ = sqlx::Executor::execute(&mut self.conn, sqlx::raw_sql("COMMIT")).await;
+    /// End the worker's session (its read-only transaction ends with it: no COMMIT round
+    /// trip).
+    pub async fn close(self) {
         let _ = self.conn.close().await;
     }
 }
