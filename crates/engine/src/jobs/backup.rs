@@ -619,8 +619,9 @@ async fn close_all<S: Source>(source: &S, coordinator: S::Snapshot, readers: Vec
     let _ = source.close_snapshot(coordinator).await;
 }
 
-/// Tables up to this size on disk are the coordinator's to export, from the end of the queue.
-const SMALL_TABLE: u64 = 1 << 20;
+/// Tables up to this size on disk are the coordinator's to export, from the end of the queue:
+/// one batch each, never a part of their own in flight beside the workers' larger ones.
+const SMALL_TABLE: u64 = 64 << 10;
 
 /// Export tables from the front of the queue (the largest first) until it is empty; then
 /// close the reader, or `keep` it for the large objects.
