@@ -5,7 +5,7 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `backup` | the backup pipeline (snapshot, export workers, parts, encryption) |
+//! | `backup` | the backup pipeline: the run (snapshot, file, end record) in `mod`, the tables' rows into parts (workers, compression, the shared encrypting sink) in `tables` |
 //! | `attended` | a backup a person starts: watchdog, failure email, administrators |
 //! | `reading` | opening and walking an archive, tallies against `end.json`, v1 files |
 //! | `verify` | verify, inspect, decrypt |
