@@ -269,6 +269,12 @@ async fn export_tables<R: TableReader>(
     next: impl Fn(&mut VecDeque<TableInfo>) -> Option<TableInfo>,
 ) -> Result<Vec<TableEnd>> {
     let mut done = Vec::new();
+    // The table whose last part and end record are still being written while the next
+    // table's rows stream in: the server's COPY of a table and the compression of the one
+    // before it overlap, which matters when most tables are small. One at most, and only a
+    // small last part (a large one would add its batches and compressed bytes to the peak
+    // memory, for little: a large table's rows are already compressed as they arrive).
+    let mut closing: Option<(Closing, String)> = None;
     loop {
         shared.cancel.check()?;
         let table = next(
@@ -278,26 +284,52 @@ async fn export_tables<R: TableReader>(
                 .map_err(|_| internal("queue poisoned"))?,
         );
         let Some(table) = table else { break };
-        let end = export_table(worker, &table.manifest, shared).await?;
-        // On a blocking thread, as the parts are written: the sink's lock is held while a part
-        // is encrypted and written, and before the manifest is written a record waits with
-        // the parts (a runtime thread blocked there held up the other worker's stream and
-        // made the backup's memory jump by 30-50 MiB in one run of three).
-        let record = end.clone();
-        let sink = shared.clone();
-        tokio::task::spawn_blocking(move || sink.write_table_end(&record))
-            .await
-            .map_err(join_error)??;
+        let (end, last, last_bytes) = export_table(worker, &table.manifest, shared).await?;
+        if let Some((previous, name)) = closing.take() {
+            settle(previous, &name, shared).await?;
+        }
+        let name = table.manifest.display_name();
+        if last_bytes <= OVERLAP_PART {
+            closing = Some((last, name));
+        } else {
+            settle(last, &name, shared).await?;
+        }
         done.push(end);
-        shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
-        shared.report(&table.manifest.display_name());
+    }
+    if let Some((previous, name)) = closing.take() {
+        settle(previous, &name, shared).await?;
     }
     Ok(done)
+}
+
+/// A table's last part and end record being written (on a blocking thread, as the parts
+/// are: the sink's lock is held while a part is encrypted and written, and before the
+/// manifest is written a record waits with the parts; a runtime thread blocked there held up
+/// the other worker's stream and made the backup's memory jump by 30-50 MiB in one run of
+/// three).
+pub(super) type Closing = tokio::task::JoinHandle<Result<()>>;
+
+/// A table's last part up to this many bytes of rows is finished while the next table streams.
+const OVERLAP_PART: usize = 2 * BATCH;
+
+/// Wait until the table's end record is written, then count the table done.
+async fn settle(closing: Closing, name: &str, shared: &ExportShared) -> Result<()> {
+    closing.await.map_err(join_error)??;
+    shared.counters.tables_done.fetch_add(1, Ordering::Relaxed);
+    shared.report(name);
+    Ok(())
 }
 
 /// Rows travel from the COPY stream to a part's compressor in batches of this size; each batch
 /// becomes one gzip member of the part.
 pub(super) const BATCH: usize = 1 << 20;
+
+/// What a part's compressor receives: batches of rows, then, for a table's last part, the
+/// table's end record, written right after the part.
+enum PartInput {
+    Rows(Vec<u8>),
+    End(TableEnd),
+}
 
 /// A part being compressed on a blocking thread while its rows arrive. The compressed bytes
 /// are held until the part ends (its tar header needs the size), then written under the sink's
@@ -306,23 +338,29 @@ pub(super) const BATCH: usize = 1 << 20;
 /// queued batches were no faster and, with the coordinator exporting too, took the peak
 /// memory at scale 1.5 from a median of 60 MiB to 65 MiB in five runs each.)
 pub(super) struct PartWriter {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tx: tokio::sync::mpsc::Sender<PartInput>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl PartWriter {
     fn start(shared: &Arc<ExportShared>, index: u32, part: u32) -> PartWriter {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<PartInput>(2);
         let shared = shared.clone();
         let task = tokio::task::spawn_blocking(move || {
             let compressing = |e: std::io::Error| Error::io("compressing", &e);
             let mut body = BufferPool::take(&shared.pool.parts, PART_SIZE / 3);
             let mut gz = MemberCompressor::new(shared.level);
             let mut size = 0u64;
-            while let Some(batch) = rx.blocking_recv() {
-                gz.append(&batch, &mut body).map_err(compressing)?;
-                size += batch.len() as u64;
-                BufferPool::give(&shared.pool.batches, batch);
+            let mut end = None;
+            while let Some(input) = rx.blocking_recv() {
+                match input {
+                    PartInput::Rows(batch) => {
+                        gz.append(&batch, &mut body).map_err(compressing)?;
+                        size += batch.len() as u64;
+                        BufferPool::give(&shared.pool.batches, batch);
+                    }
+                    PartInput::End(record) => end = Some(record),
+                }
             }
             let padding = archive::tar_padding(size);
             if !padding.is_empty() {
@@ -330,7 +368,11 @@ impl PartWriter {
             }
             let head = archive::gzip_tar_header(&part_path(index, part), size, shared.mtime)
                 .map_err(compressing)?;
-            shared.write_part(head, body)
+            shared.write_part(head, body)?;
+            match end {
+                Some(end) => shared.write_table_end(&end),
+                None => Ok(()),
+            }
         });
         PartWriter { tx, task }
     }
@@ -339,13 +381,28 @@ impl PartWriter {
         drop(self.tx);
         self.task.await.map_err(join_error)?
     }
+
+    /// The table's last part: send its end record and let the part finish without waiting.
+    async fn close(self, end: TableEnd) -> Result<Closing> {
+        if self.tx.send(PartInput::End(end)).await.is_err() {
+            // The compressor stopped early: its own error says why.
+            return Err(self
+                .task
+                .await
+                .map_err(join_error)?
+                .err()
+                .unwrap_or_else(|| internal("the compressor stopped")));
+        }
+        drop(self.tx);
+        Ok(self.task)
+    }
 }
 
 pub(super) async fn export_table<R: TableReader>(
     worker: &mut R,
     table: &TableManifest,
     shared: &Arc<ExportShared>,
-) -> Result<TableEnd> {
+) -> Result<(TableEnd, Closing, usize)> {
     let name = table.display_name();
     shared.report(&name);
     let mut stream = worker.read_table(table).await?;
@@ -355,17 +412,22 @@ pub(super) async fn export_table<R: TableReader>(
     let mut part: Option<PartWriter> = None;
     let mut part_bytes = 0usize;
     let mut at_row_end = true;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        hasher.update(&chunk);
-        let newlines = archive::count_rows(&chunk);
+    // A chunk is one row (PostgreSQL sends a COPY message per row): per chunk only the copy
+    // into the batch and the part's bound are checked; the hash, the row count and the shared
+    // counters (cache lines the other readers write too) are updated once per batch.
+    let mut tally = |batch: &[u8]| {
+        hasher.update(batch);
+        let newlines = archive::count_rows(batch);
         rows += newlines;
-        bytes += chunk.len() as u64;
+        bytes += batch.len() as u64;
         shared.counters.rows.fetch_add(newlines, Ordering::Relaxed);
         shared
             .counters
             .bytes
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
         // A part ends at a row end before it would pass PART_SIZE; one row larger than a
         // part makes a larger part.
         let used = part_bytes + batch.len();
@@ -374,6 +436,7 @@ pub(super) async fn export_table<R: TableReader>(
                 Some(p) => p,
                 None => PartWriter::start(shared, table.index, parts),
             };
+            tally(&batch);
             send_batch(p, &mut batch, shared).await?.finish().await?;
             parts += 1;
             part_bytes = 0;
@@ -388,26 +451,39 @@ pub(super) async fn export_table<R: TableReader>(
                 None => PartWriter::start(shared, table.index, parts),
             };
             part_bytes += batch.len();
+            tally(&batch);
             part = Some(send_batch(p, &mut batch, shared).await?);
         }
     }
     drop(stream);
-    if part.is_some() || !batch.is_empty() {
+    let last = if part.is_some() || !batch.is_empty() {
         let p = match part.take() {
             Some(p) => p,
             None => PartWriter::start(shared, table.index, parts),
         };
-        send_batch(p, &mut batch, shared).await?.finish().await?;
+        tally(&batch);
         parts += 1;
-    }
+        part_bytes += batch.len();
+        Some(send_batch(p, &mut batch, shared).await?)
+    } else {
+        None
+    };
     BufferPool::give(&shared.pool.batches, batch);
-    Ok(TableEnd {
+    let end = TableEnd {
         index: table.index,
         rows,
         bytes,
         parts,
         sha256: hex::encode(hasher.finalize()),
-    })
+    };
+    let closing = match last {
+        Some(part) => part.close(end.clone()).await?,
+        None => {
+            let (sink, record) = (shared.clone(), end.clone());
+            tokio::task::spawn_blocking(move || sink.write_table_end(&record))
+        }
+    };
+    Ok((end, closing, part_bytes))
 }
 
 /// Send the batch (if any) to the part, leaving `batch` empty; on failure, the part's own
@@ -421,7 +497,7 @@ pub(super) async fn send_batch(
         return Ok(part);
     }
     let full = std::mem::replace(batch, BufferPool::take(&shared.pool.batches, BATCH));
-    if part.tx.send(full).await.is_ok() {
+    if part.tx.send(PartInput::Rows(full)).await.is_ok() {
         return Ok(part);
     }
     // The compressor stopped early: its own error says why.
