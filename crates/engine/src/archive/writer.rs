@@ -12,6 +12,51 @@ use crate::error::{Error, ErrorKind, Result};
 /// Writes an archive: the preamble at creation, then gzip members, then [`ArchiveWriter::finish`].
 pub struct ArchiveWriter {
     body: EncryptingWriter<HashingWriter<BufWriter<File>>>,
+    flusher: Flusher,
+}
+
+/// Syncs what is written so far on a thread of its own, every [`SYNC_EVERY`] bytes, so that
+/// the sync at the end, which the backup waits for, has only the last few MiB to write (9 of
+/// a backup's last 20 ms at scale 0.25 were that sync). A failed sync fails the archive: the
+/// handles share the file's error state, so the error would not be seen again at the end.
+struct Flusher {
+    file: Option<File>,
+    since: usize,
+    running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Bytes written between two background syncs.
+const SYNC_EVERY: usize = 8 << 20;
+
+impl Flusher {
+    fn wrote(&mut self, n: usize) -> Result<()> {
+        self.since += n;
+        if self.since < SYNC_EVERY || self.running.as_ref().is_some_and(|r| !r.is_finished()) {
+            return Ok(());
+        }
+        self.wait()?;
+        self.since = 0;
+        let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {
+            return Ok(());
+        };
+        self.running = std::thread::Builder::new()
+            .name("archive-sync".into())
+            .spawn(move || file.sync_data())
+            .ok();
+        Ok(())
+    }
+
+    /// Wait for the sync in flight, if any; its error is the archive's.
+    fn wait(&mut self) -> Result<()> {
+        match self.running.take().map(|r| r.join()) {
+            Some(Ok(Err(e))) => Err(Error::io("syncing the backup file", &e)),
+            Some(Err(_)) => Err(Error::io(
+                "syncing the backup file",
+                &std::io::Error::other("the sync thread stopped"),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What [`ArchiveWriter::finish`] returns.
@@ -33,6 +78,11 @@ impl ArchiveWriter {
     pub fn create(file: File, key: &Key, header: Header) -> Result<Self> {
         let prefix = random_nonce_prefix();
         let preamble = preamble(key, &prefix, CHUNK_SIZE, header)?;
+        let flusher = Flusher {
+            file: file.try_clone().ok(),
+            since: 0,
+            running: None,
+        };
         let mut out = HashingWriter {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
@@ -42,6 +92,7 @@ impl ArchiveWriter {
             .map_err(|e| Error::io("writing the backup file", &e))?;
         Ok(ArchiveWriter {
             body: EncryptingWriter::new(out, key, &prefix, preamble, CHUNK_SIZE),
+            flusher,
         })
     }
 
@@ -52,14 +103,16 @@ impl ArchiveWriter {
     pub fn write_member(&mut self, gz: &[u8]) -> Result<()> {
         self.body
             .write_all(gz)
-            .map_err(|e| Error::io("writing the backup file", &e))
+            .map_err(|e| Error::io("writing the backup file", &e))?;
+        self.flusher.wrote(gz.len())
     }
 
     /// Seal the stream and flush the file.
     ///
     /// # Errors
     /// I/O errors, a full disk among them.
-    pub fn finish(self) -> Result<WrittenArchive> {
+    pub fn finish(mut self) -> Result<WrittenArchive> {
+        self.flusher.wait()?;
         let out = self
             .body
             .finish()

@@ -140,14 +140,20 @@ async fn contents(
     target: &PgTarget,
     head: Head,
 ) -> Result<SnapshotContents> {
+    // The size that orders the queue (largest first) and estimates the progress: the table's
+    // rows and their TOAST, without the free-space and visibility maps and the TOAST index
+    // that `pg_table_size` adds (opening those made this query, on the way to the first
+    // table's COPY, 12 ms instead of 7 at scale 0.25).
     let rows = sqlx::query(&format!(
-        "SELECT n.nspname::text, c.relname::text, pg_table_size(c.oid), \
+        "SELECT n.nspname::text, c.relname::text, \
+                coalesce(pg_relation_size(c.oid), 0) + CASE WHEN c.reltoastrelid = 0 THEN 0 \
+                    ELSE coalesce(pg_relation_size(c.reltoastrelid), 0) END AS size, \
                 coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a \
                           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
                             AND a.attgenerated = ''), '{{}}') \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'r' AND {USER_SCHEMAS} \
-         ORDER BY pg_table_size(c.oid) DESC, n.nspname, c.relname"
+         ORDER BY size DESC, n.nspname, c.relname"
     ))
     .fetch_all(&mut *conn)
     .await
