@@ -20,7 +20,7 @@ pub struct ArchiveWriter {
 /// a backup's last 20 ms at scale 0.25 were that sync). A failed sync fails the archive: the
 /// handles share the file's error state, so the error would not be seen again at the end.
 struct Flusher {
-    file: Option<File>,
+    file: Option<std::sync::Arc<File>>,
     since: usize,
     running: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
@@ -36,7 +36,7 @@ impl Flusher {
         }
         self.wait()?;
         self.since = 0;
-        let Some(file) = self.file.as_ref().and_then(|f| f.try_clone().ok()) else {
+        let Some(file) = self.file.clone() else {
             return Ok(());
         };
         self.running = std::thread::Builder::new()
@@ -79,7 +79,7 @@ impl ArchiveWriter {
         let prefix = random_nonce_prefix();
         let preamble = preamble(key, &prefix, CHUNK_SIZE, header)?;
         let flusher = Flusher {
-            file: file.try_clone().ok(),
+            file: file.try_clone().ok().map(std::sync::Arc::new),
             since: 0,
             running: None,
         };

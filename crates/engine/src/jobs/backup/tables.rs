@@ -284,12 +284,12 @@ async fn export_tables<R: TableReader>(
                 .map_err(|_| internal("queue poisoned"))?,
         );
         let Some(table) = table else { break };
-        let (end, last, last_bytes) = export_table(worker, &table.manifest, shared).await?;
+        let (end, last, overlap) = export_table(worker, &table.manifest, shared).await?;
         if let Some((previous, name)) = closing.take() {
             settle(previous, &name, shared).await?;
         }
         let name = table.manifest.display_name();
-        if last_bytes <= OVERLAP_PART {
+        if overlap {
             closing = Some((last, name));
         } else {
             settle(last, &name, shared).await?;
@@ -385,24 +385,32 @@ impl PartWriter {
     /// The table's last part: send its end record and let the part finish without waiting.
     async fn close(self, end: TableEnd) -> Result<Closing> {
         if self.tx.send(PartInput::End(end)).await.is_err() {
-            // The compressor stopped early: its own error says why.
-            return Err(self
-                .task
-                .await
-                .map_err(join_error)?
-                .err()
-                .unwrap_or_else(|| internal("the compressor stopped")));
+            return Err(self.failure().await);
         }
         drop(self.tx);
         Ok(self.task)
     }
+
+    /// Why the compressor stopped early (its channel closed): its own error (a full disk…)
+    /// rather than "the compressor stopped".
+    async fn failure(self) -> Error {
+        drop(self.tx);
+        match self.task.await {
+            Ok(result) => result
+                .err()
+                .unwrap_or_else(|| internal("the compressor stopped")),
+            Err(e) => join_error(e),
+        }
+    }
 }
 
+/// Export one table: its end record, the task writing its last part and that record, and
+/// whether that part is small enough ([`OVERLAP_PART`]) to finish while the next table streams.
 pub(super) async fn export_table<R: TableReader>(
     worker: &mut R,
     table: &TableManifest,
     shared: &Arc<ExportShared>,
-) -> Result<(TableEnd, Closing, usize)> {
+) -> Result<(TableEnd, Closing, bool)> {
     let name = table.display_name();
     shared.report(&name);
     let mut stream = worker.read_table(table).await?;
@@ -483,7 +491,7 @@ pub(super) async fn export_table<R: TableReader>(
             tokio::task::spawn_blocking(move || sink.write_table_end(&record))
         }
     };
-    Ok((end, closing, part_bytes))
+    Ok((end, closing, part_bytes <= OVERLAP_PART))
 }
 
 /// Send the batch (if any) to the part, leaving `batch` empty; on failure, the part's own
@@ -500,12 +508,5 @@ pub(super) async fn send_batch(
     if part.tx.send(PartInput::Rows(full)).await.is_ok() {
         return Ok(part);
     }
-    // The compressor stopped early: its own error says why.
-    drop(part.tx);
-    Err(part
-        .task
-        .await
-        .map_err(join_error)?
-        .err()
-        .unwrap_or_else(|| internal("the compressor stopped")))
+    Err(part.failure().await)
 }
